@@ -1,0 +1,164 @@
+"""Built indexes as the service sees them: opened from the cache, checked, searched thread-safely.
+
+Only directories the engine wrote under the data directory are ever opened, and their files must
+match the checksums the engine recorded (hnswlib's loader trusts its file, so nothing else may
+reach it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer import groundtruth
+from indexer.backends import BACKENDS
+from indexer.errors import UserError
+from indexer.spec import ReductionSpec
+
+
+class ArtifactError(RuntimeError):
+    """An index directory that is missing, outside the data directory, or fails its checksum."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _inside(path: Path, root: Path) -> Path:
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise ArtifactError(f"refusing to open {path}: outside the data directory")
+    return resolved
+
+
+@dataclass
+class LoadedIndex:
+    """One built index with the vectors it holds, so it can also answer exactly."""
+
+    id: str
+    meta: dict[str, Any]
+    index: Any
+    base: np.ndarray
+    queries: np.ndarray
+    titles: list[str] | None
+    rows: np.ndarray  # dataset rows this index holds (an index-size subset, or all)
+    reducer: Any = None
+    _model: Any = field(default=None, repr=False)
+    _exact: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def metric(self) -> str:
+        return str(self.meta["metric"])
+
+    @property
+    def dim(self) -> int:
+        """The dimension a query vector must have: the original space's, before any reduction."""
+        return int(self.meta["input_dim"])
+
+    @property
+    def n(self) -> int:
+        return int(self.meta["n"])
+
+    @property
+    def backend(self) -> str:
+        return str(self.meta["backend"])
+
+    @property
+    def model(self) -> str | None:
+        return self.meta.get("model")
+
+    @property
+    def is_text(self) -> bool:
+        return self.model is not None
+
+    def _to_space(self, queries: np.ndarray) -> np.ndarray:
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise UserError(f"query vectors must have dimension {self.dim}, got shape {q.shape}")
+        if not np.isfinite(q).all():
+            raise UserError("query vectors hold NaN or inf")
+        q = groundtruth.prepare_vectors(q, self.metric)
+        if self.reducer is not None:
+            q = groundtruth.prepare_vectors(self.reducer.transform(q), self.metric)
+        return q
+
+    def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate search; ids in the dataset's numbering. Safe to call from many threads."""
+        return self.index.search(self._to_space(queries), k, ef)
+
+    def exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the very vectors this index holds."""
+        return self._exact_index().search(self._to_space(queries), k, None)
+
+    def _exact_index(self) -> Any:
+        with self._lock:
+            if self._exact is None:
+                exact = BACKENDS["exact"](self.base.shape[1], self.meta["space"])
+                exact.build(self.base, self.rows)
+                self._exact = exact
+            return self._exact
+
+    def held_out_queries(self) -> np.ndarray:
+        """The dataset's held-out queries in the original space (what `search` expects)."""
+        return self.queries
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not self.is_text:
+            raise UserError(f"index {self.id} is not over a text corpus: send vectors, not texts")
+        from indexer.embed import load_model
+
+        with self._lock:
+            if self._model is None:
+                self._model = load_model(str(self.model))
+        return np.asarray(self._model.encode(texts, batch_size=64, show_progress_bar=False), dtype=np.float32)
+
+    def title(self, row: int) -> str | None:
+        if self.titles is None or not 0 <= row < len(self.titles):
+            return None
+        return self.titles[row]
+
+
+def open_index(path: Path, *, data_dir: Path) -> LoadedIndex:
+    """Open a cell directory the engine wrote; refuse anything outside data_dir or not matching its checksums."""
+    cell_dir = _inside(Path(path), data_dir)
+    meta_path = cell_dir / "meta.json"
+    if not (cell_dir / "rows.json").exists() or not meta_path.exists():
+        raise ArtifactError(f"{cell_dir} is not a finished index")
+    meta = json.loads(meta_path.read_text())
+    index_file = cell_dir / "index.bin"
+    for file, digest in ((index_file, meta["index_sha256"]), (cell_dir / "rows.npy", meta["rows_sha256"])):
+        if _sha256(file) != digest:
+            raise ArtifactError(f"{file} does not match its recorded checksum")
+    vdir = _inside(cell_dir.parent.parent / "vectors" / meta["vectors"], data_dir)
+    vmeta = json.loads((vdir / "meta.json").read_text())
+    arrays = {}
+    for name, digest in vmeta["files"].items():
+        file = vdir / f"{name}.npy"
+        if _sha256(file) != digest:
+            raise ArtifactError(f"{file} does not match its recorded checksum")
+        arrays[name] = np.load(file, allow_pickle=False)
+    index = BACKENDS[meta["backend"]](arrays["base"].shape[1], meta["space"], seed=meta["seed"], **meta["params"])
+    index.load(index_file, meta["n"])
+    reducer = None
+    reduction = ReductionSpec.model_validate(meta["reduction"])
+    if reduction.name != "none":
+        from indexer.reduce import fit_reduction
+
+        # reductions are deterministic given (spec, base, seed): refit rather than unpickle state
+        reducer = fit_reduction(reduction, arrays["original_base"], vmeta["reduction_seed"])
+    return LoadedIndex(
+        id=meta["id"], meta=meta, index=index, base=arrays["base"],
+        queries=arrays.get("original_queries", arrays["queries"]), titles=vmeta.get("titles"),
+        rows=np.load(cell_dir / "rows.npy", allow_pickle=False), reducer=reducer,
+    )

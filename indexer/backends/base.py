@@ -1,0 +1,29 @@
+"""One protocol for every index library: build parameters at construction, query parameters per call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+class VectorIndex(Protocol):
+    """A built index over prepared vectors (cosine already normalised, so the metric is ip or l2).
+
+    `build` inserts `vectors[order]` one after another in that order and labels each point with its
+    row number, so search results come back in the dataset's own numbering whatever the order.
+    Scores: inner product for ip (higher is better), squared L2 distance for l2 (lower is better).
+    """
+
+    name: str
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None: ...
+
+    def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def nbytes(self) -> int: ...
+
+    def save(self, path: Path) -> None: ...
+
+    def load(self, path: Path, n: int) -> None: ...

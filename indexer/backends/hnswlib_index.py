@@ -1,0 +1,74 @@
+"""hnswlib behind the VectorIndex protocol.
+
+Insertion order holds only with one insertion thread; with a fixed random_seed the graph is then
+reproducible. `set_ef` is index-wide state, so a search holds a lock across set_ef + knn_query: a
+per-request ef never leaks into a concurrent request.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+
+class HnswlibIndex:
+    name = "hnswlib"
+
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int, search_threads: int = 1):
+        self.dim, self.metric = dim, metric
+        self.M, self.ef_construction, self.seed = M, ef_construction, seed
+        self.search_threads = search_threads
+        self._index: hnswlib.Index | None = None
+        self._lock = threading.Lock()
+
+    def _new(self, max_elements: int) -> hnswlib.Index:
+        index = hnswlib.Index(space=self.metric, dim=self.dim)
+        index.init_index(
+            max_elements=max_elements, M=self.M, ef_construction=self.ef_construction, random_seed=self.seed
+        )
+        return index
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        index = self._new(len(order))
+        # one thread: hnswlib splits a batch across threads, which would scramble the order
+        index.add_items(vectors[order], ids=order, num_threads=1)
+        self._index = index
+
+    def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        assert self._index is not None, "build or load first"
+        k_eff = min(k, self._index.get_current_count())
+        with self._lock:
+            self._index.set_ef(max(ef or k_eff, k_eff))
+            labels, dist = self._index.knn_query(queries, k=k_eff, num_threads=self.search_threads)
+        ids = labels.astype(np.int64)
+        # hnswlib's ip distance is 1 - <q, x>; l2 is already squared L2
+        scores = (1.0 - dist) if self.metric == "ip" else dist
+        return _pad(ids, scores.astype(np.float32), k)
+
+    def nbytes(self) -> int:
+        assert self._index is not None
+        return int(self._index.index_file_size())
+
+    def save(self, path: Path) -> None:
+        assert self._index is not None
+        self._index.save_index(str(path))
+
+    def load(self, path: Path, n: int) -> None:
+        index = hnswlib.Index(space=self.metric, dim=self.dim)
+        index.load_index(str(path), max_elements=n)
+        self._index = index
+
+
+def _pad(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad to k columns with id -1 when the index holds fewer than k points."""
+    if ids.shape[1] == k:
+        return ids, scores
+    q = ids.shape[0]
+    pid = np.full((q, k), -1, dtype=np.int64)
+    psc = np.full((q, k), np.nan, dtype=np.float32)
+    pid[:, : ids.shape[1]] = ids
+    psc[:, : ids.shape[1]] = scores
+    return pid, psc

