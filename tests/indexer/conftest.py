@@ -1,0 +1,58 @@
+"""Store fixtures: every test runs on SQLite and, when INDEXER_TEST_DATABASE_URL is set, on PostgreSQL.
+
+PostgreSQL isolation: each test gets its own schema, selected through the connection's search_path
+(`?options=-csearch_path=...` in the URL), so tests never see each other's rows and the URL still works
+in other processes (workers, their children). Start a server with `.ci/start-postgres.sh`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+
+from indexer.settings import Settings
+from indexer.store import Store
+
+PG_URL = os.environ.get("INDEXER_TEST_DATABASE_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no tables) for this test only."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'indexer.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("set INDEXER_TEST_DATABASE_URL (see .ci/start-postgres.sh) to test PostgreSQL")
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        sep = "&" if "?" in PG_URL else "?"
+        yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """A migrated store on a clean database."""
+    s = Store(db_url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    """Worker settings on the test database, with a short lease so lost workers are noticed quickly."""
+    return Settings(data_dir=tmp_path / "data", database_url=db_url, job_lease_seconds=1.5, job_max_attempts=3)
