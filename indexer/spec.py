@@ -149,6 +149,10 @@ class ReductionSpec(_Strict):
 
 class LidSpec(_Strict):
     k: int = Field(default=20, ge=2)
+    sample: int = Field(
+        default=5000, ge=1,
+        description="base points whose LID is estimated for the report when no ordering needs every point's",
+    )
 
 
 class ExperimentSpec(_Strict):

@@ -28,7 +28,7 @@ class FaissHnswIndex:
         index = faiss.IndexHNSWFlat(self.dim, self.M, faiss_metric)
         index.hnsw.efConstruction = self.ef_construction
         # level assignment draws from this generator: seed it so the graph follows the spec's seed
-        index.hnsw.rng = faiss.RandomGenerator(self.seed) if hasattr(faiss, "RandomGenerator") else index.hnsw.rng
+        index.hnsw.rng = faiss.RandomGenerator(self.seed)
         return index
 
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:

@@ -144,3 +144,13 @@ def test_k_larger_than_index_pads_with_minus_one():
     ids, _ = index.search(q[:2], 8, 10)
     assert ids.shape == (2, 8)
     assert (ids[:, 5:] == -1).all() and sorted(ids[0, :5]) == [0, 1, 2, 3, 4]
+
+
+def test_faiss_level_assignment_follows_the_seed():
+    x, _ = _data(n=1500)
+    levels = []
+    for seed in (0, 0, 1):
+        index = make_index(HNSW[1], x.shape[1], "l2", seed=seed)
+        index.build(x, np.arange(len(x)))
+        levels.append(faiss.vector_to_array(index._index.hnsw.levels))
+    assert np.array_equal(levels[0], levels[1]) and not np.array_equal(levels[0], levels[2])
