@@ -7,7 +7,6 @@ reach it).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -19,19 +18,12 @@ import numpy as np
 from indexer import groundtruth
 from indexer.backends import BACKENDS
 from indexer.errors import UserError
+from indexer.fileio import sha256_file
 from indexer.spec import ReductionSpec
 
 
 class ArtifactError(RuntimeError):
     """An index directory that is missing, outside the data directory, or fails its checksum."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _inside(path: Path, root: Path) -> Path:
@@ -137,15 +129,15 @@ def open_index(path: Path, *, data_dir: Path) -> LoadedIndex:
         raise ArtifactError(f"{cell_dir} is not a finished index")
     meta = json.loads(meta_path.read_text())
     index_file = cell_dir / "index.bin"
-    for file, digest in ((index_file, meta["index_sha256"]), (cell_dir / "rows.npy", meta["rows_sha256"])):
-        if _sha256(file) != digest:
-            raise ArtifactError(f"{file} does not match its recorded checksum")
+    for name, digest in meta["sha256"].items():
+        if sha256_file(cell_dir / name) != digest:
+            raise ArtifactError(f"{cell_dir / name} does not match its recorded checksum")
     vdir = _inside(cell_dir.parent.parent / "vectors" / meta["vectors"], data_dir)
     vmeta = json.loads((vdir / "meta.json").read_text())
     arrays = {}
     for name, digest in vmeta["files"].items():
         file = vdir / f"{name}.npy"
-        if _sha256(file) != digest:
+        if sha256_file(file) != digest:
             raise ArtifactError(f"{file} does not match its recorded checksum")
         arrays[name] = np.load(file, allow_pickle=False)
     index = BACKENDS[meta["backend"]](arrays["base"].shape[1], meta["space"], seed=meta["seed"], **meta["params"])

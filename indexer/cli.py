@@ -85,6 +85,8 @@ def serve(
     """Start the HTTP API (the `app` package, loaded by name: the engine never imports the web layer)."""
     import uvicorn
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # one process: scale with replicas; searches run concurrently in the server's thread pool
     uvicorn.run("app.main:app", host=host, port=port, log_level="info")
 
 

@@ -11,7 +11,6 @@ import hashlib
 import importlib.metadata
 import logging
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from indexer.errors import DataError
+from indexer.fileio import atomic_save_npy
 from indexer.spec import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -103,20 +103,6 @@ def cache_path(texts: list[str], model: str, cache_dir: Path, kind: Kind = "doc"
     return Path(cache_dir) / "embeddings" / f"{h.hexdigest()}.npy"
 
 
-def _save_atomic(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _encode(texts: list[str], model: str, kind: Kind) -> np.ndarray:
     st = load_model(model)
     prompts = getattr(st, "prompts", None) or {}
@@ -150,5 +136,5 @@ def embed_texts(texts: list[str], model: str, cache_dir: Path, kind: Kind = "doc
             pass  # a damaged cache file is recomputed and replaced
         log.warning("ignoring unreadable embeddings cache %s", path)
     vecs = _encode(texts, model, kind)
-    _save_atomic(path, vecs)
+    atomic_save_npy(path, vecs)
     return vecs

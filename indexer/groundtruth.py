@@ -9,18 +9,18 @@ sorted with ties broken by id, so the same data always gives the same table.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import faiss
 import numpy as np
 
 from indexer.errors import UserError
+from indexer.fileio import atomic_write
 from indexer.metrics import row_isin
 
 log = logging.getLogger(__name__)
@@ -246,28 +246,15 @@ def check_groundtruth(
 
 
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an npz beside `path`, fsync it, then rename: a crash never leaves a half file at `path`."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for name, arr in arrays.items():
-                    with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not every filesystem allows fsync on a directory
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    """An uncompressed npz written atomically: a crash never leaves a half file at `path`."""
+
+    def write(fh: BinaryIO) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, arr in arrays.items():
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+
+    atomic_write(path, write)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray] | None:

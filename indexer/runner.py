@@ -27,6 +27,7 @@ from indexer import groundtruth, lid, metrics, orderings
 from indexer.backends import build_params, ef_values, make_index
 from indexer.datasets import Dataset, load_dataset
 from indexer.errors import DataError, UserError
+from indexer.fileio import sha256_file
 from indexer.spec import Cell, ExperimentSpec, ReductionSpec, cells
 
 log = logging.getLogger(__name__)
@@ -75,14 +76,6 @@ class Space:
 
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _search_threads() -> int:
@@ -156,7 +149,7 @@ def _write_vectors(cache_dir: Path, s: Space) -> None:
     files = {}
     for name, arr in arrays.items():
         np.save(tmp / f"{name}.npy", arr)
-        files[name] = _sha256(tmp / f"{name}.npy")
+        files[name] = sha256_file(tmp / f"{name}.npy")
     meta = {"files": files, "titles": s.dataset.titles, "reduction": s.reduction_info,
             "reduction_seed": s.reduction.seed}
     (tmp / "meta.json").write_text(json.dumps(meta))
@@ -279,8 +272,8 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path) 
         "index_size": cell.index_size,
         "size_bytes": index_bytes,
         "vectors": s.key,
-        "index_sha256": _sha256(tmp / "index.bin"),
-        "rows_sha256": _sha256(tmp / "rows.npy"),
+        # every file the service may load is checked against this before it is opened
+        "sha256": {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name.startswith(("index.bin", "rows"))},
     }
     (tmp / "meta.json").write_text(json.dumps(meta))
     (tmp / "rows.json").write_text(json.dumps(rows))  # the finished marker, written last
@@ -506,7 +499,7 @@ def model_ranking(rows: list[dict[str, Any]], measure: str = "ndcg@10") -> list[
             "index_size": size, "reduction": reduction, "ordering": ordering, "backend": backend,
             "M": setting[4], "ef_construction": setting[5], "ef": setting[6], "seed": setting[7],
             "ranking": [{"model": m, measure: scores[m], "rank": rank[m], "exact_rank": exact_rank.get(m),
-                         "change": exact_rank.get(m, rank[m]) - rank[m]} for m in sorted(rank, key=rank.get)],
+                         "change": exact_rank.get(m, rank[m]) - rank[m]} for m in sorted(rank, key=lambda m: rank[m])],
             "max_change": max(abs(exact_rank.get(m, rank[m]) - rank[m]) for m in rank),
         })
     return out

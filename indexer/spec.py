@@ -160,13 +160,17 @@ class ExperimentSpec(_Strict):
     dataset: DatasetSpec
     metric: Metric = "cosine"
     k: int = Field(default=10, ge=1)
-    orderings: list[OrderingName] = Field(default_factory=lambda: ["random"], min_length=1)
+    orderings: list[OrderingName] = Field(default_factory=lambda: list[OrderingName](["random"]), min_length=1)
     backends: list[BackendSpec] = Field(min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     lid: LidSpec = Field(default_factory=LidSpec)
     reductions: list[ReductionSpec] = Field(default_factory=lambda: [ReductionSpec(name="none")], min_length=1)
-    representations: list[RepresentationName] = Field(default_factory=lambda: ["dense"], min_length=1)
-    index_sizes: list[Annotated[int, Field(ge=1)] | Literal["all"]] = Field(default_factory=lambda: ["all"], min_length=1)
+    representations: list[RepresentationName] = Field(
+        default_factory=lambda: list[RepresentationName](["dense"]), min_length=1
+    )
+    index_sizes: list[Annotated[int, Field(ge=1)] | Literal["all"]] = Field(
+        default_factory=lambda: list[int | Literal["all"]](["all"]), min_length=1
+    )
     clusters: int = Field(default=16, ge=1, description="k-means clusters for the `cluster` ordering")
     lid_bins: int = Field(default=4, ge=1, le=20, description="query-LID quantile bins in the report")
 

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 .venv/bin/ruff check indexer app tests bench
+.venv/bin/mypy indexer app
 docker-compose -f docker-compose.yml config -q
 if [ -z "${INDEXER_TEST_DATABASE_URL:-}" ]; then
   INDEXER_TEST_DATABASE_URL=$(bash .ci/start-postgres.sh | tail -n 1)

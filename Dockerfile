@@ -1,0 +1,63 @@
+# indexer: the engine, the worker and the HTTP API in one image; `indexer` is the entrypoint.
+#   docker build -t indexer .
+#   docker run --rm -p 8000:8000 -v indexer-data:/data indexer serve --host 0.0.0.0 --port 8000
+# docker-compose.yml runs it as two services (api, worker) against PostgreSQL.
+
+# ---- build: compilers live only here ---------------------------------------------------------------
+FROM python:3.11-slim AS build
+
+# hnswlib compiles from source; without this it would use -march=native and the image would only run
+# on CPUs like the build machine's
+ENV HNSWLIB_NO_NATIVE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
+
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+# torch first, pinned, in a layer of its own (the largest, and the least often changed). Where PyTorch's
+# own CPU-only wheel index is reachable, add it with --index-url to skip the CUDA libraries; it is not
+# reachable from where this project is built, so the plain registry wheel is used.
+RUN pip install torch==2.13.0
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY indexer ./indexer
+COPY app ./app
+RUN pip install . && pip check
+
+# ---- runtime --------------------------------------------------------------------------------------
+FROM python:3.11-slim
+
+# wordnet-base: the `text` dataset's wordnet corpus (glosses and lexicographer categories)
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends wordnet-base \
+ && rm -rf /var/lib/apt/lists/*
+
+COPY --from=build /opt/venv /opt/venv
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HNSWLIB_NO_NATIVE=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    INDEXER_DATA_DIR=/data
+
+# never run as root; /data (indexes, reports, caches, the default SQLite file) belongs to this user
+RUN useradd --create-home --uid 10001 --user-group indexer \
+ && mkdir -p /data && chown indexer:indexer /data
+USER indexer
+WORKDIR /home/indexer
+VOLUME ["/data"]
+EXPOSE 8000
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+
+ENTRYPOINT ["indexer"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,1 @@
+"""Routers and their typed dependencies."""

@@ -1,0 +1,191 @@
+"""Experiments: submit a spec as a job, follow it, cancel it, fetch its report.
+
+The API only queues work; the worker runs it through the engine's one run path. The job id is the
+spec's content key, so an identical spec maps to the same job and is never run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.responses import FileResponse, JSONResponse
+
+from app.api.deps import SettingsDep, StoreDep
+from app.api.errors import error_responses
+from app.api.routes.datasets import PATH_KINDS
+from app.schemas import (
+    ExperimentCreated,
+    ExperimentOut,
+    ExperimentPage,
+    JobStatus,
+    ReportFormat,
+    plausible_id,
+)
+from indexer.settings import Settings
+from indexer.spec import ExperimentSpec
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/experiments", tags=["experiments"], responses=error_responses(401))
+
+MEDIA_TYPES: dict[str, str] = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "md": "text/markdown; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+}
+# Bounds keep paging arguments inside what every database's integers hold.
+MAX_PAGE = 500
+MAX_OFFSET = 1_000_000_000
+
+
+def report_dir(settings: Settings, job: Any) -> Path | None:
+    """The job's report directory, from the store (never from the request), confined to data_dir."""
+    base = settings.data_dir.resolve()
+    stored = getattr(job, "report_dir", None)
+    candidate = (base / stored if stored else base / "reports" / job.id).resolve()
+    if not candidate.is_relative_to(base):
+        log.warning("report dir %s of job %s lies outside the data dir; not served", candidate, job.id)
+        return None
+    return candidate
+
+
+def report_formats(settings: Settings, job: Any) -> list[ReportFormat]:
+    if job.status != "succeeded":
+        return []
+    folder = report_dir(settings, job)
+    if folder is None:
+        return []
+    return [fmt for fmt in ("json", "csv", "md", "html") if (folder / f"report.{fmt}").is_file()]
+
+
+def to_out(settings: Settings, job: Any) -> ExperimentOut:
+    return ExperimentOut(
+        id=job.id, name=job.name, status=job.status,
+        progress=min(1.0, max(0.0, float(job.progress or 0.0))),
+        message=job.message, error=job.error, attempts=job.attempts,
+        created_at=job.created_at, updated_at=job.updated_at,
+        spec=job.spec, rows=job.rows, report_formats=report_formats(settings, job),
+    )
+
+
+def _nul_field(value: Any, where: str = "") -> str | None:
+    """The first field holding a NUL character: PostgreSQL cannot store one in text or JSON."""
+    if isinstance(value, str):
+        return where or "spec" if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _nul_field(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _get_or_404(store: Any, experiment_id: str) -> Any:
+    job = store.get(experiment_id) if plausible_id(experiment_id) else None
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no experiment with id {experiment_id!r}")
+    return job
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ExperimentCreated,
+    responses={
+        200: {"model": ExperimentCreated, "description": "An identical spec is already queued, running or "
+              "succeeded: its job, with its current status, is returned and nothing new is queued"},
+        **error_responses(413, 422),
+    },
+)
+def submit_experiment(spec: ExperimentSpec, store: StoreDep, response: Response) -> ExperimentCreated:
+    """Queue a spec. The job id is the spec's content key, so an identical spec is never run twice:
+    202 when work was queued (a new spec, or one whose earlier job failed or was cancelled, which is
+    requeued); 200 with the existing job and its status when it is queued, running or succeeded.
+
+    `file` and `beir` datasets are refused (422): no file path from a request is ever opened.
+    """
+    if spec.dataset.kind in PATH_KINDS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"dataset.kind: {spec.dataset.kind!r} datasets are not accepted over the API: place the data "
+            "under the data directory and run it with the CLI (`indexer run`)",
+        )
+    bad = _nul_field(spec.model_dump(mode="json"))
+    if bad:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"{bad}: contains a NUL character (\\u0000), which cannot be stored")
+    job, created = store.submit(spec)
+    log.info("experiment %s %s (%s)", job.id, "queued" if created else "already known", job.status)
+    response.status_code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
+    response.headers["Location"] = f"/experiments/{job.id}"
+    return ExperimentCreated(id=job.id, status=job.status, created=created)
+
+
+@router.get("", response_model=ExperimentPage, responses=error_responses(422))
+def list_experiments(
+    store: StoreDep,
+    settings: SettingsDep,
+    status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> ExperimentPage:
+    """Newest first, optionally only one status."""
+    jobs, total = store.list(status=status_filter, offset=offset, limit=limit)
+    return ExperimentPage(items=[to_out(settings, j) for j in jobs], total=total, offset=offset, limit=limit)
+
+
+@router.get("/{experiment_id}", response_model=ExperimentOut, responses=error_responses(404))
+def get_experiment(experiment_id: str, store: StoreDep, settings: SettingsDep) -> ExperimentOut:
+    """Status, progress in 0..1, the error when failed, the result rows when done."""
+    return to_out(settings, _get_or_404(store, experiment_id))
+
+
+@router.post("/{experiment_id}/cancel", response_model=ExperimentOut, responses=error_responses(404))
+def cancel_experiment(experiment_id: str, store: StoreDep, settings: SettingsDep) -> ExperimentOut:
+    """A queued job never runs; a running one stops at its next cell; a finished one is unchanged."""
+    job = store.cancel(experiment_id) if plausible_id(experiment_id) else None
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no experiment with id {experiment_id!r}")
+    return to_out(settings, job)
+
+
+@router.get(
+    "/{experiment_id}/report",
+    response_class=Response,
+    responses={
+        200: {"description": "The report file",
+              "content": {media.split(";")[0]: {} for media in MEDIA_TYPES.values()}},
+        **error_responses(404, 422),
+    },
+)
+def get_report(
+    experiment_id: str,
+    store: StoreDep,
+    settings: SettingsDep,
+    format: Annotated[ReportFormat, Query()] = "html",
+) -> Response:
+    """The report in one format; 404 until the experiment has succeeded and its report is written."""
+    job = _get_or_404(store, experiment_id)
+    if job.status != "succeeded":
+        return JSONResponse(
+            status_code=status.HTTP_404_NOT_FOUND,
+            content={"detail": f"experiment {job.id} has no report: its status is {job.status}"},
+        )
+    folder = report_dir(settings, job)
+    path = folder / f"report.{format}" if folder is not None else None
+    if path is None or not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"experiment {job.id} has no {format} report")
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if format == "html":
+        # the report's own scripts (its charts) run, but in an opaque origin: not the API's
+        headers["Content-Security-Policy"] = "sandbox allow-scripts allow-popups"
+    return FileResponse(path, media_type=MEDIA_TYPES[format], headers=headers)

@@ -1,0 +1,173 @@
+"""Built indexes: list them, search one, measure its recall against exact search.
+
+Endpoints are plain `def`, so FastAPI runs them in its threadpool and many searches proceed at once;
+the loaded index keeps a per-call ef, so concurrent requests with different ef do not interfere.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import JSONResponse
+
+from app.api.deps import Services, ServicesDep, StoreDep
+from app.api.errors import error_responses
+from app.schemas import EvaluateOut, EvaluateRequest, IndexOut, SearchOut, SearchRequest, plausible_id
+from indexer.artifacts import ArtifactError
+from indexer.metrics import recall_at_k
+from indexer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/indexes", tags=["indexes"], responses=error_responses(401))
+
+
+def _unprocessable(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+
+
+def to_out(view: Any) -> IndexOut:
+    return IndexOut(
+        id=view.id, experiment_id=view.experiment_id, dataset=view.dataset, ordering=view.ordering,
+        backend=view.backend, params=view.params, reduction=view.reduction, dims=view.dims,
+        metric=view.metric, model=view.model, n=view.n, dim=view.dim, size_bytes=view.size_bytes,
+    )
+
+
+def _view_or_404(store: Any, index_id: str) -> Any:
+    view = store.get_index(index_id) if plausible_id(index_id) else None
+    if view is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no index with id {index_id!r}")
+    return view
+
+
+def _load(index_id: str, services: Services) -> Any:
+    """The loaded index; its file path comes from the store, and open_index confines it to data_dir.
+
+    A cached index answers without a store query: an index id names one immutable build (the cell key).
+    """
+    cached = services.indexes.peek(index_id)
+    if cached is not None:
+        return cached
+    view = _view_or_404(services.store, index_id)
+    try:
+        return services.indexes.get(view.id, services.settings.data_dir / view.path)
+    except (ArtifactError, OSError) as err:
+        # missing, unfinished or corrupted files: a server-side state the client cannot fix by retrying
+        log.error("index %s cannot be opened: %s", view.id, err)
+        raise HTTPException(status.HTTP_409_CONFLICT, f"index {view.id} cannot be opened: {err}") from None
+
+
+def _queries(vectors: list[list[float]], index: Any, settings: Settings, field: str) -> np.ndarray:
+    """Vectors as a float32 (q, dim) array, or a 422 naming the row and the problem."""
+    if len(vectors) > settings.max_batch:
+        raise _unprocessable(f"{field}: {len(vectors)} vectors exceed the batch limit of {settings.max_batch}")
+    for row, vec in enumerate(vectors):
+        if len(vec) != index.dim:
+            raise _unprocessable(
+                f"{field}[{row}] has dimension {len(vec)}, but index {index.id} takes {index.dim}"
+            )
+    queries = np.asarray(vectors, dtype=np.float32)
+    finite = np.isfinite(queries).all(axis=1)
+    if not finite.all():  # values finite as JSON doubles can still overflow float32
+        row = int(np.flatnonzero(~finite)[0])
+        raise _unprocessable(f"{field}[{row}] holds values outside the float32 range")
+    if index.metric == "cosine":
+        zero = ~queries.any(axis=1)
+        if zero.any():
+            row = int(np.flatnonzero(zero)[0])
+            raise _unprocessable(f"{field}[{row}] is all zeros: cosine similarity needs a non-zero vector")
+    return queries
+
+
+def _check_k(k: int, index: Any) -> None:
+    if k > index.n:
+        raise _unprocessable(f"k: {k} exceeds the {index.n} vectors in index {index.id}")
+
+
+def _check_ef(ef: int, k: int, settings: Settings, field: str = "ef") -> None:
+    if ef < k:
+        raise _unprocessable(f"{field}: {ef} is below k={k}; ef must be at least k")
+    if ef > settings.max_ef:
+        raise _unprocessable(f"{field}: {ef} exceeds the server's max_ef of {settings.max_ef}")
+
+
+def _score(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+@router.get("", response_model=list[IndexOut])
+def list_indexes(store: StoreDep) -> list[IndexOut]:
+    """Every index the worker has built and kept."""
+    return [to_out(v) for v in store.list_indexes()]
+
+
+@router.get("/{index_id}", response_model=IndexOut, responses=error_responses(404))
+def get_index(index_id: str, store: StoreDep) -> IndexOut:
+    return to_out(_view_or_404(store, index_id))
+
+
+@router.post("/{index_id}/search", response_model=SearchOut, responses=error_responses(404, 409, 413, 422))
+def search(index_id: str, body: SearchRequest, services: ServicesDep) -> JSONResponse:
+    """k nearest neighbours of each vector (or embedded text), in the dataset's own numbering."""
+    settings = services.settings
+    index = _load(index_id, services)
+    _check_k(body.k, index)
+    if body.ef is not None:
+        _check_ef(body.ef, body.k, settings)
+    if body.texts is not None:
+        if len(body.texts) > settings.max_batch:
+            raise _unprocessable(
+                f"texts: {len(body.texts)} texts exceed the batch limit of {settings.max_batch}"
+            )
+        if not index.is_text:
+            raise _unprocessable(f"texts: index {index.id} was not built from text; send 'vectors'")
+        queries = np.ascontiguousarray(index.embed(body.texts), dtype=np.float32)
+    else:
+        assert body.vectors is not None  # the model guarantees exactly one
+        queries = _queries(body.vectors, index, settings, "vectors")
+    ids, scores = index.search(queries, body.k, body.ef)
+    results = [
+        [
+            {"id": int(i), "score": _score(s), "title": index.title(int(i))}
+            for i, s in zip(row_ids.tolist(), row_scores.tolist(), strict=True)
+            if i >= 0  # -1 pads rows with fewer than k results
+        ]
+        for row_ids, row_scores in zip(ids, scores, strict=True)
+    ]
+    # built from plain ints, finite floats and str|None, so it skips FastAPI's second validation pass
+    # (a measurable share of a single-vector search); schemathesis checks it against SearchOut
+    return JSONResponse({"results": results})
+
+
+@router.post("/{index_id}/evaluate", response_model=EvaluateOut, responses=error_responses(404, 409, 413, 422))
+def evaluate(index_id: str, body: EvaluateRequest, services: ServicesDep) -> EvaluateOut:
+    """Recall@k per ef against exact search over the index's own vectors, per query and on average."""
+    settings = services.settings
+    index = _load(index_id, services)
+    _check_k(body.k, index)
+    efs = list(dict.fromkeys(body.ef))  # keep order, drop repeats
+    for pos, ef in enumerate(efs):
+        _check_ef(ef, body.k, settings, field=f"ef[{pos}]")
+    if body.vectors is not None:
+        queries, source = _queries(body.vectors, index, settings, "vectors"), "given"
+    else:
+        queries, source = np.ascontiguousarray(index.held_out_queries(), dtype=np.float32), "held_out"
+        if queries.ndim != 2 or len(queries) == 0:
+            raise _unprocessable(f"index {index.id} has no held-out queries; send 'vectors'")
+    truth, _ = index.exact_search(queries, body.k)
+    results = []
+    for ef in efs:
+        found, _ = index.search(queries, body.k, ef)
+        per_query = np.asarray(recall_at_k(found, truth, body.k), dtype=np.float64)
+        results.append(
+            {"ef": ef, "recall": float(per_query.mean()), "per_query": per_query.round(6).tolist()}
+        )
+    return EvaluateOut.model_validate(
+        {"index_id": index.id, "k": body.k, "n_queries": len(queries), "queries": source,
+         "results": results}
+    )

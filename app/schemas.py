@@ -1,0 +1,180 @@
+"""Request and response models of the HTTP API, kept apart from the engine's own models.
+
+Request models validate shape and range; checks that need the index (dimension, k <= n) or the
+settings (batch size, max ef) happen in the routes, which answer 422 with a message naming the field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+ReportFormat = Literal["json", "csv", "md", "html"]
+
+# JSON accepts NaN/Infinity tokens in Python's parser: FiniteFloat turns them into a 422.
+Vector = Annotated[list[FiniteFloat], Field(min_length=1)]
+Vectors = Annotated[list[Vector], Field(min_length=1)]
+
+
+def plausible_id(value: str) -> bool:
+    """Ids are hex content keys; anything else (a NUL byte, which PostgreSQL refuses in a query
+    parameter, or a path) is unknown without asking the store."""
+    return 0 < len(value) <= 64 and value.isascii() and value.replace("-", "").replace("_", "").isalnum()
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+
+class FieldProblem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx: one readable sentence, plus the per-field problems for a 422 from validation."""
+
+    detail: str
+    errors: list[FieldProblem] | None = None
+
+
+# ---- health -------------------------------------------------------------------------------------
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    store: bool
+
+
+# ---- datasets -----------------------------------------------------------------------------------
+
+
+class DatasetKindOut(BaseModel):
+    kind: str
+    description: str
+    accepted_over_api: bool
+    fields: dict[str, Any] = Field(description="JSON schema of the dataset spec for this kind")
+
+
+class BuiltinDatasetOut(BaseModel):
+    kind: str
+    name: str
+    n: int = Field(description="vectors (glove) or documents (text corpora) available")
+    dim: int | None = Field(description="native vector dimension; None for text before embedding")
+    categories: int | None
+    embedding_dim: int | None = Field(description="dimension after embedding with the default model")
+    source: str
+
+
+class DatasetsOut(BaseModel):
+    default_model: str
+    kinds: list[DatasetKindOut]
+    builtin: list[BuiltinDatasetOut]
+
+
+# ---- experiments --------------------------------------------------------------------------------
+
+
+class ExperimentCreated(BaseModel):
+    id: str
+    status: JobStatus
+    created: bool = Field(description="false when an identical spec was already submitted")
+
+
+class ExperimentOut(BaseModel):
+    id: str
+    name: str
+    status: JobStatus
+    progress: float = Field(ge=0.0, le=1.0)
+    message: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    spec: dict[str, Any]
+    rows: list[dict[str, Any]] | None = None
+    report_formats: list[ReportFormat] = Field(
+        default_factory=list, description="formats served by GET /experiments/{id}/report"
+    )
+
+
+class ExperimentPage(BaseModel):
+    items: list[ExperimentOut]
+    total: int
+    offset: int
+    limit: int
+
+
+# ---- indexes ------------------------------------------------------------------------------------
+
+
+class IndexOut(BaseModel):
+    id: str
+    experiment_id: str
+    dataset: str
+    ordering: str
+    backend: str
+    params: dict[str, Any]
+    reduction: str | None = None
+    dims: int | None = None
+    metric: str
+    model: str | None = None
+    n: int
+    dim: int
+    size_bytes: int | None = None
+
+
+class SearchRequest(_Request):
+    """Exactly one of `vectors` (already in the index's space) or `texts` (text indexes only)."""
+
+    vectors: Vectors | None = None
+    texts: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
+    k: int = Field(default=10, ge=1)
+    ef: int | None = Field(default=None, ge=1, description="search breadth; default: the index's own")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SearchRequest:
+        if (self.vectors is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'vectors' or 'texts'")
+        return self
+
+
+class SearchHit(BaseModel):
+    id: int = Field(description="row number in the dataset the index was built from")
+    score: float | None = Field(description="the backend's distance or similarity; null if not finite")
+    title: str | None = None
+
+
+class SearchOut(BaseModel):
+    results: list[list[SearchHit]] = Field(description="one list per query, best first, at most k long")
+
+
+class EvaluateRequest(_Request):
+    """Recall@k against exact search over the same vectors; the index's held-out queries by default."""
+
+    vectors: Vectors | None = None
+    k: int = Field(default=10, ge=1)
+    ef: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=32)] = Field(
+        default_factory=lambda: [16, 32, 64]
+    )
+
+
+class EvaluateResult(BaseModel):
+    ef: int
+    recall: float
+    per_query: list[float]
+
+
+class EvaluateOut(BaseModel):
+    index_id: str
+    k: int
+    n_queries: int
+    queries: Literal["given", "held_out"]
+    results: list[EvaluateResult]
