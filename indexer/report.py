@@ -1384,7 +1384,9 @@ def _size_curves(res: _Results) -> tuple[str, list[Curve]]:
                 if q is not None:
                     points[float(size[0])] = q
             if points:
-                label = " · ".join([str(v) for v in values[:-1]] + [rep, res.col_label(col)])
+                # a sparse curve has no model or reduction: name it by what it is
+                parts = [] if rep == "sparse" else [str(v) for v in values[:-1] if v is not None]
+                label = " · ".join(parts + [rep, res.col_label(col)])
                 curves.append((label, rep, points))
     return quality, curves
 
@@ -1427,9 +1429,12 @@ def _index_size_section(res: _Results, highlights: list[str]) -> _Section | None
 
 
 def _crossings(curves: Sequence[Curve], limit: int = 12) -> list[str]:
-    """Say, for each pair of curves of different representations, whether and where they cross."""
+    """Say, for each sparse curve against each dense or hybrid one, whether and where they cross.
+
+    Crossings come first: they are the finding (Reimers & Gurevych); the rest say who stays ahead.
+    """
     out: list[str] = []
-    pairs = [(a, b) for a, b in itertools.combinations(curves, 2) if a[1] != b[1]]
+    pairs = [(a, b) for a, b in itertools.combinations(curves, 2) if a[1] != b[1] and "sparse" in (a[1], b[1])]
     for (la, _, pa), (lb, _, pb) in pairs:
         sizes = sorted(set(pa) & set(pb))
         if len(sizes) < 2:
@@ -1470,6 +1475,7 @@ def _crossings(curves: Sequence[Curve], limit: int = 12) -> list[str]:
                 f"cross near {at:,.0f} ({la}: {pa[s0]:.3f} → {pa[s1]:.3f}; {lb}: {pb[s0]:.3f} → "
                 f"{pb[s1]:.3f})."
             )
+    out.sort(key=lambda line: line.startswith(("No crossing", "…")) or " are level " in line)
     if len(out) > limit:
         out = out[:limit] + [f"… and {len(out) - limit} more pairs (see the table)."]
     return out
