@@ -42,11 +42,31 @@ class HnswlibIndex:
         k_eff = min(k, self._index.get_current_count())
         with self._lock:
             self._index.set_ef(max(ef or k_eff, k_eff))
-            labels, dist = self._index.knn_query(queries, k=k_eff, num_threads=self.search_threads)
+            try:
+                labels, dist = self._index.knn_query(queries, k=k_eff, num_threads=self.search_threads)
+            except RuntimeError:
+                # a sparse graph (small M) can leave a query with fewer than k reachable points;
+                # hnswlib then refuses the whole batch: answer each query with what it can reach
+                labels, dist = self._short_results(queries, k_eff)
         ids = labels.astype(np.int64)
         # hnswlib's ip distance is 1 - <q, x>; l2 is already squared L2
         scores = (1.0 - dist) if self.metric == "ip" else dist
         return _pad(ids, scores.astype(np.float32), k)
+
+    def _short_results(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, the largest k' <= k that hnswlib returns, padded with -1 (a miss in recall)."""
+        assert self._index is not None
+        labels = np.full((len(queries), k), -1, dtype=np.int64)
+        dist = np.full((len(queries), k), np.nan, dtype=np.float32)
+        for i, q in enumerate(queries):
+            for kk in range(k, 0, -1):
+                try:
+                    got, d = self._index.knn_query(q[None, :], k=kk, num_threads=1)
+                except RuntimeError:
+                    continue
+                labels[i, :kk], dist[i, :kk] = got[0], d[0]
+                break
+        return labels, dist
 
     def nbytes(self) -> int:
         assert self._index is not None

@@ -154,3 +154,18 @@ def test_faiss_level_assignment_follows_the_seed():
         index.build(x, np.arange(len(x)))
         levels.append(faiss.vector_to_array(index._index.hnsw.levels))
     assert np.array_equal(levels[0], levels[1]) and not np.array_equal(levels[0], levels[2])
+
+
+def test_hnswlib_answers_queries_that_reach_fewer_than_k_points():
+    # two far-apart clusters and M=2: the graph can leave queries unable to reach k points, which
+    # makes hnswlib reject a whole batch; each query must still get what it can reach, padded with -1
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal((300, 8)), rng.standard_normal((300, 8)) + 1000]).astype(np.float32)
+    index = make_index(HnswlibBackend(name="hnswlib", M=2, ef_construction=2), 8, "l2", seed=0)
+    index.build(x, np.arange(len(x)))
+    ids, scores = index.search(x[:50], 400, 1)
+    assert ids.shape == (50, 400)
+    valid = ids >= 0
+    assert valid[:, 0].all()
+    expected = ((x[np.where(valid, ids, 0)] - x[:50, None]) ** 2).sum(-1)
+    np.testing.assert_allclose(scores[valid], expected[valid], rtol=1e-4, atol=1e-3)
