@@ -5,7 +5,6 @@ A module with a unique name (not conftest) so that test files can import it unde
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib.util
 import os
@@ -14,14 +13,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
+
+from tests.pg import PG_URL, pg_schema_url  # noqa: F401  (re-exported for the app tests)
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 60.0
@@ -170,24 +168,5 @@ def start_thread_server(data_dir: Path, **settings: Any) -> Server:
     return Server(url=url, data_dir=data_dir, env=server_env(data_dir), thread=runner)
 
 
-PG_URL = os.environ.get("INDEXER_TEST_DATABASE_URL")
 
 
-@contextlib.contextmanager
-def pg_schema_url() -> Iterator[str]:
-    """A URL on INDEXER_TEST_DATABASE_URL's database whose search_path is a fresh schema, dropped after
-    (the convention of tests/indexer: the URL works in any process, server or worker)."""
-    import sqlalchemy as sa
-
-    assert PG_URL, "INDEXER_TEST_DATABASE_URL is not set"
-    schema = f"apitest_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in PG_URL else "?"
-        yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()

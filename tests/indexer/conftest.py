@@ -7,19 +7,14 @@ in other processes (workers, their children). Start a server with `.ci/start-pos
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
 
 from indexer.settings import Settings
 from indexer.store import Store
-
-PG_URL = os.environ.get("INDEXER_TEST_DATABASE_URL")
+from tests.pg import PG_URL, pg_schema_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -30,17 +25,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     if not PG_URL:
         pytest.skip("set INDEXER_TEST_DATABASE_URL (see .ci/start-postgres.sh) to test PostgreSQL")
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in PG_URL else "?"
-        yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
+    with pg_schema_url() as url:
+        yield url
 
 
 @pytest.fixture
