@@ -19,10 +19,11 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-# torch first, pinned, in a layer of its own (the largest, and the least often changed). Where PyTorch's
-# own CPU-only wheel index is reachable, add it with --index-url to skip the CUDA libraries; it is not
-# reachable from where this project is built, so the plain registry wheel is used.
-RUN pip install torch==2.13.0
+# torch first, pinned, in a layer of its own (the largest, and the least often changed), from PyTorch's
+# CPU-only wheel index: the default registry wheel drags in several GB of CUDA libraries. Point
+# TORCH_INDEX_URL at a mirror of that index where it is not reachable.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0
 
 WORKDIR /src
 COPY pyproject.toml README.md ./

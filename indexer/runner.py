@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from indexer import groundtruth, lid, metrics, orderings
 from indexer.backends import build_params, ef_values, make_index
 from indexer.datasets import Dataset, load_dataset
 from indexer.errors import DataError, UserError
-from indexer.fileio import sha256_file
+from indexer.fileio import sha256_file, staged_dir
 from indexer.spec import Cell, ExperimentSpec, ReductionSpec, cells
 
 log = logging.getLogger(__name__)
@@ -141,22 +140,17 @@ def _write_vectors(cache_dir: Path, s: Space) -> None:
     vdir = cache_dir / "vectors" / s.key
     if (vdir / "meta.json").exists():
         return
-    tmp = vdir.with_name(f".{vdir.name}.{uuid.uuid4().hex}.tmp")
-    tmp.mkdir(parents=True)
-    arrays = {"base": s.base, "queries": s.queries}
-    if s.reduction.name != "none":
-        arrays.update(original_base=s.orig_base, original_queries=s.orig_queries)
-    files = {}
-    for name, arr in arrays.items():
-        np.save(tmp / f"{name}.npy", arr)
-        files[name] = sha256_file(tmp / f"{name}.npy")
-    meta = {"files": files, "titles": s.dataset.titles, "reduction": s.reduction_info,
-            "reduction_seed": s.reduction.seed}
-    (tmp / "meta.json").write_text(json.dumps(meta))
-    try:
-        os.rename(tmp, vdir)
-    except OSError:  # another process finished it first
-        shutil.rmtree(tmp, ignore_errors=True)
+    with staged_dir(vdir) as tmp:
+        arrays = {"base": s.base, "queries": s.queries}
+        if s.reduction.name != "none":
+            arrays.update(original_base=s.orig_base, original_queries=s.orig_queries)
+        files = {}
+        for name, arr in arrays.items():
+            np.save(tmp / f"{name}.npy", arr)
+            files[name] = sha256_file(tmp / f"{name}.npy")
+        meta = {"files": files, "titles": s.dataset.titles, "reduction": s.reduction_info,
+                "reduction_seed": s.reduction.seed}
+        (tmp / "meta.json").write_text(json.dumps(meta))
 
 
 def _by_category(per_query: np.ndarray, ds: Dataset) -> dict[str, dict[str, Any]]:
@@ -198,91 +192,84 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path) 
     index.build(s.base, order)
     build_seconds = time.perf_counter() - t0
 
-    tmp = cell_dir.with_name(f".{key}.{uuid.uuid4().hex}.tmp")
-    tmp.mkdir(parents=True)
-    index.save(tmp / "index.bin")
-    np.save(tmp / "rows.npy", s.rows)
-    index_bytes = index.nbytes()
-    higher = space == "ip"
-    rows: list[dict[str, Any]] = []
-    base_row = {
-        "dataset": ds.name,
-        "model": cell.model,
-        "metric": spec.metric,
-        "index_size": len(s.rows),
-        "reduction": cell.reduction.label,
-        "dims": int(s.base.shape[1]),
-        "representation": "dense",
-        "ordering": cell.ordering,
-        "backend": cell.backend.name,
-        **build_params(cell.backend),
-        "k": spec.k,
-        "seed": cell.seed,
-        "build_seconds": build_seconds,
-        "index_bytes": index_bytes,
-        "bytes_per_vector": int(s.base.shape[1]) * 4,
-        "cell": key,
-    }
-    for ef in ef_values(cell.backend):
-        t0 = time.perf_counter()
-        ids, scores = index.search(s.queries, spec.k, ef)
-        seconds = time.perf_counter() - t0
-        # exact scores of the returned ids in the original space, for tie-tolerant recall against its truth
-        orig_scores = scores if cell.reduction.name == "none" else groundtruth.pair_scores(
-            s.orig_base, s.orig_queries, ids, space)
-        per_query = metrics.recall_at_k(ids, s.gt_ids, spec.k, orig_scores, s.gt_scores, higher_is_better=higher)
-        within = metrics.recall_at_k(ids, s.within_ids, spec.k, scores, s.within_scores, higher_is_better=higher)
-        summary = metrics.summarize(per_query)
-        tag = f"ef{ef}" if ef is not None else "exact"
-        np.save(tmp / f"neighbors-{tag}.npy", ids)
-        np.save(tmp / f"recall-{tag}.npy", per_query.astype(np.float32))
-        row = {
-            **base_row,
-            "ef": ef,
-            "recall": summary["mean"],
-            "recall_std": summary["std"],
-            "recall_ci95": list(summary["ci95"]),
-            "recall_within": float(np.mean(within)),
-            "qps": len(s.queries) / max(seconds, 1e-9),
-            "recall_by_category": _by_category(per_query, ds),
-            "recall_by_lid_bin": metrics.recall_by_bins(per_query, s.lid_queries, spec.lid_bins),
-            "neighbors": str(cell_dir / f"neighbors-{tag}.npy"),
+    with staged_dir(cell_dir) as tmp:
+        index.save(tmp / "index.bin")
+        np.save(tmp / "rows.npy", s.rows)
+        index_bytes = index.nbytes()
+        higher = space == "ip"
+        rows: list[dict[str, Any]] = []
+        base_row = {
+            "dataset": ds.name,
+            "model": cell.model,
+            "metric": spec.metric,
+            "index_size": len(s.rows),
+            "reduction": cell.reduction.label,
+            "dims": int(s.base.shape[1]),
+            "representation": "dense",
+            "ordering": cell.ordering,
+            "backend": cell.backend.name,
+            **build_params(cell.backend),
+            "k": spec.k,
+            "seed": cell.seed,
+            "build_seconds": build_seconds,
+            "index_bytes": index_bytes,
+            "bytes_per_vector": int(s.base.shape[1]) * 4,
+            "cell": key,
         }
-        if ds.qrels:
-            deep, _ = index.search(s.queries, min(IR_DEPTH, len(s.rows)), ef)
-            np.save(tmp / f"ranking-{tag}.npy", deep)
-            row.update(_ir_metrics(ds, ids, deep))
-            row["ranking"] = str(cell_dir / f"ranking-{tag}.npy")
-        rows.append(row)
-    meta = {
-        "id": key,
-        "dataset": ds.name,
-        "model": cell.model,
-        "metric": spec.metric,
-        "space": space,
-        "ordering": cell.ordering,
-        "backend": cell.backend.name,
-        "params": build_params(cell.backend),
-        "seed": cell.seed,
-        "reduction": cell.reduction.model_dump(mode="json"),
-        "reduction_label": cell.reduction.label,
-        "dims": int(s.base.shape[1]),
-        "input_dim": int(s.orig_base.shape[1]),
-        "n": int(len(s.rows)),
-        "index_size": cell.index_size,
-        "size_bytes": index_bytes,
-        "vectors": s.key,
-        # every file the service may load is checked against this before it is opened
-        "sha256": {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name.startswith(("index.bin", "rows"))},
-    }
-    (tmp / "meta.json").write_text(json.dumps(meta))
-    (tmp / "rows.json").write_text(json.dumps(rows))  # the finished marker, written last
-    try:
-        os.rename(tmp, cell_dir)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (cell_dir / "rows.json").exists():
-            raise
+        for ef in ef_values(cell.backend):
+            t0 = time.perf_counter()
+            ids, scores = index.search(s.queries, spec.k, ef)
+            seconds = time.perf_counter() - t0
+            # exact scores of the returned ids in the original space, for tie-tolerant recall against its truth
+            orig_scores = scores if cell.reduction.name == "none" else groundtruth.pair_scores(
+                s.orig_base, s.orig_queries, ids, space)
+            per_query = metrics.recall_at_k(ids, s.gt_ids, spec.k, orig_scores, s.gt_scores, higher_is_better=higher)
+            within = metrics.recall_at_k(ids, s.within_ids, spec.k, scores, s.within_scores, higher_is_better=higher)
+            summary = metrics.summarize(per_query)
+            tag = f"ef{ef}" if ef is not None else "exact"
+            np.save(tmp / f"neighbors-{tag}.npy", ids)
+            np.save(tmp / f"recall-{tag}.npy", per_query.astype(np.float32))
+            row = {
+                **base_row,
+                "ef": ef,
+                "recall": summary["mean"],
+                "recall_std": summary["std"],
+                "recall_ci95": list(summary["ci95"]),
+                "recall_within": float(np.mean(within)),
+                "qps": len(s.queries) / max(seconds, 1e-9),
+                "recall_by_category": _by_category(per_query, ds),
+                "recall_by_lid_bin": metrics.recall_by_bins(per_query, s.lid_queries, spec.lid_bins),
+                "neighbors": str(cell_dir / f"neighbors-{tag}.npy"),
+            }
+            if ds.qrels:
+                deep, _ = index.search(s.queries, min(IR_DEPTH, len(s.rows)), ef)
+                np.save(tmp / f"ranking-{tag}.npy", deep)
+                row.update(_ir_metrics(ds, ids, deep))
+                row["ranking"] = str(cell_dir / f"ranking-{tag}.npy")
+            rows.append(row)
+        meta = {
+            "id": key,
+            "dataset": ds.name,
+            "model": cell.model,
+            "metric": spec.metric,
+            "space": space,
+            "ordering": cell.ordering,
+            "backend": cell.backend.name,
+            "params": build_params(cell.backend),
+            "seed": cell.seed,
+            "reduction": cell.reduction.model_dump(mode="json"),
+            "reduction_label": cell.reduction.label,
+            "dims": int(s.base.shape[1]),
+            "input_dim": int(s.orig_base.shape[1]),
+            "n": int(len(s.rows)),
+            "index_size": cell.index_size,
+            "size_bytes": index_bytes,
+            "vectors": s.key,
+            # every file the service may load is checked against this before it is opened
+            "sha256": {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name.startswith(("index.bin", "rows"))},
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        (tmp / "rows.json").write_text(json.dumps(rows))  # the finished marker, written last
     return rows, meta
 
 

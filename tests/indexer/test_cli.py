@@ -74,3 +74,30 @@ def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(case, tiny_sp
 def test_missing_spec_file(tmp_path):
     proc = _run(["run", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "out")], tmp_path)
     assert proc.returncode == 2 and "not found" in proc.stderr
+
+
+def test_ctrl_c_leaves_no_report_and_only_finished_cells(tmp_path):
+    import signal
+    import time
+
+    spec = {
+        "name": "slow", "backends": [{"name": "faiss_hnsw", "M": 16, "ef_construction": 200}],
+        "dataset": {"kind": "synthetic", "intrinsic_dims": [16, 32], "points_per_subspace": 6000,
+                    "queries_per_subspace": 20, "ambient_dim": 64},
+        "orderings": ["random", "given", "category"], "seeds": [0, 1],
+    }
+    out = tmp_path / "out"
+    env = {"INDEXER_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "indexer.cli", "run", str(_write(tmp_path, spec)), "--out",
+                             str(out), "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cells = tmp_path / "data" / "cache" / "cells"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (cells.exists() and any(cells.iterdir())):
+        time.sleep(0.2)  # interrupt in the middle of the grid, once a first cell is being built or done
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted")
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+    for cell in cells.iterdir():
+        assert (cell / "rows.json").exists()  # an interrupted cell leaves nothing behind
