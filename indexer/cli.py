@@ -36,8 +36,7 @@ def run(
     """Run an experiment and write report.{json,csv,md,html} to OUT."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from indexer.report import write_report
-    from indexer.runner import run as run_experiment
+    from indexer.runner import run_and_report
 
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -48,11 +47,10 @@ def run(
             TimeElapsedColumn(), disable=quiet, transient=False,
         ) as bar:
             task = bar.add_task(spec.name, total=1.0)
-            result = run_experiment(
-                spec, cache_dir=cache,
+            result = run_and_report(
+                spec, cache_dir=cache, out_dir=out,
                 progress=lambda f, msg: bar.update(task, completed=f, description=f"{spec.name}: {msg}"),
             )
-        write_report(spec, result.rows, out, extras=result.extras)
     except (SpecError, UserError) as err:
         _fail(str(err))
     except KeyboardInterrupt:

@@ -463,6 +463,22 @@ def run(
     return RunResult(spec=spec, rows=rows, extras=extras, indexes=index_records)
 
 
+def run_and_report(
+    spec: ExperimentSpec,
+    *,
+    cache_dir: Path,
+    out_dir: Path,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """`run`, then write the report to out_dir (atomically): what `indexer run` and the worker do."""
+    from indexer.report import write_report
+
+    result = run(spec, cache_dir=cache_dir, progress=progress, should_stop=should_stop)
+    write_report(spec, result.rows, out_dir, extras=result.extras)
+    return result
+
+
 def model_ranking(rows: list[dict[str, Any]], measure: str = "ndcg@10") -> list[dict[str, Any]]:
     """Rank models by `measure` under exact search and under each HNSW setting; list every rank change.
 

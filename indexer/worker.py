@@ -71,8 +71,7 @@ class JobTarget(Protocol):
 
 def execute_job(spec_json: str, data_dir: str, progress: Progress, should_stop: ShouldStop) -> dict[str, Any]:
     """The real job: run the experiment through the engine's one path, write its report."""
-    from indexer.report import write_report
-    from indexer.runner import run
+    from indexer.runner import run_and_report
     from indexer.spec import SpecError, parse_spec
 
     try:
@@ -80,9 +79,9 @@ def execute_job(spec_json: str, data_dir: str, progress: Progress, should_stop: 
     except SpecError as err:  # validated at submit; a spec from an older version may no longer be
         raise UserError(str(err)) from None
     root = Path(data_dir).resolve()
-    result = run(spec, cache_dir=root / "cache", progress=progress, should_stop=should_stop)
     report_dir = Path("reports") / spec.key()
-    write_report(spec, result.rows, root / report_dir, extras=result.extras)
+    result = run_and_report(spec, cache_dir=root / "cache", out_dir=root / report_dir, progress=progress,
+                            should_stop=should_stop)
     return {
         "rows": result.rows,
         "report_dir": report_dir.as_posix(),
