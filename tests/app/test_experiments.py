@@ -143,6 +143,13 @@ def test_path_datasets_refused(client: httpx.Client, dataset: dict[str, Any]) ->
     assert "not accepted over the API" in r.json()["detail"]
 
 
+def test_model_directories_refused(client: httpx.Client) -> None:
+    dataset = {"kind": "text", "corpus": "bbc", "models": ["all-MiniLM-L6-v2", "/root/some-model"]}
+    r = client.post("/experiments", json=spec("model-path", dataset=dataset))
+    assert r.status_code == 422
+    assert "/root/some-model" in r.json()["detail"] and "not available over the API" in r.json()["detail"]
+
+
 def test_report_of_finished_experiment(index_client: httpx.Client, built: dict[str, Any]) -> None:
     client = index_client
     exp = built["experiment"]

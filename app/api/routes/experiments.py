@@ -24,10 +24,14 @@ from app.schemas import (
     ReportFormat,
     plausible_id,
 )
+from indexer.models import DERIVED_MODELS
 from indexer.settings import Settings
-from indexer.spec import ExperimentSpec
+from indexer.spec import DEFAULT_MODEL, ExperimentSpec
 
 log = logging.getLogger(__name__)
+
+# embedding models a request may name: the packaged one and those derived from packaged weights
+API_MODELS = frozenset({DEFAULT_MODEL, *DERIVED_MODELS})
 
 router = APIRouter(prefix="/experiments", tags=["experiments"], responses=error_responses(401))
 
@@ -111,7 +115,8 @@ def submit_experiment(spec: ExperimentSpec, store: StoreDep, response: Response)
     202 when work was queued (a new spec, or one whose earlier job failed or was cancelled, which is
     requeued); 200 with the existing job and its status when it is queued, running or succeeded.
 
-    `file` and `beir` datasets are refused (422): no file path from a request is ever opened.
+    `file` and `beir` datasets, and models other than the packaged and derived ones, are refused
+    (422): no file path from a request is ever opened.
     """
     if spec.dataset.kind in PATH_KINDS:
         raise HTTPException(
@@ -123,6 +128,14 @@ def submit_experiment(spec: ExperimentSpec, store: StoreDep, response: Response)
     if bad:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"{bad}: contains a NUL character (\\u0000), which cannot be stored")
+    unknown = [m for m in getattr(spec.dataset, "models", []) if m not in API_MODELS]
+    if unknown:
+        # any other name is a local directory on the server: a path from the request
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"dataset.models: {unknown} are not available over the API; choose from {sorted(API_MODELS)} "
+            "or run a local model directory with the CLI",
+        )
     job, created = store.submit(spec)
     log.info("experiment %s %s (%s)", job.id, "queued" if created else "already known", job.status)
     response.status_code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
