@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -73,3 +74,20 @@ def staged_dir(final: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         if not final.exists():
             raise
+
+
+def remove_stale_staging(root: Path, older_than_seconds: float = 24 * 3600) -> int:
+    """Delete staging directories a killed process (kill -9, power loss) left under root.
+
+    Young ones are left alone: another process may be filling them right now.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    now = time.time()
+    removed = 0
+    for path in root.glob(".*.tmp"):
+        if path.is_dir() and now - path.stat().st_mtime > older_than_seconds:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed

@@ -26,7 +26,7 @@ from indexer import groundtruth, lid, metrics, orderings
 from indexer.backends import build_params, ef_values, make_index
 from indexer.datasets import Dataset, load_dataset
 from indexer.errors import DataError, UserError
-from indexer.fileio import sha256_file, staged_dir
+from indexer.fileio import remove_stale_staging, sha256_file, staged_dir
 from indexer.spec import Cell, ExperimentSpec, ReductionSpec, cells
 
 log = logging.getLogger(__name__)
@@ -403,6 +403,8 @@ def run(
     """Run every cell of the spec's grid; reuse whatever the cache already holds."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    for staging_root in ("cells", "vectors"):
+        remove_stale_staging(cache_dir / staging_root)
     grid = cells(spec)
     models = spec.models()
     spaces = len(models) * len(spec.index_sizes) * len(spec.reductions)
