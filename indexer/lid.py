@@ -86,3 +86,14 @@ def query_lid(base: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.
     qp = prepare_vectors(queries, metric)
     _, sq = exact_knn_float64(bp, qp, k, "l2")
     return lid_mle(_euclidean(sq))
+
+
+def global_lid(pointwise: np.ndarray) -> float:
+    """One intrinsic dimension for a whole set from pointwise MLE estimates.
+
+    MacKay & Ghahramani's correction to Levina-Bickel: average the inverse estimates (the MLE is
+    unbiased in 1/d, not in d), then invert. NaN and non-positive values are left out.
+    """
+    v = np.asarray(pointwise, dtype=np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(1.0 / np.mean(1.0 / v)) if v.size else float("nan")

@@ -1055,7 +1055,7 @@ def _lid_sets(extras: Mapping[str, Any]) -> tuple[dict[str, Mapping[str, Any]], 
 
 def _space_columns(stats: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     """(key, header) for every number or distribution (shown by its median) the spaces report."""
-    preferred = ["dims", "n", "isoscore", "lid_median", "lid_base", "lid_queries", "relative_contrast_median",
+    preferred = ["dims", "n", "isoscore", "lid_median", "lid_global", "lid_base", "lid_queries", "relative_contrast_median",
                  "relative_contrast"]  # fmt: skip
     found: dict[str, str] = {}
     for entry in stats:

@@ -379,18 +379,21 @@ def _check_provided(spec: ExperimentSpec, ds: Dataset, gt: dict[str, np.ndarray]
 
 
 def _space_summary(spec: ExperimentSpec, s: Space) -> dict[str, Any]:
-    summary: dict[str, Any] = {"lid_base": _distribution(s.lid_base), "lid_queries": _distribution(s.lid_queries),
-                               "dims": int(s.base.shape[1]), "n": int(len(s.rows)), "reduction": s.reduction_info}
-    try:
-        from indexer import space
+    """Why a setting loses recall: LID (pointwise and global), IsoScore, relative contrast."""
+    from indexer import space
 
-        sub = s.base if len(s.rows) == len(s.base) else s.base[s.rows]
-        summary["isoscore"] = space.isoscore(sub)
-        rc = space.relative_contrast(sub, s.queries, spec.k, spec.metric)
-        summary["relative_contrast"] = _distribution(rc)
-    except ImportError:  # pragma: no cover - the space measures module is optional for the core study
-        pass
-    return summary
+    sub = s.base if len(s.rows) == len(s.base) else s.base[s.rows]
+    rc = space.relative_contrast(sub, s.queries, spec.k, spec.metric)
+    return {
+        "lid_base": _distribution(s.lid_base),
+        "lid_queries": _distribution(s.lid_queries),
+        "lid_global": lid.global_lid(s.lid_base),
+        "isoscore": space.isoscore(sub),
+        "relative_contrast": _distribution(rc),
+        "dims": int(s.base.shape[1]),
+        "n": int(len(s.rows)),
+        "reduction": s.reduction_info,
+    }
 
 
 def run(

@@ -118,3 +118,10 @@ def test_duplicates_in_data_do_not_crash() -> None:
     others = np.delete(x.astype(np.float64), [3, 10, 11, 12], axis=0)
     d3 = np.sort(np.linalg.norm(others - x[3].astype(np.float64), axis=1))[:3]
     np.testing.assert_allclose(lid[[3, 10, 11, 12]], _mle_by_formula(d3[None, :])[0], rtol=1e-6)
+
+
+def test_global_lid_is_the_inverse_of_the_mean_inverse():
+    from indexer.lid import global_lid
+
+    assert global_lid(np.array([2.0, 4.0, np.nan, np.inf, 0.0])) == pytest.approx(1 / ((1 / 2 + 1 / 4) / 2))
+    assert np.isnan(global_lid(np.array([np.nan])))
