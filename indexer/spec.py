@@ -6,7 +6,9 @@ and the job, so the same spec always maps to the same cached work.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import itertools
 import json
 from pathlib import Path
@@ -235,10 +237,22 @@ class Cell(_Strict):
             "lid": spec.lid.model_dump(mode="json"),
             "clusters": spec.clusters if self.ordering == "cluster" else None,
             "lid_bins": spec.lid_bins,
+            "libraries": _library_versions(),  # a new hnswlib or faiss may build a different graph
             "cell": self.model_dump(mode="json"),
         }
         blob = json.dumps(parts, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
+    out = {}
+    for dist in ("hnswlib", "faiss-cpu", "bm25s"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out
 
 
 def cells(spec: ExperimentSpec) -> list[Cell]:
