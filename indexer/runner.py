@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from indexer import groundtruth, lid, metrics, orderings
 from indexer.backends import build_params, ef_values, make_index
 from indexer.datasets import Dataset, load_dataset
 from indexer.errors import DataError, UserError
-from indexer.fileio import remove_stale_staging, sha256_file, staged_dir
+from indexer.fileio import atomic_save_npy, remove_stale_staging, sha256_file, staged_dir
 from indexer.spec import Cell, ExperimentSpec, ReductionSpec, cells
 
 log = logging.getLogger(__name__)
@@ -295,12 +294,14 @@ def _sparse_rows(spec: ExperimentSpec, ds: Dataset, rows: np.ndarray, cache_dir:
 
     got = groundtruth.cached(path.parent, path.name, compute)
     build, seconds, nbytes = got["timing"].tolist()
-    np.save(path.parent / f"{key}-neighbors.npy", got["top"])
+    neighbors = path.parent / f"{key}-neighbors.npy"
+    if not neighbors.exists():
+        atomic_save_npy(neighbors, got["top"])
     row = {
         "dataset": ds.name, "model": None, "metric": "bm25", "index_size": len(rows), "reduction": "none",
         "dims": None, "representation": "sparse", "ordering": "given", "backend": "bm25", "ef": None,
         "k": spec.k, "seed": None, "build_seconds": build, "qps": len(ds.query_texts) / max(seconds, 1e-9),  # type: ignore[arg-type]
-        "index_bytes": int(nbytes), "recall": None, "neighbors": str(path.parent / f"{key}-neighbors.npy"),
+        "index_bytes": int(nbytes), "recall": None, "neighbors": str(neighbors),
         **_ir_metrics(ds, got["top"], got["deep"]),
     }
     return row, got["deep"]
@@ -315,10 +316,7 @@ def _hybrid_row(spec: ExperimentSpec, ds: Dataset, dense_row: dict[str, Any], sp
     fused = reciprocal_rank_fusion([dense_deep, sparse_deep], IR_DEPTH)
     path = Path(dense_row["ranking"]).with_name(f"hybrid-{Path(dense_row['ranking']).name}")
     if not path.exists():
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, fused[:, : spec.k])
-        os.replace(tmp, path)
+        atomic_save_npy(path, fused[:, : spec.k])
     keep = ("dataset", "model", "metric", "index_size", "reduction", "dims", "ordering", "backend", "M",
             "ef_construction", "ef", "k", "seed", "cell")
     return {
