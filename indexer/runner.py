@@ -99,6 +99,15 @@ def _check_sizes(spec: ExperimentSpec, ds: Dataset) -> None:
         raise UserError(f"lid.k={spec.lid.k} needs more than {smallest} base vectors")
 
 
+def _check_judged(spec: ExperimentSpec, ds: Dataset) -> None:
+    wanted = set(spec.representations) & {"sparse", "hybrid"}
+    if wanted and not ds.qrels:
+        raise UserError(
+            f"representations {sorted(wanted)} are scored against relevance judgements, and dataset "
+            f"{ds.name} has none (add qrels/test.tsv to a BEIR directory)"
+        )
+
+
 def relevant_rows(ds: Dataset) -> np.ndarray:
     """Rows of the documents judged relevant to any query: an index-size subset must keep them all."""
     if not ds.qrels:
@@ -426,6 +435,7 @@ def run(
         report(done / total, f"loading dataset{f' with {model}' if model else ''}")
         ds = load_dataset(spec.dataset, model=model, cache_dir=cache_dir)
         _check_sizes(spec, ds)
+        _check_judged(spec, ds)
         dataset_key = _hash({"dataset": spec.dataset.model_dump(mode="json"), "model": model})
         base = groundtruth.prepare_vectors(ds.base, spec.metric)
         queries = groundtruth.prepare_vectors(ds.queries, spec.metric)

@@ -93,3 +93,13 @@ def test_dense_sparse_hybrid_rows_on_a_small_beir_corpus(tmp_path, cache_dir):
     # the queries share words with their relevant documents: BM25 ranks each first (checked by hand)
     assert sparse_small["mrr@10"] == pytest.approx(1.0)
     assert res.extras["crossings"]
+
+
+@pytest.mark.slow
+def test_sparse_without_judgements_is_a_user_error(tmp_path, cache_dir):
+    path = _beir(tmp_path / "beir")
+    (path / "qrels" / "test.tsv").unlink()
+    spec = parse_spec({"name": "nojudge", "dataset": {"kind": "beir", "path": str(path)}, "k": 5,
+                       "backends": [{"name": "exact"}], "representations": ["dense", "sparse"], "lid": {"k": 3}})
+    with pytest.raises(UserError, match="relevance judgements"):
+        runner.run(spec, cache_dir=cache_dir)
