@@ -5,14 +5,15 @@ A module with a unique name (not conftest) so that test files can import it unde
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,9 +113,14 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def engine_ready() -> bool:
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("indexer.worker", "indexer.artifacts", "indexer.runner"))
+@contextlib.contextmanager
+def own_server(data_dir: Path) -> Iterator[Server]:
+    """A real uvicorn with a data dir and queue of its own, stopped afterwards."""
+    srv = start_server(data_dir)
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def run_worker_once(srv: Server) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from tests.app.apiharness import (
     PG_URL,
     TINY_SPEC,
     Server,
-    engine_ready,
+    own_server,
     pg_schema_url,
     run_worker_once,
     start_server,
@@ -56,11 +56,8 @@ def client(server: Server) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def index_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of its own for built indexes: its queue holds only what the worker should run."""
-    if not engine_ready():
-        pytest.skip("the engine's worker/artifacts are not there yet")
-    srv = start_server(tmp_path_factory.mktemp("api-index-data"))
-    yield srv
-    srv.stop()
+    with own_server(tmp_path_factory.mktemp("api-index-data")) as srv:
+        yield srv
 
 
 @pytest.fixture()

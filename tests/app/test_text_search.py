@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.app.apiharness import Server, engine_ready, run_worker_once, start_server
+from tests.app.apiharness import Server, own_server, run_worker_once
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +27,8 @@ TEXT_SPEC = {
 @pytest.fixture(scope="module")
 def text_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server and queue of its own: other tests (the fuzzer) queue jobs on the shared one."""
-    if not engine_ready():
-        pytest.skip("the engine's worker/artifacts are not there yet")
-    srv = start_server(tmp_path_factory.mktemp("api-text-data"))
-    yield srv
-    srv.stop()
+    with own_server(tmp_path_factory.mktemp("api-text-data")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
