@@ -13,6 +13,8 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 
+from indexer.backends.hnswlib_graph import ReachableCounts, read_graph
+
 
 class HnswlibIndex:
     name = "hnswlib"
@@ -23,6 +25,7 @@ class HnswlibIndex:
         self.search_threads = search_threads
         self._index: hnswlib.Index | None = None
         self._lock = threading.Lock()
+        self._reachable: ReachableCounts | None = None
 
     def _new(self, max_elements: int) -> hnswlib.Index:
         index = hnswlib.Index(space=self.metric, dim=self.dim)
@@ -35,38 +38,39 @@ class HnswlibIndex:
         index = self._new(len(order))
         # one thread: hnswlib splits a batch across threads, which would scramble the order
         index.add_items(vectors[order], ids=order, num_threads=1)
-        self._index = index
+        self._index, self._reachable = index, None
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k results per query, padded with id -1 where the graph reaches fewer points.
+
+        hnswlib raises when a query finds fewer than k points and leaks its buffers on every raised
+        call, so no call here ever asks a query for more than it can reach (see hnswlib_graph).
+        """
         assert self._index is not None, "build or load first"
         k_eff = min(k, self._index.get_current_count())
+        labels = np.full((len(queries), k_eff), -1, dtype=np.int64)
+        dist = np.full((len(queries), k_eff), np.nan, dtype=np.float32)
         with self._lock:
             self._index.set_ef(max(ef or k_eff, k_eff))
-            try:
-                labels, dist = self._index.knn_query(queries, k=k_eff, num_threads=self.search_threads)
-            except RuntimeError:
-                # a sparse graph (small M) can leave a query with fewer than k reachable points;
-                # hnswlib then refuses the whole batch: answer each query with what it can reach
-                labels, dist = self._short_results(queries, k_eff)
+            reach = self._reach()
+            answerable = (
+                np.full(len(queries), k_eff) if k_eff <= reach.safe_k else reach.for_queries(queries, k_eff)
+            )
+            for kk in np.unique(answerable):
+                rows = np.flatnonzero(answerable == kk)
+                got, d = self._index.knn_query(queries[rows], k=int(kk), num_threads=self.search_threads)
+                labels[rows, : int(kk)], dist[rows, : int(kk)] = got, d
         ids = labels.astype(np.int64)
         # hnswlib's ip distance is 1 - <q, x>; l2 is already squared L2
         scores = (1.0 - dist) if self.metric == "ip" else dist
         return _pad(ids, scores.astype(np.float32), k)
 
-    def _short_results(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per query, the largest k' <= k that hnswlib returns, padded with -1 (a miss in recall)."""
-        assert self._index is not None
-        labels = np.full((len(queries), k), -1, dtype=np.int64)
-        dist = np.full((len(queries), k), np.nan, dtype=np.float32)
-        for i, q in enumerate(queries):
-            for kk in range(k, 0, -1):
-                try:
-                    got, d = self._index.knn_query(q[None, :], k=kk, num_threads=1)
-                except RuntimeError:
-                    continue
-                labels[i, :kk], dist[i, :kk] = got[0], d[0]
-                break
-        return labels, dist
+    def _reach(self) -> ReachableCounts:
+        """What layer-0 searches can reach, read from the graph once per built or loaded index."""
+        if self._reachable is None:
+            assert self._index is not None
+            self._reachable = ReachableCounts(read_graph(self._index.__getstate__()[0], self.metric))
+        return self._reachable
 
     def nbytes(self) -> int:
         assert self._index is not None
@@ -79,7 +83,7 @@ class HnswlibIndex:
     def load(self, path: Path, n: int) -> None:
         index = hnswlib.Index(space=self.metric, dim=self.dim)
         index.load_index(str(path), max_elements=n)
-        self._index = index
+        self._index, self._reachable = index, None
 
 
 def _pad(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
