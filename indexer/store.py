@@ -5,6 +5,18 @@ lease: a worker claims it (attempts + 1, lease_expires_at = now + lease), heartb
 while it works, and finishes, fails or cancels it. A worker that dies stops heartbeating, so its lease
 expires and another worker reclaims the job, until `max_attempts` is spent and the job is failed.
 
+Fencing: a worker that only seems dead (paused, stalled, cut off from the database) may wake up after its
+job was reclaimed. So each claim hands out a token, the job's `attempts` after the claim, and every write
+of an attempt (heartbeat and progress, finish, fail, mark_cancelled, release) names it: the UPDATE only
+matches while the row is still that attempt's (same id, worker_id and token, status running). A stale
+attempt's writes match nothing and return False/None; it must stop and publish nothing. `finish` is the
+one way to publish: rows, report directory and index records in one fenced transaction. `release` gives
+the attempt back uncounted, so a token can recur after it, but only once its holder has let go.
+
+A user's cancel of a running job only sets `cancel_requested`; the worker reads it with `attempt_state`
+(a cheap read, about every second) and stops its child. Reads report `lease_expired` for a running job
+whose lease ran out: its worker is gone or stalled, and nothing has reclaimed the job yet.
+
 Claims are atomic: PostgreSQL takes the row with SELECT ... FOR UPDATE SKIP LOCKED; SQLite serializes
 writers with BEGIN IMMEDIATE (one writer at a time, WAL so readers never wait). Timestamps come from the
 python clock in UTC (workers on several hosts need synchronized clocks); they are stored as UTC
@@ -32,6 +44,7 @@ from indexer.spec import ExperimentSpec
 log = logging.getLogger(__name__)
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+AttemptState = Literal["owned", "cancel_requested", "lost"]
 STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -143,6 +156,7 @@ class JobView(BaseModel):
     finished_at: datetime | None
     report_dir: str | None
     rows: list[dict[str, Any]] | None  # None in `Store.list` pages (kept small); set by `get` once succeeded
+    lease_expired: bool = False  # running, but nobody renewed the lease in time: computed at read
 
 
 class IndexView(BaseModel):
@@ -230,6 +244,11 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     return cfg
 
 
+def _lease_expired(status: str, lease_expires_at: datetime | None) -> bool:
+    """A running job whose worker stopped renewing its lease (it may yet be reclaimed): not healthy."""
+    return status == "running" and lease_expires_at is not None and lease_expires_at < utcnow()
+
+
 def _job_view(row: Any, with_rows: bool = True) -> JobView:
     m = row._mapping
     return JobView(
@@ -239,6 +258,7 @@ def _job_view(row: Any, with_rows: bool = True) -> JobView:
         cancel_requested=bool(m["cancel_requested"]), created_at=m["created_at"], updated_at=m["updated_at"],
         started_at=m["started_at"], finished_at=m["finished_at"], report_dir=m["report_dir"],
         rows=m["rows"] if with_rows else None,
+        lease_expired=_lease_expired(m["status"], m["lease_expires_at"]),
     )
 
 
@@ -390,8 +410,8 @@ class Store:
         return [_job_view(r, with_rows=False) for r in rows], int(total)
 
     def cancel(self, job_id: str) -> JobView | None:
-        """Queued: cancelled at once, never runs. Running: cancel_requested, the worker stops at the next
-        cell. Finished: unchanged. None when there is no such job."""
+        """Queued: cancelled at once, never runs. Running: cancel_requested; its worker notices within
+        about a second and stops the child. Finished: unchanged. None when there is no such job."""
         now = utcnow()
         c = experiments.c
         with self._write() as conn:
@@ -409,6 +429,7 @@ class Store:
     def claim(self, worker_id: str, lease_seconds: float) -> JobView | None:
         """Take the oldest queued job, or a running one whose lease expired (its worker is gone).
 
+        The returned job's `attempts` is the attempt's fencing token: pass it to every later write.
         Attempts count claims. A lost job whose attempts are spent is failed ("gave up after N attempts:
         worker lost") and one whose cancel was requested is cancelled, instead of being returned.
         """
@@ -455,51 +476,68 @@ class Store:
                 assert job is not None
                 return job
 
-    def _owned(self, job_id: str, worker_id: str) -> sa.ColumnElement[bool]:
+    def _owned(self, job_id: str, worker_id: str, token: int) -> sa.ColumnElement[bool]:
+        """The row while it is still this attempt's: a reclaim changes worker_id or attempts, an end the
+        status, so a stale attempt's writes match nothing."""
         c = experiments.c
-        return sa.and_(c.id == job_id, c.worker_id == worker_id, c.status == "running")
+        return sa.and_(c.id == job_id, c.worker_id == worker_id, c.attempts == token, c.status == "running")
 
     def heartbeat(
-        self, job_id: str, worker_id: str, progress: float, message: str | None, lease_seconds: float
+        self, job_id: str, worker_id: str, token: int, progress: float, message: str | None,
+        lease_seconds: float,
     ) -> bool:
-        """Extend the lease and record progress. False when this worker no longer owns the job (its
-        lease expired and another worker took it, or it finished) or when cancel was requested."""
+        """Extend the attempt's lease and record its progress. False when the attempt is no longer the
+        job's (its lease expired and another worker took the job, or the job ended): stop at once."""
         now = utcnow()
         progress = min(max(float(progress), 0.0), 1.0) if math.isfinite(progress) else 0.0
         with self._write() as conn:
-            n = conn.execute(experiments.update().where(self._owned(job_id, worker_id)).values(
+            return bool(conn.execute(experiments.update().where(self._owned(job_id, worker_id, token)).values(
                 progress=progress, message=message, updated_at=now,
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
-            )).rowcount
-            if not n:
-                return False
-            cancel = conn.execute(
-                sa.select(experiments.c.cancel_requested).where(experiments.c.id == job_id)
-            ).scalar_one()
-            return not cancel
+            )).rowcount)
 
-    def finish(self, job_id: str, worker_id: str, rows: Sequence[Mapping[str, Any]], report_dir: str) -> bool:
-        """Mark the job succeeded with its rows. False (nothing written) if the worker lost the job."""
+    def attempt_state(self, job_id: str, worker_id: str, token: int) -> AttemptState:
+        """What a running attempt should do, from one read (no write lock, so it can be asked every
+        second): "owned" (carry on), "cancel_requested" (stop) or "lost" (stop and publish nothing)."""
+        c = experiments.c
+        with self._read() as conn:
+            cancel = conn.execute(
+                sa.select(c.cancel_requested).where(self._owned(job_id, worker_id, token))
+            ).scalar_one_or_none()
+        if cancel is None:
+            return "lost"
+        return "cancel_requested" if cancel else "owned"
+
+    def finish(
+        self, job_id: str, worker_id: str, token: int, rows: Sequence[Mapping[str, Any]], report_dir: str,
+        *, indexes: Sequence[Mapping[str, Any]] = (),
+    ) -> bool:
+        """Publish the attempt's result: the job succeeds with its rows and report directory, and its
+        index records are stored, in one transaction. False (nothing written) if the attempt is stale."""
         now = utcnow()
         with self._write() as conn:
-            return bool(conn.execute(experiments.update().where(self._owned(job_id, worker_id)).values(
+            done = conn.execute(experiments.update().where(self._owned(job_id, worker_id, token)).values(
                 status="succeeded", progress=1.0, message="done", error=None, rows=to_json(list(rows)),
                 report_dir=str(report_dir), worker_id=None, lease_expires_at=None, updated_at=now,
                 finished_at=now,
-            )).rowcount)
+            )).rowcount
+            if done:
+                self._upsert_indexes(conn, job_id, indexes, now)
+            return bool(done)
 
-    def fail(self, job_id: str, worker_id: str, error: str, *, retry: bool = False) -> JobStatus | None:
+    def fail(
+        self, job_id: str, worker_id: str, token: int, error: str, *, retry: bool = False
+    ) -> JobStatus | None:
         """Fail the job with `error`. With retry=True and attempts left, requeue it instead (the error is
-        kept as the last one). Returns the new status, or None if the worker no longer owns the job."""
+        kept as the last one). Returns the new status, or None if the attempt is stale."""
         now = utcnow()
         c = experiments.c
+        owned = self._owned(job_id, worker_id, token)
         with self._write() as conn:
-            row = conn.execute(
-                sa.select(c.attempts, c.max_attempts).where(self._owned(job_id, worker_id)).with_for_update()
-            ).first()
+            row = conn.execute(sa.select(c.attempts, c.max_attempts).where(owned).with_for_update()).first()
             if row is None:
                 return None
-            this = experiments.update().where(self._owned(job_id, worker_id))
+            this = experiments.update().where(owned)
             if retry and row.attempts < row.max_attempts:
                 conn.execute(this.values(
                     status="queued", error=error, message=f"retrying after attempt {row.attempts}",
@@ -514,20 +552,22 @@ class Store:
             ))
             return "failed"
 
-    def mark_cancelled(self, job_id: str, worker_id: str) -> bool:
+    def mark_cancelled(self, job_id: str, worker_id: str, token: int) -> bool:
+        """The attempt stopped on a user's cancel. False if the attempt is stale."""
         now = utcnow()
         with self._write() as conn:
-            return bool(conn.execute(experiments.update().where(self._owned(job_id, worker_id)).values(
+            return bool(conn.execute(experiments.update().where(self._owned(job_id, worker_id, token)).values(
                 status="cancelled", message="cancelled", worker_id=None, lease_expires_at=None,
                 updated_at=now, finished_at=now,
             )).rowcount)
 
-    def release(self, job_id: str, worker_id: str) -> bool:
-        """Give a running job back to the queue (the worker is shutting down); the attempt is not counted."""
+    def release(self, job_id: str, worker_id: str, token: int) -> bool:
+        """Give a running job back to the queue (the worker is shutting down); the attempt is not counted.
+        False if the attempt is stale."""
         now = utcnow()
         c = experiments.c
         with self._write() as conn:
-            return bool(conn.execute(experiments.update().where(self._owned(job_id, worker_id)).values(
+            return bool(conn.execute(experiments.update().where(self._owned(job_id, worker_id, token)).values(
                 status="queued", attempts=sa.case((c.attempts > 0, c.attempts - 1), else_=0),
                 message="released by a stopping worker", worker_id=None, lease_expires_at=None,
                 updated_at=now, queued_at=now,
@@ -539,7 +579,14 @@ class Store:
         """Insert or replace index records by id (the cell key); a rebuilt cell keeps one row."""
         if not records:
             return
-        now = utcnow()
+        with self._write() as conn:
+            self._upsert_indexes(conn, experiment_id, records, utcnow())
+
+    def _upsert_indexes(
+        self, conn: Connection, experiment_id: str, records: Sequence[Mapping[str, Any]], now: datetime
+    ) -> None:
+        if not records:
+            return
         values = [_index_values(experiment_id, r, now) for r in records]
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -550,13 +597,28 @@ class Store:
             index_elements=[indexes.c.id],
             set_={k: stmt.excluded[k] for k in values[0] if k != "id"},
         )
-        with self._write() as conn:
-            conn.execute(stmt)
+        conn.execute(stmt)
 
     def list_indexes(self) -> builtins.list[IndexView]:
         with self._read() as conn:
             rows = conn.execute(sa.select(indexes).order_by(indexes.c.created_at.desc(), indexes.c.id)).all()
         return [_index_view(r) for r in rows]
+
+    def page_indexes(self, offset: int = 0, limit: int = 50) -> tuple[builtins.list[IndexView], int]:
+        """A page of indexes, newest first, and how many there are in all."""
+        with self._read() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(indexes)).scalar_one()
+            rows = conn.execute(
+                sa.select(indexes).order_by(indexes.c.created_at.desc(), indexes.c.id)
+                .offset(max(offset, 0)).limit(max(limit, 0))
+            ).all()
+        return [_index_view(r) for r in rows], int(total)
+
+    def index_models(self) -> builtins.list[str]:
+        """The embedding models of the text indexes (distinct), e.g. to load them at server start."""
+        with self._read() as conn:
+            got = conn.execute(sa.select(indexes.c.model).where(indexes.c.model.is_not(None)).distinct()).all()
+        return sorted(str(r.model) for r in got)
 
     def get_index(self, index_id: str) -> IndexView | None:
         with self._read() as conn:

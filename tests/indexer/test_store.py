@@ -1,16 +1,24 @@
-"""The job store on SQLite and PostgreSQL: idempotent submit, paging, cancel, leases, atomic claims."""
+"""The job store on SQLite and PostgreSQL: idempotent submit, paging, cancel, leases, fencing, atomic claims."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from indexer.spec import ExperimentSpec, parse_spec
 from indexer.store import IndexView, JobView, Store
+
+INDEX_RECORD = {
+    "id": "cell1", "dataset": "synthetic", "ordering": "random", "backend": "hnswlib",
+    "params": {"M": 16, "ef_construction": 200}, "reduction": {"name": "none"}, "reduction_label": "none",
+    "dims": 8, "input_dim": 8, "metric": "cosine", "model": None, "n": 100, "size_bytes": 1234,
+    "path": "cache/cells/cell1", "space": "ip",
+}
 
 
 def make_spec(name: str = "tiny", **overrides: object) -> ExperimentSpec:
@@ -89,7 +97,7 @@ def test_resubmit_failed_or_cancelled_requeues(store: Store) -> None:
     store.submit(spec)
     job = store.claim("w", 30)
     assert job is not None
-    assert store.fail(job.id, "w", "boom") == "failed"
+    assert store.fail(job.id, "w", job.attempts, "boom") == "failed"
     failed = store.get(job.id)
     assert failed is not None and failed.status == "failed" and failed.error == "boom"
     requeued, created = store.submit(spec)
@@ -104,7 +112,7 @@ def test_succeeded_spec_is_not_rerun(store: Store) -> None:
     store.submit(spec)
     job = store.claim("w", 30)
     assert job is not None
-    assert store.finish(job.id, "w", [{"recall": 0.5, "nan": float("nan")}], "reports/x")
+    assert store.finish(job.id, "w", job.attempts, [{"recall": 0.5, "nan": float("nan")}], "reports/x")
     done, created = store.submit(spec)
     assert not created and done.status == "succeeded"
     assert done.rows == [{"recall": 0.5, "nan": None}] and done.report_dir == "reports/x"
@@ -145,12 +153,15 @@ def test_cancel_running_is_requested_then_marked(store: Store) -> None:
     store.submit(make_spec())
     job = store.claim("w", 30)
     assert job is not None
-    assert store.heartbeat(job.id, "w", 0.25, "cell 1", 30)
+    token = job.attempts
+    assert store.heartbeat(job.id, "w", token, 0.25, "cell 1", 30)
+    assert store.attempt_state(job.id, "w", token) == "owned"
     view = store.cancel(job.id)
     assert view is not None and view.status == "running" and view.cancel_requested
-    assert not store.heartbeat(job.id, "w", 0.5, "cell 2", 30)  # the worker learns of it here
+    assert store.attempt_state(job.id, "w", token) == "cancel_requested"  # the worker learns of it here
+    assert store.heartbeat(job.id, "w", token, 0.5, "cell 2", 30)  # the lease holds while the child stops
     assert store.get(job.id).progress == 0.5  # type: ignore[union-attr]
-    assert store.mark_cancelled(job.id, "w")
+    assert store.mark_cancelled(job.id, "w", token)
     final = store.get(job.id)
     assert final is not None and final.status == "cancelled" and final.worker_id is None
     assert store.cancel(job.id).status == "cancelled"  # type: ignore[union-attr]  # finished: unchanged
@@ -160,10 +171,13 @@ def test_only_the_owner_writes(store: Store) -> None:
     store.submit(make_spec())
     job = store.claim("w1", 30)
     assert job is not None
-    assert not store.heartbeat(job.id, "w2", 0.5, None, 30)
-    assert not store.finish(job.id, "w2", [], "r")
-    assert store.fail(job.id, "w2", "x") is None
-    assert not store.mark_cancelled(job.id, "w2")
+    token = job.attempts
+    assert not store.heartbeat(job.id, "w2", token, 0.5, None, 30)
+    assert store.attempt_state(job.id, "w2", token) == "lost"
+    assert not store.finish(job.id, "w2", token, [], "r")
+    assert store.fail(job.id, "w2", token, "x") is None
+    assert not store.mark_cancelled(job.id, "w2", token)
+    assert not store.release(job.id, "w2", token)
     assert store.get(job.id).status == "running"  # type: ignore[union-attr]
 
 
@@ -175,7 +189,7 @@ def test_expired_lease_is_reclaimed_then_given_up(store: Store) -> None:
     time.sleep(0.3)
     second = store.claim("w2", 0.2)
     assert second is not None and second.id == first.id and second.attempts == 2 and second.worker_id == "w2"
-    assert not store.heartbeat(first.id, "w1", 0.9, None, 30)  # the lost worker learns it lost the job
+    assert not store.heartbeat(first.id, "w1", first.attempts, 0.9, None, 30)  # w1 learns it lost the job
     time.sleep(0.3)
     assert store.claim("w3", 0.2) is None
     failed = store.get(first.id)
@@ -198,12 +212,14 @@ def test_fail_with_retry_requeues_until_attempts_are_spent(store: Store) -> None
     store.submit(make_spec(), max_attempts=2)
     job = store.claim("w", 30)
     assert job is not None
-    assert store.fail(job.id, "w", "worker child died with signal 11 (SIGSEGV)", retry=True) == "queued"
+    assert store.fail(job.id, "w", job.attempts, "worker child died with signal 11 (SIGSEGV)",
+                      retry=True) == "queued"
     queued = store.get(job.id)
     assert queued is not None and queued.status == "queued" and "SIGSEGV" in (queued.error or "")
     job = store.claim("w", 30)
     assert job is not None and job.attempts == 2
-    assert store.fail(job.id, "w", "worker child died with signal 11 (SIGSEGV)", retry=True) == "failed"
+    assert store.fail(job.id, "w", job.attempts, "worker child died with signal 11 (SIGSEGV)",
+                      retry=True) == "failed"
     assert store.get(job.id).error == (  # type: ignore[union-attr]
         "gave up after 2 attempts: worker child died with signal 11 (SIGSEGV)"
     )
@@ -213,9 +229,62 @@ def test_release_does_not_count_the_attempt(store: Store) -> None:
     store.submit(make_spec(), max_attempts=1)
     job = store.claim("w", 30)
     assert job is not None and job.attempts == 1
-    assert store.release(job.id, "w")
+    assert store.release(job.id, "w", job.attempts)
     again = store.claim("w2", 30)
     assert again is not None and again.attempts == 1
+
+
+def _expire_lease(store: Store, job_id: str) -> None:
+    """As if the worker had not heartbeaten for a whole lease (paused, cut off)."""
+    from indexer.store import experiments, utcnow
+
+    with store.engine.begin() as conn:
+        conn.execute(experiments.update().where(experiments.c.id == job_id)
+                     .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+
+
+def test_a_stale_attempt_cannot_write(store: Store) -> None:
+    """Fencing: the same worker id reclaims its own job, so only the token tells the attempts apart."""
+    store.submit(make_spec())
+    first = store.claim("w", 30)
+    assert first is not None and first.attempts == 1
+    _expire_lease(store, first.id)
+    second = store.claim("w", 30)
+    assert second is not None and second.id == first.id and second.attempts == 2
+    stale = first.attempts
+    assert not store.heartbeat(first.id, "w", stale, 0.9, "stale", 30)
+    assert store.attempt_state(first.id, "w", stale) == "lost"
+    assert not store.finish(first.id, "w", stale, [{"recall": 0.1}], "reports/stale", indexes=[INDEX_RECORD])
+    assert store.fail(first.id, "w", stale, "stale error") is None
+    assert store.fail(first.id, "w", stale, "stale error", retry=True) is None
+    assert not store.mark_cancelled(first.id, "w", stale)
+    assert not store.release(first.id, "w", stale)
+    still = store.get(first.id)
+    assert still is not None and still.status == "running" and still.attempts == 2
+    assert still.message != "stale" and still.error is None and still.report_dir is None
+    assert store.list_indexes() == []  # the stale finish published no index either
+
+    assert store.heartbeat(first.id, "w", second.attempts, 0.5, "live", 30)
+    assert store.finish(first.id, "w", second.attempts, [{"recall": 0.9}], "reports/live", indexes=[INDEX_RECORD])
+    done = store.get(first.id)
+    assert done is not None and done.status == "succeeded" and done.report_dir == "reports/live"
+    assert done.rows == [{"recall": 0.9}] and [i.id for i in store.list_indexes()] == ["cell1"]
+    assert not store.finish(first.id, "w", second.attempts, [], "reports/again")  # finished: nothing to own
+
+
+def test_lease_expired_is_shown_at_read(store: Store) -> None:
+    store.submit(make_spec())
+    assert not store.list()[0][0].lease_expired  # queued: no lease
+    job = store.claim("w", 30)
+    assert job is not None and not job.lease_expired
+    _expire_lease(store, job.id)
+    assert store.get(job.id).lease_expired  # type: ignore[union-attr]
+    assert store.list(status="running")[0][0].lease_expired
+    assert store.heartbeat(job.id, "w", job.attempts, 0.5, None, 30)  # nobody reclaimed it: renewed
+    assert not store.get(job.id).lease_expired  # type: ignore[union-attr]
+    _expire_lease(store, job.id)
+    assert store.fail(job.id, "w", job.attempts, "boom") == "failed"
+    assert not store.get(job.id).lease_expired  # type: ignore[union-attr]  # only a running job's
 
 
 def _race(store_url: str, claimers: int) -> list[str]:
@@ -257,12 +326,7 @@ def test_concurrent_claimers_never_share_a_job(store: Store) -> None:
 
 def test_indexes_upsert_by_id(store: Store) -> None:
     job, _ = store.submit(make_spec())
-    record = {
-        "id": "cell1", "dataset": "synthetic", "ordering": "random", "backend": "hnswlib",
-        "params": {"M": 16, "ef_construction": 200}, "reduction": {"name": "none"}, "reduction_label": "none",
-        "dims": 8, "input_dim": 8, "metric": "cosine", "model": None, "n": 100, "size_bytes": 1234,
-        "path": "cache/cells/cell1", "space": "ip",
-    }
+    record = INDEX_RECORD
     store.add_indexes(job.id, [record])
     store.add_indexes(job.id, [{**record, "size_bytes": 999}, {**record, "id": "cell2", "dim": 16}])
     views = store.list_indexes()
