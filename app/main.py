@@ -6,6 +6,7 @@ The API only reads results and queues jobs; experiments run in the worker (`inde
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 from app.api.deps import ApiKey, Services
 from app.api.errors import install_error_handlers
 from app.api.routes import datasets, experiments, health, indexes, pages
+from app.docs import install_docs
 from app.index_cache import IndexCache
 from app.limits import BodySizeLimit
 from app.threads import limit_threads
@@ -23,6 +25,9 @@ from indexer.settings import Settings, get_settings
 from indexer.store import Store
 
 log = logging.getLogger(__name__)
+# faiss logs its loader's attempts and alembic its plugins at INFO: noise in a service log
+for _noisy in ("faiss.loader", "alembic"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 INDEX_CACHE_SIZE = 4  # loaded indexes kept in memory; each holds its vectors and graph
 
@@ -68,6 +73,7 @@ def create_app(
             ),
         )
         log.info("serving data dir %s, store %s", settings.data_dir, _redacted(settings))
+        _load_text_models(app.state.services.store)
         yield
 
     app = FastAPI(
@@ -75,7 +81,10 @@ def create_app(
         summary="HNSW recall against exact kNN: experiments, built indexes, search and evaluation",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from local files
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     app.include_router(health.router)
     # without a key the check is left out entirely (and the schema shows no security scheme); an empty
@@ -85,6 +94,21 @@ def create_app(
         app.include_router(module.router, dependencies=guard)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def _load_text_models(store: Store) -> None:
+    """Load the embedding model of every text index now, so the first text search does not pay for it
+    (11.6 s once); a model that fails to load is logged, and its searches answer 422 as before."""
+    from indexer.embed import load_model
+
+    for model in store.index_models():
+        started = time.perf_counter()
+        try:
+            load_model(model)
+        except Exception as err:  # noqa: BLE001 - the server still serves everything else
+            log.warning("embedding model %s not loaded at start: %s", model, err)
+            continue
+        log.info("embedding model %s loaded in %.1f s", model, time.perf_counter() - started)
 
 
 def _redacted(settings: Settings) -> str:

@@ -9,14 +9,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Bounds keep paging arguments inside what every database's integers hold.
+MAX_PAGE = 500
+MAX_OFFSET = 1_000_000_000
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ReportFormat = Literal["json", "csv", "md", "html"]
 
-# JSON accepts NaN/Infinity tokens in Python's parser: FiniteFloat turns them into a 422.
-Vector = Annotated[list[FiniteFloat], Field(min_length=1)]
+# JSON accepts NaN/Infinity tokens in Python's parser: allow_inf_nan=False turns them into a 422.
+# Strict: `true` is not the number 1, nor "1" a number (an int is still a float).
+Component = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Vector = Annotated[list[Component], Field(min_length=1)]
 Vectors = Annotated[list[Vector], Field(min_length=1)]
+# Strict: `k: true` or `k: 10.0` is a 422, not k=1 or k=10.
+PositiveInt = Annotated[int, Field(strict=True, ge=1)]
 
 
 def plausible_id(value: str) -> bool:
@@ -96,6 +104,11 @@ class ExperimentOut(BaseModel):
     message: str | None = None
     error: str | None = None
     attempts: int = 0
+    lease_expired: bool = Field(
+        default=False,
+        description="running, but its worker has not renewed the lease in time (lost or paused): another "
+        "worker will take the job over, or it fails once its attempts are spent",
+    )
     created_at: datetime | None = None
     updated_at: datetime | None = None
     spec: dict[str, Any]
@@ -131,13 +144,22 @@ class IndexOut(BaseModel):
     size_bytes: int | None = None
 
 
+class IndexPage(BaseModel):
+    items: list[IndexOut]
+    total: int
+    offset: int
+    limit: int
+
+
 class SearchRequest(_Request):
     """Exactly one of `vectors` (already in the index's space) or `texts` (text indexes only)."""
 
     vectors: Vectors | None = None
     texts: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
-    k: int = Field(default=10, ge=1)
-    ef: int | None = Field(default=None, ge=1, description="search breadth; default: the index's own")
+    k: PositiveInt = Field(default=10, description="results per query; at most the server's max_k")
+    ef: PositiveInt | None = Field(
+        default=None, description="search breadth, at least k and at most the server's max_ef; default: k"
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SearchRequest:
@@ -160,8 +182,8 @@ class EvaluateRequest(_Request):
     """Recall@k against exact search over the same vectors; the index's held-out queries by default."""
 
     vectors: Vectors | None = None
-    k: int = Field(default=10, ge=1)
-    ef: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=32)] = Field(
+    k: PositiveInt = Field(default=10, description="recall@k; at most the server's max_k")
+    ef: Annotated[list[PositiveInt], Field(min_length=1, max_length=32)] = Field(
         default_factory=lambda: [16, 32, 64]
     )
 

@@ -77,10 +77,13 @@ def _engine_build(spec: Any, base: np.ndarray, queries: np.ndarray) -> None:
 def _raw_build(spec: Any, base: np.ndarray, queries: np.ndarray) -> None:
     import hnswlib
 
+    from indexer.seeds import library_seed
+
     backend = next(b for b in spec.backends if b.name == "hnswlib")
     order = _order(len(base))
     index = hnswlib.Index(space="ip", dim=base.shape[1])
-    index.init_index(max_elements=len(base), M=backend.M, ef_construction=backend.ef_construction, random_seed=0)
+    index.init_index(max_elements=len(base), M=backend.M, ef_construction=backend.ef_construction,
+                     random_seed=library_seed(0, "hnswlib"))
     index.add_items(base[order], ids=order, num_threads=1)
 
 

@@ -1,37 +1,105 @@
-"""Command line: `indexer run SPEC --out DIR`, `indexer worker`, `indexer serve`.
+"""Command line: `indexer run SPEC --out DIR`, `indexer worker`, `indexer serve`, `indexer --version`.
 
-Bad input ends with exit code 2 and one line on stderr saying what is wrong; nothing half-written is
-left behind (cells and reports are renamed into place only when complete).
+Bad input, including a bad command line, ends with exit code 2 and one line `error: ...` on stderr,
+never a traceback; nothing half-written is left behind (cells and reports are renamed into place
+only when complete).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
+from indexer.admission import admit
 from indexer.errors import UserError
 from indexer.settings import get_settings
 from indexer.spec import SpecError, load_spec
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
+HELP = (
+    "Measure how well approximate vector search (HNSW) finds the true nearest neighbours, "
+    "across insertion orders, dimensionality reductions and representations."
+)
+
+
+def one_line(message: str) -> str:
+    """A message folded onto one line, so stderr carries exactly one line per error."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", message).strip()
 
 
 def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code)
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage mistakes (a missing option, an unknown command) also end on one `error:` line, exit 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False  # errors come back to us instead of being printed as a box
+        try:
+            code = super().main(*args, **kwargs)
+        except typer.TyperException as err:  # click's usage errors (typer carries its own click)
+            ctx = getattr(err, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"error: {one_line(err.format_message())}{hint}", err=True)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors, add_completion=False, invoke_without_command=True, help=HELP, pretty_exceptions_enable=False
+)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("indexer")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"indexer {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    if ctx.invoked_subcommand is None:  # bare `indexer`: the help, and the exit code of a usage mistake
+        text = ctx.get_help()  # rich prints the help itself and returns ""
+        if text:
+            typer.echo(text)
+        raise typer.Exit(2)
 
 
 @app.command()
 def run(
-    spec_path: Annotated[Path, typer.Argument(help="experiment spec (YAML or JSON)")],
-    out: Annotated[Path, typer.Option("--out", help="report directory (replaced atomically)")],
-    cache_dir: Annotated[Path | None, typer.Option(help="cache for ground truth, LID, built cells")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="experiment spec (YAML or JSON)")],
+    out: Annotated[Path, typer.Option("--out", help="report directory; replaced only once the report is complete")],
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="where ground truth, LID and finished cells are kept for reruns")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar and no summary line")] = False,
+    debug: Annotated[bool, typer.Option(help="debug logging, and a traceback for an unexpected failure")] = False,
+    no_limits: Annotated[
+        bool, typer.Option("--no-limits", help="run a spec larger than the INDEXER_MAX_* limits allow")
+    ] = False,
 ) -> None:
     """Run an experiment and write report.{json,csv,md,html} to OUT."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -41,7 +109,9 @@ def run(
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         spec = load_spec(spec_path)
-        cache = cache_dir or get_settings().cache_dir
+        settings = get_settings()
+        admit(spec, None if no_limits else settings.limits())  # before any work: one line naming the limit
+        cache = cache_dir or settings.cache_dir
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
             TimeElapsedColumn(), disable=quiet, transient=False,
@@ -68,19 +138,26 @@ def worker(
     once: Annotated[bool, typer.Option(help="run at most one job, then exit")] = False,
     poll_seconds: Annotated[float, typer.Option(help="how often to look for a job")] = 1.0,
 ) -> None:
-    """Take experiment jobs from the store and run them, each in a child process."""
+    """Run the experiment jobs submitted to the API, one after another, until stopped."""
     from indexer.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    raise typer.Exit(run_worker(get_settings(), once=once, poll_seconds=poll_seconds))
+    settings = get_settings()
+    raise typer.Exit(run_worker(
+        settings, once=once, poll_seconds=poll_seconds,
+        cancel_poll_seconds=settings.job_cancel_poll_seconds,
+        cancel_grace_seconds=settings.job_cancel_grace_seconds,
+        kill_grace_seconds=settings.job_kill_grace_seconds,
+        shutdown_grace_seconds=settings.job_shutdown_grace_seconds,
+    ))
 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
 ) -> None:
-    """Start the HTTP API (the `app` package, loaded by name: the engine never imports the web layer)."""
+    """Serve the HTTP API: submit experiments, follow jobs, read results."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

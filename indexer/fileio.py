@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import hashlib
 import os
+import re
 import shutil
-import tempfile
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,11 +27,98 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+# Staging names carry their owner: `.{final}.~{host}~{pid}~{start}~{random}.{kind}`, so a sweep can
+# tell a staging entry whose process is gone (remove it now) from one still being filled (leave it).
+STAGING_KINDS = ("tmp", "partial", "old")
+_STAGING = re.compile(r"^\..*\.~(?P<host>[^~/]*)~(?P<pid>\d+)~(?P<start>\d+)~[0-9a-f]+\.(?:tmp|partial|old)$")
+_LEGACY = re.compile(r"^\..*(\.tmp|\.partial-\w+|\.old-\w+)$")  # unowned names of earlier versions
+LEGACY_AGE_SECONDS = 24 * 3600  # unowned or another host's entries: removed only when this old
+_mine: dict[Path, int] = {}  # staging entries this process made, with its pid
+
+
+@functools.cache
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:64] or "host"
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc), which tells a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2 :].split()[19])
+
+
+def staging_path(final: Path, kind: str = "tmp") -> Path:
+    """A hidden sibling of `final` named after this process, removed by `sweep_orphans` once it is gone."""
+    assert kind in STAGING_KINDS
+    pid = os.getpid()
+    path = Path(final).with_name(f".{Path(final).name}.~{_host()}~{pid}~{_start_time(pid) or 0}~"
+                                 f"{uuid.uuid4().hex[:8]}.{kind}")
+    _mine[path] = pid
+    return path
+
+
+def _owner_gone(match: re.Match[str]) -> bool | None:
+    """True when the owner was a process on this host that has exited; None when it was elsewhere."""
+    if match["host"] != _host():
+        return None
+    started = _start_time(int(match["pid"]))
+    return started is None or started != int(match["start"])
+
+
+def sweep_orphans(root: Path) -> int:
+    """Remove staging entries under `root` left by processes that are gone (kill -9, power loss).
+
+    An owner on this host is gone when its pid no longer runs (or runs a newer process); entries of
+    other hosts (a shared data directory) and unowned ones from earlier versions go after a day.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    now = time.time()
+    for path in root.iterdir():
+        if not path.name.startswith("."):
+            continue
+        owned = _STAGING.match(path.name)
+        gone = _owner_gone(owned) if owned else None
+        if gone is None:
+            if not (owned or _LEGACY.match(path.name)):
+                continue
+            try:
+                gone = now - path.lstat().st_mtime > LEGACY_AGE_SECONDS
+            except OSError:
+                continue
+        if gone:
+            _remove(path)
+            removed += 1
+    return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@atexit.register
+def _remove_mine() -> None:
+    """On a normal exit, whatever this process still had in staging goes with it."""
+    for path, pid in list(_mine.items()):
+        if pid == os.getpid() and (path.exists() or path.is_symlink()):  # a forked child keeps its parent's
+            _remove(path)
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write to a temp file in the same directory, fsync, rename over `path`, fsync the directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = staging_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -36,8 +126,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _mine.pop(tmp, None)
     try:  # make the rename durable; not every filesystem allows fsync on a directory
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -61,33 +153,19 @@ def staged_dir(final: Path) -> Iterator[Path]:
     dropped: both are complete and equivalent.
     """
     final = Path(final)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    tmp = staging_path(final)
     tmp.mkdir(parents=True)
     try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not final.exists():
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
             raise
-
-
-def remove_stale_staging(root: Path, older_than_seconds: float = 24 * 3600) -> int:
-    """Delete staging directories a killed process (kill -9, power loss) left under root.
-
-    Young ones are left alone: another process may be filling them right now.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        return 0
-    now = time.time()
-    removed = 0
-    for path in root.glob(".*.tmp"):
-        if path.is_dir() and now - path.stat().st_mtime > older_than_seconds:
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-    return removed
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not final.exists():
+                raise
+    finally:
+        _mine.pop(tmp, None)

@@ -17,9 +17,7 @@ import logging
 import math
 import os
 import re
-import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ import numpy as np
 
 from indexer import __version__
 from indexer.errors import UserError
+from indexer.fileio import staging_path
 from indexer.spec import ExperimentSpec
 
 if TYPE_CHECKING:
@@ -86,9 +85,9 @@ def write_report(
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    tmp = staging_path(out_dir, "partial")
     try:
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make the finished report private
+        tmp.mkdir(mode=0o755)
         (tmp / NEIGHBORS_DIR).mkdir()
         report_rows = _copy_neighbors(rows, tmp)
         plain_extras = _plain(extras) if extras is not None else None
@@ -216,7 +215,7 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
     """Rename the finished temp dir into place; the old report is moved aside first, then removed."""
     old: Path | None = None
     if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{secrets.token_hex(4)}"
+        old = staging_path(out_dir, "old")
         os.rename(out_dir, old)
     try:
         os.rename(tmp, out_dir)
@@ -269,7 +268,8 @@ def _copy_neighbors(rows: Sequence[Mapping[str, Any]], dest: Path) -> list[Row]:
         if not isinstance(row, Mapping):
             log.warning("skipping a result row that is not a mapping: %r", type(row).__name__)
             continue
-        new = _plain(dict(row))
+        new = round_row(_plain(dict(row)))
+        new.pop("ranking", None)  # the depth-100 ranking in the cache: an input of hybrid rows, not a result
         src = row.get("neighbors")
         if isinstance(src, str | os.PathLike) and str(src):
             key = str(src)
@@ -278,6 +278,26 @@ def _copy_neighbors(rows: Sequence[Mapping[str, Any]], dest: Path) -> list[Row]:
             new["neighbors"] = copied[key]
         out.append(new)
     return out
+
+
+# Decimals each measure means: recall of k <= 1000 results needs 4, a time in seconds 4, a rate 1.
+ROUNDING = {"qps": 1, "build_seconds": 4}
+DEFAULT_DECIMALS = 4
+
+
+def round_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A result row with its floats rounded to what they mean (recall to 4 decimals, qps to 1)."""
+    return {key: _round(value, ROUNDING.get(key, DEFAULT_DECIMALS)) for key, value in row.items()}
+
+
+def _round(value: Any, decimals: int) -> Any:
+    if isinstance(value, float):
+        return round(value, decimals)
+    if isinstance(value, dict):
+        return {k: _round(v, decimals) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_round(v, decimals) for v in value]
+    return value
 
 
 def _copy_one(src: Path, dest: Path, used: set[str], *, qualify: bool) -> str | None:

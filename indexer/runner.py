@@ -9,12 +9,14 @@ Text datasets with relevance judgements add IR metrics, BM25 (sparse) and RRF (h
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +27,33 @@ from indexer import groundtruth, lid, metrics, orderings
 from indexer.backends import build_params, ef_values, make_index
 from indexer.datasets import Dataset, load_dataset
 from indexer.errors import DataError, UserError
-from indexer.fileio import atomic_save_npy, remove_stale_staging, sha256_file, staged_dir
+from indexer.fileio import atomic_save_npy, sha256_file, staged_dir, sweep_orphans
+from indexer.seeds import library_seed
 from indexer.spec import Cell, ExperimentSpec, ReductionSpec, cells
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 IR_DEPTH = 100  # recall@100 needs a ranking this deep
+TIMED_PASSES = 3  # each ef's query set is searched this many times; the median pass gives qps
+
+
+class Phases:
+    """Each phase of a run (load, ground truth, LID, build, sweep, report) becomes the progress
+    message when it starts and one log line with its duration when it ends."""
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.progress = progress or (lambda f, m: None)
+        self.fraction = 0.0  # of the whole run, when the next phase starts
+        self.context = ""  # which space (model, index size, reduction) the phases belong to
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        message = f"{self.context}: {name}" if self.context else name
+        self.progress(self.fraction, message)
+        t0 = time.perf_counter()
+        yield
+        log.info("%s: %.2f s", message, time.perf_counter() - t0)
 
 
 class Cancelled(Exception):
@@ -97,6 +119,9 @@ def _check_sizes(spec: ExperimentSpec, ds: Dataset) -> None:
         raise UserError(f"k={spec.k} is larger than the base set ({smallest} vectors)")
     if spec.lid.k >= smallest:
         raise UserError(f"lid.k={spec.lid.k} needs more than {smallest} base vectors")
+    over = [r.label for r in spec.reductions if r.dims is not None and r.dims > ds.base.shape[1]]
+    if over:  # checked here for user files, whose dimension the spec cannot know
+        raise UserError(f"reductions {', '.join(over)} ask for more dimensions than {ds.name}'s {ds.base.shape[1]}")
 
 
 def _check_judged(spec: ExperimentSpec, ds: Dataset) -> None:
@@ -180,7 +205,8 @@ def _ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> dict[str, flo
     return out
 
 
-def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, phase: Phases
+                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Build one index, serve its ef sweep, cache the finished cell atomically."""
     key = cell.key(spec)
     cell_dir = cache_dir / "cells" / key
@@ -196,11 +222,13 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path) 
     )
     order = s.rows[perm]
     index = make_index(cell.backend, s.base.shape[1], space, seed=cell.seed, search_threads=_search_threads())
-    t0 = time.perf_counter()
-    index.build(s.base, order)
-    build_seconds = time.perf_counter() - t0
+    label = f"{cell.ordering} {cell.backend.name} seed={cell.seed}"
+    with phase(f"{label}: build"):
+        t0 = time.perf_counter()
+        index.build(s.base, order)
+        build_seconds = time.perf_counter() - t0
 
-    with staged_dir(cell_dir) as tmp:
+    with staged_dir(cell_dir) as tmp, phase(f"{label}: search sweep"):
         index.save(tmp / "index.bin")
         np.save(tmp / "rows.npy", s.rows)
         index_bytes = index.nbytes()
@@ -219,15 +247,16 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path) 
             **build_params(cell.backend),
             "k": spec.k,
             "seed": cell.seed,
+            "library_seed": library_seed(cell.seed, cell.backend.name),
             "build_seconds": build_seconds,
             "index_bytes": index_bytes,
             "bytes_per_vector": int(s.base.shape[1]) * 4,
             "cell": key,
         }
-        for ef in ef_values(cell.backend):
-            t0 = time.perf_counter()
-            ids, scores = index.search(s.queries, spec.k, ef)
-            seconds = time.perf_counter() - t0
+        sweep = ef_values(cell.backend)
+        index.search(s.queries, spec.k, sweep[0])  # warm-up: page in the graph, start thread pools
+        for ef in sweep:
+            (ids, scores), seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
             # exact scores of the returned ids in the original space, for tie-tolerant recall against its truth
             orig_scores = scores if cell.reduction.name == "none" else groundtruth.pair_scores(
                 s.orig_base, s.orig_queries, ids, space)
@@ -245,6 +274,7 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path) 
                 "recall_ci95": list(summary["ci95"]),
                 "recall_within": float(np.mean(within)),
                 "qps": len(s.queries) / max(seconds, 1e-9),
+                "qps_passes": TIMED_PASSES,
                 "recall_by_category": _by_category(per_query, ds),
                 "recall_by_lid_bin": metrics.recall_by_bins(per_query, s.lid_queries, spec.lid_bins),
                 "neighbors": str(cell_dir / f"neighbors-{tag}.npy"),
@@ -279,6 +309,22 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path) 
         (tmp / "meta.json").write_text(json.dumps(meta))
         (tmp / "rows.json").write_text(json.dumps(rows))  # the finished marker, written last
     return rows, meta
+
+
+def timed_passes(search: Callable[[], Any], passes: int = TIMED_PASSES) -> tuple[Any, float]:
+    """The search's result and the median wall time of `passes` runs (searches are deterministic).
+
+    The first search of a cell pays for paging in the graph and starting thread pools: callers warm
+    up before timing, and the median keeps one slow pass (a busy core) from moving the figure.
+    """
+    times = []
+    result = None
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        got = search()
+        times.append(time.perf_counter() - t0)
+        result = got if result is None else result
+    return result, float(np.median(times))
 
 
 def _sparse_rows(spec: ExperimentSpec, ds: Dataset, rows: np.ndarray, cache_dir: Path) -> tuple[dict[str, Any], np.ndarray]:
@@ -335,25 +381,28 @@ def _hybrid_row(spec: ExperimentSpec, ds: Dataset, dense_row: dict[str, Any], sp
 
 
 def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray, queries: np.ndarray,
-           size: int | str, reduction: ReductionSpec, cache_dir: Path) -> Space:
+           size: int | str, reduction: ReductionSpec, cache_dir: Path, phase: Phases) -> Space:
     metric = _space_metric(spec)
     rows = index_rows(len(base), size, relevant_rows(ds), seed=spec.seeds[0])
     size_key = _hash({"dataset": dataset_key, "size": size, "seed": spec.seeds[0]})
-    gt = groundtruth.cached(cache_dir / "groundtruth", f"gt-{size_key}-{spec.metric}-{spec.k}",
-                            lambda: _knn_over(base, rows, queries, spec.k, metric))
+    with phase("ground truth"):
+        gt = groundtruth.cached(cache_dir / "groundtruth", f"gt-{size_key}-{spec.metric}-{spec.k}",
+                                lambda: _knn_over(base, rows, queries, spec.k, metric))
     if ds.groundtruth is not None and len(rows) == len(base):
         _check_provided(spec, ds, gt, base, queries)
     key = _hash({"size": size_key, "metric": spec.metric, "reduction": reduction.model_dump(mode="json")})
-    rb, rq, info = _reduce(reduction, base, queries, spec.metric)
-    within = gt if reduction.name == "none" else groundtruth.cached(
-        cache_dir / "groundtruth", f"gt-{key}-{spec.k}", lambda: _knn_over(rb, rows, rq, spec.k, metric))
+    with phase(f"reduction {reduction.label}"):
+        rb, rq, info = _reduce(reduction, base, queries, spec.metric)
+        within = gt if reduction.name == "none" else groundtruth.cached(
+            cache_dir / "groundtruth", f"gt-{key}-{spec.k}", lambda: _knn_over(rb, rows, rq, spec.k, metric))
     sub = rb if len(rows) == len(rb) else np.ascontiguousarray(rb[rows])
     every_point = bool({"lid_asc", "lid_desc"} & set(spec.orderings)) or spec.lid.sample >= len(rows)
-    lids = groundtruth.cached(
-        cache_dir / "lid", f"lid-{key}-{spec.lid.k}-{'all' if every_point else spec.lid.sample}",
-        lambda: {"base": _base_lid(spec, sub, every_point),
-                 "queries": lid.query_lid(sub, rq, spec.lid.k, spec.metric)},
-    )
+    with phase("LID"):
+        lids = groundtruth.cached(
+            cache_dir / "lid", f"lid-{key}-{spec.lid.k}-{'all' if every_point else spec.lid.sample}",
+            lambda: {"base": _base_lid(spec, sub, every_point),
+                     "queries": lid.query_lid(sub, rq, spec.lid.k, spec.metric)},
+        )
     return Space(ds, key, size, rows, rb, rq, gt["ids"], gt["scores"], within["ids"], within["scores"],
                  lids["base"], lids["queries"], reduction, info, base, queries)
 
@@ -418,14 +467,13 @@ def run(
     """Run every cell of the spec's grid; reuse whatever the cache already holds."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    for staging_root in ("cells", "vectors"):
-        remove_stale_staging(cache_dir / staging_root)
+    sweep_cache(cache_dir)
     grid = cells(spec)
     models = spec.models()
     spaces = len(models) * len(spec.index_sizes) * len(spec.reductions)
     total = len(grid) + spaces + 1
     done = 0
-    report = progress or (lambda f, m: None)
+    phase = Phases(progress)
     rows: list[dict[str, Any]] = []
     index_records: list[dict[str, Any]] = []
     extras: dict[str, Any] = {"space": {}, "notes": []}
@@ -437,8 +485,9 @@ def run(
 
     for model in models:
         check_stop()
-        report(done / total, f"loading dataset{f' with {model}' if model else ''}")
-        ds = load_dataset(spec.dataset, model=model, cache_dir=cache_dir)
+        phase.fraction, phase.context = done / total, ""
+        with phase(f"load dataset{f' and embed with {model}' if model else ''}"):
+            ds = load_dataset(spec.dataset, model=model, cache_dir=cache_dir)
         _check_sizes(spec, ds)
         _check_judged(spec, ds)
         dataset_key = _hash({"dataset": spec.dataset.model_dump(mode="json"), "model": model})
@@ -448,18 +497,19 @@ def run(
             for reduction in spec.reductions:
                 check_stop()
                 label = "/".join(str(p) for p in (model, f"n={size}", reduction.label) if p is not None)
-                report(done / total, f"{label}: ground truth and LID")
-                s = _space(spec, ds, dataset_key, base, queries, size, reduction, cache_dir)
+                phase.fraction, phase.context = done / total, label
+                s = _space(spec, ds, dataset_key, base, queries, size, reduction, cache_dir, phase)
                 _write_vectors(cache_dir, s)
-                extras["space"][label] = _space_summary(spec, s, cache_dir)
+                with phase("space measures"):
+                    extras["space"][label] = _space_summary(spec, s, cache_dir)
                 done += 1
                 space_rows: list[dict[str, Any]] = []
                 for cell in grid:
                     if (cell.model, cell.index_size, cell.reduction) != (model, size, reduction):
                         continue
                     check_stop()
-                    report(done / total, f"{label} {cell.ordering} {cell.backend.name} seed={cell.seed}")
-                    cell_rows, meta = _evaluate_cell(spec, cell, s, cache_dir)
+                    phase.fraction = done / total
+                    cell_rows, meta = _evaluate_cell(spec, cell, s, cache_dir, phase)
                     space_rows.extend(cell_rows)
                     index_records.append({**meta, "path": str((cache_dir / "cells" / meta["id"]).resolve())})
                     done += 1
@@ -477,8 +527,19 @@ def run(
         extras["model_ranking"] = model_ranking(rows)
     if len(spec.index_sizes) > 1 and any("ndcg@10" in r for r in rows):
         extras["crossings"] = size_crossings(rows)
-    report(1.0, "done")
+    phase.progress(1.0, "done")
     return RunResult(spec=spec, rows=rows, extras=extras, indexes=index_records)
+
+
+def sweep_cache(cache_dir: Path) -> int:
+    """Remove what killed processes left half-written in the cache (every artifact kind's folder)."""
+    removed = sweep_orphans(cache_dir)
+    for folder in cache_dir.iterdir() if cache_dir.is_dir() else ():
+        if folder.is_dir() and not folder.name.startswith("."):
+            removed += sweep_orphans(folder)
+    if removed:
+        log.info("removed %d staging entries left by processes that are gone", removed)
+    return removed
 
 
 def run_and_report(
@@ -493,7 +554,13 @@ def run_and_report(
     from indexer.report import write_report
 
     result = run(spec, cache_dir=cache_dir, progress=progress, should_stop=should_stop)
-    write_report(spec, result.rows, out_dir, extras=result.extras)
+    sweep_orphans(Path(out_dir).parent)  # partial reports of killed runs beside this one
+    phase = Phases(progress)
+    phase.fraction = 1.0
+    with phase("report"):
+        write_report(spec, result.rows, out_dir, extras=result.extras)
+    # the rows as published: neighbour files relative to the report, floats rounded to what they mean
+    result.rows = json.loads((Path(out_dir) / "report.json").read_text())["rows"]
     return result
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from indexer.admission import Limits
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INDEXER_", extra="ignore")
@@ -16,10 +18,29 @@ class Settings(BaseSettings):
     api_key: str | None = None
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 3
+    job_cancel_poll_seconds: float = 1.0  # how often a worker looks for a cancel of its running job
+    job_cancel_grace_seconds: float = 2.0  # then the child may stop at a cell boundary; then SIGTERM
+    job_kill_grace_seconds: float = 2.0  # after SIGTERM, SIGKILL
+    job_shutdown_grace_seconds: float = 5.0  # a stopping worker's child, before SIGTERM
+    # per request: what one search or evaluate call may ask for (422 past any of these)
     max_body_bytes: int = 8 * 1024 * 1024
-    max_batch: int = 1024
+    max_batch: int = 1024  # query vectors or texts
+    max_k: int = 1000
     max_ef: int = 4096
+    max_results_per_request: int = 100_000  # queries x k (x ef values, for evaluate)
+    max_text_chars: int = 2000  # one query text; the model reads its first 256 tokens anyway
+    max_title_chars: int = 200  # one hit's title in a response
     search_threads: int = 1  # threads per request; the server is concurrent across requests
+    # per job: what one spec may ask for (indexer.admission; the CLI may lift these, the API may not)
+    max_cells: int = Limits.max_cells
+    max_base_bytes: int = Limits.max_base_bytes
+    max_queries: int = Limits.max_queries
+    max_clusters: int = Limits.max_clusters
+    max_embedded_texts: int = Limits.max_embedded_texts
+
+    def limits(self) -> Limits:
+        return Limits(max_cells=self.max_cells, max_base_bytes=self.max_base_bytes, max_queries=self.max_queries,
+                      max_clusters=self.max_clusters, max_embedded_texts=self.max_embedded_texts)
 
     @property
     def cache_dir(self) -> Path:

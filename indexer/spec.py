@@ -12,10 +12,12 @@ import importlib.metadata
 import itertools
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from indexer import seeds
 
 Metric = Literal["cosine", "ip", "l2"]
 OrderingName = Literal[
@@ -24,22 +26,73 @@ OrderingName = Literal[
 RepresentationName = Literal["dense", "sparse", "hybrid"]
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
+# A seed is handed to numpy's generators and stored; 32 bits is what every consumer accepts.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+# Caps on every list, so a hostile spec can neither make a huge grid nor a huge list of errors.
+MAX_SEEDS = 64
+MAX_EF_SEARCH = 64
+MAX_INTRINSIC_DIMS = 256
+MAX_INDEX_SIZES = 64
+MAX_MODELS = 16
+MAX_BACKENDS = 32
+MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
+MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
+MODEL_NAME_CHARS = 256
+PATH_CHARS = 4096
+
+# Errors echo user input: only the first problems, each piece clipped, so no message grows with the input.
+MAX_REPORTED_PROBLEMS = 20
+MAX_ECHO_CHARS = 200
+
+
+def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """At most `limit` characters of text that may come from the user, so no error echoes a huge input."""
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def summarize_problems(problems: list[str], total: int) -> str:
+    """The first problems joined by '; ', then how many of `total` were left out.
+
+    Callers pass at most MAX_REPORTED_PROBLEMS already clipped problems (a slice, never the whole list).
+    """
+    shown = problems[:MAX_REPORTED_PROBLEMS]
+    rest = total - len(shown)
+    more = f"; ... and {rest} more problem{'s' if rest != 1 else ''}" if rest > 0 else ""
+    return "; ".join(shown) + more
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `k: true` or `k: 10.0` is a mistake to report, not a value to coerce to 1 or 10
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_keys(cls, data: Any) -> Any:
+        """One error for a mapping with far too many keys, instead of one per unknown key."""
+        if isinstance(data, dict) and len(data) > len(cls.model_fields) + MAX_REPORTED_PROBLEMS:
+            unknown = itertools.islice((k for k in data if k not in cls.model_fields), 3)
+            raise ValueError(
+                f"too many keys ({len(data)}; {len(cls.model_fields)} known); unknown keys include "
+                + ", ".join(repr(clip(str(k), 40)) for k in unknown)
+            )
+        return data
+
+
+ModelName = Annotated[str, Field(min_length=1, max_length=MODEL_NAME_CHARS)]
+FilePath = Annotated[str, Field(min_length=1, max_length=PATH_CHARS)]
 
 
 class SyntheticDataset(_Strict):
     """Points on random linear subspaces; each subspace's index is the category label."""
 
     kind: Literal["synthetic"]
-    intrinsic_dims: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    intrinsic_dims: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=MAX_INTRINSIC_DIMS)
     points_per_subspace: int = Field(default=8000, ge=1)
     queries_per_subspace: int = Field(default=300, ge=1)
     ambient_dim: int = Field(default=384, ge=1)
-    noise: float = Field(default=0.0, ge=0.0)
+    noise: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     normalize: bool = True
-    seed: int = 1
+    seed: Seed = 1
 
     @model_validator(mode="after")
     def _dims_fit(self) -> SyntheticDataset:
@@ -55,7 +108,7 @@ class GloveDataset(_Strict):
     kind: Literal["glove"]
     n: int = Field(default=50_000, ge=1, le=400_000)
     queries: int = Field(default=1_000, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class TextDataset(_Strict):
@@ -63,30 +116,30 @@ class TextDataset(_Strict):
 
     kind: Literal["text"]
     corpus: Literal["bbc", "wordnet"]
-    models: list[str] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
+    models: list[ModelName] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1, max_length=MAX_MODELS)
     limit: int | None = Field(default=None, ge=1, description="keep at most this many documents")
     queries: int = Field(default=500, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class FileDataset(_Strict):
     """User vectors: ann-benchmarks HDF5, or .npy/.fvecs with a queries file or a seeded split."""
 
     kind: Literal["file"]
-    path: str
-    queries: str | None = None
+    path: FilePath
+    queries: FilePath | None = None
     query_count: int = Field(default=1_000, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class BeirDataset(_Strict):
     """A directory in the BEIR layout (corpus.jsonl, queries.jsonl, optional qrels/test.tsv)."""
 
     kind: Literal["beir"]
-    path: str
-    models: list[str] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
+    path: FilePath
+    models: list[ModelName] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1, max_length=MAX_MODELS)
     queries: int | None = Field(default=None, ge=1, description="keep at most this many queries")
-    seed: int = 0
+    seed: Seed = 0
 
 
 DatasetSpec = Annotated[
@@ -99,14 +152,18 @@ class HnswlibBackend(_Strict):
     name: Literal["hnswlib"]
     M: int = Field(default=16, ge=2, le=512)
     ef_construction: int = Field(default=200, ge=1)
-    ef_search: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [10], min_length=1)
+    ef_search: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [10], min_length=1, max_length=MAX_EF_SEARCH
+    )
 
 
 class FaissHnswBackend(_Strict):
     name: Literal["faiss_hnsw"]
     M: int = Field(default=16, ge=2, le=512)
     ef_construction: int = Field(default=40, ge=1)
-    ef_search: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16], min_length=1)
+    ef_search: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [16], min_length=1, max_length=MAX_EF_SEARCH
+    )
 
 
 class ExactBackend(_Strict):
@@ -126,7 +183,7 @@ class ReductionSpec(_Strict):
     rule: Literal["low", "energy"] | None = Field(
         default=None, description="fft only: keep the lowest frequencies or the most energetic ones"
     )
-    seed: int = Field(default=0, description="random_projection: seed of the Gaussian matrix")
+    seed: Seed = Field(default=0, description="random_projection: seed of the Gaussian matrix")
 
     @model_validator(mode="after")
     def _check(self) -> ReductionSpec:
@@ -162,16 +219,21 @@ class ExperimentSpec(_Strict):
     dataset: DatasetSpec
     metric: Metric = "cosine"
     k: int = Field(default=10, ge=1)
-    orderings: list[OrderingName] = Field(default_factory=lambda: list[OrderingName](["random"]), min_length=1)
-    backends: list[BackendSpec] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    orderings: list[OrderingName] = Field(
+        default_factory=lambda: list[OrderingName](["random"]), min_length=1, max_length=len(get_args(OrderingName))
+    )
+    backends: list[BackendSpec] = Field(min_length=1, max_length=MAX_BACKENDS)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
     lid: LidSpec = Field(default_factory=LidSpec)
-    reductions: list[ReductionSpec] = Field(default_factory=lambda: [ReductionSpec(name="none")], min_length=1)
+    reductions: list[ReductionSpec] = Field(
+        default_factory=lambda: [ReductionSpec(name="none")], min_length=1, max_length=MAX_REDUCTIONS
+    )
     representations: list[RepresentationName] = Field(
-        default_factory=lambda: list[RepresentationName](["dense"]), min_length=1
+        default_factory=lambda: list[RepresentationName](["dense"]), min_length=1,
+        max_length=len(get_args(RepresentationName)),
     )
     index_sizes: list[Annotated[int, Field(ge=1)] | Literal["all"]] = Field(
-        default_factory=lambda: list[int | Literal["all"]](["all"]), min_length=1
+        default_factory=lambda: list[int | Literal["all"]](["all"]), min_length=1, max_length=MAX_INDEX_SIZES
     )
     clusters: int = Field(default=16, ge=1, description="k-means clusters for the `cluster` ordering")
     lid_bins: int = Field(default=4, ge=1, le=20, description="query-LID quantile bins in the report")
@@ -182,6 +244,10 @@ class ExperimentSpec(_Strict):
         """Accept `none`, a mapping, or a mapping whose `dims` is a list (a sweep)."""
         if not isinstance(value, list):
             return value
+        expanded = sum(len(i["dims"]) if isinstance(i, dict) and isinstance(i.get("dims"), list) else 1
+                       for i in value)
+        if expanded > MAX_REDUCTIONS:  # counted first, so a huge sweep is refused without being built
+            raise ValueError(f"at most {MAX_REDUCTIONS} reductions (after expanding dims lists), got {expanded}")
         out: list[Any] = []
         for item in value:
             if isinstance(item, str):
@@ -197,6 +263,25 @@ class ExperimentSpec(_Strict):
         if set(self.representations) & {"sparse", "hybrid"} and self.dataset.kind not in ("text", "beir"):
             raise ValueError(
                 f"representations sparse/hybrid need the text of a text or beir dataset, not {self.dataset.kind}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _reductions_fit_synthetic(self) -> ExperimentSpec:
+        """Synthetic vectors have a known dimension, so an impossible reduction is refused here."""
+        if isinstance(self.dataset, SyntheticDataset):
+            problem = reduction_dims_problem(self, self.dataset.ambient_dim)
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _grid_is_bounded(self) -> ExperimentSpec:
+        size = grid_size(self)
+        if size > MAX_CELLS:
+            raise ValueError(
+                f"the grid has {size} cells (models x index_sizes x reductions x orderings x backends x seeds); "
+                f"at most {MAX_CELLS}"
             )
         return self
 
@@ -238,6 +323,7 @@ class Cell(_Strict):
             "clusters": spec.clusters if self.ordering == "cluster" else None,
             "lid_bins": spec.lid_bins,
             "libraries": _library_versions(),  # a new hnswlib or faiss may build a different graph
+            "seeding": seeds.DERIVATION,  # how the spec seed becomes each library's seed
             "cell": self.model_dump(mode="json"),
         }
         blob = json.dumps(parts, sort_keys=True, separators=(",", ":"))
@@ -255,6 +341,14 @@ def _library_versions() -> dict[str, str]:
     return out
 
 
+def grid_size(spec: ExperimentSpec) -> int:
+    """How many cells `cells` would build, counted without building them."""
+    if "dense" not in spec.representations and "hybrid" not in spec.representations:
+        return 0
+    return (len(spec.models()) * len(spec.index_sizes) * len(spec.reductions) * len(spec.orderings)
+            * len(spec.backends) * len(spec.seeds))
+
+
 def cells(spec: ExperimentSpec) -> list[Cell]:
     """Expand the dense grid: model x index size x reduction x ordering x backend x seed."""
     if "dense" not in spec.representations and "hybrid" not in spec.representations:
@@ -267,16 +361,42 @@ def cells(spec: ExperimentSpec) -> list[Cell]:
     ]
 
 
+def max_reduced_dims(name: str, input_dim: int) -> int:
+    """The most dimensions reduction `name` can give from `input_dim`-d vectors."""
+    if name == "fft":
+        return input_dim // 2 + 1  # |X_j| = |X_{d-j}|: a real vector has only this many distinct magnitudes
+    return input_dim  # pca, truncation and random projection never add dimensions
+
+
+def reduction_dims_problem(spec: ExperimentSpec, input_dim: int) -> str | None:
+    """Why the spec's reductions cannot apply to `input_dim`-d vectors, or None when they all can.
+
+    Pure and cheap, so a run is refused before any work instead of failing at its first fit.
+    """
+    problems = []
+    for i, reduction in enumerate(spec.reductions):
+        if reduction.dims is None:
+            continue
+        most = max_reduced_dims(reduction.name, input_dim)
+        if reduction.dims > most:
+            problems.append(
+                f"reductions.{i} ({reduction.label}): {reduction.dims} dims, but {reduction.name} of "
+                f"{input_dim}-d vectors gives at most {most}"
+            )
+    return summarize_problems(problems[:MAX_REPORTED_PROBLEMS], len(problems)) if problems else None
+
+
 class SpecError(ValueError):
     """A spec that does not parse or validate; the message names the bad field."""
 
 
 def _format_validation_error(err: ValidationError) -> str:
+    errors = err.errors(include_url=False, include_input=False, include_context=False)
     problems = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "spec"
-        problems.append(f"{loc}: {e['msg']}")
-    return "; ".join(problems)
+    for e in errors[:MAX_REPORTED_PROBLEMS]:
+        loc = clip(".".join(clip(str(p)) for p in e["loc"])) or "spec"
+        problems.append(f"{loc}: {clip(e['msg'])}")
+    return summarize_problems(problems, len(errors))
 
 
 def parse_spec(data: Any) -> ExperimentSpec:
@@ -284,17 +404,42 @@ def parse_spec(data: Any) -> ExperimentSpec:
         return ExperimentSpec.model_validate(data)
     except ValidationError as err:
         raise SpecError(f"invalid spec: {_format_validation_error(err)}") from None
+    except RecursionError:
+        raise SpecError("invalid spec: nested too deeply") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line from PyYAML's multi-line message: what is wrong, and where."""
+    if not isinstance(err, yaml.MarkedYAMLError):
+        return clip(" ".join(str(err).split()))
+    what = " ".join(part for part in (err.context, err.problem) if part) or "syntax error"
+    mark = err.problem_mark or err.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return clip(" ".join(what.split())) + where
+
+
+def _read_text(p: Path) -> str:
+    try:
+        return p.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {p}") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"spec file {p} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                        f"{err.start})") from None
+    except OSError as err:
+        raise SpecError(f"cannot read spec file {p}: {err.strerror or err}") from None
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read a YAML or JSON spec file (JSON is YAML)."""
     p = Path(path)
+    text = _read_text(p)
     try:
-        data = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"spec file not found: {p}") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise SpecError(f"spec file {p} is not valid YAML/JSON: {err}") from None
+        raise SpecError(f"spec file {p} is not valid YAML/JSON: {_yaml_problem(err)}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise SpecError(f"spec file {p} nests too deeply to read") from None
     if not isinstance(data, dict):
         raise SpecError(f"spec file {p} must hold a mapping at the top level")
     return parse_spec(data)

@@ -1,7 +1,8 @@
 """One error shape for every 4xx ({"detail": "...", "errors"?: [...]}) and its OpenAPI description.
 
 Validation errors become one readable sentence naming each bad field; the engine's UserError and
-SpecError become 422 with their own message, never a 500.
+SpecError become 422 with their own message, never a 500. Every piece of the input echoed back is
+clipped and only the first problems are listed, so a hostile body cannot make a huge response.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ from fastapi.responses import JSONResponse
 
 from app.schemas import ErrorBody
 from indexer.errors import UserError
-from indexer.spec import SpecError
+from indexer.spec import MAX_REPORTED_PROBLEMS, SpecError, clip, summarize_problems
 
 log = logging.getLogger(__name__)
+
+MAX_DETAIL_CHARS = 4000  # an engine message is bounded already; this guards against one that is not
+MAX_LOC_PARTS = 16
 
 _DESCRIPTIONS = {
     400: "Malformed request",
     401: "Missing or wrong X-API-Key (only when the server has an API key)",
     404: "Unknown id, or nothing to serve yet",
-    409: "The index is recorded but its files cannot be opened (missing or failing their checksum)",
+    409: "Conflicts with the resource's state: an index whose files cannot be opened (missing or failing "
+    "their checksum), or a cancel of a finished experiment",
     413: "Request body over the server's max_body_bytes",
     422: "Invalid input; `detail` names the field and the problem",
     503: "The store is unreachable",
@@ -35,37 +40,45 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
 
 
-def _where(loc: tuple[Any, ...]) -> str:
+def _loc(error: Any) -> list[str | int]:
+    """The error's location with every key clipped: a key can be any string the client sent."""
+    loc = list(error.get("loc", ()))[:MAX_LOC_PARTS]
+    return [p if isinstance(p, int) else clip(str(p)) for p in loc]
+
+
+def _where(loc: list[str | int]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] == "body":
         parts = parts[1:]
-    return ".".join(parts) or "body"
+    return clip(".".join(parts)) or "body"
 
 
 def _sentence(error: Any) -> str:
-    loc = tuple(error.get("loc", ()))
+    loc = _loc(error)
     if error.get("type") == "json_invalid":  # loc is ("body", character position)
-        reason = (error.get("ctx") or {}).get("error", "")
+        reason = clip(str((error.get("ctx") or {}).get("error", "")))
         where = f" at character {loc[1]}" if len(loc) > 1 else ""
         return f"body: not valid JSON{where}{f' ({reason})' if reason else ''}"
-    return f"{_where(loc)}: {error.get('msg', '')}"
+    return f"{_where(loc)}: {clip(str(error.get('msg', '')))}"
+
+
+def _problem(error: Any) -> dict[str, Any]:
+    return {"loc": _loc(error), "msg": clip(str(error.get("msg", ""))), "type": clip(str(error.get("type", "")))}
 
 
 def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = [
-        {"loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
-         "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-        for e in exc.errors()
-    ]
-    detail = "invalid request: " + "; ".join(_sentence(e) for e in exc.errors())
+    errors = exc.errors()
+    shown = errors[:MAX_REPORTED_PROBLEMS]  # only these are looked at: the work stays small for any body
+    detail = "invalid request: " + summarize_problems([_sentence(e) for e in shown], len(errors))
     return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-                        content={"detail": detail, "errors": problems})
+                        content={"detail": detail, "errors": [_problem(e) for e in shown]})
 
 
 def _user_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    log.info("%s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": str(exc)})
+    detail = clip(str(exc), MAX_DETAIL_CHARS)
+    log.info("%s %s: %s", request.method, request.url.path, detail)
+    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail})
 
 
 def install_error_handlers(app: FastAPI) -> None:

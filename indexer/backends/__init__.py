@@ -8,6 +8,7 @@ from indexer.backends.base import VectorIndex
 from indexer.backends.exact import ExactIndex
 from indexer.backends.faiss_hnsw import FaissHnswIndex
 from indexer.backends.hnswlib_index import HnswlibIndex
+from indexer.seeds import library_seed
 
 BACKENDS: dict[str, type] = {"hnswlib": HnswlibIndex, "faiss_hnsw": FaissHnswIndex, "exact": ExactIndex}
 
@@ -18,8 +19,10 @@ def build_params(backend_spec: Any) -> dict[str, Any]:
 
 
 def make_index(backend_spec: Any, dim: int, metric: str, seed: int, search_threads: int = 1) -> VectorIndex:
+    """A new index for the spec's `seed`; the library gets a seed derived from it (indexer.seeds)."""
     cls = BACKENDS[backend_spec.name]
-    index: VectorIndex = cls(dim, metric, seed=seed, search_threads=search_threads, **build_params(backend_spec))
+    index: VectorIndex = cls(dim, metric, seed=library_seed(seed, backend_spec.name),
+                             search_threads=search_threads, **build_params(backend_spec))
     return index
 
 

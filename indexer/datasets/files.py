@@ -7,14 +7,16 @@ checked afterwards by `Dataset.validate`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from indexer.datasets.base import Dataset
 from indexer.errors import DataError
-from indexer.spec import FileDataset
+from indexer.spec import FileDataset, clip
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +53,15 @@ def read_npy(path: Path) -> np.ndarray:
 
 def read_fvecs(path: Path) -> np.ndarray:
     """TEXMEX layout: each row is an int32 dimension followed by that many float32 values."""
-    raw = np.fromfile(path, dtype="<i4")
-    if raw.size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise DataError(f"{path.name} is empty")
-    dim = int(raw[0])
-    if dim <= 0 or raw.size % (dim + 1) != 0:
+    raw = np.fromfile(path, dtype="<i4")  # drops a trailing partial word: the byte size is checked instead
+    dim = int(raw[0]) if raw.size else 0
+    if dim <= 0 or size % (4 * (dim + 1)) != 0:
         raise DataError(
-            f"{path.name} is not a valid .fvecs file (first row dimension {dim}, {raw.size * 4} bytes)"
+            f"{path.name} is not a valid .fvecs file: {size} bytes is not a whole number of rows of "
+            f"4 * (1 + {dim}) bytes (the first row's dimension is {dim})"
         )
     rows = raw.reshape(-1, dim + 1)
     bad = np.flatnonzero(rows[:, 0] != dim)
@@ -68,19 +72,33 @@ def read_fvecs(path: Path) -> np.ndarray:
     return np.ascontiguousarray(rows[:, 1:]).view("<f4").astype(np.float32, copy=False)
 
 
+def _hdf5_array(f: Any, name: str, path: Path) -> np.ndarray | None:
+    """The array stored under `name`, None when absent; a group or link of that name is an error."""
+    import h5py
+
+    if name not in f:
+        return None
+    node = f.get(name)
+    if not isinstance(node, h5py.Dataset):
+        kind = "group" if isinstance(node, h5py.Group) else "link or object"
+        raise DataError(f"{path.name}: '{name}' is a {kind}, not a dataset (an array)")
+    return np.asarray(node[()])
+
+
 def read_hdf5(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict]:
     """(train, test or None, neighbors or None, attributes) from an ann-benchmarks file."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            if "train" not in f:
-                raise DataError(
-                    f"{path.name} has no 'train' dataset (found: {', '.join(f.keys()) or 'none'})"
-                )
-            train = _matrix(f["train"][()], f"{path.name}:train")
-            test = _matrix(f["test"][()], f"{path.name}:test") if "test" in f else None
-            neighbors = f["neighbors"][()] if "neighbors" in f else None
+            train_arr = _hdf5_array(f, "train", path)
+            if train_arr is None:
+                found = ", ".join(clip(k, 60) for k in itertools.islice(f.keys(), 10)) or "none"
+                raise DataError(f"{path.name} has no 'train' dataset (found: {found})")
+            train = _matrix(train_arr, f"{path.name}:train")
+            test_arr = _hdf5_array(f, "test", path)
+            test = _matrix(test_arr, f"{path.name}:test") if test_arr is not None else None
+            neighbors = _hdf5_array(f, "neighbors", path)
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     except OSError as err:
         raise DataError(f"{path.name} is not a readable HDF5 file: {err}") from None

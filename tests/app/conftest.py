@@ -77,7 +77,7 @@ def built(index_server: Server) -> dict[str, Any]:
         done = run_worker_once(server)
         exp = c.get(f"/experiments/{exp_id}").json()
         assert exp["status"] == "succeeded", f"{exp}\nworker stderr:\n{done.stderr[-4000:]}"
-        indexes = [i for i in c.get("/indexes").json() if i["experiment_id"] == exp_id]
+        indexes = [i for i in c.get("/indexes", params={"limit": 500}).json()["items"] if i["experiment_id"] == exp_id]
     assert indexes, "the worker recorded no indexes"
     return {"experiment": exp, "indexes": indexes}
 

@@ -64,8 +64,10 @@ def test_cancel_queued_never_runs(client: httpx.Client) -> None:
     r = client.post(f"/experiments/{exp_id}/cancel")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     assert client.get(f"/experiments/{exp_id}").json()["status"] == "cancelled"
-    # cancelling again leaves it as it is
-    assert client.post(f"/experiments/{exp_id}/cancel").json()["status"] == "cancelled"
+    # cancelling again: it is finished, so 409, and it stays as it is
+    again = client.post(f"/experiments/{exp_id}/cancel")
+    assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+    assert client.get(f"/experiments/{exp_id}").json()["status"] == "cancelled"
 
 
 def test_unknown_ids_are_404(client: httpx.Client) -> None:
@@ -220,3 +222,46 @@ def test_implausible_ids_are_404(client: httpx.Client, bad_id: str) -> None:
         kwargs: dict[str, Any] = {"json": {"vectors": [[1.0]]}} if path.endswith("search") else {}
         r = client.request(method, path, **kwargs)
         assert r.status_code == 404, (path, r.text)
+
+
+def test_a_spec_over_the_limits_is_refused_before_it_is_queued(client: httpx.Client) -> None:
+    dataset = {"kind": "synthetic", "intrinsic_dims": [2, 4, 8], "points_per_subspace": 1_000_000_000,
+               "ambient_dim": 256}
+    r = client.post("/experiments", json=spec("terabytes", dataset=dataset))
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "max_base_bytes" in detail and "2.8 TiB" in detail
+    listed = client.get("/experiments", params={"limit": 500}).json()["items"]
+    assert all(item["name"] != "terabytes" for item in listed)
+
+
+def test_rows_name_neighbour_files_relative_to_the_report_and_serve_them(
+    index_client: httpx.Client, built: dict[str, Any], loaded: Any
+) -> None:
+    import io
+
+    import numpy as np
+
+    exp = built["experiment"]
+    for row in exp["rows"]:
+        assert row["neighbors"].startswith("neighbors/") and row["recall"] == round(row["recall"], 4)
+        assert "ranking" not in row
+    row = next(r for r in exp["rows"] if r["backend"] == "hnswlib" and r["ef"] == 10)
+    r = index_client.get(f"/experiments/{exp['id']}/{row['neighbors']}")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+    served = np.load(io.BytesIO(r.content), allow_pickle=False)
+    expected, _ = loaded.search(loaded.held_out_queries(), 10, 10)
+    np.testing.assert_array_equal(served, expected)
+
+
+@pytest.mark.parametrize("name", ["..%2Freport.json", ".hidden.npy", "report.json", "missing.npy"])
+def test_neighbour_names_outside_the_folder_are_404(
+    index_client: httpx.Client, built: dict[str, Any], name: str
+) -> None:
+    r = index_client.get(f"/experiments/{built['experiment']['id']}/neighbors/{name}")
+    assert r.status_code == 404
+
+
+def test_cancelling_a_finished_experiment_is_409(index_client: httpx.Client, built: dict[str, Any]) -> None:
+    r = index_client.post(f"/experiments/{built['experiment']['id']}/cancel")
+    assert r.status_code == 409 and "already succeeded" in r.json()["detail"]

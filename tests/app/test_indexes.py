@@ -18,9 +18,11 @@ def _vectors(loaded: Any, count: int, seed: int = 0) -> list[list[float]]:
 
 
 def test_list_indexes(index_client: httpx.Client, built: dict[str, Any]) -> None:
-    r = index_client.get("/indexes")
+    r = index_client.get("/indexes", params={"limit": 500})
     assert r.status_code == 200
-    mine = [i for i in r.json() if i["experiment_id"] == built["experiment"]["id"]]
+    page = r.json()
+    assert set(page) == {"items", "total", "offset", "limit"} and page["total"] == len(page["items"])
+    mine = [i for i in page["items"] if i["experiment_id"] == built["experiment"]["id"]]
     assert {i["backend"] for i in mine} == {"hnswlib", "exact"}
     for item in mine:
         assert set(item) >= {"id", "experiment_id", "dataset", "ordering", "backend", "params", "reduction",
@@ -29,6 +31,15 @@ def test_list_indexes(index_client: httpx.Client, built: dict[str, Any]) -> None
         assert "path" not in item  # server paths stay on the server
     one = index_client.get(f"/indexes/{mine[0]['id']}")
     assert one.status_code == 200 and one.json() == mine[0]
+
+
+def test_indexes_page_like_experiments(index_client: httpx.Client, built: dict[str, Any]) -> None:
+    everything = index_client.get("/indexes", params={"limit": 500}).json()
+    first = index_client.get("/indexes", params={"offset": 0, "limit": 1}).json()
+    rest = index_client.get("/indexes", params={"offset": 1, "limit": 500}).json()
+    assert first["total"] == rest["total"] == everything["total"] >= 2
+    assert [i["id"] for i in first["items"] + rest["items"]] == [i["id"] for i in everything["items"]]
+    assert index_client.get("/indexes", params={"limit": 501}).status_code == 422
 
 
 def test_search_matches_direct(index_client: httpx.Client, hnsw_index: dict[str, Any], loaded: Any) -> None:

@@ -40,7 +40,7 @@ def text_index(text_server: Server) -> dict[str, Any]:
         done = run_worker_once(text_server)
         exp = c.get(f"/experiments/{exp_id}").json()
         assert exp["status"] == "succeeded", f"{exp}\n{done.stderr[-3000:]}"
-        return next(i for i in c.get("/indexes").json() if i["experiment_id"] == exp_id)
+        return next(i for i in c.get("/indexes", params={"limit": 500}).json()["items"] if i["experiment_id"] == exp_id)
 
 
 def test_search_by_text_equals_brute_force_with_the_model_loaded_directly(text_server, text_index):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from indexer.backends import make_index
+from indexer.seeds import library_seed
 from indexer.spec import ExactBackend, FaissHnswBackend, HnswlibBackend
 
 
@@ -66,7 +67,7 @@ def test_hnswlib_matches_raw_library_built_in_the_same_order():
     index = make_index(HNSW[0], x.shape[1], "ip", seed=5)
     index.build(x, order)
     raw = hnswlib.Index(space="ip", dim=x.shape[1])
-    raw.init_index(max_elements=len(x), M=16, ef_construction=100, random_seed=5)
+    raw.init_index(max_elements=len(x), M=16, ef_construction=100, random_seed=library_seed(5, "hnswlib"))
     raw.add_items(x[order], ids=order, num_threads=1)
     raw.set_ef(20)
     want, _ = raw.knn_query(q, k=10, num_threads=1)
@@ -81,7 +82,7 @@ def test_faiss_matches_raw_library_with_one_add_per_vector():
     index.build(x, order)
     raw = faiss.IndexHNSWFlat(x.shape[1], 16)
     raw.hnsw.efConstruction = 100
-    raw.hnsw.rng = faiss.RandomGenerator(0)
+    raw.hnsw.rng = faiss.RandomGenerator(library_seed(0, "faiss_hnsw"))
     for i in order:
         raw.add(x[i : i + 1])
     _, internal = raw.search(q, 10, params=faiss.SearchParametersHNSW(efSearch=20))
@@ -154,6 +155,31 @@ def test_faiss_level_assignment_follows_the_seed():
         index.build(x, np.arange(len(x)))
         levels.append(faiss.vector_to_array(index._index.hnsw.levels))
     assert np.array_equal(levels[0], levels[1]) and not np.array_equal(levels[0], levels[2])
+
+
+@pytest.mark.parametrize("backend", HNSW, ids=lambda b: b.name)
+def test_distinct_spec_seeds_build_distinct_graphs(backend):
+    """Seeds are replicates: spec seeds 0 and 1 (which hnswlib's minstd once mapped to one state) and
+    every other pair give different graphs in the same insertion order."""
+    x, q = _data(n=1500)
+    order = np.arange(len(x))
+    found = []
+    for seed in (0, 1, 2):
+        index = make_index(backend, x.shape[1], "ip", seed=seed)
+        index.build(x, order)
+        found.append(index.search(q, 10, 10)[0])
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert not np.array_equal(found[a], found[b]), (a, b)
+
+
+def test_library_seeds_are_distinct_nonzero_minstd_states():
+    seeds = [library_seed(s, "hnswlib") for s in range(5000)]
+    assert len(set(seeds)) == len(seeds)
+    assert all(1 <= s <= 2**31 - 2 for s in seeds)
+    assert library_seed(0, "hnswlib") != library_seed(0, "faiss_hnsw")
+    assert library_seed(7, "hnswlib") == 1 + int.from_bytes(
+        __import__("hashlib").sha256(b"hnswlib:7").digest()[:8], "little") % (2**31 - 2)
 
 
 def test_hnswlib_answers_queries_that_reach_fewer_than_k_points():

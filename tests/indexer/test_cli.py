@@ -51,7 +51,7 @@ CASES = {
     "unknown backend": (lambda t, s: {**s, "backends": [{"name": "annoy"}]}, "backends"),
     "unknown ordering": (lambda t, s: {**s, "orderings": ["sideways"]}, "orderings"),
     "unknown dataset": (lambda t, s: {**s, "dataset": {"kind": "mnist"}}, "dataset"),
-    "k too large": (lambda t, s: {**s, "k": 100000}, "larger than the base set"),
+    "k too large": (lambda t, s: {**s, "k": 100000}, "larger than the smallest index"),
     "nan in file": (lambda t, s: _bad_file_spec(t, np.array([[1.0, np.nan]] + [[1.0, 2.0]] * 20)), "NaN"),
     "dimension mismatch": (
         lambda t, s: _bad_file_spec(t, np.ones((20, 4), np.float32), np.ones((3, 5), np.float32)), "dimension"),
@@ -69,6 +69,113 @@ def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(case, tiny_sp
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert expected.lower() in lines[0].lower()
     assert not out.exists()
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The contract for every user error: exit 2, one `error: ` line on stderr, no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def _synthetic(tiny: dict, **changes) -> dict:
+    return {**tiny, "dataset": {**tiny["dataset"], **changes}}
+
+
+def _hdf5_train_group(tmp_path: Path, tiny: dict) -> dict:
+    import h5py
+
+    with h5py.File(tmp_path / "g.hdf5", "w") as f:
+        f.create_group("train").create_dataset("x", data=np.ones((20, 4), np.float32))
+    return {**tiny, "dataset": {"kind": "file", "path": str(tmp_path / "g.hdf5"), "query_count": 5}}
+
+
+def _fvecs_with_a_partial_row(tmp_path: Path, tiny: dict) -> dict:
+    row = np.array([4], "<i4").tobytes() + np.ones(4, "<f4").tobytes()
+    (tmp_path / "x.fvecs").write_bytes(row * 20 + b"\x00\x01")
+    return {**tiny, "dataset": {"kind": "file", "path": str(tmp_path / "x.fvecs"), "query_count": 5}}
+
+
+RAW_CASES = {
+    "malformed yaml": (lambda t, s: b"name: x\ndataset: {kind: synthetic\n  intrinsic_dims: [2]\n",
+                       "not valid YAML/JSON: while parsing a flow mapping expected ',' or '}', but got ':' "
+                       "at line 3, column 17"),
+    "not utf-8": (lambda t, s: b"name: caf\xe9\n", "is not UTF-8 text"),
+    "deeply nested": (lambda t, s: b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
+}
+
+SPEC_CASES = {
+    "negative seed": (lambda t, s: _synthetic(s, seed=-1), "dataset.synthetic.seed: Input should be greater"),
+    "float for an integer": (lambda t, s: {**s, "k": 10.0}, "k: Input should be a valid integer"),
+    "bool for an integer": (lambda t, s: {**s, "seeds": [True]}, "seeds.0: Input should be a valid integer"),
+    "reduction beyond the input": (lambda t, s: {**s, "reductions": [{"name": "pca", "dims": 33}]},
+                                   "reductions.0 (pca-33): 33 dims, but pca of 32-d vectors gives at most 32"),
+    "hdf5 train is a group": (_hdf5_train_group, "'train' is a group, not a dataset"),
+    "fvecs with a partial row": (_fvecs_with_a_partial_row, "not a whole number of rows"),
+    "newlines in a message": (
+        lambda t, s: {**s, "dataset": {"kind": "file", "path": str(t / "two\nlines.npy")}}, "two lines.npy"),
+}
+
+
+@pytest.mark.parametrize("case", list(RAW_CASES) + list(SPEC_CASES))
+def test_user_errors_are_one_line_exit_2(case, tiny_spec_dict, tmp_path):
+    path, out = tmp_path / "spec.yaml", tmp_path / "out"
+    if case in RAW_CASES:
+        make, expected = RAW_CASES[case]
+        path.write_bytes(make(tmp_path, tiny_spec_dict))
+    else:
+        make, expected = SPEC_CASES[case]
+        path = _write(tmp_path, make(tmp_path, tiny_spec_dict))
+    line = _one_error_line(_run(["run", str(path), "--out", str(out), "--quiet"], tmp_path))
+    assert expected in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [([], "Missing argument 'SPEC'"), (["spec.yaml"], "Missing option '--out'"),
+     (["spec.yaml", "--out", "o", "--colour"], "No such option: --colour")],
+)
+def test_usage_mistakes_are_one_line_exit_2(args, expected, tmp_path):
+    line = _one_error_line(_run(["run", *args], tmp_path))
+    assert expected in line and "indexer" in line and "--help" in line
+
+
+def test_unknown_command(tmp_path):
+    assert "No such command 'frob'" in _one_error_line(_run(["frob"], tmp_path))
+
+
+def test_version(tmp_path):
+    import importlib.metadata
+
+    proc = _run(["--version"], tmp_path)
+    assert proc.returncode == 0 and proc.stdout == f"indexer {importlib.metadata.version('indexer')}\n"
+
+
+def test_help_says_what_commands_do_not_how_they_are_built():
+    from typer.testing import CliRunner
+
+    from indexer.cli import app
+
+    runner = CliRunner()
+    for args in (["--help"], ["run", "--help"], ["worker", "--help"], ["serve", "--help"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        text = " ".join(result.output.split())
+        for internal in ("loaded by name", "web layer", "Command line:", "renamed into place", "child process"):
+            assert internal not in text, (args, internal)
+    assert "Serve the HTTP API" in " ".join(runner.invoke(app, ["--help"]).output.split())
+
+
+def test_bare_command_prints_help_and_exits_2():
+    from typer.testing import CliRunner
+
+    from indexer.cli import app
+
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 2 and "Usage" in result.output and "run" in result.output
 
 
 def test_missing_spec_file(tmp_path):
@@ -101,3 +208,28 @@ def test_ctrl_c_leaves_no_report_and_only_finished_cells(tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     for cell in cells.iterdir():
         assert (cell / "rows.json").exists()  # an interrupted cell leaves nothing behind
+
+
+def test_a_spec_over_the_limits_exits_2_naming_the_limit_unless_lifted(tiny_spec_dict, tmp_path):
+    spec = {**tiny_spec_dict, "dataset": {**tiny_spec_dict["dataset"], "points_per_subspace": 300}}
+    path = _write(tmp_path, spec)
+    env_limit = {"INDEXER_MAX_QUERIES": "10"}  # the tiny spec has 60 queries
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "indexer.cli", "run", str(path), "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=300,
+                          env={"INDEXER_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin", **env_limit})
+    line = _one_error_line(proc)
+    assert "max_queries: 60 queries, over the limit of 10" in line and not out.exists()
+    lifted = subprocess.run(
+        [sys.executable, "-m", "indexer.cli", "run", str(path), "--out", str(out), "--quiet", "--no-limits"],
+        capture_output=True, text=True, timeout=300,
+        env={"INDEXER_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin", **env_limit})
+    assert lifted.returncode == 0, lifted.stderr
+    assert (out / "report.json").exists()
+
+
+def test_a_reduction_wider_than_the_data_stops_before_any_work(tmp_path):
+    spec = {"name": "wide", "dataset": {"kind": "glove", "n": 2000, "queries": 20},
+            "backends": [{"name": "exact"}], "reductions": [{"name": "pca", "dims": 64}]}
+    proc = _run(["run", str(_write(tmp_path, spec)), "--out", str(tmp_path / "out"), "--quiet"], tmp_path)
+    assert "more dimensions than the input's 50" in _one_error_line(proc)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from indexer.fileio import atomic_save_npy, remove_stale_staging, sha256_file, staged_dir
+from indexer.fileio import atomic_save_npy, sha256_file, staged_dir, staging_path, sweep_orphans
 
 
 def test_staged_dir_appears_only_when_complete(tmp_path):
@@ -37,14 +37,59 @@ def test_a_concurrent_finisher_wins_and_ours_is_dropped(tmp_path):
     assert [p.name for p in final.iterdir()] == ["theirs"] and len(list(tmp_path.iterdir())) == 1
 
 
-def test_only_old_staging_directories_are_swept(tmp_path):
-    old, young, kept = tmp_path / ".a.1.tmp", tmp_path / ".b.2.tmp", tmp_path / "done"
+def test_unowned_staging_entries_of_earlier_versions_go_after_a_day(tmp_path):
+    old, young, kept = tmp_path / ".a.1.tmp", tmp_path / ".b.partial-x1", tmp_path / "done"
     for p in (old, young, kept):
         p.mkdir()
     past = time.time() - 3 * 24 * 3600
     os.utime(old, (past, past))
-    assert remove_stale_staging(tmp_path) == 1
+    assert sweep_orphans(tmp_path) == 1
     assert not old.exists() and young.exists() and kept.exists()
+
+
+_LEAVE_STAGING = """
+import os, signal, sys
+from pathlib import Path
+from indexer.fileio import staging_path
+root = Path(sys.argv[1])
+staging_path(root / "cell").mkdir()
+staging_path(root / "report", "partial").mkdir()
+(staging_path(root / "gt.npz")).write_bytes(b"half")
+if sys.argv[2] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _leave_staging(root, how: str) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", _LEAVE_STAGING, str(root), how], check=False, timeout=60)
+
+
+def test_entries_of_a_killed_process_are_swept_at_once_and_live_ones_kept(tmp_path):
+    _leave_staging(tmp_path, "kill")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 3 and all(name.startswith((".cell.~", ".report.~", ".gt.npz.~")) for name in left)
+    mine = staging_path(tmp_path / "other")
+    mine.mkdir()  # this process is alive: its entry stays
+    assert sweep_orphans(tmp_path) == 3
+    assert [p.name for p in tmp_path.iterdir()] == [mine.name]
+
+
+def test_a_normal_exit_removes_its_own_staging_entries(tmp_path):
+    _leave_staging(tmp_path, "exit")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_another_hosts_entries_wait_a_day(tmp_path):
+    young = tmp_path / ".cell.~elsewhere~123~456~abcd1234.tmp"
+    old = tmp_path / ".cell2.~elsewhere~123~456~abcd1234.tmp"
+    young.mkdir()
+    old.mkdir()
+    past = time.time() - 3 * 24 * 3600
+    os.utime(old, (past, past))
+    assert sweep_orphans(tmp_path) == 1 and young.exists() and not old.exists()
 
 
 def test_atomic_npy_round_trip_and_checksum(tmp_path):

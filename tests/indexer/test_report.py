@@ -111,7 +111,18 @@ def written(tmp_path: Path, cheap_figures: None) -> tuple[ExperimentSpec, list[d
 
 
 def leftovers(parent: Path) -> list[str]:
-    return [p.name for p in parent.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+    return [p.name for p in parent.iterdir() if p.name.endswith((".partial", ".old"))]
+
+
+def test_rows_are_rounded_to_what_they_mean() -> None:
+    row = {"recall": 0.123456789, "qps": 1234.5678, "build_seconds": 1.234567,
+           "recall_by_category": {"a": {"recall": 2 / 3, "n": 3}}, "recall_ci95": [0.1111111, 0.2222222],
+           "ef": 10, "ordering": "random"}
+    assert report.round_row(row) == {
+        "recall": 0.1235, "qps": 1234.6, "build_seconds": 1.2346,
+        "recall_by_category": {"a": {"recall": 0.6667, "n": 3}}, "recall_ci95": [0.1111, 0.2222],
+        "ef": 10, "ordering": "random",
+    }
 
 
 def test_json_round_trip_copies_neighbours(written: tuple[ExperimentSpec, list[dict], Path]) -> None:
@@ -124,7 +135,7 @@ def test_json_round_trip_copies_neighbours(written: tuple[ExperimentSpec, list[d
     relative = set()
     for got, want in zip(doc["rows"], rows, strict=True):
         assert {k: v for k, v in got.items() if k != "neighbors"} == {
-            k: v for k, v in want.items() if k != "neighbors"
+            k: v for k, v in report.round_row(want).items() if k != "neighbors"
         }
         rel = got["neighbors"]
         assert rel.startswith("neighbors/") and not Path(rel).is_absolute()
@@ -139,7 +150,7 @@ def test_csv_parses_back(written: tuple[ExperimentSpec, list[dict], Path]) -> No
     assert len(parsed) == len(rows)
     header = next(csv.reader(io.StringIO((out / "report.csv").read_text())))
     assert header[:3] == ["dataset", "model", "metric"]  # main keys first
-    for got, want in zip(parsed, rows, strict=True):
+    for got, want in zip(parsed, (report.round_row(r) for r in rows), strict=True):
         assert got["ordering"] == want["ordering"]
         assert float(got["recall"]) == want["recall"]
         assert got["ef"] == ("" if want["ef"] is None else str(want["ef"]))

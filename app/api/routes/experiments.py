@@ -17,6 +17,8 @@ from app.api.deps import SettingsDep, StoreDep
 from app.api.errors import error_responses
 from app.api.routes.datasets import PATH_KINDS
 from app.schemas import (
+    MAX_OFFSET,
+    MAX_PAGE,
     ExperimentCreated,
     ExperimentOut,
     ExperimentPage,
@@ -24,9 +26,11 @@ from app.schemas import (
     ReportFormat,
     plausible_id,
 )
+from indexer.admission import admit
 from indexer.models import DERIVED_MODELS
 from indexer.settings import Settings
 from indexer.spec import DEFAULT_MODEL, ExperimentSpec
+from indexer.store import FINISHED
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +45,6 @@ MEDIA_TYPES: dict[str, str] = {
     "md": "text/markdown; charset=utf-8",
     "html": "text/html; charset=utf-8",
 }
-# Bounds keep paging arguments inside what every database's integers hold.
-MAX_PAGE = 500
-MAX_OFFSET = 1_000_000_000
 
 
 def report_dir(settings: Settings, job: Any) -> Path | None:
@@ -70,7 +71,7 @@ def to_out(settings: Settings, job: Any) -> ExperimentOut:
     return ExperimentOut(
         id=job.id, name=job.name, status=job.status,
         progress=min(1.0, max(0.0, float(job.progress or 0.0))),
-        message=job.message, error=job.error, attempts=job.attempts,
+        message=job.message, error=job.error, attempts=job.attempts, lease_expired=job.lease_expired,
         created_at=job.created_at, updated_at=job.updated_at,
         spec=job.spec, rows=job.rows, report_formats=report_formats(settings, job),
     )
@@ -110,13 +111,17 @@ def _get_or_404(store: Any, experiment_id: str) -> Any:
         **error_responses(413, 422),
     },
 )
-def submit_experiment(spec: ExperimentSpec, store: StoreDep, response: Response) -> ExperimentCreated:
+def submit_experiment(
+    spec: ExperimentSpec, store: StoreDep, settings: SettingsDep, response: Response
+) -> ExperimentCreated:
     """Queue a spec. The job id is the spec's content key, so an identical spec is never run twice:
     202 when work was queued (a new spec, or one whose earlier job failed or was cancelled, which is
     requeued); 200 with the existing job and its status when it is queued, running or succeeded.
 
     `file` and `beir` datasets, and models other than the packaged and derived ones, are refused
-    (422): no file path from a request is ever opened.
+    (422): no file path from a request is ever opened. So is a spec whose estimated size exceeds the
+    server's limits (cells, base vectors x dims, queries, clusters, texts to embed), or whose
+    parameters cannot fit its data (a reduction to more dimensions than the input has, k over n).
     """
     if spec.dataset.kind in PATH_KINDS:
         raise HTTPException(
@@ -136,6 +141,7 @@ def submit_experiment(spec: ExperimentSpec, store: StoreDep, response: Response)
             f"dataset.models: {unknown} are not available over the API; choose from {sorted(API_MODELS)} "
             "or run a local model directory with the CLI",
         )
+    admit(spec, settings.limits())  # AdmissionError: 422 naming the limit and the estimate
     job, created = store.submit(spec)
     log.info("experiment %s %s (%s)", job.id, "queued" if created else "already known", job.status)
     response.status_code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
@@ -162,10 +168,14 @@ def get_experiment(experiment_id: str, store: StoreDep, settings: SettingsDep) -
     return to_out(settings, _get_or_404(store, experiment_id))
 
 
-@router.post("/{experiment_id}/cancel", response_model=ExperimentOut, responses=error_responses(404))
+@router.post("/{experiment_id}/cancel", response_model=ExperimentOut, responses=error_responses(404, 409))
 def cancel_experiment(experiment_id: str, store: StoreDep, settings: SettingsDep) -> ExperimentOut:
-    """A queued job never runs; a running one stops at its next cell; a finished one is unchanged."""
-    job = store.cancel(experiment_id) if plausible_id(experiment_id) else None
+    """A queued job never runs; a running one is stopped within seconds (its worker ends the child
+    process); a finished one (succeeded, failed or cancelled) cannot be cancelled: 409."""
+    job = _get_or_404(store, experiment_id)
+    if job.status in FINISHED:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"experiment {job.id} is already {job.status}")
+    job = store.cancel(experiment_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no experiment with id {experiment_id!r}")
     return to_out(settings, job)
@@ -202,3 +212,22 @@ def get_report(
         # the report's own scripts (its charts) run, but in an opaque origin: not the API's
         headers["Content-Security-Policy"] = "sandbox allow-scripts allow-popups"
     return FileResponse(path, media_type=MEDIA_TYPES[format], headers=headers)
+
+
+@router.get(
+    "/{experiment_id}/neighbors/{name}",
+    response_class=Response,
+    responses={200: {"description": "One neighbour array (NumPy .npy): row i holds query i's ids, -1 "
+                     "where fewer than k were found", "content": {"application/octet-stream": {}}},
+               **error_responses(404)},
+)
+def get_neighbors(experiment_id: str, name: str, store: StoreDep, settings: SettingsDep) -> Response:
+    """A neighbour file a result row names (`neighbors/<name>`, relative to the report)."""
+    job = _get_or_404(store, experiment_id)
+    folder = report_dir(settings, job) if job.status == "succeeded" else None
+    plain = name.endswith(".npy") and "/" not in name and "\\" not in name and not name.startswith(".")
+    path = folder / "neighbors" / name if folder is not None and plain else None
+    if path is None or not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"experiment {job.id} has no neighbour file {name!r}")
+    return FileResponse(path, media_type="application/octet-stream", filename=name,
+                        headers={"X-Content-Type-Options": "nosniff"})

@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import Services, ServicesDep, StoreDep
 from app.api.errors import error_responses
-from app.schemas import EvaluateOut, EvaluateRequest, IndexOut, SearchOut, SearchRequest, plausible_id
+from app.schemas import (
+    MAX_OFFSET,
+    MAX_PAGE,
+    EvaluateOut,
+    EvaluateRequest,
+    IndexOut,
+    IndexPage,
+    SearchOut,
+    SearchRequest,
+    plausible_id,
+)
 from indexer.artifacts import ArtifactError
 from indexer.metrics import recall_at_k
 from indexer.settings import Settings
@@ -84,9 +94,33 @@ def _queries(vectors: list[list[float]], index: Any, settings: Settings, field: 
     return queries
 
 
-def _check_k(k: int, index: Any) -> None:
+def _check_k(k: int, index: Any, settings: Settings) -> None:
+    if k > settings.max_k:
+        raise _unprocessable(f"k: {k} exceeds the server's max_k of {settings.max_k}")
     if k > index.n:
         raise _unprocessable(f"k: {k} exceeds the {index.n} vectors in index {index.id}")
+
+
+def _check_results(queries: int, k: int, settings: Settings, field: str, sweeps: int = 1) -> None:
+    """Bound the work and the response of one request: queries x k (x ef values) results at most."""
+    results = queries * k * sweeps
+    if results > settings.max_results_per_request:
+        per = f" x {sweeps} ef values" if sweeps > 1 else ""
+        raise _unprocessable(
+            f"{field}: {queries} queries x k={k}{per} = {results:,} results exceed the server's "
+            f"max_results_per_request of {settings.max_results_per_request:,}; send fewer queries or a smaller k"
+        )
+
+
+def _check_texts(texts: list[str], settings: Settings) -> None:
+    if len(texts) > settings.max_batch:
+        raise _unprocessable(f"texts: {len(texts)} texts exceed the batch limit of {settings.max_batch}")
+    for row, text in enumerate(texts):
+        if len(text) > settings.max_text_chars:
+            raise _unprocessable(
+                f"texts[{row}] has {len(text):,} characters, over the server's max_text_chars of "
+                f"{settings.max_text_chars:,}"
+            )
 
 
 def _check_ef(ef: int, k: int, settings: Settings, field: str = "ef") -> None:
@@ -100,10 +134,19 @@ def _score(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-@router.get("", response_model=list[IndexOut])
-def list_indexes(store: StoreDep) -> list[IndexOut]:
-    """Every index the worker has built and kept."""
-    return [to_out(v) for v in store.list_indexes()]
+def _clip(title: str | None, limit: int) -> str | None:
+    return title if title is None or len(title) <= limit else title[: limit - 1] + "\u2026"
+
+
+@router.get("", response_model=IndexPage, responses=error_responses(422))
+def list_indexes(
+    store: StoreDep,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> IndexPage:
+    """The indexes the worker has built and kept, newest first, a page at a time."""
+    views, total = store.page_indexes(offset=offset, limit=limit)
+    return IndexPage(items=[to_out(v) for v in views], total=total, offset=offset, limit=limit)
 
 
 @router.get("/{index_id}", response_model=IndexOut, responses=error_responses(404))
@@ -116,14 +159,14 @@ def search(index_id: str, body: SearchRequest, services: ServicesDep) -> JSONRes
     """k nearest neighbours of each vector (or embedded text), in the dataset's own numbering."""
     settings = services.settings
     index = _load(index_id, services)
-    _check_k(body.k, index)
+    _check_k(body.k, index, settings)
     if body.ef is not None:
         _check_ef(body.ef, body.k, settings)
+    field, asked = ("texts", body.texts) if body.texts is not None else ("vectors", body.vectors)
+    assert asked is not None  # the model guarantees exactly one
+    _check_results(len(asked), body.k, settings, field)
     if body.texts is not None:
-        if len(body.texts) > settings.max_batch:
-            raise _unprocessable(
-                f"texts: {len(body.texts)} texts exceed the batch limit of {settings.max_batch}"
-            )
+        _check_texts(body.texts, settings)
         if not index.is_text:
             raise _unprocessable(f"texts: index {index.id} was not built from text; send 'vectors'")
         queries = np.ascontiguousarray(index.embed(body.texts), dtype=np.float32)
@@ -133,7 +176,7 @@ def search(index_id: str, body: SearchRequest, services: ServicesDep) -> JSONRes
     ids, scores = index.search(queries, body.k, body.ef)
     results = [
         [
-            {"id": int(i), "score": _score(s), "title": index.title(int(i))}
+            {"id": int(i), "score": _score(s), "title": _clip(index.title(int(i)), settings.max_title_chars)}
             for i, s in zip(row_ids.tolist(), row_scores.tolist(), strict=True)
             if i >= 0  # -1 pads rows with fewer than k results
         ]
@@ -149,7 +192,7 @@ def evaluate(index_id: str, body: EvaluateRequest, services: ServicesDep) -> Eva
     """Recall@k per ef against exact search over the index's own vectors, per query and on average."""
     settings = services.settings
     index = _load(index_id, services)
-    _check_k(body.k, index)
+    _check_k(body.k, index, settings)
     efs = list(dict.fromkeys(body.ef))  # keep order, drop repeats
     for pos, ef in enumerate(efs):
         _check_ef(ef, body.k, settings, field=f"ef[{pos}]")
@@ -159,13 +202,15 @@ def evaluate(index_id: str, body: EvaluateRequest, services: ServicesDep) -> Eva
         queries, source = np.ascontiguousarray(index.held_out_queries(), dtype=np.float32), "held_out"
         if queries.ndim != 2 or len(queries) == 0:
             raise _unprocessable(f"index {index.id} has no held-out queries; send 'vectors'")
+    _check_results(len(queries), body.k, settings, "vectors" if source == "given" else "held-out queries",
+                   sweeps=len(efs))
     truth, _ = index.exact_search(queries, body.k)
     results = []
     for ef in efs:
         found, _ = index.search(queries, body.k, ef)
         per_query = np.asarray(recall_at_k(found, truth, body.k), dtype=np.float64)
         results.append(
-            {"ef": ef, "recall": float(per_query.mean()), "per_query": per_query.round(6).tolist()}
+            {"ef": ef, "recall": round(float(per_query.mean()), 4), "per_query": per_query.round(4).tolist()}
         )
     return EvaluateOut.model_validate(
         {"index_id": index.id, "k": body.k, "n_queries": len(queries), "queries": source,

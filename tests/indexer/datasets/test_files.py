@@ -84,6 +84,20 @@ def test_fvecs_empty_or_truncated(tmp_path):
         load(_spec(tmp_path / "t.fvecs", query_count=1), cache_dir=tmp_path)
 
 
+@pytest.mark.parametrize("extra", [b"\x00", b"\x00\x01", b"\x00\x01\x02", b"\x04\x00\x00\x00"])
+def test_fvecs_with_bytes_past_the_last_whole_row(tmp_path, extra):
+    _write_fvecs(tmp_path / "t.fvecs", _vectors(3, 4))
+    (tmp_path / "t.fvecs").write_bytes((tmp_path / "t.fvecs").read_bytes() + extra)
+    with pytest.raises(DataError, match="not a whole number of rows"):
+        load(_spec(tmp_path / "t.fvecs", query_count=1), cache_dir=tmp_path)
+
+
+def test_fvecs_shorter_than_one_word(tmp_path):
+    (tmp_path / "t.fvecs").write_bytes(b"\x04\x00")
+    with pytest.raises(DataError, match="not a valid .fvecs"):
+        load(_spec(tmp_path / "t.fvecs", query_count=1), cache_dir=tmp_path)
+
+
 def _write_hdf5(path, **datasets) -> None:
     with h5py.File(path, "w") as f:
         f.attrs["distance"] = "angular"
@@ -136,6 +150,19 @@ def test_hdf5_errors(tmp_path):
     np.save(tmp_path / "q.npy", _vectors(2, 6))
     with pytest.raises(DataError, match="already holds its queries"):
         load(_spec(tmp_path / "both.hdf5", queries=str(tmp_path / "q.npy")), cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["train", "test", "neighbors"])
+def test_hdf5_group_where_an_array_belongs(tmp_path, name):
+    arrays = {"train": _vectors(30, 6), "test": _vectors(4, 6), "neighbors": np.zeros((4, 2), np.int64)}
+    with h5py.File(tmp_path / "g.hdf5", "w") as f:
+        for key, arr in arrays.items():
+            if key == name:
+                f.create_group(key).create_dataset("inner", data=arr)
+            else:
+                f.create_dataset(key, data=arr)
+    with pytest.raises(DataError, match=f"'{name}' is a group, not a dataset"):
+        load(_spec(tmp_path / "g.hdf5"), cache_dir=tmp_path)
 
 
 def test_path_errors(tmp_path):
