@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
-# Installs everything the project needs on a fresh Debian machine: system packages, then a venv in .venv.
-# Idempotent: a second call only checks.
+# The Python environment every path needs: .venv with torch's CPU build and the project (editable, with the
+# dev tools). No system packages: the paths that need some install them (scripts/install-system.sh).
+# Idempotent: when .venv already holds this pyproject.toml's install, a second call only checks (~1 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-[ -d /usr/share/wordnet ] || need_apt+=(wordnet-base)
-command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
-command -v chromium >/dev/null || need_apt+=(chromium)
-command -v docker-compose >/dev/null || need_apt+=(docker-compose)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
-fi
+TORCH=2.13.0+cpu  # pyproject.toml pins torch==2.13.0, which this local version satisfies
+TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
+STAMP=.venv/.indexer-install  # the hash of the pyproject.toml last installed
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-# torch first, pinned: the CPU build on this machine's disk (a looser pin downloads several GB)
-.venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e '.[dev]'
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+pip() { .venv/bin/python -m pip "$@"; }
+
+# torch alone, the CPU build named explicitly (the default registry wheel drags in several GB of CUDA
+# libraries): a wheel on disk if pip's find-links has one, asking no index; else PyTorch's CPU index,
+# with a short timeout so that a machine that cannot reach it fails in seconds. --no-deps: torch's own
+# dependencies come from the usual index with the project's, below.
+torch_version() { .venv/bin/python -c "import importlib.metadata as m; print(m.version('torch'))" 2>/dev/null; }
+if [ "$(torch_version)" != "$TORCH" ]; then
+  pip install -q --no-deps --no-index "torch==$TORCH" 2>/dev/null || {
+    echo "install: no torch $TORCH wheel on disk; trying $TORCH_CPU_INDEX" >&2
+    pip install -q --no-deps --timeout 20 --retries 1 --index-url "$TORCH_CPU_INDEX" "torch==$TORCH"
+  }
+fi
+
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ] || ! pip check >/dev/null 2>&1; then
+  pip install -q -e '.[dev]'
+  pip check
+  echo "$want" > "$STAMP"
+fi
+# the project's resolver keeps the CPU build (it satisfies the pin): check rather than trust
+[ "$(torch_version)" = "$TORCH" ] || { echo "install: torch is $(torch_version), not $TORCH" >&2; exit 1; }

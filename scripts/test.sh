@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# what the tests need from the system: WordNet's files (tests/indexer/datasets/test_text.py, the text-search
+# API test), Chromium (the page and docs tests), docker-compose (the compose check below) and, unless a
+# database is given, PostgreSQL (.ci/start-postgres.sh)
+needs=(wordnet chromium docker-compose)
+[ -n "${INDEXER_TEST_DATABASE_URL:-}" ] || needs+=(postgresql)
+bash scripts/install-system.sh "${needs[@]}"
 .venv/bin/ruff check indexer app tests bench
 .venv/bin/mypy indexer app
 docker-compose -f docker-compose.yml config -q
