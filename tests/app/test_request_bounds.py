@@ -64,6 +64,7 @@ def test_the_largest_allowed_search_answers_within_its_bound(
     r = _search(index_client, hnsw_index, vectors=_vectors(count), k=k, ef=1000)
     assert r.status_code == 200
     assert sum(len(hits) for hits in r.json()["results"]) <= count * k
+    print(f"largest search response: {len(r.content):,} bytes for {count * k:,} results")
     assert len(r.content) < 60 * DEFAULTS.max_results_per_request
 
 
