@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 for _noisy in ("faiss.loader", "alembic"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
-INDEX_CACHE_SIZE = 4  # loaded indexes kept in memory; each holds its vectors and graph
-
 
 def _open_store(settings: Settings) -> Store:
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives there
@@ -69,7 +67,7 @@ def create_app(
             store=store if store is not None else _open_store(settings),
             indexes=IndexCache(
                 _index_loader(settings.data_dir),
-                capacity=getattr(settings, "index_cache_size", INDEX_CACHE_SIZE),
+                capacity=settings.index_cache_size,
             ),
         )
         log.info("serving data dir %s, store %s", settings.data_dir, _redacted(settings))

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from indexer import groundtruth
+from indexer import groundtruth, metrics
 from indexer.backends import BACKENDS
 from indexer.errors import UserError
 from indexer.fileio import sha256_file
@@ -45,6 +46,7 @@ class LoadedIndex:
     titles: list[str] | None
     rows: np.ndarray  # dataset rows this index holds (an index-size subset, or all)
     reducer: Any = None
+    original_base: np.ndarray | None = None  # every dataset row, prepared, before reduction (reduced indexes)
     _model: Any = field(default=None, repr=False)
     _exact: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -92,6 +94,30 @@ class LoadedIndex:
     def exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact search over the very vectors this index holds."""
         return self._exact_index().search(self._to_space(queries), k, None)
+
+    def recall(self, queries: np.ndarray, k: int, efs: Sequence[int | None]) -> np.ndarray:
+        """Per-query recall@k of the approximate search at each ef, shape (len(efs), q), as the runner
+        measures a cell's rows: exact truth (ids and scores) over the rows this index holds, in the
+        original space, and tie-tolerant matching, so a returned id as near as the k-th true neighbour
+        counts (metrics.recall_at_k). A reduced index's answers are re-scored in the original space."""
+        in_space = self._to_space(queries)  # validates the queries
+        space = str(self.meta["space"])
+        if self.reducer is None:
+            base, original = self.base, in_space
+        else:
+            assert self.original_base is not None, "a reduced index is opened with its original vectors"
+            base = self.original_base
+            original = groundtruth.prepare_vectors(np.asarray(queries, dtype=np.float32), self.metric)
+        held = base if len(self.rows) == len(base) else np.ascontiguousarray(base[self.rows])
+        positions, truth_scores = groundtruth.exact_knn(held, original, k, space)
+        truth = self.rows[positions]
+        out = np.empty((len(efs), len(in_space)), dtype=np.float64)
+        for i, ef in enumerate(efs):
+            found, scores = self.index.search(in_space, k, ef)
+            if self.reducer is not None:
+                scores = groundtruth.pair_scores(base, original, found, space)
+            out[i] = metrics.recall_at_k(found, truth, k, scores, truth_scores, higher_is_better=space == "ip")
+        return out
 
     def _exact_index(self) -> Any:
         with self._lock:
@@ -153,4 +179,5 @@ def open_index(path: Path, *, data_dir: Path) -> LoadedIndex:
         id=meta["id"], meta=meta, index=index, base=arrays["base"],
         queries=arrays.get("original_queries", arrays["queries"]), titles=vmeta.get("titles"),
         rows=np.load(cell_dir / "rows.npy", allow_pickle=False), reducer=reducer,
+        original_base=arrays.get("original_base"),
     )

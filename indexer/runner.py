@@ -1,4 +1,6 @@
-"""The one path every experiment takes: the CLI, the worker and the API all call `run`.
+"""The one path every experiment takes: `run`, called by the CLI and the worker through `run_and_report`.
+
+The API runs nothing itself: it queues specs for the worker and opens the indexes built here.
 
 For each model (text datasets) the dataset is loaded and prepared once; for each index size and
 reduction, exact ground truth and pointwise LID are computed once and cached on disk; then each grid
