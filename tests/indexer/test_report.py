@@ -13,7 +13,7 @@ import pytest
 
 from indexer import report
 from indexer.errors import UserError
-from indexer.report import render_html, render_markdown, rows_to_csv, write_report
+from indexer.report import figures, render_html, render_markdown, rows_to_csv, write_report
 from indexer.spec import ExperimentSpec, parse_spec
 
 ORDERINGS = ["random", "lid_asc", "lid_desc"]
@@ -100,7 +100,7 @@ EXTRAS = {
 @pytest.fixture
 def cheap_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests of files and swaps need no plots: skip matplotlib to stay fast."""
-    monkeypatch.setattr(report, "_render_svg", lambda draw, prefix: "<svg></svg>")
+    monkeypatch.setattr(figures, "render_svg", lambda draw, prefix: "<svg></svg>")
 
 
 @pytest.fixture
@@ -270,7 +270,7 @@ def test_failure_keeps_previous_report(tmp_path: Path, monkeypatch: pytest.Monke
     def broken(*args: object, **kwargs: object) -> str:
         raise RuntimeError("renderer broke")
 
-    monkeypatch.setattr(report, "render_html", broken)
+    monkeypatch.setattr(report.write, "render_html", broken)
     with pytest.raises(RuntimeError, match="renderer broke"):
         write_report(spec, make_rows(tmp_path / "c2", offset=0.01), out)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

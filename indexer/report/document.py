@@ -1,0 +1,47 @@
+"""The report as a title and its sections in reading order: the one list of what a report holds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from indexer.report.blocks import Bullets, Section
+from indexer.report.results import Results
+from indexer.report.sections.category import category_section
+from indexer.report.sections.index_size import index_size_section
+from indexer.report.sections.ir import ir_section
+from indexer.report.sections.lid_bins import lid_bin_section
+from indexer.report.sections.lid_space import lid_section
+from indexer.report.sections.model_ranking import model_ranking_section
+from indexer.report.sections.notes import notes_section
+from indexer.report.sections.overview import overview_section
+from indexer.report.sections.recall import recall_section
+from indexer.report.sections.reduction import reduction_section
+from indexer.report.sections.speed import speed_section
+from indexer.spec import ExperimentSpec
+
+
+def document(
+    spec: ExperimentSpec, rows: Sequence[Any], extras: Mapping[str, Any] | None
+) -> tuple[str, list[Section]]:
+    """The report's title and its sections; highlights gather what the sections found most telling."""
+    res = Results(spec, rows)
+    extras = extras if isinstance(extras, Mapping) else {}
+    highlights: list[str] = []
+    sections = [overview_section(res)]
+    body: list[Section | None] = [
+        recall_section(res, highlights),
+        category_section(res, highlights),
+        lid_bin_section(res),
+        lid_section(res, extras, highlights),
+        reduction_section(res),
+        speed_section(res),
+        ir_section(res),
+        model_ranking_section(res, extras, highlights),
+        index_size_section(res, highlights),
+        notes_section(extras),
+    ]
+    if highlights:
+        sections.append(Section("highlights", "Highlights", [Bullets(highlights)]))
+    sections += [s for s in body if s is not None and s.blocks]
+    return spec.name, sections

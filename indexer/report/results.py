@@ -1,0 +1,172 @@
+"""The results grouped the way the report reads them: the spec's order first, then whatever the rows add."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from indexer.report.cells import MISSING
+from indexer.report.rows import Row
+from indexer.report.values import hashable, num, sortable
+from indexer.spec import ExperimentSpec
+
+# What splits the recall tables into sub-tables when it takes more than one value.
+SECTION_KEYS = ("dataset", "model", "reduction", "representation", "index_size")
+
+ColKey = tuple[Any, Any, Any, Any]  # backend, M, ef_construction, ef
+ConfigKey = tuple[Any, Any, Any]  # backend, M, ef_construction
+
+
+class Results:
+    """Rows plus the orders and labels that the spec implies (spec order first, then what rows add)."""
+
+    def __init__(self, spec: ExperimentSpec, rows: Sequence[Any]) -> None:
+        self.spec = spec
+        given = [dict(r) for r in rows if isinstance(r, Mapping)]
+        self.n_rows = len(given)
+        self.k = spec.k
+        self.preferred: dict[str, list[Any]] = {
+            "model": list(spec.models()),
+            "reduction": [r.label for r in spec.reductions],
+            "representation": list(spec.representations),
+            "ordering": list(spec.orderings),
+            "backend": list(dict.fromkeys(b.name for b in spec.backends)),
+        }
+        # Orderings are those of the graph indexes; a row whose search cannot depend on the insertion
+        # order (BM25, exact; the engine labels BM25 "given") is shown under every one of them.
+        graph = [r for r in given if num(r.get("ef")) is not None]
+        self.orderings: list[str] = self.ordered("ordering", self.distinct("ordering", graph or given))
+        self.rows = []
+        for r in given:
+            if graph and num(r.get("ef")) is None and r.get("ordering") not in self.orderings:
+                self.rows += [{**r, "ordering": o} for o in self.orderings]
+            else:
+                self.rows.append(r)
+        self.section_keys = [k for k in SECTION_KEYS if len(self.distinct(k)) > 1]
+        self.multi_seed = len([s for s in self.distinct("seed") if s is not None]) > 1
+        configs: dict[str, set[tuple[Any, Any]]] = {}
+        for r in self.rows:
+            configs.setdefault(str(r.get("backend")), set()).add((r.get("M"), r.get("ef_construction")))
+        self._ambiguous = {name for name, cs in configs.items() if len(cs) > 1}
+
+    def distinct(self, key: str, rows: Iterable[Row] | None = None) -> list[Any]:
+        return list(dict.fromkeys(hashable(r.get(key)) for r in (self.rows if rows is None else rows)))
+
+    def rank(self, key: str, value: Any) -> tuple:
+        preferred = self.preferred.get(key, [])
+        if value in preferred:
+            return (0, preferred.index(value), (0, 0.0, ""))
+        return (1, 0, sortable(value))
+
+    def ordered(self, key: str, values: Iterable[Any]) -> list[Any]:
+        return sorted(values, key=lambda v: self.rank(key, v))
+
+    def group(self, rows: Iterable[Row], keys: Sequence[str]) -> list[tuple[tuple[Any, ...], list[Row]]]:
+        groups: dict[tuple[Any, ...], list[Row]] = {}
+        for r in rows:
+            groups.setdefault(tuple(hashable(r.get(k)) for k in keys), []).append(r)
+        order = sorted(groups, key=lambda t: tuple(self.rank(k, v) for k, v in zip(keys, t, strict=True)))
+        return [(t, groups[t]) for t in order]
+
+    def sections(
+        self, rows: Iterable[Row] | None = None, keys: Sequence[str] | None = None
+    ) -> list[tuple[str, list[Row]]]:
+        keys = self.section_keys if keys is None else keys
+        rows = self.rows if rows is None else rows
+        return [(section_label(keys, t), rs) for t, rs in self.group(rows, keys)]
+
+    @staticmethod
+    def config_of(row: Row) -> ConfigKey:
+        return (hashable(row.get("backend")), row.get("M"), row.get("ef_construction"))
+
+    @staticmethod
+    def col_of(row: Row) -> ColKey:
+        return (hashable(row.get("backend")), row.get("M"), row.get("ef_construction"), row.get("ef"))
+
+    def config_label(self, config: ConfigKey) -> str:
+        name, m, efc = config
+        label = str(name) if name is not None else "backend?"
+        if label in self._ambiguous:
+            label += f" M={m} efC={efc}"
+        return label
+
+    def col_label(self, col: ColKey) -> str:
+        label = self.config_label(col[:3])
+        return label if col[3] is None else f"{label} ef={col[3]}"
+
+    def _config_rank(self, config: ConfigKey) -> tuple:
+        return (self.rank("backend", config[0]), sortable(config[1]), sortable(config[2]))
+
+    def columns(self, rows: Iterable[Row]) -> list[ColKey]:
+        cols = dict.fromkeys(self.col_of(r) for r in rows)
+        return sorted(cols, key=lambda c: (self._config_rank(c[:3]), c[3] is not None, sortable(c[3])))
+
+    def column_groups(self, cols: Sequence[ColKey]) -> tuple[list[tuple[str, int]], list[str]]:
+        """Group header cells for HTML tables: one per backend config, `ef=…` under it."""
+        groups: list[tuple[str, int]] = []
+        subs: list[str] = []
+        for config, members in itertools.groupby(cols, key=lambda c: c[:3]):
+            ms = list(members)
+            groups.append((self.config_label(config), len(ms)))
+            single = len(ms) == 1 and ms[0][3] is None
+            subs += ["" if single else (f"ef={c[3]}" if c[3] is not None else MISSING) for c in ms]
+        return groups, subs
+
+    def configs(self, rows: Iterable[Row]) -> list[ConfigKey]:
+        return sorted(dict.fromkeys(self.config_of(r) for r in rows), key=self._config_rank)
+
+    def picked_columns(self, rows: Sequence[Row], *, highest: bool) -> list[ColKey]:
+        """One column per backend config: its lowest (or highest) ef; backends without ef as they are."""
+        picked = []
+        for config in self.configs(rows):
+            cols = [c for c in self.columns(rows) if c[:3] == config]
+            with_ef = [c for c in cols if num(c[3]) is not None]
+            if with_ef:
+                picked.append(
+                    max(with_ef, key=lambda c: c[3]) if highest else min(with_ef, key=lambda c: c[3])
+                )
+            else:
+                picked.append(cols[0])
+        return picked
+
+
+def section_label(keys: Sequence[str], values: Sequence[Any]) -> str:
+    """A readable name for a group: 'model X · reduction fft-low-64 · sparse'."""
+    parts = []
+    for key, value in zip(keys, values, strict=True):
+        if value is None:
+            parts.append(f"{key.replace('_', ' ')} {MISSING}")
+        elif key == "model":
+            parts.append(f"model {value}")
+        elif key == "reduction":
+            parts.append("no reduction" if value == "none" else f"reduction {value}")
+        elif key == "index_size":
+            n = num(value)
+            parts.append(f"index size {n:,.0f}" if n is not None else f"index size {value}")
+        else:
+            parts.append(str(value))
+    return " · ".join(parts) or "all results"
+
+
+def by(rows: Iterable[Row], key: str, value: Any) -> list[Row]:
+    return [r for r in rows if hashable(r.get(key)) == value]
+
+
+def with_col(res: Results, rows: Iterable[Row], col: ColKey) -> list[Row]:
+    return [r for r in rows if res.col_of(r) == col]
+
+
+def trivially_exact(rows: Sequence[Row]) -> bool:
+    """Exact search scored against itself is 1.0 everywhere: nothing to plot or break down."""
+    recalls = [num(r.get("recall")) for r in rows]
+    return (
+        bool(rows)
+        and all(r.get("backend") == "exact" for r in rows)
+        and all(x is not None and x >= 0.9995 for x in recalls)
+    )
+
+
+def ordering_matters(res: Results, col: ColKey) -> bool:
+    """Exact search and BM25 (no ef) return the same whatever the insertion order."""
+    return len(res.orderings) < 2 or col[3] is not None

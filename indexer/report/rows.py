@@ -1,0 +1,95 @@
+"""Result rows as published: floats rounded to what they mean, values made plain JSON, one CSV line each."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+Row = dict[str, Any]
+
+IR_METRICS = ("ndcg@10", "mrr@10", "recall@100")
+# CSV column order: what a reader scans first, then anything else sorted, then the bulky nested cells.
+MAIN_COLUMNS = (
+    "dataset", "model", "metric", "reduction", "dims", "representation", "index_size", "ordering",
+    "backend", "M", "ef_construction", "ef", "k", "seed", "recall", "recall_std", "recall_ci95",
+    "recall_within", *IR_METRICS, "build_seconds", "qps", "index_bytes", "bytes_per_vector",
+)  # fmt: skip
+TAIL_COLUMNS = ("recall_by_category", "recall_by_lid_bin", "neighbors")
+
+# Decimals each measure means: recall of k <= 1000 results needs 4, a time in seconds 4, a rate 1.
+ROUNDING = {"qps": 1, "build_seconds": 4}
+DEFAULT_DECIMALS = 4
+
+
+def round_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A result row with its floats rounded to what they mean (recall to 4 decimals, qps to 1)."""
+    return {key: _round(value, ROUNDING.get(key, DEFAULT_DECIMALS)) for key, value in row.items()}
+
+
+def _round(value: Any, decimals: int) -> Any:
+    if isinstance(value, float):
+        return round(value, decimals)
+    if isinstance(value, dict):
+        return {k: _round(v, decimals) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_round(v, decimals) for v in value]
+    return value
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars/arrays to Python, tuples to lists, NaN/inf to None."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "model_dump"):
+        return plain(value.model_dump(mode="json"))
+    return str(value)
+
+
+def csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    """One line per row; nested values (dicts, lists) JSON-encoded in their cell, None as empty."""
+    plain_rows = [plain(dict(r)) for r in rows if isinstance(r, Mapping)]
+    seen: dict[str, None] = {}
+    for r in plain_rows:
+        seen.update(dict.fromkeys(r))
+    main = [c for c in MAIN_COLUMNS if c in seen]
+    tail = [c for c in TAIL_COLUMNS if c in seen]
+    rest = sorted(c for c in seen if c not in main and c not in tail)
+    columns = main + rest + tail
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in plain_rows:
+        writer.writerow([csv_cell(r.get(c)) for c in columns])
+    return buf.getvalue()

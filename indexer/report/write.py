@@ -1,0 +1,185 @@
+"""The report directory: written whole into a hidden sibling, then renamed into place.
+
+A directory named like the report is always a finished report: a crash leaves the previous one, never
+half of one, and a directory holding anything but a report is never replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from indexer.errors import UserError
+from indexer.fileio import staging_path
+from indexer.report.html import render_html
+from indexer.report.markdown import render_markdown
+from indexer.report.rows import Row, plain, round_row, rows_to_csv
+from indexer.spec import ExperimentSpec
+
+log = logging.getLogger(__name__)
+
+REPORT_PREFIX = "report."
+NEIGHBORS_DIR = "neighbors"
+
+
+def write_report(
+    spec: ExperimentSpec, rows: list[dict], out_dir: Path, *, extras: dict | None = None
+) -> Path:
+    """Write report.{json,csv,md,html} and the neighbour files into `out_dir`, atomically.
+
+    Refuses (UserError) to replace a directory holding anything but a previous report, so a wrong
+    path never deletes a user's files.
+    """
+    out_dir = Path(out_dir)
+    _check_replaceable(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = staging_path(out_dir, "partial")
+    try:
+        tmp.mkdir(mode=0o755)
+        (tmp / NEIGHBORS_DIR).mkdir()
+        report_rows = _copy_neighbors(rows, tmp)
+        plain_extras = plain(extras) if extras is not None else None
+        # Render everything before writing anything: a rendering bug must not cost the old report.
+        csv_text = rows_to_csv(report_rows)
+        markdown = render_markdown(spec, report_rows, plain_extras)
+        page = render_html(spec, report_rows, plain_extras)
+        document = {
+            "spec": spec.model_dump(mode="json"),
+            "key": spec.key(),
+            "rows": report_rows,
+            "extras": plain_extras,
+        }
+        blob = json.dumps(document, indent=1, allow_nan=False, ensure_ascii=False)
+        _write_file(tmp / "report.csv", csv_text)
+        _write_file(tmp / "report.md", markdown)
+        _write_file(tmp / "report.html", page)
+        _write_file(tmp / "report.json", blob)  # last: the file readers treat as "the result"
+        _fsync_dir(tmp / NEIGHBORS_DIR)
+        _fsync_dir(tmp)
+        _check_replaceable(out_dir)  # again: something may have appeared while we rendered
+        _swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote report %s (%d rows)", out_dir, len(report_rows))
+    return out_dir
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Only a missing path or a previous report (report.* files, neighbors/*.npy) may be replaced."""
+    if out_dir.is_symlink():
+        raise UserError(f"report directory {out_dir} is a symbolic link; refusing to replace it")
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise UserError(f"{out_dir} exists and is not a directory; refusing to replace it")
+    foreign: list[str] = []
+    for entry in out_dir.iterdir():
+        if entry.name.startswith(REPORT_PREFIX) and entry.is_file() and not entry.is_symlink():
+            continue
+        if entry.name == NEIGHBORS_DIR and entry.is_dir() and not entry.is_symlink():
+            foreign += [
+                f"{NEIGHBORS_DIR}/{p.name}"
+                for p in entry.iterdir()
+                if p.suffix != ".npy" or not p.is_file() or p.is_symlink()
+            ]
+            continue
+        foreign.append(entry.name)
+    if foreign:
+        shown = ", ".join(sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise UserError(
+            f"{out_dir} is not a report directory (it holds {shown}); refusing to replace it: "
+            "choose an empty or new directory"
+        )
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished temp dir into place; the old report is moved aside first, then removed."""
+    old: Path | None = None
+    if out_dir.exists():
+        old = staging_path(out_dir, "old")
+        os.rename(out_dir, old)
+    try:
+        os.rename(tmp, out_dir)
+    except BaseException:
+        if old is not None:
+            os.rename(old, out_dir)
+        raise
+    _fsync_dir(out_dir.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_file(path: Path, text: str) -> None:
+    with open(path, "wb") as fh:
+        fh.write(text.encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames and new entries durable; some filesystems refuse, which is not fatal."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _copy_neighbors(rows: Sequence[Mapping[str, Any]], dest: Path) -> list[Row]:
+    """Copy each row's neighbour file into dest/neighbors and point the row at the relative copy."""
+    copied: dict[str, str | None] = {}
+    used: set[str] = set()
+    out: list[Row] = []
+    # The engine names files per cell directory (cells/<key>/neighbors-ef40.npy): where a basename is
+    # shared by several sources, the copy is named <directory>-<basename> instead.
+    sources = {
+        str(r["neighbors"])
+        for r in rows
+        if isinstance(r, Mapping)
+        and isinstance(r.get("neighbors"), str | os.PathLike)
+        and str(r["neighbors"])
+    }
+    shared = {n for n in (Path(x).name for x in sources) if sum(Path(x).name == n for x in sources) > 1}
+    for row in rows:
+        if not isinstance(row, Mapping):
+            log.warning("skipping a result row that is not a mapping: %r", type(row).__name__)
+            continue
+        new = round_row(plain(dict(row)))
+        new.pop("ranking", None)  # the depth-100 ranking in the cache: an input of hybrid rows, not a result
+        src = row.get("neighbors")
+        if isinstance(src, str | os.PathLike) and str(src):
+            key = str(src)
+            if key not in copied:
+                copied[key] = _copy_one(Path(src), dest, used, qualify=Path(src).name in shared)
+            new["neighbors"] = copied[key]
+        out.append(new)
+    return out
+
+
+def _copy_one(src: Path, dest: Path, used: set[str], *, qualify: bool) -> str | None:
+    if not src.is_file():
+        log.warning("neighbour file %s is missing; the report row will not reference it", src)
+        return None
+    name = f"{src.parent.name}-{src.name}" if qualify and src.parent.name else src.name
+    stem, suffix = name[: -len(src.suffix)] if src.suffix else name, src.suffix
+    n = 1
+    while name in used:  # two cache dirs may hold the same basename
+        n += 1
+        name = f"{stem}-{n}{suffix}"
+    used.add(name)
+    target = dest / NEIGHBORS_DIR / name
+    shutil.copyfile(src, target)
+    with open(target, "rb") as fh:
+        os.fsync(fh.fileno())
+    return f"{NEIGHBORS_DIR}/{name}"

@@ -1,0 +1,25 @@
+"""The Markdown and CSV never pay for matplotlib: only drawing a figure imports it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+SCRIPT = """
+import sys
+from indexer.report import render_markdown, rows_to_csv
+from indexer.spec import parse_spec
+
+spec = parse_spec({"name": "lazy", "dataset": {"kind": "synthetic", "intrinsic_dims": [2]},
+                   "backends": [{"name": "hnswlib", "ef_search": [10]}]})
+rows = [{"ordering": "random", "backend": "hnswlib", "ef": 10, "recall": 0.5, "seed": 0}]
+assert "0.500" in render_markdown(spec, rows, None)
+rows_to_csv(rows)
+print("matplotlib" in sys.modules)
+"""
+
+
+def test_markdown_and_csv_do_not_import_matplotlib() -> None:
+    # a fresh interpreter: in this one another test may have imported matplotlib already
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
