@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from indexer import groundtruth, metrics
-from indexer.backends import BACKENDS
+from indexer.backends import new_index
 from indexer.errors import UserError
 from indexer.fileio import sha256_file
 from indexer.spec import ReductionSpec
@@ -122,7 +122,7 @@ class LoadedIndex:
     def _exact_index(self) -> Any:
         with self._lock:
             if self._exact is None:
-                exact = BACKENDS["exact"](self.base.shape[1], self.meta["space"])
+                exact = new_index("exact", self.base.shape[1], self.meta["space"], params={}, seed=0)
                 exact.build(self.base, self.rows)
                 self._exact = exact
             return self._exact
@@ -166,7 +166,7 @@ def open_index(path: Path, *, data_dir: Path) -> LoadedIndex:
         if sha256_file(file) != digest:
             raise ArtifactError(f"{file} does not match its recorded checksum")
         arrays[name] = np.load(file, allow_pickle=False)
-    index = BACKENDS[meta["backend"]](arrays["base"].shape[1], meta["space"], seed=meta["seed"], **meta["params"])
+    index = new_index(meta["backend"], arrays["base"].shape[1], meta["space"], params=meta["params"], seed=meta["seed"])
     index.load(index_file, meta["n"])
     reducer = None
     reduction = ReductionSpec.model_validate(meta["reduction"])

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from indexer import groundtruth, lid, metrics, orderings
-from indexer.backends import build_params, ef_values, make_index
+from indexer.backends import build_param_names, make_index
 from indexer.datasets import Dataset, load_dataset
 from indexer.errors import DataError, UserError
 from indexer.fileio import atomic_save_npy, sha256_file, staged_dir, sweep_orphans
@@ -224,7 +224,7 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, 
     )
     order = s.rows[perm]
     index = make_index(cell.backend, s.base.shape[1], space, seed=cell.seed, search_threads=_search_threads())
-    label = f"{cell.ordering} {cell.backend.name} seed={cell.seed}"
+    label = f"{cell.ordering} {cell.backend.label()} seed={cell.seed}"
     with phase(f"{label}: build"):
         t0 = time.perf_counter()
         index.build(s.base, order)
@@ -246,7 +246,7 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, 
             "representation": "dense",
             "ordering": cell.ordering,
             "backend": cell.backend.name,
-            **build_params(cell.backend),
+            **cell.backend.build_params(),
             "k": spec.k,
             "seed": cell.seed,
             "library_seed": library_seed(cell.seed, cell.backend.name),
@@ -255,7 +255,7 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, 
             "bytes_per_vector": int(s.base.shape[1]) * 4,
             "cell": key,
         }
-        sweep = ef_values(cell.backend)
+        sweep = cell.backend.ef_values()
         index.search(s.queries, spec.k, sweep[0])  # warm-up: page in the graph, start thread pools
         for ef in sweep:
             (ids, scores), seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
@@ -295,7 +295,7 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, 
             "space": space,
             "ordering": cell.ordering,
             "backend": cell.backend.name,
-            "params": build_params(cell.backend),
+            "params": cell.backend.build_params(),
             "seed": cell.seed,
             "reduction": cell.reduction.model_dump(mode="json"),
             "reduction_label": cell.reduction.label,
@@ -374,8 +374,8 @@ def _hybrid_row(spec: ExperimentSpec, ds: Dataset, dense_row: dict[str, Any], sp
     path = Path(dense_row["ranking"]).with_name(f"hybrid-{Path(dense_row['ranking']).name}")
     if not path.exists():
         atomic_save_npy(path, fused[:, : spec.k])
-    keep = ("dataset", "model", "metric", "index_size", "reduction", "dims", "ordering", "backend", "M",
-            "ef_construction", "ef", "k", "seed", "cell")
+    keep = ("dataset", "model", "metric", "index_size", "reduction", "dims", "ordering", "backend",
+            *build_param_names(), "ef", "k", "seed", "cell")
     return {
         **{k: dense_row.get(k) for k in keep}, "representation": "hybrid", "recall": None,
         "neighbors": str(path), **_ir_metrics(ds, fused[:, : spec.k], fused),
@@ -572,10 +572,11 @@ def model_ranking(rows: list[dict[str, Any]], measure: str = "ndcg@10") -> list[
     Elliott & Clark found that swapping exact kNN for HNSW moved models up to three places.
     """
     dense = [r for r in rows if r.get("representation") == "dense" and r.get(measure) is not None]
+    params = build_param_names()  # a setting is also what its index was built with
     groups: dict[tuple[Any, ...], dict[str, float]] = {}
     for r in dense:
-        setting = (r["index_size"], r["reduction"], r["ordering"], r["backend"], r.get("M"),
-                   r.get("ef_construction"), r["ef"], r["seed"])
+        setting = (r["index_size"], r["reduction"], r["ordering"], r["backend"], *(r.get(p) for p in params),
+                   r["ef"], r["seed"])
         groups.setdefault(setting, {})[r["model"]] = r[measure]
     out = []
     for setting, scores in groups.items():
@@ -587,7 +588,7 @@ def model_ranking(rows: list[dict[str, Any]], measure: str = "ndcg@10") -> list[
         rank = {m: i + 1 for i, m in enumerate(sorted(scores, key=lambda m: -scores[m]))}
         out.append({
             "index_size": size, "reduction": reduction, "ordering": ordering, "backend": backend,
-            "M": setting[4], "ef_construction": setting[5], "ef": setting[6], "seed": setting[7],
+            **dict(zip(params, setting[4:-2], strict=True)), "ef": setting[-2], "seed": setting[-1],
             "ranking": [{"model": m, measure: scores[m], "rank": rank[m], "exact_rank": exact_rank.get(m),
                          "change": exact_rank.get(m, rank[m]) - rank[m]} for m in sorted(rank, key=lambda m: rank[m])],
             "max_change": max(abs(exact_rank.get(m, rank[m]) - rank[m]) for m in rank),

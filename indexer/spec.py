@@ -12,12 +12,18 @@ import importlib.metadata
 import itertools
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from indexer import seeds
+from indexer.backends import BACKENDS
+from indexer.backends.declaration import MAX_EF_SEARCH as MAX_EF_SEARCH
+from indexer.backends.declaration import BackendEntry, entry_model
+from indexer.strict import MAX_ECHO_CHARS as MAX_ECHO_CHARS
+from indexer.strict import MAX_REPORTED_PROBLEMS, clip
+from indexer.strict import Strict as _Strict
 
 Metric = Literal["cosine", "ip", "l2"]
 OrderingName = Literal[
@@ -30,7 +36,6 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 # Caps on every list, so a hostile spec can neither make a huge grid nor a huge list of errors.
 MAX_SEEDS = 64
-MAX_EF_SEARCH = 64
 MAX_INTRINSIC_DIMS = 256
 MAX_INDEX_SIZES = 64
 MAX_MODELS = 16
@@ -39,16 +44,6 @@ MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
 MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
 MODEL_NAME_CHARS = 256
 PATH_CHARS = 4096
-
-# Errors echo user input: only the first problems, each piece clipped, so no message grows with the input.
-MAX_REPORTED_PROBLEMS = 20
-MAX_ECHO_CHARS = 200
-
-
-def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
-    """At most `limit` characters of text that may come from the user, so no error echoes a huge input."""
-    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
-
 
 def summarize_problems(problems: list[str], total: int) -> str:
     """The first problems joined by '; ', then how many of `total` were left out.
@@ -59,23 +54,6 @@ def summarize_problems(problems: list[str], total: int) -> str:
     rest = total - len(shown)
     more = f"; ... and {rest} more problem{'s' if rest != 1 else ''}" if rest > 0 else ""
     return "; ".join(shown) + more
-
-
-class _Strict(BaseModel):
-    # strict: `k: true` or `k: 10.0` is a mistake to report, not a value to coerce to 1 or 10
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _few_keys(cls, data: Any) -> Any:
-        """One error for a mapping with far too many keys, instead of one per unknown key."""
-        if isinstance(data, dict) and len(data) > len(cls.model_fields) + MAX_REPORTED_PROBLEMS:
-            unknown = itertools.islice((k for k in data if k not in cls.model_fields), 3)
-            raise ValueError(
-                f"too many keys ({len(data)}; {len(cls.model_fields)} known); unknown keys include "
-                + ", ".join(repr(clip(str(k), 40)) for k in unknown)
-            )
-        return data
 
 
 ModelName = Annotated[str, Field(min_length=1, max_length=MODEL_NAME_CHARS)]
@@ -148,31 +126,19 @@ DatasetSpec = Annotated[
 ]
 
 
-class HnswlibBackend(_Strict):
-    name: Literal["hnswlib"]
-    M: int = Field(default=16, ge=2, le=512)
-    ef_construction: int = Field(default=200, ge=1)
-    ef_search: list[Annotated[int, Field(ge=1)]] = Field(
-        default_factory=lambda: [10], min_length=1, max_length=MAX_EF_SEARCH
-    )
+# One model per registered backend, flat: {"name": "hnswlib", "M": 16, "ef_construction": 200, "ef_search": [10]}.
+# Each backend declares its parameters in its own file (indexer/backends); the spec only collects them.
+BACKEND_MODELS: dict[str, type[BackendEntry]] = {
+    name: entry_model(backend, module=__name__) for name, backend in BACKENDS.items()
+}
+HnswlibBackend = BACKEND_MODELS["hnswlib"]
+FaissHnswBackend = BACKEND_MODELS["faiss_hnsw"]
+ExactBackend = BACKEND_MODELS["exact"]
 
-
-class FaissHnswBackend(_Strict):
-    name: Literal["faiss_hnsw"]
-    M: int = Field(default=16, ge=2, le=512)
-    ef_construction: int = Field(default=40, ge=1)
-    ef_search: list[Annotated[int, Field(ge=1)]] = Field(
-        default_factory=lambda: [16], min_length=1, max_length=MAX_EF_SEARCH
-    )
-
-
-class ExactBackend(_Strict):
-    name: Literal["exact"]
-
-
-BackendSpec = Annotated[
-    HnswlibBackend | FaissHnswBackend | ExactBackend, Field(discriminator="name")
-]
+if TYPE_CHECKING:  # what every backend entry offers: name, build_params(), ef_values(), label()
+    BackendSpec = BackendEntry
+else:  # a union over a list known only at run time, which `X | Y` cannot spell
+    BackendSpec = Annotated[Union[tuple(BACKEND_MODELS.values())], Field(discriminator="name")]  # noqa: UP007
 
 
 class ReductionSpec(_Strict):

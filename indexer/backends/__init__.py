@@ -1,33 +1,53 @@
-"""Backend registry: spec backend name -> index class (an explicit dict, no discovery magic)."""
+"""Backend registry: spec backend name -> its declaration (an explicit dict, no discovery magic).
+
+A backend is one file here that ends with a `Backend` declaration (see declaration.py), plus one line
+below. Importing the registry imports no index library: each index class imports its own on first use.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from indexer.backends import exact, faiss_hnsw, hnswlib_index
 from indexer.backends.base import VectorIndex
-from indexer.backends.exact import ExactIndex
-from indexer.backends.faiss_hnsw import FaissHnswIndex
-from indexer.backends.hnswlib_index import HnswlibIndex
+from indexer.backends.declaration import Backend, BackendEntry
+from indexer.errors import UserError
 from indexer.seeds import library_seed
 
-BACKENDS: dict[str, type] = {"hnswlib": HnswlibIndex, "faiss_hnsw": FaissHnswIndex, "exact": ExactIndex}
+BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (
+    hnswlib_index.BACKEND,
+    faiss_hnsw.BACKEND,
+    exact.BACKEND,
+)}
 
 
-def build_params(backend_spec: Any) -> dict[str, Any]:
-    """Build parameters of a backend spec (the ef sweep is a query parameter, kept apart)."""
-    return backend_spec.model_dump(exclude={"name", "ef_search"})
+def new_index(name: str, dim: int, space: str, *, params: Mapping[str, Any], seed: int,
+              search_threads: int = 1) -> VectorIndex:
+    """A new, empty index of backend `name` with build parameters `params` (checked by its model).
 
-
-def make_index(backend_spec: Any, dim: int, metric: str, seed: int, search_threads: int = 1) -> VectorIndex:
-    """A new index for the spec's `seed`; the library gets a seed derived from it (indexer.seeds)."""
-    cls = BACKENDS[backend_spec.name]
-    index: VectorIndex = cls(dim, metric, seed=library_seed(seed, backend_spec.name),
-                             search_threads=search_threads, **build_params(backend_spec))
+    The library gets a seed derived from the spec's `seed` (indexer.seeds).
+    """
+    backend = BACKENDS[name]
+    spaces = backend.capabilities.spaces
+    if space not in spaces:
+        raise UserError(f"backend {name} cannot search by {space}; it searches by {', '.join(sorted(spaces))}")
+    build = backend.params.model_validate(dict(params))
+    index: VectorIndex = backend.index(dim, space, seed=library_seed(seed, name), search_threads=search_threads,
+                                       **build.model_dump())
     return index
 
 
-def ef_values(backend_spec: Any) -> list[int | None]:
-    return list(getattr(backend_spec, "ef_search", [None]))
+def make_index(backend_spec: BackendEntry, dim: int, space: str, seed: int, search_threads: int = 1
+               ) -> VectorIndex:
+    """A new index for a spec's backend entry and the spec's `seed`."""
+    return new_index(backend_spec.name, dim, space, params=backend_spec.build_params(), seed=seed,
+                     search_threads=search_threads)
 
 
-__all__ = ["BACKENDS", "VectorIndex", "make_index", "build_params", "ef_values"]
+def build_param_names() -> list[str]:
+    """Every registered backend's build parameter names, each once, in registry order (M, ef_construction)."""
+    return list(dict.fromkeys(name for backend in BACKENDS.values() for name in backend.params.model_fields))
+
+
+__all__ = ["BACKENDS", "Backend", "BackendEntry", "VectorIndex", "build_param_names", "make_index", "new_index"]

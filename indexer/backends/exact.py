@@ -1,10 +1,13 @@
-"""Exact (brute-force) search with faiss IndexFlat: the reference every HNSW row is measured against."""
+"""Exact (brute-force) search with faiss IndexFlat: the reference every HNSW row is measured against.
+
+It has no build parameters and no search parameter: one search per cell, recall 1 up to ties.
+"""
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 
+from indexer.backends.declaration import Backend, BuildParams, Capabilities
 from indexer.backends.faiss_base import FaissOrderedIndex
 
 
@@ -16,6 +19,8 @@ class ExactIndex(FaissOrderedIndex):
         self.dim, self.metric = dim, metric
 
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        import faiss
+
         index = faiss.IndexFlatIP(self.dim) if self.metric == "ip" else faiss.IndexFlatL2(self.dim)
         index.add(np.ascontiguousarray(vectors[order]))
         self._index, self._order = index, np.asarray(order, dtype=np.int64)
@@ -23,3 +28,13 @@ class ExactIndex(FaissOrderedIndex):
     def nbytes(self) -> int:
         assert self._index is not None
         return int(self._index.ntotal * self.dim * 4)
+
+
+BACKEND = Backend(
+    name="exact",
+    params=BuildParams,
+    ef_search=None,
+    # it inserts in the order given, though no order can change an exact answer
+    capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), insertion_order=True, graph=False, seeded=False),
+    index=ExactIndex,
+)

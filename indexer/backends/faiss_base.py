@@ -1,12 +1,12 @@
 """What the faiss-backed indexes share: faiss numbers points by insertion, so an `order` array maps
-internal ids back to dataset rows, saved beside the index."""
+internal ids back to dataset rows, saved beside the index. faiss is imported on first use: the spec
+imports the faiss backends' files for their declarations alone."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 
@@ -26,10 +26,14 @@ class FaissOrderedIndex:
         return ids.astype(np.int64), dist.astype(np.float32)
 
     def save(self, path: Path) -> None:
+        import faiss
+
         assert self._index is not None and self._order is not None
         faiss.write_index(self._index, str(path))
         np.save(str(path) + ".order.npy", self._order)
 
     def load(self, path: Path, n: int) -> None:
+        import faiss
+
         self._index = faiss.read_index(str(path))
         self._order = np.load(str(path) + ".order.npy", allow_pickle=False)

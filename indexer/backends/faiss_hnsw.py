@@ -1,4 +1,4 @@
-"""faiss IndexHNSWFlat behind the VectorIndex protocol.
+"""faiss IndexHNSWFlat behind the VectorIndex protocol, and its declaration as a backend.
 
 faiss reorders every batch passed to `add` (by level, then a seeded shuffle), so to keep the
 insertion order each vector goes in its own `add` call. Level assignment draws from the index's own
@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import faiss
 import numpy as np
+from pydantic import Field
 
+from indexer.backends.declaration import Backend, Capabilities
 from indexer.backends.faiss_base import FaissOrderedIndex
+from indexer.backends.hnswlib_index import HnswlibParams
+
+
+class FaissHnswParams(HnswlibParams):
+    """The same graph parameters as hnswlib's, with faiss's own default efConstruction."""
+
+    ef_construction: int = Field(default=40, ge=1)
 
 
 class FaissHnswIndex(FaissOrderedIndex):
@@ -25,6 +33,8 @@ class FaissHnswIndex(FaissOrderedIndex):
         self.M, self.ef_construction, self.seed = M, ef_construction, seed
 
     def _new(self) -> Any:
+        import faiss
+
         faiss_metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
         index = faiss.IndexHNSWFlat(self.dim, self.M, faiss_metric)
         index.hnsw.efConstruction = self.ef_construction
@@ -39,8 +49,21 @@ class FaissHnswIndex(FaissOrderedIndex):
         self._index, self._order = index, np.asarray(order, dtype=np.int64)
 
     def _search_params(self, k: int, ef: int | None) -> Any:
+        import faiss
+
         return faiss.SearchParametersHNSW(efSearch=max(ef or k, k))  # type: ignore[attr-defined]
 
     def nbytes(self) -> int:
+        import faiss
+
         assert self._index is not None
         return int(faiss.serialize_index(self._index).nbytes)
+
+
+BACKEND = Backend(
+    name="faiss_hnsw",
+    params=FaissHnswParams,
+    ef_search=(16,),
+    capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), insertion_order=True, graph=False, seeded=True),
+    index=FaissHnswIndex,
+)

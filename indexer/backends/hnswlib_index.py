@@ -1,19 +1,36 @@
-"""hnswlib behind the VectorIndex protocol.
+"""hnswlib behind the VectorIndex protocol, and its declaration as a backend.
 
 Insertion order holds only with one insertion thread; with a fixed random_seed the graph is then
 reproducible. `set_ef` is index-wide state, so a search holds a lock across set_ef + knn_query: a
-per-request ef never leaks into a concurrent request.
+per-request ef never leaks into a concurrent request. hnswlib (and scipy, for the graph) is imported
+on first use: the spec imports this file for its declaration alone.
 """
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import hnswlib
 import numpy as np
+from pydantic import Field
 
-from indexer.backends.hnswlib_graph import ReachableCounts, read_graph
+from indexer.backends.declaration import Backend, BuildParams, Capabilities
+
+if TYPE_CHECKING:
+    import hnswlib
+
+    from indexer.backends.hnswlib_graph import ReachableCounts
+
+
+class HnswlibParams(BuildParams):
+    """What decides an HNSW graph: links per node and the candidate list while inserting."""
+
+    M: int = Field(default=16, ge=2, le=512)
+    ef_construction: int = Field(default=200, ge=1)
+
+    def label(self) -> str:
+        return f"M={self.M} efC={self.ef_construction}"
 
 
 class HnswlibIndex:
@@ -28,6 +45,8 @@ class HnswlibIndex:
         self._reachable: ReachableCounts | None = None
 
     def _new(self, max_elements: int) -> hnswlib.Index:
+        import hnswlib
+
         index = hnswlib.Index(space=self.metric, dim=self.dim)
         index.init_index(
             max_elements=max_elements, M=self.M, ef_construction=self.ef_construction, random_seed=self.seed
@@ -68,6 +87,8 @@ class HnswlibIndex:
     def _reach(self) -> ReachableCounts:
         """What layer-0 searches can reach, read from the graph once per built or loaded index."""
         if self._reachable is None:
+            from indexer.backends.hnswlib_graph import ReachableCounts, read_graph
+
             assert self._index is not None
             self._reachable = ReachableCounts(read_graph(self._index.__getstate__()[0], self.metric))
         return self._reachable
@@ -81,6 +102,8 @@ class HnswlibIndex:
         self._index.save_index(str(path))
 
     def load(self, path: Path, n: int) -> None:
+        import hnswlib
+
         index = hnswlib.Index(space=self.metric, dim=self.dim)
         index.load_index(str(path), max_elements=n)
         self._index, self._reachable = index, None
@@ -96,3 +119,12 @@ def _pad(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     pid[:, : ids.shape[1]] = ids
     psc[:, : ids.shape[1]] = scores
     return pid, psc
+
+
+BACKEND = Backend(
+    name="hnswlib",
+    params=HnswlibParams,
+    ef_search=(10,),
+    capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), insertion_order=True, graph=True, seeded=True),
+    index=HnswlibIndex,
+)

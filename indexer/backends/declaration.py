@@ -1,0 +1,113 @@
+"""What a backend declares in its own file, and the spec entry made from that declaration.
+
+Each backend file (hnswlib_index.py, faiss_hnsw.py, exact.py) ends with one `Backend`: its name, its
+build-parameter model, its default ef sweep (the search parameters, kept apart so that one build
+serves the whole sweep), its capabilities and its index class. The registry (indexer.backends) lists
+the declarations; the spec, the runner and the service read a backend's parameters from there and
+never name them. Nothing here imports an index library: the spec imports every declaration at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, create_model, model_validator
+
+from indexer.strict import Strict
+
+if TYPE_CHECKING:
+    from indexer.backends.base import VectorIndex
+
+Space = Literal["ip", "l2"]  # what an index searches by; a spec's cosine is ip over normalised vectors
+MAX_EF_SEARCH = 64
+SEARCH_FIELD = "ef_search"  # the one search parameter: a sweep of ef, served by one build
+EfSweep = list[Annotated[int, Field(ge=1)]]
+
+
+class BuildParams(Strict):
+    """A backend's build parameters: everything that decides the built index, and nothing else.
+
+    In a spec they stand flat beside `name` and `ef_search`; rows and index records carry them as a
+    mapping whose keys only the backend knows.
+    """
+
+    def label(self) -> str:
+        """The parameters in a few characters, for progress messages and titles."""
+        return " ".join(f"{k}={v}" for k, v in self.model_dump().items())
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, for the engine and the report to ask instead of naming backends."""
+
+    spaces: frozenset[Space]  # the spaces it can search by
+    insertion_order: bool  # inserts points one after another in the order given, so an ordering is seen
+    graph: bool  # its graph can be read out (see hnswlib_graph)
+    seeded: bool  # takes a seed: distinct spec seeds build distinct indexes
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend, as its own file declares it."""
+
+    name: str
+    params: type[BuildParams]
+    ef_search: tuple[int, ...] | None  # the default sweep; None: searched once, with no parameter
+    capabilities: Capabilities
+    # the index class: index(dim, space, seed=library seed, search_threads=n, **build parameters)
+    index: Callable[..., VectorIndex]
+
+
+class BackendEntry(Strict):
+    """One backend in a spec: `name`, its build parameters and its ef sweep, flat in one mapping.
+
+    Each registered backend has its own subclass, made by `entry_model`, which knows its declaration.
+    """
+
+    name: str
+    backend: ClassVar[Backend]
+
+    def build(self) -> BuildParams:
+        """The build parameters as the backend's own model."""
+        model = self.backend.params
+        return model.model_validate({f: getattr(self, f) for f in model.model_fields})
+
+    def build_params(self) -> dict[str, Any]:
+        """The build parameters as a mapping: what rows and index records carry, whatever the backend."""
+        return self.build().model_dump()
+
+    def ef_values(self) -> list[int | None]:
+        """The searches one build serves: its ef sweep, or [None] for a backend with no search parameter."""
+        if self.backend.ef_search is None:
+            return [None]
+        return list(getattr(self, SEARCH_FIELD))
+
+    def label(self) -> str:
+        """The backend and what it is built with, e.g. `hnswlib M=16 efC=200`."""
+        params = self.build().label()
+        return f"{self.name} {params}" if params else self.name
+
+    @model_validator(mode="after")
+    def _params_hold(self) -> BackendEntry:
+        self.build()  # the fields were copied from the backend's model: its rules across fields run too
+        return self
+
+
+def entry_model(backend: Backend, module: str) -> type[BackendEntry]:
+    """The spec's model of `backend`: `name`, its build parameters, then its ef sweep when it has one.
+
+    Named `<Name>Backend` (hnswlib -> HnswlibBackend) and published in `module`, where pickle finds it.
+    """
+    fields: dict[str, Any] = {"name": (Literal[backend.name], ...)}
+    fields.update({f: (info.annotation, info) for f, info in backend.params.model_fields.items()})
+    if backend.ef_search is not None:
+        default = list(backend.ef_search)
+        fields[SEARCH_FIELD] = (
+            EfSweep, Field(default_factory=lambda: list(default), min_length=1, max_length=MAX_EF_SEARCH)
+        )
+    class_name = "".join(part.capitalize() for part in backend.name.split("_")) + "Backend"
+    model = create_model(class_name, __base__=BackendEntry, __module__=module, **fields)
+    model.backend = backend
+    return model
