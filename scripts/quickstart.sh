@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 .venv/bin/indexer run examples/quickstart.yaml --out out/quickstart
-echo "open out/quickstart/report.html (or read out/quickstart/report.md)"
+echo "xdg-open out/quickstart/report.html (or read out/quickstart/report.md)"
