@@ -130,14 +130,32 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
     finally:
         _mine.pop(tmp, None)
-    try:  # make the rename durable; not every filesystem allows fsync on a directory
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    fsync_dir(path.parent)  # make the rename durable
+
+
+def write_durable(path: Path, data: bytes) -> None:
+    """Write `data` to `path` (created or truncated) and fsync it; not atomic by itself.
+
+    For files inside a staging directory that is renamed into place whole (then `fsync_dir` it).
+    """
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make renames and new entries in directory `path` durable; a filesystem that refuses is not fatal."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
     except OSError:
         pass
+    finally:
+        os.close(fd)
 
 
 def atomic_save_npy(path: Path, arr: np.ndarray) -> None:

@@ -2,15 +2,19 @@
 
 HNSW's graph depends on the order points arrive in (Elliott & Clark 2024), so each ordering is
 a pure function from what is known about the points (labels, LID, vectors) to a permutation of
-range(n). `insertion_order(name, ...)` dispatches through the explicit `ORDERINGS` registry.
+range(n). `ORDERINGS` is the one registry of names: the spec's `OrderingName` is built from it and
+the report's styles are checked against it. `insertion_order(name, ...)` dispatches through it.
+
+Importing this module is cheap (numpy only; faiss is imported by the `cluster` ordering when it runs),
+because the spec imports it to validate names.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
-import faiss
 import numpy as np
 
 from indexer.errors import UserError
@@ -55,6 +59,8 @@ def kmeans_labels(vectors: np.ndarray, clusters: int, rng: np.random.Generator) 
 
     Public so the engine can report recall per cluster for the `cluster` ordering.
     """
+    import faiss  # here, not at the top: the spec imports this module and must stay light
+
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n, d = x.shape
     kc = max(1, min(int(clusters), n))
@@ -110,14 +116,23 @@ def _cluster(
     return contiguous_by_label(kmeans_labels(x, clusters, rng))
 
 
-ORDERINGS: dict[str, Callable[..., np.ndarray]] = {
-    "given": _given,
-    "random": _random,
-    "lid_asc": _lid_asc,
-    "lid_desc": _lid_desc,
-    "category": _category,
-    "category_interleaved": _category_interleaved,
-    "cluster": _cluster,
+@dataclass(frozen=True)
+class Ordering:
+    """One insertion order: the function that computes it and a line saying what it is."""
+
+    permutation: Callable[..., np.ndarray]
+    description: str
+
+
+# The order here is the order the spec's schema and error messages list the names in.
+ORDERINGS: dict[str, Ordering] = {
+    "given": Ordering(_given, "as the dataset lists the points"),
+    "random": Ordering(_random, "seeded permutation"),
+    "lid_asc": Ordering(_lid_asc, "by pointwise LID, lowest first"),
+    "lid_desc": Ordering(_lid_desc, "by pointwise LID, highest first"),
+    "category": Ordering(_category, "contiguous by label"),
+    "category_interleaved": Ordering(_category_interleaved, "round-robin over labels"),
+    "cluster": Ordering(_cluster, "contiguous by faiss k-means cluster"),
 }
 
 
@@ -136,11 +151,13 @@ def insertion_order(
 
     `dataset` only names the data in error messages. Only "random" and "cluster" draw from rng.
     """
-    fn = ORDERINGS.get(name)
-    if fn is None:
+    ordering = ORDERINGS.get(name)
+    if ordering is None:
         raise UserError(f"unknown ordering {name!r}; expected one of {', '.join(ORDERINGS)}")
     if n < 0:
         raise ValueError(f"n must be non-negative, got {n}")
-    order = fn(n, rng=rng, labels=labels, lid=lid, vectors=vectors, clusters=clusters, dataset=dataset)
+    order = ordering.permutation(
+        n, rng=rng, labels=labels, lid=lid, vectors=vectors, clusters=clusters, dataset=dataset
+    )
     log.debug("ordering %s over %d points", name, n)
     return order

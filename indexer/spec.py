@@ -7,10 +7,8 @@ and the job, so the same spec always maps to the same cached work.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import itertools
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
@@ -21,14 +19,17 @@ from indexer import seeds
 from indexer.backends import BACKENDS
 from indexer.backends.declaration import MAX_EF_SEARCH as MAX_EF_SEARCH
 from indexer.backends.declaration import BackendEntry, entry_model
+from indexer.hashing import canonical_json, content_key
+from indexer.orderings import ORDERINGS
 from indexer.strict import MAX_ECHO_CHARS as MAX_ECHO_CHARS
 from indexer.strict import MAX_REPORTED_PROBLEMS, clip
 from indexer.strict import Strict as _Strict
 
 Metric = Literal["cosine", "ip", "l2"]
-OrderingName = Literal[
-    "given", "random", "lid_asc", "lid_desc", "category", "category_interleaved", "cluster"
-]
+if TYPE_CHECKING:  # a Literal over a registry's keys is known only at run time
+    OrderingName = str
+else:  # the registered names, in registry order: the schema's enum and the error messages list them so
+    OrderingName = Literal[tuple(ORDERINGS)]
 RepresentationName = Literal["dense", "sparse", "hybrid"]
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -186,7 +187,7 @@ class ExperimentSpec(_Strict):
     metric: Metric = "cosine"
     k: int = Field(default=10, ge=1)
     orderings: list[OrderingName] = Field(
-        default_factory=lambda: list[OrderingName](["random"]), min_length=1, max_length=len(get_args(OrderingName))
+        default_factory=lambda: list[OrderingName](["random"]), min_length=1, max_length=len(ORDERINGS)
     )
     backends: list[BackendSpec] = Field(min_length=1, max_length=MAX_BACKENDS)
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
@@ -259,11 +260,11 @@ class ExperimentSpec(_Strict):
         return value
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return canonical_json(self.model_dump(mode="json"))
 
     def key(self) -> str:
         """Content key: same spec, same key; the job id and the result name."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+        return content_key(self.model_dump(mode="json"))
 
     def models(self) -> list[str | None]:
         return list(getattr(self.dataset, "models", [None]))
@@ -292,8 +293,7 @@ class Cell(_Strict):
             "seeding": seeds.DERIVATION,  # how the spec seed becomes each library's seed
             "cell": self.model_dump(mode="json"),
         }
-        blob = json.dumps(parts, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return content_key(parts)
 
 
 @functools.cache

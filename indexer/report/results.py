@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from indexer.backends import BACKENDS, build_param_names
 from indexer.report.cells import MISSING
 from indexer.report.rows import Row
 from indexer.report.values import hashable, num, sortable
@@ -14,8 +15,11 @@ from indexer.spec import ExperimentSpec
 # What splits the recall tables into sub-tables when it takes more than one value.
 SECTION_KEYS = ("dataset", "model", "reduction", "representation", "index_size")
 
-ColKey = tuple[Any, Any, Any, Any]  # backend, M, ef_construction, ef
-ConfigKey = tuple[Any, Any, Any]  # backend, M, ef_construction
+# Every registered backend's build parameters (M, ef_construction, ...): rows carry them flat, and a
+# backend without one of them has None there. Read from the registry, so a new backend needs no edit here.
+BUILD_PARAMS: tuple[str, ...] = tuple(build_param_names())
+ConfigKey = tuple[Any, ...]  # backend, then the value of each of BUILD_PARAMS
+ColKey = tuple[Any, ...]  # a ConfigKey, then ef
 
 
 class Results:
@@ -45,9 +49,9 @@ class Results:
                 self.rows.append(r)
         self.section_keys = [k for k in SECTION_KEYS if len(self.distinct(k)) > 1]
         self.multi_seed = len([s for s in self.distinct("seed") if s is not None]) > 1
-        configs: dict[str, set[tuple[Any, Any]]] = {}
+        configs: dict[str, set[tuple[Any, ...]]] = {}
         for r in self.rows:
-            configs.setdefault(str(r.get("backend")), set()).add((r.get("M"), r.get("ef_construction")))
+            configs.setdefault(str(r.get("backend")), set()).add(self.config_of(r)[1:])
         self._ambiguous = {name for name, cs in configs.items() if len(cs) > 1}
 
     def distinct(self, key: str, rows: Iterable[Row] | None = None) -> list[Any]:
@@ -77,40 +81,44 @@ class Results:
         return [(section_label(keys, t), rs) for t, rs in self.group(rows, keys)]
 
     @staticmethod
-    def config_of(row: Row) -> ConfigKey:
-        return (hashable(row.get("backend")), row.get("M"), row.get("ef_construction"))
+    def config_of(row: Mapping[str, Any]) -> ConfigKey:
+        return (hashable(row.get("backend")), *(row.get(p) for p in BUILD_PARAMS))
 
     @staticmethod
-    def col_of(row: Row) -> ColKey:
-        return (hashable(row.get("backend")), row.get("M"), row.get("ef_construction"), row.get("ef"))
+    def col_of(row: Mapping[str, Any]) -> ColKey:
+        return (*Results.config_of(row), row.get("ef"))
 
     def config_label(self, config: ConfigKey) -> str:
-        name, m, efc = config
+        """The backend's name; with its build parameters when the rows hold several builds of it."""
+        name, *values = config
         label = str(name) if name is not None else "backend?"
         if label in self._ambiguous:
-            label += f" M={m} efC={efc}"
+            params = params_label(name, values)
+            label += f" {params}" if params else ""
         return label
 
     def col_label(self, col: ColKey) -> str:
-        label = self.config_label(col[:3])
-        return label if col[3] is None else f"{label} ef={col[3]}"
+        label = self.config_label(config_of_col(col))
+        ef = ef_of_col(col)
+        return label if ef is None else f"{label} ef={ef}"
 
     def _config_rank(self, config: ConfigKey) -> tuple:
-        return (self.rank("backend", config[0]), sortable(config[1]), sortable(config[2]))
+        return (self.rank("backend", config[0]), *(sortable(v) for v in config[1:]))
 
     def columns(self, rows: Iterable[Row]) -> list[ColKey]:
         cols = dict.fromkeys(self.col_of(r) for r in rows)
-        return sorted(cols, key=lambda c: (self._config_rank(c[:3]), c[3] is not None, sortable(c[3])))
+        return sorted(cols, key=lambda c: (self._config_rank(config_of_col(c)), ef_of_col(c) is not None,
+                                           sortable(ef_of_col(c))))
 
     def column_groups(self, cols: Sequence[ColKey]) -> tuple[list[tuple[str, int]], list[str]]:
         """Group header cells for HTML tables: one per backend config, `ef=…` under it."""
         groups: list[tuple[str, int]] = []
         subs: list[str] = []
-        for config, members in itertools.groupby(cols, key=lambda c: c[:3]):
+        for config, members in itertools.groupby(cols, key=config_of_col):
             ms = list(members)
             groups.append((self.config_label(config), len(ms)))
-            single = len(ms) == 1 and ms[0][3] is None
-            subs += ["" if single else (f"ef={c[3]}" if c[3] is not None else MISSING) for c in ms]
+            single = len(ms) == 1 and ef_of_col(ms[0]) is None
+            subs += ["" if single else (f"ef={ef_of_col(c)}" if ef_of_col(c) is not None else MISSING) for c in ms]
         return groups, subs
 
     def configs(self, rows: Iterable[Row]) -> list[ConfigKey]:
@@ -120,15 +128,32 @@ class Results:
         """One column per backend config: its lowest (or highest) ef; backends without ef as they are."""
         picked = []
         for config in self.configs(rows):
-            cols = [c for c in self.columns(rows) if c[:3] == config]
-            with_ef = [c for c in cols if num(c[3]) is not None]
+            cols = [c for c in self.columns(rows) if config_of_col(c) == config]
+            with_ef = [c for c in cols if num(ef_of_col(c)) is not None]
             if with_ef:
-                picked.append(
-                    max(with_ef, key=lambda c: c[3]) if highest else min(with_ef, key=lambda c: c[3])
-                )
+                picked.append(max(with_ef, key=ef_of_col) if highest else min(with_ef, key=ef_of_col))
             else:
                 picked.append(cols[0])
         return picked
+
+
+def config_of_col(col: ColKey) -> ConfigKey:
+    """The backend configuration a column belongs to: the column without its ef."""
+    return col[:-1]
+
+
+def ef_of_col(col: ColKey) -> Any:
+    return col[-1]
+
+
+def params_label(backend: Any, values: Sequence[Any]) -> str:
+    """Build parameter values (in BUILD_PARAMS order) as the backend labels them: hnswlib `M=16 efC=200`."""
+    given = dict(zip(BUILD_PARAMS, values, strict=True))
+    declared = BACKENDS.get(backend) if isinstance(backend, str) else None
+    if declared is None:  # a backend the registry does not hold: every parameter it has a value for
+        return " ".join(f"{k}={v}" for k, v in given.items() if v is not None)
+    model = declared.params  # unvalidated: a row's values are shown as they are, None included
+    return model.model_construct(**{f: given.get(f) for f in model.model_fields}).label()
 
 
 def section_label(keys: Sequence[str], values: Sequence[Any]) -> str:
@@ -169,4 +194,4 @@ def trivially_exact(rows: Sequence[Row]) -> bool:
 
 def ordering_matters(res: Results, col: ColKey) -> bool:
     """Exact search and BM25 (no ef) return the same whatever the insertion order."""
-    return len(res.orderings) < 2 or col[3] is not None
+    return len(res.orderings) < 2 or ef_of_col(col) is not None

@@ -8,7 +8,17 @@ import time
 import numpy as np
 import pytest
 
-from indexer.fileio import atomic_save_npy, sha256_file, staged_dir, staging_path, sweep_orphans
+from indexer import fileio
+from indexer.fileio import (
+    atomic_save_npy,
+    atomic_write,
+    fsync_dir,
+    sha256_file,
+    staged_dir,
+    staging_path,
+    sweep_orphans,
+    write_durable,
+)
 
 
 def test_staged_dir_appears_only_when_complete(tmp_path):
@@ -100,3 +110,58 @@ def test_atomic_npy_round_trip_and_checksum(tmp_path):
     assert np.array_equal(np.load(tmp_path / "a.npy"), arr)
     assert sha256_file(tmp_path / "a.npy") == hashlib.sha256((tmp_path / "a.npy").read_bytes()).hexdigest()
     assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]
+
+
+def _recording_fsync(monkeypatch, fail: bool = False) -> list[str]:
+    """Replace os.fsync with one that records what it was given (and refuses when `fail`)."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        if fail:
+            raise OSError("fsync refused")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_write_durable_replaces_the_content_and_syncs_the_file(tmp_path, monkeypatch):
+    target = tmp_path / "report.md"
+    target.write_bytes(b"an older, longer content")
+    synced = _recording_fsync(monkeypatch)
+    write_durable(target, "ünïcode\n".encode())
+    assert target.read_bytes() == "ünïcode\n".encode()
+    assert synced == [str(target)]
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # in place: no staging sibling
+
+
+def test_fsync_dir_syncs_the_directory_and_closes_it(tmp_path, monkeypatch):
+    synced = _recording_fsync(monkeypatch)
+    before = _open_fds()
+    fsync_dir(tmp_path)
+    assert synced == [str(tmp_path)] and _open_fds() == before
+
+
+def test_fsync_dir_tolerates_a_refusing_filesystem_and_a_missing_directory(tmp_path, monkeypatch):
+    synced = _recording_fsync(monkeypatch, fail=True)
+    before = _open_fds()
+    fsync_dir(tmp_path)  # refused: not fatal, and the descriptor is still closed
+    fsync_dir(tmp_path / "absent")
+    assert synced == [str(tmp_path)] and _open_fds() == before
+
+
+def test_atomic_write_syncs_the_file_then_its_directory(tmp_path, monkeypatch):
+    synced = _recording_fsync(monkeypatch)
+    dirs: list[str] = []
+    real = fileio.fsync_dir
+    monkeypatch.setattr(fileio, "fsync_dir", lambda p: (dirs.append(str(p)), real(p)))
+    atomic_write(tmp_path / "sub" / "a.bin", lambda f: f.write(b"abc"))
+    assert (tmp_path / "sub" / "a.bin").read_bytes() == b"abc"
+    assert dirs == [str(tmp_path / "sub")]
+    assert len(synced) == 2 and synced[-1] == str(tmp_path / "sub")  # the staged file, then the rename

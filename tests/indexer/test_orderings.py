@@ -34,12 +34,26 @@ def data() -> dict:
     }
 
 
-def test_registry_matches_spec_names() -> None:
+def test_the_spec_accepts_exactly_the_registered_names_in_registry_order() -> None:
     from typing import get_args
 
     from indexer.spec import OrderingName
 
-    assert set(ORDERINGS) == set(get_args(OrderingName))
+    assert get_args(OrderingName) == tuple(ORDERINGS)
+
+
+def test_every_ordering_says_what_it_is() -> None:
+    assert all(ordering.description.strip() for ordering in ORDERINGS.values())
+
+
+def test_importing_the_registry_leaves_faiss_unloaded() -> None:
+    import subprocess
+    import sys
+
+    # a fresh interpreter: in this one another test has imported faiss already
+    script = "import sys, indexer.spec; print('faiss' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("name", sorted(ORDERINGS))

@@ -15,7 +15,9 @@ import pytest
 from indexer.spec import (
     MAX_CELLS,
     MAX_REPORTED_PROBLEMS,
+    ExperimentSpec,
     SpecError,
+    cells,
     grid_size,
     load_spec,
     max_reduced_dims,
@@ -84,6 +86,36 @@ PINNED_KEYS = [
 @pytest.mark.parametrize("name, data, key", PINNED_KEYS, ids=[k[0] for k in PINNED_KEYS])
 def test_valid_specs_keep_their_content_key(name, data, key, tiny_spec_dict):
     assert parse_spec(data if data is not None else tiny_spec_dict).key() == key
+
+
+def test_cell_keys_keep_their_value(tiny_spec_dict, monkeypatch):
+    import indexer.spec
+
+    # library versions are part of a cell key: fixed here so the pin survives an upgrade
+    monkeypatch.setattr(indexer.spec, "_library_versions",
+                        lambda: {"hnswlib": "0.0.0", "faiss-cpu": "0.0.0", "bm25s": "absent"})
+    spec = parse_spec({**tiny_spec_dict, "orderings": ["random", "cluster"]})
+    grid = cells(spec)
+    assert [grid[0].key(spec), grid[-1].key(spec)] == ["c6f59fc30af1f17d", "1959b25f667f63d5"]
+
+
+# ---- orderings: names from the registry in indexer/orderings.py ---------------------------------
+
+
+ORDERING_NAMES = ["given", "random", "lid_asc", "lid_desc", "category", "category_interleaved", "cluster"]
+
+
+def test_the_schema_lists_the_ordering_names_in_registry_order():
+    schema = ExperimentSpec.model_json_schema()
+    assert schema["properties"]["orderings"]["items"] == {"enum": ORDERING_NAMES, "type": "string"}
+    assert schema["properties"]["orderings"]["maxItems"] == len(ORDERING_NAMES)
+
+
+def test_an_unknown_ordering_names_every_registered_one():
+    assert _error(_spec(orderings=["nope"])) == (
+        "invalid spec: orderings.0: Input should be 'given', 'random', 'lid_asc', 'lid_desc', 'category', "
+        "'category_interleaved' or 'cluster'"
+    )
 
 
 # ---- strict types ------------------------------------------------------------------------------

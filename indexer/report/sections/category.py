@@ -10,7 +10,7 @@ from indexer.report import cells
 from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, fold
 from indexer.report.cells import MISSING, TIE
 from indexer.report.figures import MAX_PANELS, cap, grid, legend, ordering_style
-from indexer.report.results import Results, by, ordering_matters, trivially_exact, with_col
+from indexer.report.results import Results, by, ef_of_col, ordering_matters, trivially_exact, with_col
 from indexer.report.rows import Row
 from indexer.report.values import mean, num
 
@@ -136,7 +136,7 @@ def _category_figure(res: Results, max_categories: int = 40) -> Figure | None:
     for label, srows in res.sections():
         for col in res.picked_columns(srows, highest=False):
             crows = with_col(res, srows, col)
-            if col[3] is not None and _category_recalls(crows):
+            if ef_of_col(col) is not None and _category_recalls(crows):
                 panels.append((label, col, crows))
     if not panels:
         return None

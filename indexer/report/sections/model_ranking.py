@@ -37,7 +37,7 @@ def model_ranking_section(
     )
     entries.sort(key=lambda e: -(num(e.get("max_change")) or 0.0))
     for e in entries[:limit]:
-        col = (e.get("backend"), e.get("M"), e.get("ef_construction"), e.get("ef"))
+        col = res.col_of(e)
         ranked = []
         for m in e["ranking"]:
             if not isinstance(m, Mapping):
@@ -52,7 +52,7 @@ def model_ranking_section(
         )
     top = entries[0]
     worst = num(top.get("max_change")) or 0.0
-    col = (top.get("backend"), top.get("M"), top.get("ef_construction"), top.get("ef"))
+    col = res.col_of(top)
     if worst > 0:
         highlights.append(
             f"Swapping exact search for {res.col_label(col)} moved an embedding model by up to {worst:.0f} "

@@ -13,7 +13,7 @@ def overview_section(res: Results) -> Section:
     spec = res.spec
     backends = []
     for b in spec.backends:
-        params = [f"{k}={getattr(b, k)}" for k in ("M", "ef_construction") if hasattr(b, k)]
+        params = [f"{k}={v}" for k, v in b.build_params().items()]
         efs = getattr(b, "ef_search", None)
         if efs:
             params.append("ef " + ", ".join(str(e) for e in efs))
