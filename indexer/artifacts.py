@@ -20,7 +20,7 @@ from indexer import groundtruth, metrics
 from indexer.backends import new_index
 from indexer.errors import UserError
 from indexer.fileio import sha256_file
-from indexer.spec import ReductionSpec
+from indexer.results import IndexRecord
 
 
 class ArtifactError(RuntimeError):
@@ -39,7 +39,7 @@ class LoadedIndex:
     """One built index with the vectors it holds, so it can also answer exactly."""
 
     id: str
-    meta: dict[str, Any]
+    meta: IndexRecord  # the cell's meta.json
     index: Any
     base: np.ndarray
     queries: np.ndarray
@@ -53,24 +53,24 @@ class LoadedIndex:
 
     @property
     def metric(self) -> str:
-        return str(self.meta["metric"])
+        return self.meta.metric
 
     @property
     def dim(self) -> int:
         """The dimension a query vector must have: the original space's, before any reduction."""
-        return int(self.meta["input_dim"])
+        return self.meta.query_dim
 
     @property
     def n(self) -> int:
-        return int(self.meta["n"])
+        return self.meta.n
 
     @property
     def backend(self) -> str:
-        return str(self.meta["backend"])
+        return self.meta.backend
 
     @property
     def model(self) -> str | None:
-        return self.meta.get("model")
+        return self.meta.model
 
     @property
     def is_text(self) -> bool:
@@ -101,7 +101,7 @@ class LoadedIndex:
         original space, and tie-tolerant matching, so a returned id as near as the k-th true neighbour
         counts (metrics.recall_at_k). A reduced index's answers are re-scored in the original space."""
         in_space = self._to_space(queries)  # validates the queries
-        space = str(self.meta["space"])
+        space = self._space()
         if self.reducer is None:
             base, original = self.base, in_space
         else:
@@ -119,10 +119,14 @@ class LoadedIndex:
             out[i] = metrics.recall_at_k(found, truth, k, scores, truth_scores, higher_is_better=space == "ip")
         return out
 
+    def _space(self) -> str:
+        assert self.meta.space is not None, "open_index opens only cells the runner recorded in full"
+        return self.meta.space
+
     def _exact_index(self) -> Any:
         with self._lock:
             if self._exact is None:
-                exact = new_index("exact", self.base.shape[1], self.meta["space"], params={}, seed=0)
+                exact = new_index("exact", self.base.shape[1], self._space(), params={}, seed=0)
                 exact.build(self.base, self.rows)
                 self._exact = exact
             return self._exact
@@ -153,12 +157,14 @@ def open_index(path: Path, *, data_dir: Path) -> LoadedIndex:
     meta_path = cell_dir / "meta.json"
     if not (cell_dir / "rows.json").exists() or not meta_path.exists():
         raise ArtifactError(f"{cell_dir} is not a finished index")
-    meta = json.loads(meta_path.read_text())
+    meta = IndexRecord.model_validate_json(meta_path.read_text())
+    if meta.sha256 is None or meta.vectors is None or meta.space is None or meta.seed is None or meta.reduction is None:
+        raise ArtifactError(f"{cell_dir} does not record its checksums, vectors, space, seed and reduction")
     index_file = cell_dir / "index.bin"
-    for name, digest in meta["sha256"].items():
+    for name, digest in meta.sha256.items():
         if sha256_file(cell_dir / name) != digest:
             raise ArtifactError(f"{cell_dir / name} does not match its recorded checksum")
-    vdir = _inside(cell_dir.parent.parent / "vectors" / meta["vectors"], data_dir)
+    vdir = _inside(cell_dir.parent.parent / "vectors" / meta.vectors, data_dir)
     vmeta = json.loads((vdir / "meta.json").read_text())
     arrays = {}
     for name, digest in vmeta["files"].items():
@@ -166,17 +172,17 @@ def open_index(path: Path, *, data_dir: Path) -> LoadedIndex:
         if sha256_file(file) != digest:
             raise ArtifactError(f"{file} does not match its recorded checksum")
         arrays[name] = np.load(file, allow_pickle=False)
-    index = new_index(meta["backend"], arrays["base"].shape[1], meta["space"], params=meta["params"], seed=meta["seed"])
-    index.load(index_file, meta["n"])
+    index = new_index(meta.backend, arrays["base"].shape[1], meta.space, params=meta.params, seed=meta.seed)
+    index.load(index_file, meta.n)
     reducer = None
-    reduction = ReductionSpec.model_validate(meta["reduction"])
+    reduction = meta.reduction
     if reduction.name != "none":
         from indexer.reduce import fit_reduction
 
         # reductions are deterministic given (spec, base, seed): refit rather than unpickle state
         reducer = fit_reduction(reduction, arrays["original_base"], vmeta["reduction_seed"])
     return LoadedIndex(
-        id=meta["id"], meta=meta, index=index, base=arrays["base"],
+        id=meta.id, meta=meta, index=index, base=arrays["base"],
         queries=arrays.get("original_queries", arrays["queries"]), titles=vmeta.get("titles"),
         rows=np.load(cell_dir / "rows.npy", allow_pickle=False), reducer=reducer,
         original_base=arrays.get("original_base"),

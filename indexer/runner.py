@@ -26,10 +26,25 @@ from typing import Any
 import numpy as np
 
 from indexer import groundtruth, lid, metrics, orderings
+from indexer.analysis import model_ranking, size_crossings, space_measures, space_summary
 from indexer.backends import build_param_names, make_index
 from indexer.datasets import Dataset, load_dataset
 from indexer.errors import DataError, UserError
 from indexer.fileio import atomic_save_npy, sha256_file, staged_dir, sweep_orphans
+from indexer.results import (
+    BinRecall,
+    DenseRow,
+    GroupRecall,
+    HybridRow,
+    IndexRecord,
+    IRMeasures,
+    ResultRow,
+    RunExtras,
+    SpaceSummary,
+    SparseRow,
+    parse_rows,
+    rows_to_json,
+)
 from indexer.seeds import library_seed
 from indexer.spec import Cell, ExperimentSpec, ReductionSpec, cells
 
@@ -65,9 +80,9 @@ class Cancelled(Exception):
 @dataclass
 class RunResult:
     spec: ExperimentSpec
-    rows: list[dict[str, Any]]
-    extras: dict[str, Any] = field(default_factory=dict)
-    indexes: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ResultRow]
+    extras: RunExtras = field(default_factory=RunExtras)
+    indexes: list[IndexRecord] = field(default_factory=list)  # with absolute cell paths
 
 
 @dataclass
@@ -188,14 +203,14 @@ def _write_vectors(cache_dir: Path, s: Space) -> None:
         (tmp / "meta.json").write_text(json.dumps(meta))
 
 
-def _by_category(per_query: np.ndarray, ds: Dataset) -> dict[str, dict[str, Any]]:
+def _by_category(per_query: np.ndarray, ds: Dataset) -> dict[str, GroupRecall]:
     if ds.query_labels is None:
         return {}
     groups = metrics.recall_by_group(per_query, ds.query_labels, ds.label_names)
-    return {name: {"recall": g["mean"], "n": g["n"]} for name, g in groups.items()}
+    return {name: GroupRecall(recall=g["mean"], n=g["n"]) for name, g in groups.items()}
 
 
-def _ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> dict[str, float]:
+def _ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> IRMeasures:
     """nDCG@10 and MRR@10 of the ranking a user gets (the top-k search), recall@100 of a depth-100 one."""
     from indexer import ir_metrics
 
@@ -204,16 +219,19 @@ def _ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> dict[str, flo
     assert ds.qrels is not None
     out = ir_metrics.evaluate_run(ds.qrels, ir_metrics.run_from_ids(query_ids, doc_ids, top), ("ndcg@10", "mrr@10"))
     out.update(ir_metrics.evaluate_run(ds.qrels, ir_metrics.run_from_ids(query_ids, doc_ids, deep), ("recall@100",)))
-    return out
+    return IRMeasures.model_validate(out)
 
 
 def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, phase: Phases
-                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Build one index, serve its ef sweep, cache the finished cell atomically."""
+                   ) -> tuple[list[DenseRow], IndexRecord]:
+    """Build one index, serve its ef sweep, cache the finished cell atomically.
+
+    The record's `path` is left unset: meta.json holds the record without it."""
     key = cell.key(spec)
     cell_dir = cache_dir / "cells" / key
     if (cell_dir / "rows.json").exists():
-        return json.loads((cell_dir / "rows.json").read_text()), json.loads((cell_dir / "meta.json").read_text())
+        cached = [DenseRow.model_validate(r) for r in json.loads((cell_dir / "rows.json").read_text())]
+        return cached, IndexRecord.model_validate_json((cell_dir / "meta.json").read_text())
 
     ds = s.dataset
     space = _space_metric(spec)
@@ -235,26 +253,25 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, 
         np.save(tmp / "rows.npy", s.rows)
         index_bytes = index.nbytes()
         higher = space == "ip"
-        rows: list[dict[str, Any]] = []
-        base_row = {
-            "dataset": ds.name,
-            "model": cell.model,
-            "metric": spec.metric,
-            "index_size": len(s.rows),
-            "reduction": cell.reduction.label,
-            "dims": int(s.base.shape[1]),
-            "representation": "dense",
-            "ordering": cell.ordering,
-            "backend": cell.backend.name,
-            **cell.backend.build_params(),
-            "k": spec.k,
-            "seed": cell.seed,
-            "library_seed": library_seed(cell.seed, cell.backend.name),
-            "build_seconds": build_seconds,
-            "index_bytes": index_bytes,
-            "bytes_per_vector": int(s.base.shape[1]) * 4,
-            "cell": key,
-        }
+        rows: list[DenseRow] = []
+        base_row: dict[str, Any] = dict(
+            dataset=ds.name,
+            model=cell.model,
+            metric=spec.metric,
+            index_size=len(s.rows),
+            reduction=cell.reduction.label,
+            dims=int(s.base.shape[1]),
+            ordering=cell.ordering,
+            backend=cell.backend.name,
+            build_params=cell.backend.build_params(),
+            k=spec.k,
+            seed=cell.seed,
+            library_seed=library_seed(cell.seed, cell.backend.name),
+            build_seconds=build_seconds,
+            index_bytes=index_bytes,
+            bytes_per_vector=int(s.base.shape[1]) * 4,
+            cell=key,
+        )
         sweep = cell.backend.ef_values()
         index.search(s.queries, spec.k, sweep[0])  # warm-up: page in the graph, start thread pools
         for ef in sweep:
@@ -268,49 +285,49 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, 
             tag = f"ef{ef}" if ef is not None else "exact"
             np.save(tmp / f"neighbors-{tag}.npy", ids)
             np.save(tmp / f"recall-{tag}.npy", per_query.astype(np.float32))
-            row = {
-                **base_row,
-                "ef": ef,
-                "recall": summary["mean"],
-                "recall_std": summary["std"],
-                "recall_ci95": list(summary["ci95"]),
-                "recall_within": float(np.mean(within)),
-                "qps": len(s.queries) / max(seconds, 1e-9),
-                "qps_passes": TIMED_PASSES,
-                "recall_by_category": _by_category(per_query, ds),
-                "recall_by_lid_bin": metrics.recall_by_bins(per_query, s.lid_queries, spec.lid_bins),
-                "neighbors": str(cell_dir / f"neighbors-{tag}.npy"),
-            }
+            judged: dict[str, Any] = {}
             if ds.qrels:
                 deep, _ = index.search(s.queries, min(IR_DEPTH, len(s.rows)), ef)
                 np.save(tmp / f"ranking-{tag}.npy", deep)
-                row.update(_ir_metrics(ds, ids, deep))
-                row["ranking"] = str(cell_dir / f"ranking-{tag}.npy")
-            rows.append(row)
-        meta = {
-            "id": key,
-            "dataset": ds.name,
-            "model": cell.model,
-            "metric": spec.metric,
-            "space": space,
-            "ordering": cell.ordering,
-            "backend": cell.backend.name,
-            "params": cell.backend.build_params(),
-            "seed": cell.seed,
-            "reduction": cell.reduction.model_dump(mode="json"),
-            "reduction_label": cell.reduction.label,
-            "dims": int(s.base.shape[1]),
-            "input_dim": int(s.orig_base.shape[1]),
-            "n": int(len(s.rows)),
-            "index_size": cell.index_size,
-            "size_bytes": index_bytes,
-            "vectors": s.key,
-            # every file the service may load is checked against this before it is opened
-            "sha256": {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name.startswith(("index.bin", "rows"))},
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        (tmp / "rows.json").write_text(json.dumps(rows))  # the finished marker, written last
-    return rows, meta
+                judged = {**dict(_ir_metrics(ds, ids, deep)), "ranking": str(cell_dir / f"ranking-{tag}.npy")}
+            rows.append(DenseRow(
+                **base_row,
+                ef=ef,
+                recall=summary["mean"],
+                recall_std=summary["std"],
+                recall_ci95=list(summary["ci95"]),
+                recall_within=float(np.mean(within)),
+                qps=len(s.queries) / max(seconds, 1e-9),
+                qps_passes=TIMED_PASSES,
+                recall_by_category=_by_category(per_query, ds),
+                recall_by_lid_bin=[BinRecall.model_validate(b)
+                                   for b in metrics.recall_by_bins(per_query, s.lid_queries, spec.lid_bins)],
+                neighbors=str(cell_dir / f"neighbors-{tag}.npy"),
+                **judged,
+            ))
+        record = IndexRecord(
+            id=key,
+            dataset=ds.name,
+            model=cell.model,
+            metric=spec.metric,
+            space=space,
+            ordering=cell.ordering,
+            backend=cell.backend.name,
+            params=cell.backend.build_params(),
+            seed=cell.seed,
+            reduction=cell.reduction,
+            reduction_label=cell.reduction.label,
+            dims=int(s.base.shape[1]),
+            input_dim=int(s.orig_base.shape[1]),
+            n=int(len(s.rows)),
+            index_size=cell.index_size,
+            size_bytes=index_bytes,
+            vectors=s.key,
+            sha256={p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name.startswith(("index.bin", "rows"))},
+        )
+        (tmp / "meta.json").write_text(json.dumps(record.to_json()))
+        (tmp / "rows.json").write_text(json.dumps(rows_to_json(rows)))  # the finished marker, written last
+    return rows, record
 
 
 def timed_passes(search: Callable[[], Any], passes: int = TIMED_PASSES) -> tuple[Any, float]:
@@ -329,7 +346,7 @@ def timed_passes(search: Callable[[], Any], passes: int = TIMED_PASSES) -> tuple
     return result, float(np.median(times))
 
 
-def _sparse_rows(spec: ExperimentSpec, ds: Dataset, rows: np.ndarray, cache_dir: Path) -> tuple[dict[str, Any], np.ndarray]:
+def _sparse_rows(spec: ExperimentSpec, ds: Dataset, rows: np.ndarray, cache_dir: Path) -> tuple[SparseRow, np.ndarray]:
     """BM25 over the texts of `rows`: one report row, and its depth-100 ranking for fusion."""
     from indexer.sparse import BM25Index
 
@@ -354,32 +371,33 @@ def _sparse_rows(spec: ExperimentSpec, ds: Dataset, rows: np.ndarray, cache_dir:
     neighbors = path.parent / f"{key}-neighbors.npy"
     if not neighbors.exists():
         atomic_save_npy(neighbors, got["top"])
-    row = {
-        "dataset": ds.name, "model": None, "metric": "bm25", "index_size": len(rows), "reduction": "none",
-        "dims": None, "representation": "sparse", "ordering": "given", "backend": "bm25", "ef": None,
-        "k": spec.k, "seed": None, "build_seconds": build, "qps": len(ds.query_texts) / max(seconds, 1e-9),  # type: ignore[arg-type]
-        "index_bytes": int(nbytes), "recall": None, "neighbors": str(neighbors),
-        **_ir_metrics(ds, got["top"], got["deep"]),
-    }
+    row = SparseRow(
+        dataset=ds.name, index_size=len(rows), k=spec.k, build_seconds=build,
+        qps=len(ds.query_texts) / max(seconds, 1e-9), index_bytes=int(nbytes), neighbors=str(neighbors),  # type: ignore[arg-type]
+        **dict(_ir_metrics(ds, got["top"], got["deep"])),
+    )
     return row, got["deep"]
 
 
-def _hybrid_row(spec: ExperimentSpec, ds: Dataset, dense_row: dict[str, Any], sparse_deep: np.ndarray,
-                cache_dir: Path) -> dict[str, Any]:
+def _hybrid_row(spec: ExperimentSpec, ds: Dataset, dense_row: DenseRow, sparse_deep: np.ndarray,
+                cache_dir: Path) -> HybridRow:
     """Reciprocal rank fusion of one dense setting with BM25 over the same documents."""
     from indexer.sparse import reciprocal_rank_fusion
 
-    dense_deep = np.load(dense_row["ranking"])
+    assert dense_row.ranking is not None, "a judged dataset's dense rows keep their depth-100 ranking"
+    ranking = Path(dense_row.ranking)
+    dense_deep = np.load(ranking)
     fused = reciprocal_rank_fusion([dense_deep, sparse_deep], IR_DEPTH)
-    path = Path(dense_row["ranking"]).with_name(f"hybrid-{Path(dense_row['ranking']).name}")
+    path = ranking.with_name(f"hybrid-{ranking.name}")
     if not path.exists():
         atomic_save_npy(path, fused[:, : spec.k])
-    keep = ("dataset", "model", "metric", "index_size", "reduction", "dims", "ordering", "backend",
-            *build_param_names(), "ef", "k", "seed", "cell")
-    return {
-        **{k: dense_row.get(k) for k in keep}, "representation": "hybrid", "recall": None,
-        "neighbors": str(path), **_ir_metrics(ds, fused[:, : spec.k], fused),
-    }
+    return HybridRow(
+        dataset=dense_row.dataset, model=dense_row.model, metric=dense_row.metric, index_size=dense_row.index_size,
+        reduction=dense_row.reduction, dims=dense_row.dims, ordering=dense_row.ordering, backend=dense_row.backend,
+        build_params={p: dense_row.build_params.get(p) for p in build_param_names()}, ef=dense_row.ef,
+        k=dense_row.k, seed=dense_row.seed, cell=dense_row.cell, neighbors=str(path),
+        **dict(_ir_metrics(ds, fused[:, : spec.k], fused)),
+    )
 
 
 def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray, queries: np.ndarray,
@@ -436,27 +454,14 @@ def _check_provided(spec: ExperimentSpec, ds: Dataset, gt: dict[str, np.ndarray]
         )
 
 
-def _space_summary(spec: ExperimentSpec, s: Space, cache_dir: Path) -> dict[str, Any]:
-    """Why a setting loses recall: LID (pointwise and global), IsoScore, relative contrast."""
-    from indexer import space
-
+def _space_summary(spec: ExperimentSpec, s: Space, cache_dir: Path) -> SpaceSummary:
+    """The space measures of `s` (indexer.analysis), their costly part cached with the space: a rerun of
+    a finished spec should not redo a PCA and a kNN search."""
     sub = s.base if len(s.rows) == len(s.base) else s.base[s.rows]
-    # cached with the space: a rerun of a finished spec should not redo a PCA and a kNN search
-    measures = groundtruth.cached(
-        cache_dir / "space", f"space-{s.key}-{spec.k}",
-        lambda: {"isoscore": np.array(space.isoscore(sub)),
-                 "relative_contrast": space.relative_contrast(sub, s.queries, spec.k, spec.metric)},
-    )
-    return {
-        "lid_base": _distribution(s.lid_base),
-        "lid_queries": _distribution(s.lid_queries),
-        "lid_global": lid.global_lid(s.lid_base),
-        "isoscore": float(measures["isoscore"]),
-        "relative_contrast": _distribution(measures["relative_contrast"]),
-        "dims": int(s.base.shape[1]),
-        "n": int(len(s.rows)),
-        "reduction": s.reduction_info,
-    }
+    measures = groundtruth.cached(cache_dir / "space", f"space-{s.key}-{spec.k}",
+                                  lambda: space_measures(sub, s.queries, spec.k, spec.metric))
+    return space_summary(s.lid_base, s.lid_queries, measures, dims=int(s.base.shape[1]), n=int(len(s.rows)),
+                         reduction=s.reduction_info)
 
 
 def run(
@@ -476,10 +481,10 @@ def run(
     total = len(grid) + spaces + 1
     done = 0
     phase = Phases(progress)
-    rows: list[dict[str, Any]] = []
-    index_records: list[dict[str, Any]] = []
-    extras: dict[str, Any] = {"space": {}, "notes": []}
-    sparse_done: dict[int, tuple[dict[str, Any], np.ndarray]] = {}
+    rows: list[ResultRow] = []
+    index_records: list[IndexRecord] = []
+    extras = RunExtras()
+    sparse_done: dict[int, tuple[SparseRow, np.ndarray]] = {}
 
     def check_stop() -> None:
         if should_stop and should_stop():
@@ -503,17 +508,18 @@ def run(
                 s = _space(spec, ds, dataset_key, base, queries, size, reduction, cache_dir, phase)
                 _write_vectors(cache_dir, s)
                 with phase("space measures"):
-                    extras["space"][label] = _space_summary(spec, s, cache_dir)
+                    extras.space[label] = _space_summary(spec, s, cache_dir)
                 done += 1
-                space_rows: list[dict[str, Any]] = []
+                space_rows: list[DenseRow] = []
                 for cell in grid:
                     if (cell.model, cell.index_size, cell.reduction) != (model, size, reduction):
                         continue
                     check_stop()
                     phase.fraction = done / total
-                    cell_rows, meta = _evaluate_cell(spec, cell, s, cache_dir, phase)
+                    cell_rows, record = _evaluate_cell(spec, cell, s, cache_dir, phase)
                     space_rows.extend(cell_rows)
-                    index_records.append({**meta, "path": str((cache_dir / "cells" / meta["id"]).resolve())})
+                    index_records.append(record.model_copy(
+                        update={"path": str((cache_dir / "cells" / record.id).resolve())}))
                     done += 1
                 if set(spec.representations) & {"sparse", "hybrid"}:
                     if len(s.rows) not in sparse_done:
@@ -525,10 +531,11 @@ def run(
                     rows.extend(space_rows)
     if "sparse" in spec.representations:
         rows.extend(r for r, _ in sparse_done.values())
-    if len(models) > 1 and any("ndcg@10" in r for r in rows):
-        extras["model_ranking"] = model_ranking(rows)
-    if len(spec.index_sizes) > 1 and any("ndcg@10" in r for r in rows):
-        extras["crossings"] = size_crossings(rows)
+    judged = any(r.judged for r in rows)
+    if len(models) > 1 and judged:
+        extras.model_ranking = model_ranking(rows)
+    if len(spec.index_sizes) > 1 and judged:
+        extras.crossings = size_crossings(rows)
     phase.progress(1.0, "done")
     return RunResult(spec=spec, rows=rows, extras=extras, indexes=index_records)
 
@@ -562,76 +569,6 @@ def run_and_report(
     with phase("report"):
         write_report(spec, result.rows, out_dir, extras=result.extras)
     # the rows as published: neighbour files relative to the report, floats rounded to what they mean
-    result.rows = json.loads((Path(out_dir) / "report.json").read_text())["rows"]
+    result.rows = parse_rows(json.loads((Path(out_dir) / "report.json").read_text())["rows"])
     return result
 
-
-def model_ranking(rows: list[dict[str, Any]], measure: str = "ndcg@10") -> list[dict[str, Any]]:
-    """Rank models by `measure` under exact search and under each HNSW setting; list every rank change.
-
-    Elliott & Clark found that swapping exact kNN for HNSW moved models up to three places.
-    """
-    dense = [r for r in rows if r.get("representation") == "dense" and r.get(measure) is not None]
-    params = build_param_names()  # a setting is also what its index was built with
-    groups: dict[tuple[Any, ...], dict[str, float]] = {}
-    for r in dense:
-        setting = (r["index_size"], r["reduction"], r["ordering"], r["backend"], *(r.get(p) for p in params),
-                   r["ef"], r["seed"])
-        groups.setdefault(setting, {})[r["model"]] = r[measure]
-    out = []
-    for setting, scores in groups.items():
-        size, reduction, ordering, backend, *_ = setting
-        exact = next((v for s, v in groups.items() if s[0] == size and s[1] == reduction and s[3] == "exact"), None)
-        if exact is None:
-            continue
-        exact_rank = {m: i + 1 for i, m in enumerate(sorted(exact, key=lambda m: -exact[m]))}
-        rank = {m: i + 1 for i, m in enumerate(sorted(scores, key=lambda m: -scores[m]))}
-        out.append({
-            "index_size": size, "reduction": reduction, "ordering": ordering, "backend": backend,
-            **dict(zip(params, setting[4:-2], strict=True)), "ef": setting[-2], "seed": setting[-1],
-            "ranking": [{"model": m, measure: scores[m], "rank": rank[m], "exact_rank": exact_rank.get(m),
-                         "change": exact_rank.get(m, rank[m]) - rank[m]} for m in sorted(rank, key=lambda m: rank[m])],
-            "max_change": max(abs(exact_rank.get(m, rank[m]) - rank[m]) for m in rank),
-        })
-    return out
-
-
-def size_crossings(rows: list[dict[str, Any]], measure: str = "ndcg@10") -> list[dict[str, Any]]:
-    """Where, as the index grows, a dense setting's quality curve crosses BM25's (Reimers & Gurevych 2021)."""
-    sparse = {r["index_size"]: r[measure] for r in rows if r.get("representation") == "sparse"}
-    curves: dict[tuple[Any, ...], dict[int, float]] = {}
-    for r in rows:
-        if r.get("representation") == "dense" and r.get(measure) is not None:
-            setting = (r["model"], r["reduction"], r["dims"], r["ordering"], r["backend"], r["ef"], r["seed"])
-            curves.setdefault(setting, {})[r["index_size"]] = r[measure]
-    out = []
-    for setting, curve in curves.items():
-        sizes = sorted(set(curve) & set(sparse))
-        diffs = [curve[n] - sparse[n] for n in sizes]
-        crossing = next(
-            ((sizes[i], sizes[i + 1]) for i in range(len(diffs) - 1) if np.sign(diffs[i]) != np.sign(diffs[i + 1])),
-            None,
-        )
-        out.append({
-            "model": setting[0], "reduction": setting[1], "dims": setting[2], "ordering": setting[3],
-            "backend": setting[4], "ef": setting[5], "seed": setting[6],
-            "dense_minus_sparse": dict(zip(sizes, diffs, strict=True)),
-            "crosses_between": list(crossing) if crossing else None,
-        })
-    return out
-
-
-def _distribution(values: np.ndarray) -> dict[str, Any]:
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return {"n": 0}
-    counts, edges = np.histogram(v, bins=20)
-    return {
-        "n": int(len(v)),
-        "median": float(np.median(v)),
-        "mean": float(np.mean(v)),
-        "p10": float(np.percentile(v, 10)),
-        "p90": float(np.percentile(v, 90)),
-        "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
-    }

@@ -29,6 +29,7 @@ import builtins
 import contextlib
 import logging
 import math
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
+from indexer.results import IndexRecord, ResultModel, rows_to_json
 from indexer.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancel
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _SQLITE_BUSY_SECONDS = 30.0
+_MIGRATING = threading.Lock()
 _PG_MIGRATION_LOCK = 7_461_023_115  # pg_advisory_xact_lock key: one migrator at a time
 
 
@@ -155,12 +158,15 @@ class JobView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     report_dir: str | None
-    rows: list[dict[str, Any]] | None  # None in `Store.list` pages (kept small); set by `get` once succeeded
+    # The published result rows as JSON (indexer.results.rows_to_json of DenseRow, SparseRow, HybridRow):
+    # what the API serves. None in `Store.list` pages (kept small); set by `get` once succeeded.
+    rows: list[dict[str, Any]] | None
     lease_expired: bool = False  # running, but nobody renewed the lease in time: computed at read
 
 
 class IndexView(BaseModel):
-    """One built index (a grid cell). `path` is relative to data_dir; `meta` is the runner's full record."""
+    """One built index (a grid cell). `path` is relative to data_dir; `meta` is the runner's full record
+    (indexer.results.IndexRecord as JSON)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -266,34 +272,31 @@ def _index_view(row: Any) -> IndexView:
     return IndexView.model_validate(dict(row._mapping))
 
 
-def _reduction_label(record: Mapping[str, Any]) -> str:
-    if record.get("reduction_label"):
-        return str(record["reduction_label"])
-    reduction = record.get("reduction", "none")
-    if isinstance(reduction, Mapping):
-        return str(reduction.get("name", "none"))
-    return str(reduction)
+def index_record(record: IndexRecord | Mapping[str, Any]) -> IndexRecord:
+    """An index record as the store takes it: typed, or its JSON (validated here)."""
+    return record if isinstance(record, IndexRecord) else IndexRecord.model_validate(record)
 
 
-def _index_values(experiment_id: str, record: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+def _index_values(experiment_id: str, record: IndexRecord, now: datetime) -> dict[str, Any]:
     """Table columns from a runner record; the whole record is kept in `meta`."""
-    dims = int(record["dims"])
+    if record.path is None:
+        raise ValueError(f"index record {record.id} has no path: the store needs where the cell lives")
     return {
-        "id": str(record["id"]),
+        "id": record.id,
         "experiment_id": experiment_id,
-        "dataset": str(record["dataset"]),
-        "ordering": str(record["ordering"]),
-        "backend": str(record["backend"]),
-        "params": to_json(record.get("params") or {}),
-        "reduction": _reduction_label(record),
-        "dims": dims,
-        "metric": str(record["metric"]),
-        "model": record.get("model"),
-        "n": int(record["n"]),
-        "dim": int(record.get("dim", record.get("input_dim", dims))),
-        "size_bytes": int(record["size_bytes"]),
-        "path": str(record["path"]),
-        "meta": to_json(dict(record)),
+        "dataset": record.dataset,
+        "ordering": record.ordering,
+        "backend": record.backend,
+        "params": to_json(record.params),
+        "reduction": record.reduction_label,
+        "dims": record.dims,
+        "metric": record.metric,
+        "model": record.model,
+        "n": record.n,
+        "dim": record.query_dim,
+        "size_bytes": record.size_bytes,
+        "path": record.path,
+        "meta": to_json(record.to_json()),
         "created_at": now,
     }
 
@@ -327,7 +330,9 @@ class Store:
         """Bring the schema to the latest revision (`alembic upgrade head`); safe to run concurrently."""
         from alembic import command
 
-        with self._write() as conn:
+        # alembic's `context` is process-global: two threads migrating at once (an app and a worker
+        # embedded in one process, or a test) would share it; across processes the database locks
+        with _MIGRATING, self._write() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             command.upgrade(alembic_config(connection=conn), "head")
@@ -509,15 +514,15 @@ class Store:
         return "cancel_requested" if cancel else "owned"
 
     def finish(
-        self, job_id: str, worker_id: str, token: int, rows: Sequence[Mapping[str, Any]], report_dir: str,
-        *, indexes: Sequence[Mapping[str, Any]] = (),
+        self, job_id: str, worker_id: str, token: int, rows: Sequence[ResultModel | Mapping[str, Any]],
+        report_dir: str, *, indexes: Sequence[IndexRecord | Mapping[str, Any]] = (),
     ) -> bool:
         """Publish the attempt's result: the job succeeds with its rows and report directory, and its
         index records are stored, in one transaction. False (nothing written) if the attempt is stale."""
         now = utcnow()
         with self._write() as conn:
             done = conn.execute(experiments.update().where(self._owned(job_id, worker_id, token)).values(
-                status="succeeded", progress=1.0, message="done", error=None, rows=to_json(list(rows)),
+                status="succeeded", progress=1.0, message="done", error=None, rows=to_json(rows_to_json(rows)),
                 report_dir=str(report_dir), worker_id=None, lease_expires_at=None, updated_at=now,
                 finished_at=now,
             )).rowcount
@@ -575,7 +580,7 @@ class Store:
 
     # -- indexes ------------------------------------------------------------------------------------
 
-    def add_indexes(self, experiment_id: str, records: Sequence[Mapping[str, Any]]) -> None:
+    def add_indexes(self, experiment_id: str, records: Sequence[IndexRecord | Mapping[str, Any]]) -> None:
         """Insert or replace index records by id (the cell key); a rebuilt cell keeps one row."""
         if not records:
             return
@@ -583,11 +588,12 @@ class Store:
             self._upsert_indexes(conn, experiment_id, records, utcnow())
 
     def _upsert_indexes(
-        self, conn: Connection, experiment_id: str, records: Sequence[Mapping[str, Any]], now: datetime
+        self, conn: Connection, experiment_id: str, records: Sequence[IndexRecord | Mapping[str, Any]],
+        now: datetime,
     ) -> None:
         if not records:
             return
-        values = [_index_values(experiment_id, r, now) for r in records]
+        values = [_index_values(experiment_id, index_record(r), now) for r in records]
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:

@@ -56,7 +56,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from indexer.errors import UserError
 
 if TYPE_CHECKING:
+    from indexer.results import JobResult
     from indexer.settings import Settings
     from indexer.store import JobView, Store
 
@@ -88,19 +89,21 @@ class JobTarget(Protocol):
     """What the child runs: a module-level function (it is pickled by reference into the child).
 
     Writes its report (if any) into `report_dir` (relative to data_dir; this attempt's own directory).
-    Returns {"rows": [...], "indexes": [index records, stored by Store.finish]}. Raises UserError (or
-    another of USER_ERRORS) for bad input; raises anything once `should_stop()` is true.
+    Returns a JobResult: the rows and the index records (paths relative to data_dir) that Store.finish
+    publishes. Raises UserError (or another of USER_ERRORS) for bad input; raises anything once
+    `should_stop()` is true.
     """
 
     def __call__(
         self, spec_json: str, data_dir: str, report_dir: str, progress: Progress, should_stop: ShouldStop
-    ) -> Mapping[str, Any]: ...
+    ) -> JobResult: ...
 
 
 def execute_job(
     spec_json: str, data_dir: str, report_dir: str, progress: Progress, should_stop: ShouldStop
-) -> dict[str, Any]:
+) -> JobResult:
     """The real job: run the experiment through the engine's one path, write its report."""
+    from indexer.results import JobResult
     from indexer.runner import run_and_report
     from indexer.spec import SpecError, parse_spec
 
@@ -111,10 +114,11 @@ def execute_job(
     root = Path(data_dir).resolve()
     result = run_and_report(spec, cache_dir=root / "cache", out_dir=root / report_dir, progress=progress,
                             should_stop=should_stop)
-    return {
-        "rows": result.rows,
-        "indexes": [{**r, "path": _relative_to(r["path"], root)} for r in result.indexes],
-    }
+    indexes = []
+    for record in result.indexes:
+        assert record.path is not None, "the runner records where each cell lives"
+        indexes.append(record.model_copy(update={"path": _relative_to(record.path, root)}))
+    return JobResult(rows=result.rows, indexes=indexes)
 
 
 def _relative_to(path: str | os.PathLike[str], root: Path) -> str:
@@ -260,7 +264,7 @@ def _child_main(
 
     try:
         result = target(spec_json, data_dir, report_dir, progress, stop.is_set)
-        message: tuple[Any, ...] = ("result", dict(result))
+        message: tuple[Any, ...] = ("result", result)
     except BaseException as exc:  # everything is reported; the parent settles the job
         message = _outcome_of(exc, stop.is_set())
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the work is over; only the report to the parent is left
@@ -481,9 +485,9 @@ class _Worker:
         kind = state.outcome[0] if state.outcome else None
         store, me, token, job_id = self.store, self.worker_id, attempt.token, attempt.job_id
         if kind == "result":
-            result = state.outcome[1]  # type: ignore[index]
-            if store.finish(job_id, me, token, result.get("rows") or [], attempt.report_dir.as_posix(),
-                            indexes=result.get("indexes") or []):
+            result: JobResult = state.outcome[1]  # type: ignore[index]
+            if store.finish(job_id, me, token, result.rows, attempt.report_dir.as_posix(),
+                            indexes=result.indexes):
                 log.info("job %s: succeeded", job_id)
                 self._remove_other_attempts(attempt)
             else:

@@ -7,10 +7,12 @@ import io
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from indexer.results import ResultModel, rows_to_json
 
 Row = dict[str, Any]
 
@@ -77,9 +79,9 @@ def csv_cell(value: Any) -> str:
     return str(value)
 
 
-def rows_to_csv(rows: list[dict]) -> str:
+def rows_to_csv(rows: Sequence[ResultModel | Mapping[str, Any]]) -> str:
     """One line per row; nested values (dicts, lists) JSON-encoded in their cell, None as empty."""
-    plain_rows = [plain(dict(r)) for r in rows if isinstance(r, Mapping)]
+    plain_rows = [plain(r) for r in rows_to_json(rows)]
     seen: dict[str, None] = {}
     for r in plain_rows:
         seen.update(dict.fromkeys(r))

@@ -19,6 +19,7 @@ from indexer.fileio import staging_path
 from indexer.report.html import render_html
 from indexer.report.markdown import render_markdown
 from indexer.report.rows import Row, plain, round_row, rows_to_csv
+from indexer.results import ResultModel, RunExtras, extras_to_json, rows_to_json
 from indexer.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,12 @@ NEIGHBORS_DIR = "neighbors"
 
 
 def write_report(
-    spec: ExperimentSpec, rows: list[dict], out_dir: Path, *, extras: dict | None = None
+    spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any]], out_dir: Path, *,
+    extras: RunExtras | Mapping[str, Any] | None = None,
 ) -> Path:
     """Write report.{json,csv,md,html} and the neighbour files into `out_dir`, atomically.
 
+    Typed rows and extras (indexer.results) become plain JSON here, once; the report works on that.
     Refuses (UserError) to replace a directory holding anything but a previous report, so a wrong
     path never deletes a user's files.
     """
@@ -42,8 +45,8 @@ def write_report(
     try:
         tmp.mkdir(mode=0o755)
         (tmp / NEIGHBORS_DIR).mkdir()
-        report_rows = _copy_neighbors(rows, tmp)
-        plain_extras = plain(extras) if extras is not None else None
+        report_rows = _copy_neighbors(rows_to_json(rows), tmp)
+        plain_extras = plain(extras_to_json(extras)) if extras is not None else None
         # Render everything before writing anything: a rendering bug must not cost the old report.
         csv_text = rows_to_csv(report_rows)
         markdown = render_markdown(spec, report_rows, plain_extras)

@@ -12,6 +12,7 @@ import pytest
 from indexer import runner
 from indexer.datasets.synthetic import load as load_synthetic
 from indexer.errors import UserError
+from indexer.results import DenseRow, IndexRecord
 from indexer.seeds import library_seed
 from indexer.spec import parse_spec
 
@@ -35,8 +36,11 @@ def test_grid_has_one_row_per_cell_and_ef(result):
     spec, res = result
     # 3 orderings x (2 efs hnswlib + 2 efs faiss + 1 exact)
     assert len(res.rows) == 3 * 5
-    for key in ("ordering", "backend", "ef", "k", "recall", "build_seconds", "qps", "neighbors"):
-        assert all(key in row for row in res.rows)
+    assert all(isinstance(row, DenseRow) for row in res.rows)
+    assert {(r.ordering, r.backend, r.ef) for r in res.rows} == {
+        (o, b, ef) for o in spec.orderings for b in ("hnswlib", "faiss_hnsw") for ef in (10, 60)
+    } | {(o, "exact", None) for o in spec.orderings}
+    assert all(r.k == spec.k and r.build_seconds > 0 and r.qps > 0 and r.neighbors for r in res.rows)
 
 
 def test_exact_rows_equal_numpy_brute_force(result):
@@ -44,9 +48,9 @@ def test_exact_rows_equal_numpy_brute_force(result):
     ds = load_synthetic(spec.dataset)
     truth = _numpy_knn(ds.base, ds.queries, spec.k)
     for row in res.rows:
-        if row["backend"] == "exact":
-            assert row["recall"] == pytest.approx(1.0)
-            np.testing.assert_array_equal(np.load(row["neighbors"]), truth)
+        if row.backend == "exact":
+            assert row.recall == pytest.approx(1.0)
+            np.testing.assert_array_equal(np.load(row.neighbors), truth)
 
 
 def test_recall_matches_neighbors_against_independent_ground_truth(result):
@@ -54,11 +58,11 @@ def test_recall_matches_neighbors_against_independent_ground_truth(result):
     ds = load_synthetic(spec.dataset)
     truth = _numpy_knn(ds.base, ds.queries, spec.k)
     for row in res.rows:
-        found = np.load(row["neighbors"])
+        found = np.load(row.neighbors)
         per_query = [len(set(a) & set(b)) / spec.k for a, b in zip(found, truth, strict=True)]
-        assert row["recall"] == pytest.approx(np.mean(per_query), abs=1e-9)
-        lo, hi = row["recall_ci95"]
-        assert lo <= row["recall"] <= hi
+        assert row.recall == pytest.approx(np.mean(per_query), abs=1e-9)
+        lo, hi = row.recall_ci95
+        assert lo <= row.recall <= hi
 
 
 def test_hnswlib_cell_equals_raw_library_in_the_category_order(result):
@@ -73,17 +77,17 @@ def test_hnswlib_cell_equals_raw_library_in_the_category_order(result):
     raw.add_items(base[order], ids=order, num_threads=1)
     raw.set_ef(10)
     want, _ = raw.knn_query(queries, k=spec.k, num_threads=1)
-    row = next(r for r in res.rows if r["backend"] == "hnswlib" and r["ordering"] == "category" and r["ef"] == 10)
-    np.testing.assert_array_equal(np.load(row["neighbors"]), want)
+    row = next(r for r in res.rows if r.backend == "hnswlib" and r.ordering == "category" and r.ef == 10)
+    np.testing.assert_array_equal(np.load(row.neighbors), want)
 
 
 def test_breakdowns_cover_every_query(result):
     spec, res = result
     n_queries = 2 * 30
     for row in res.rows:
-        assert sum(g["n"] for g in row["recall_by_category"].values()) == n_queries
-        assert sum(b["n"] for b in row["recall_by_lid_bin"]) == n_queries
-        assert set(row["recall_by_category"]) == {"subspace-0-dim2", "subspace-1-dim16"}
+        assert sum(g.n for g in row.recall_by_category.values()) == n_queries
+        assert sum(b.n for b in row.recall_by_lid_bin) == n_queries
+        assert set(row.recall_by_category) == {"subspace-0-dim2", "subspace-1-dim16"}
 
 
 def test_second_run_reuses_cached_cells(result, cache_dir, monkeypatch):
@@ -94,14 +98,14 @@ def test_second_run_reuses_cached_cells(result, cache_dir, monkeypatch):
 
     monkeypatch.setattr(runner, "make_index", no_builds)
     second = runner.run(spec, cache_dir=cache_dir)
-    assert [r["recall"] for r in second.rows] == [r["recall"] for r in first.rows]
+    assert second.rows == first.rows  # the cached cells come back as the very rows first built
 
 
 def test_same_spec_and_seed_give_the_same_neighbours_in_a_fresh_cache(result, tmp_path):
     spec, first = result
     again = runner.run(spec, cache_dir=tmp_path / "other-cache")
     for a, b in zip(first.rows, again.rows, strict=True):
-        np.testing.assert_array_equal(np.load(a["neighbors"]), np.load(b["neighbors"]))
+        np.testing.assert_array_equal(np.load(a.neighbors), np.load(b.neighbors))
 
 
 def test_cancel_between_cells_leaves_only_finished_cells(tiny_spec_dict, cache_dir):
@@ -128,5 +132,8 @@ def test_index_records_point_at_saved_cells(result):
     _, res = result
     assert len(res.indexes) == 3 * 3
     for rec in res.indexes:
-        meta = json.loads((Path(rec["path"]) / "meta.json").read_text())
-        assert meta["id"] == rec["id"] and (Path(rec["path"]) / "index.bin").exists()
+        assert isinstance(rec, IndexRecord) and rec.path is not None
+        cell = Path(rec.path)
+        meta = json.loads((cell / "meta.json").read_text())
+        assert {**meta, "path": rec.path} == rec.to_json()  # meta.json is the record without its path
+        assert (cell / "index.bin").exists()

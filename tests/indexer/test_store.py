@@ -328,7 +328,7 @@ def test_indexes_upsert_by_id(store: Store) -> None:
     job, _ = store.submit(make_spec())
     record = INDEX_RECORD
     store.add_indexes(job.id, [record])
-    store.add_indexes(job.id, [{**record, "size_bytes": 999}, {**record, "id": "cell2", "dim": 16}])
+    store.add_indexes(job.id, [{**record, "size_bytes": 999}, {**record, "id": "cell2", "input_dim": 16}])
     views = store.list_indexes()
     assert sorted(v.id for v in views) == ["cell1", "cell2"]
     one = store.get_index("cell1")

@@ -24,6 +24,7 @@ from indexer.errors import UserError
 from indexer.worker import LEASE_LAPSED_EXIT, ORPHANED_EXIT, Progress, ShouldStop, describe_exit, run_worker
 
 if TYPE_CHECKING:
+    from indexer.results import JobResult
     from indexer.settings import Settings
     from indexer.spec import ExperimentSpec
     from indexer.store import JobView, Store
@@ -31,7 +32,21 @@ if TYPE_CHECKING:
 # The spawned children import this module to find their target: keep its top-level imports light
 # (no pytest, no SQLAlchemy); the `settings` and `store` fixtures live in conftest.py.
 
-RESULT = {"rows": [{"recall": 0.75, "ef": 10}], "indexes": []}
+
+
+def result_saying(tag: str, indexes: list[Any] | None = None) -> JobResult:
+    """A job's result of one (BM25) row whose `dataset` is `tag`: how a target tells the test what it did."""
+    from indexer.results import JobResult, SparseRow
+
+    row = SparseRow.model_validate({"dataset": tag, "index_size": 1, "k": 1, "build_seconds": 0.0, "qps": 1.0,
+                                    "index_bytes": 1, "neighbors": None, "ndcg@10": 0.5, "mrr@10": 0.5,
+                                    "recall@100": 0.5})
+    return JobResult(rows=[row], indexes=indexes or [])
+
+
+def said(job: JobView) -> list[str]:
+    """The tags of a finished job's rows (see `result_saying`)."""
+    return [row["dataset"] for row in job.rows or []]
 
 
 def _spec(name: str = "tiny") -> ExperimentSpec:
@@ -64,14 +79,14 @@ def _mark_started(data_dir: str) -> None:
 
 
 def target_ok(spec_json: str, data_dir: str, report_dir: str, progress: Progress,
-              should_stop: ShouldStop) -> dict[str, Any]:
+              should_stop: ShouldStop) -> JobResult:
     progress(0.5, "half way")
     assert json.loads(spec_json)["name"]
-    return RESULT
+    return result_saying("ok")
 
 
 def target_until_stopped(spec_json: str, data_dir: str, report_dir: str, progress: Progress,
-                         should_stop: ShouldStop) -> dict[str, Any]:
+                         should_stop: ShouldStop) -> JobResult:
     """Works in small 'cells' for up to 30 s, checking should_stop between them like the runner."""
     _mark_started(data_dir)
     deadline = time.monotonic() + 30
@@ -82,11 +97,11 @@ def target_until_stopped(spec_json: str, data_dir: str, report_dir: str, progres
         step += 1
         progress(min(step / 1000, 0.99), f"cell {step}")
         time.sleep(0.05)
-    return RESULT
+    return result_saying("ok")
 
 
 def target_stuck_in_one_step(spec_json: str, data_dir: str, report_dir: str, progress: Progress,
-                             should_stop: ShouldStop) -> dict[str, Any]:
+                             should_stop: ShouldStop) -> JobResult:
     """One long cell that never looks at should_stop, filling a staging directory as the engine does."""
     from indexer.fileio import staged_dir
 
@@ -94,44 +109,44 @@ def target_stuck_in_one_step(spec_json: str, data_dir: str, report_dir: str, pro
         (staging / "part").write_text("half written")
         _mark_started(data_dir)
         time.sleep(30)
-    return RESULT
+    return result_saying("ok")
 
 
 def target_ignores_sigterm(spec_json: str, data_dir: str, report_dir: str, progress: Progress,
-                           should_stop: ShouldStop) -> dict[str, Any]:
+                           should_stop: ShouldStop) -> JobResult:
     """Stuck where SIGTERM cannot reach it (as in native code): only SIGKILL ends it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _mark_started(data_dir)
     time.sleep(30)
-    return RESULT
+    return result_saying("ok")
 
 
 def target_hangs_first_time(spec_json: str, data_dir: str, report_dir: str, progress: Progress,
-                            should_stop: ShouldStop) -> dict[str, Any]:
+                            should_stop: ShouldStop) -> JobResult:
     """The first attempt hangs (its worker will be killed); later attempts succeed."""
     marker = _started(data_dir)
     if not marker.exists():
         _mark_started(data_dir)
         time.sleep(30)
     progress(0.9, "second attempt")
-    return RESULT
+    return result_saying("ok")
 
 
 def target_segfault(spec_json: str, data_dir: str, report_dir: str, progress: Progress,
-                    should_stop: ShouldStop) -> dict[str, Any]:
+                    should_stop: ShouldStop) -> JobResult:
     progress(0.1, "about to crash in native code")
     os.kill(os.getpid(), signal.SIGSEGV)
     time.sleep(10)
-    return RESULT
+    return result_saying("ok")
 
 
 def target_exit_3(spec_json: str, data_dir: str, report_dir: str, progress: Progress,
-                  should_stop: ShouldStop) -> dict[str, Any]:
+                  should_stop: ShouldStop) -> JobResult:
     os._exit(3)
 
 
 def target_raises(spec_json: str, data_dir: str, report_dir: str, progress: Progress,
-                  should_stop: ShouldStop) -> dict[str, Any]:
+                  should_stop: ShouldStop) -> JobResult:
     """Raises the kind of error the spec's name says, the way a job meets it."""
     import numpy as np
 
@@ -152,7 +167,7 @@ def target_raises(spec_json: str, data_dir: str, report_dir: str, progress: Prog
 
 
 def target_chatty(spec_json: str, data_dir: str, report_dir: str, progress: Progress,
-                  should_stop: ShouldStop) -> dict[str, Any]:
+                  should_stop: ShouldStop) -> JobResult:
     """Does what the engine's libraries do to a log: progress bars, start-up INFO lines."""
     from tqdm import tqdm
 
@@ -162,7 +177,7 @@ def target_chatty(spec_json: str, data_dir: str, report_dir: str, progress: Prog
     for _ in tqdm(range(3), desc="encoding corpus"):
         time.sleep(0.01)
     env = {name: os.environ.get(name) for name in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")}
-    return {"rows": [env], "indexes": []}
+    return result_saying(json.dumps(env, sort_keys=True))
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -253,7 +268,7 @@ def test_job_succeeds(store: Store, settings: Settings) -> None:
     assert run_worker(settings, once=True, target=target_ok) == 0
     done = _job(store, job.id)
     assert done.status == "succeeded", done.error
-    assert done.rows == RESULT["rows"] and done.report_dir is not None
+    assert said(done) == ["ok"] and done.report_dir is not None
     assert done.report_dir.startswith(f"reports/{job.id}/attempt-1-")  # this attempt's own directory
     assert done.attempts == 1 and done.progress == 1.0 and done.worker_id is None and not done.lease_expired
 
@@ -428,7 +443,8 @@ def test_worker_log_has_no_progress_bars_or_library_chatter(store: Store, settin
     assert "the child's own line" in text  # the child's log does reach the worker log
     for noise in ("encoding corpus", "it/s", "Loading faiss", "Context impl", "transactional DDL"):
         assert noise not in text, (noise, text[-3000:])
-    assert _job(store, job.id).rows == [{"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}]
+    assert [json.loads(tag) for tag in said(_job(store, job.id))] == [
+        {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}]
 
 
 def test_real_experiment_end_to_end(store: Store, settings: Settings) -> None:

@@ -13,7 +13,7 @@ import signal
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from indexer.worker import Progress, ShouldStop, run_worker
 from tests.indexer.test_worker import (
@@ -21,12 +21,15 @@ from tests.indexer.test_worker import (
     _job,
     _spec,
     pid_running,
+    result_saying,
+    said,
     spawn_worker,
     wait_for,
     write_whole,
 )
 
 if TYPE_CHECKING:
+    from indexer.results import JobResult
     from indexer.settings import Settings
     from indexer.store import Store
 
@@ -41,7 +44,7 @@ def _pids(data_dir: str | Path) -> Path:
 
 
 def target_steps(spec_json: str, data_dir: str, report_dir: str, progress: Progress,
-                 should_stop: ShouldStop) -> dict[str, Any]:
+                 should_stop: ShouldStop) -> JobResult:
     """Works in steps, recording each in its report directory. The first attempt runs until stopped
     (30 s at most); later attempts finish after a few steps and write a report naming their pid."""
     out = Path(data_dir) / report_dir
@@ -57,11 +60,11 @@ def target_steps(spec_json: str, data_dir: str, report_dir: str, progress: Progr
         progress(step / steps, f"step {step}")
         time.sleep(0.05)
     (out / "report.json").write_text(json.dumps({"pid": os.getpid(), "steps": steps}))
-    return {"rows": [{"pid": os.getpid(), "steps": steps}], "indexes": [INDEX]}
+    return result_saying(f"pid={os.getpid()} steps={steps}", [INDEX])
 
 
 def target_waits_for_go(spec_json: str, data_dir: str, report_dir: str, progress: Progress,
-                        should_stop: ShouldStop) -> dict[str, Any]:
+                        should_stop: ShouldStop) -> JobResult:
     """Writes its report, then returns it once the test says go."""
     out = Path(data_dir) / report_dir
     out.mkdir(parents=True)
@@ -69,12 +72,12 @@ def target_waits_for_go(spec_json: str, data_dir: str, report_dir: str, progress
     write_whole(Path(data_dir) / "started", str(os.getpid()))
     while not (Path(data_dir) / "go").exists():
         time.sleep(0.02)
-    return {"rows": [{"pid": os.getpid()}], "indexes": [INDEX]}
+    return result_saying(f"pid={os.getpid()}", [INDEX])
 
 
 INDEX = {
     "id": "cell-fenced", "dataset": "synthetic", "ordering": "random", "backend": "exact", "params": {},
-    "reduction": "none", "dims": 8, "metric": "cosine", "n": 100, "size_bytes": 1, "path": "cache/x",
+    "reduction_label": "none", "dims": 8, "metric": "cosine", "n": 100, "size_bytes": 1, "path": "cache/x",
 }
 
 
@@ -140,7 +143,7 @@ def test_paused_worker_stops_computing_and_publishes_nothing(store: Store, setti
             done = _job(store, job.id)
             assert done.status == "succeeded" and done.attempts == 2, done.error
             (second_child,) = set(_children(data_dir)) - {child}
-            assert done.rows == [{"pid": second_child, "steps": 5}]
+            assert said(done) == [f"pid={second_child} steps=5"]
             assert done.report_dir == _children(data_dir)[second_child]
 
             os.kill(first.pid, signal.SIGCONT)
