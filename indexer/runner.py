@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from indexer.backends import build_param_names, make_index
 from indexer.datasets import Dataset, load_dataset
 from indexer.errors import DataError, UserError
 from indexer.fileio import atomic_save_npy, sha256_file, staged_dir, sweep_orphans
+from indexer.hashing import SPACED, content_key
 from indexer.results import (
     BinRecall,
     DenseRow,
@@ -112,7 +112,8 @@ class Space:
 
 
 def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Cache keys of spaces and sparse runs (json.dumps' default spacing, kept so caches stay valid)."""
+    return content_key(obj, separators=SPACED, default=str)
 
 
 def _search_threads() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import UserError
-from indexer.fileio import staging_path
+from indexer.fileio import fsync_dir, staging_path, write_durable
 from indexer.report.html import render_html
 from indexer.report.markdown import render_markdown
 from indexer.report.rows import Row, plain, round_row, rows_to_csv
@@ -58,12 +58,12 @@ def write_report(
             "extras": plain_extras,
         }
         blob = json.dumps(document, indent=1, allow_nan=False, ensure_ascii=False)
-        _write_file(tmp / "report.csv", csv_text)
-        _write_file(tmp / "report.md", markdown)
-        _write_file(tmp / "report.html", page)
-        _write_file(tmp / "report.json", blob)  # last: the file readers treat as "the result"
-        _fsync_dir(tmp / NEIGHBORS_DIR)
-        _fsync_dir(tmp)
+        write_durable(tmp / "report.csv", csv_text.encode("utf-8"))
+        write_durable(tmp / "report.md", markdown.encode("utf-8"))
+        write_durable(tmp / "report.html", page.encode("utf-8"))
+        write_durable(tmp / "report.json", blob.encode("utf-8"))  # last: the file readers treat as "the result"
+        fsync_dir(tmp / NEIGHBORS_DIR)
+        fsync_dir(tmp)
         _check_replaceable(out_dir)  # again: something may have appeared while we rendered
         _swap_in(tmp, out_dir)
     except BaseException:
@@ -113,30 +113,9 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
         if old is not None:
             os.rename(old, out_dir)
         raise
-    _fsync_dir(out_dir.parent)
+    fsync_dir(out_dir.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_file(path: Path, text: str) -> None:
-    with open(path, "wb") as fh:
-        fh.write(text.encode("utf-8"))
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make renames and new entries durable; some filesystems refuse, which is not fatal."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _copy_neighbors(rows: Sequence[Mapping[str, Any]], dest: Path) -> list[Row]:
