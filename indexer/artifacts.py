@@ -89,11 +89,13 @@ class LoadedIndex:
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Approximate search; ids in the dataset's numbering. Safe to call from many threads."""
-        return self.index.search(self._to_space(queries), k, ef)
+        found: tuple[np.ndarray, np.ndarray] = self.index.search(self._to_space(queries), k, ef)
+        return found
 
     def exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact search over the very vectors this index holds."""
-        return self._exact_index().search(self._to_space(queries), k, None)
+        found: tuple[np.ndarray, np.ndarray] = self._exact_index().search(self._to_space(queries), k, None)
+        return found
 
     def recall(self, queries: np.ndarray, k: int, efs: Sequence[int | None]) -> np.ndarray:
         """Per-query recall@k of the approximate search at each ef, shape (len(efs), q), as the runner

@@ -128,7 +128,7 @@ def embed_texts(texts: list[str], model: str, cache_dir: Path, kind: Kind = "doc
     path = cache_path(texts, model, cache_dir, kind)
     if path.is_file():
         try:
-            cached = np.load(path, allow_pickle=False)
+            cached: np.ndarray = np.load(path, allow_pickle=False)
             if cached.shape[0] == len(texts):
                 log.info("embeddings cache hit: %s", path.name)
                 return cached

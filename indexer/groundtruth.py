@@ -219,7 +219,7 @@ def groundtruth_agreement(
     ok = in_range & (member | good)
     srt = np.sort(prov, axis=1)
     distinct = ~(srt[:, 1:] == srt[:, :-1]).any(axis=1)
-    return ok.all(axis=1) & distinct
+    return np.asarray(ok.all(axis=1) & distinct, dtype=bool)
 
 
 def check_groundtruth(

@@ -55,7 +55,7 @@ def lid_mle(distances: np.ndarray) -> np.ndarray:
 
 
 def _euclidean(squared: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.maximum(squared, 0.0))
+    return np.asarray(np.sqrt(np.maximum(squared, 0.0)))
 
 
 def pointwise_lid(x: np.ndarray, k: int, metric: str) -> np.ndarray:

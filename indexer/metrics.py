@@ -8,6 +8,7 @@ equally-near point is not penalised for the arbitrary order of ties in the groun
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ def row_isin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     flat_a = ((a - lo) + offs).ravel()
     pos = np.searchsorted(flat_b, flat_a)
     pos = np.minimum(pos, len(flat_b) - 1)
-    return (flat_b[pos] == flat_a).reshape(a.shape)
+    return np.asarray(flat_b[pos] == flat_a, dtype=bool).reshape(a.shape)
 
 
 def _first_occurrence(ids: np.ndarray) -> np.ndarray:
@@ -95,7 +96,7 @@ def recall_at_k(
         return np.where(denom > 0, matches / np.maximum(denom, 1), np.nan).astype(np.float64)
 
 
-def summarize(per_query: np.ndarray) -> dict:
+def summarize(per_query: np.ndarray) -> dict[str, Any]:
     """Mean, sample std, normal-approximation 95% CI of the mean (clipped to [0, 1]) and n.
 
     NaN entries (queries without a defined recall) are left out and not counted in n.
@@ -114,7 +115,7 @@ def summarize(per_query: np.ndarray) -> dict:
 
 def recall_by_group(
     per_query: np.ndarray, groups: np.ndarray, names: list[str] | None = None
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     """Mean recall and query count per group (e.g. category), keyed by the group's name.
 
     `names[g]` names integer group g; without names (or out of range) the key is str(g).
@@ -124,7 +125,7 @@ def recall_by_group(
     g = np.asarray(groups)
     if pq.shape != g.shape:
         raise ValueError(f"per_query {pq.shape} and groups {g.shape} must have the same shape")
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for value in np.unique(g):
         sel = pq[(g == value) & ~np.isnan(pq)]
         key = str(value)
@@ -167,7 +168,7 @@ def quantile_bins(values: np.ndarray, bins: int) -> tuple[np.ndarray, list[tuple
     return assign, ranges
 
 
-def recall_by_bins(per_query: np.ndarray, values: np.ndarray, bins: int) -> list[dict]:
+def recall_by_bins(per_query: np.ndarray, values: np.ndarray, bins: int) -> list[dict[str, Any]]:
     """Mean recall per quantile bin of `values` (e.g. query LID): dicts of bin, lo, hi, recall, n.
 
     Queries whose value is NaN form an extra entry with bin -1 (and NaN bounds), if any.
@@ -176,7 +177,7 @@ def recall_by_bins(per_query: np.ndarray, values: np.ndarray, bins: int) -> list
     assign, ranges = quantile_bins(values, bins)
     if assign.shape != pq.shape:
         raise ValueError(f"per_query {pq.shape} and values {assign.shape} must have the same length")
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     labelled = [(b, lo, hi) for b, (lo, hi) in enumerate(ranges)]
     if (assign == -1).any():
         labelled.append((-1, math.nan, math.nan))

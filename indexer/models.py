@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def _minilm_transformer():
     return transformer
 
 
-def _save(modules: list, out: Path) -> None:
+def _save(modules: list[Any], out: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
     SentenceTransformer(modules=modules, device="cpu").save(str(out))

@@ -29,7 +29,7 @@ def tokenize(texts: list[str]) -> list[list[str]]:
     No stemmer on purpose: PyStemmer is optional, and results must not depend on whether it is installed.
     """
     # allow_empty=True makes a text with no tokens an empty list (not [""]), so its length is 0
-    return bm25s.tokenize(
+    tokens: list[list[str]] = bm25s.tokenize(
         list(texts),
         stopwords=_STOPWORDS,
         stemmer=None,
@@ -37,6 +37,7 @@ def tokenize(texts: list[str]) -> list[list[str]]:
         show_progress=False,
         allow_empty=True,
     )
+    return tokens
 
 
 class BM25Index:

@@ -17,6 +17,7 @@ min(k, |R(s)|) points, where R(s) is the set of nodes reachable from s along lay
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -60,9 +61,9 @@ class HnswGraph:
         v = self._vectors[nodes].astype(np.float64)
         q = query.astype(np.float64)
         if self.space == "ip":
-            return 1.0 - v @ q
+            return np.asarray(1.0 - v @ q, dtype=np.float64)
         diff = v - q
-        return np.einsum("ij,ij->i", diff, diff)
+        return np.asarray(np.einsum("ij,ij->i", diff, diff), dtype=np.float64)
 
     def descend(self, query: np.ndarray) -> tuple[int, bool]:
         """The layer-0 start node of hnswlib's greedy descent, and whether a near-tie made it uncertain.
@@ -92,7 +93,7 @@ class HnswGraph:
         return current, uncertain
 
 
-def read_graph(state: dict, space: str) -> HnswGraph:
+def read_graph(state: dict[str, Any], space: str) -> HnswGraph:
     """Parse `hnswlib.Index.__getstate__()[0]` (hnswlib 0.8.0's serialisation, version 1)."""
     if state.get("ser_version") != 1:
         raise ValueError(f"unsupported hnswlib state version {state.get('ser_version')}")

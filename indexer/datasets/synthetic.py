@@ -22,7 +22,7 @@ def subspace_basis(rng: np.random.Generator, ambient_dim: int, intrinsic_dim: in
 
 
 def _sample(rng: np.random.Generator, basis: np.ndarray, n: int, noise: float) -> np.ndarray:
-    x = rng.standard_normal((n, basis.shape[0])) @ basis
+    x: np.ndarray = rng.standard_normal((n, basis.shape[0])) @ basis
     if noise > 0:
         x += noise * rng.standard_normal(x.shape)
     return x

@@ -187,11 +187,11 @@ def split_bbc(n: int, spec: TextDataset) -> tuple[np.ndarray, np.ndarray]:
     return rest, query_rows
 
 
-def _known_item_qrels(corpus: Corpus, base_rows: np.ndarray, query_rows: np.ndarray) -> dict:
+def _known_item_qrels(corpus: Corpus, base_rows: np.ndarray, query_rows: np.ndarray) -> dict[str, dict[str, int]]:
     return {corpus.doc_ids[q]: {corpus.doc_ids[q]: 1} for q in query_rows}
 
 
-def _same_category_qrels(corpus: Corpus, base_rows: np.ndarray, query_rows: np.ndarray) -> dict:
+def _same_category_qrels(corpus: Corpus, base_rows: np.ndarray, query_rows: np.ndarray) -> dict[str, dict[str, int]]:
     by_label: dict[int, dict[str, int]] = {}
     for r in base_rows:
         by_label.setdefault(int(corpus.labels[r]), {})[corpus.doc_ids[r]] = 1
@@ -202,7 +202,7 @@ def _same_category_qrels(corpus: Corpus, base_rows: np.ndarray, query_rows: np.n
 class _Source:
     parse: Callable[[], Corpus]
     split: Callable[[int, TextDataset], tuple[np.ndarray, np.ndarray]]
-    qrels: Callable[[Corpus, np.ndarray, np.ndarray], dict]
+    qrels: Callable[[Corpus, np.ndarray, np.ndarray], dict[str, dict[str, int]]]
 
 
 SOURCES: dict[str, _Source] = {

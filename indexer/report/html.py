@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from indexer import __version__
 from indexer.report import figures
@@ -17,7 +18,7 @@ from indexer.spec import ExperimentSpec
 log = logging.getLogger(__name__)
 
 
-def render_html(spec: ExperimentSpec, rows: list[dict], extras: dict | None = None) -> str:
+def render_html(spec: ExperimentSpec, rows: list[dict[str, Any]], extras: dict[str, Any] | None = None) -> str:
     """One self-contained page: inline CSS and SVG plots, no scripts, nothing fetched."""
     title, sections = document(spec, rows, extras)
     esc = html.escape

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from indexer import __version__
 from indexer.report.blocks import Block, Bullets, Figure, Group, Heading, Para, Pre, numeric_columns
@@ -10,7 +11,7 @@ from indexer.report.document import document
 from indexer.spec import ExperimentSpec
 
 
-def render_markdown(spec: ExperimentSpec, rows: list[dict], extras: dict | None = None) -> str:
+def render_markdown(spec: ExperimentSpec, rows: list[dict[str, Any]], extras: dict[str, Any] | None = None) -> str:
     """The report as GitHub-flavoured markdown (figures are HTML only)."""
     title, sections = document(spec, rows, extras)
     out = [f"# {title}", "", f"Result key `{spec.key()}` · indexer {__version__}", ""]

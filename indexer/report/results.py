@@ -57,7 +57,7 @@ class Results:
     def distinct(self, key: str, rows: Iterable[Row] | None = None) -> list[Any]:
         return list(dict.fromkeys(hashable(r.get(key)) for r in (self.rows if rows is None else rows)))
 
-    def rank(self, key: str, value: Any) -> tuple:
+    def rank(self, key: str, value: Any) -> tuple[Any, ...]:
         preferred = self.preferred.get(key, [])
         if value in preferred:
             return (0, preferred.index(value), (0, 0.0, ""))
@@ -102,7 +102,7 @@ class Results:
         ef = ef_of_col(col)
         return label if ef is None else f"{label} ef={ef}"
 
-    def _config_rank(self, config: ConfigKey) -> tuple:
+    def _config_rank(self, config: ConfigKey) -> tuple[Any, ...]:
         return (self.rank("backend", config[0]), *(sortable(v) for v in config[1:]))
 
     def columns(self, rows: Iterable[Row]) -> list[ColKey]:

@@ -37,7 +37,7 @@ def hashable(value: Any) -> Any:
     return value
 
 
-def sortable(value: Any) -> tuple:
+def sortable(value: Any) -> tuple[Any, ...]:
     """Numbers before strings before None, so mixed columns sort without TypeError."""
     n = num(value)
     if n is not None:
