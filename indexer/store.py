@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
+from indexer.jsonvalues import plain
 from indexer.results import IndexRecord, ResultModel, rows_to_json
 from indexer.spec import ExperimentSpec
 
@@ -189,21 +190,9 @@ class IndexView(BaseModel):
 
 
 def to_json(value: Any) -> Any:
-    """Plain JSON values: numpy scalars and arrays unwrapped, NaN/inf -> None (PostgreSQL rejects NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_json(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, without importing numpy
-    if callable(tolist):
-        return to_json(tolist())
-    raise TypeError(f"cannot store a {type(value).__name__} as JSON")
+    """Plain JSON for the database (indexer.jsonvalues.plain, strict): NaN/inf -> null, which
+    PostgreSQL needs, and an error for anything with no JSON form."""
+    return plain(value, strict=True)
 
 
 def _make_engine(url: str) -> Engine:

@@ -5,13 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
+from indexer.jsonvalues import plain
 from indexer.results import ResultModel, rows_to_json
 
 Row = dict[str, Any]
@@ -43,30 +40,6 @@ def _round(value: Any, decimals: int) -> Any:
     if isinstance(value, list):
         return [_round(v, decimals) for v in value]
     return value
-
-
-def plain(value: Any) -> Any:
-    """JSON-ready copy: numpy scalars/arrays to Python, tuples to lists, NaN/inf to None."""
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, list | tuple | set | frozenset):
-        return [plain(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "model_dump"):
-        return plain(value.model_dump(mode="json"))
-    return str(value)
 
 
 def csv_cell(value: Any) -> str:

@@ -108,3 +108,20 @@ def test_extras_leave_out_the_analyses_a_run_did_not_make() -> None:
     assert extras_to_json(RunExtras()) == {"space": {}, "notes": []}
     assert Distribution(n=0).to_json() == {"n": 0}
     assert extras_to_json(RunExtras(crossings=[]))["crossings"] == []
+
+
+def test_the_one_json_cleaner_serves_the_report_and_the_store() -> None:
+    from pathlib import Path
+
+    import numpy as np
+    import pytest
+
+    from indexer.jsonvalues import plain
+    from indexer.store import to_json
+
+    value = {"a": np.float32(0.5), "b": [np.int64(3), float("nan")], "c": Path("/x"), 4: np.bool_(True),
+             "d": np.arange(2)}
+    assert plain(value) == to_json(value) == {"a": 0.5, "b": [3, None], "c": "/x", "4": True, "d": [0, 1]}
+    assert plain(object()).startswith("<object")
+    with pytest.raises(TypeError, match="cannot store a object as JSON"):
+        to_json(object())
