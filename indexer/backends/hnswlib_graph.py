@@ -40,7 +40,10 @@ class HnswGraph:
     _upper_words: np.ndarray = field(repr=False)  # link_lists as uint32 words
     _upper_offset: np.ndarray = field(repr=False)  # (n,) word offset of each node's upper lists, -1 if none
     _words_per_level: int = field(repr=False)
-    _vectors: np.ndarray = field(repr=False)  # (n, dim) float32 as stored by hnswlib
+    # the descent only visits nodes with a level >= 1 (and the entry point, which has the top level):
+    # their vectors alone are kept, about n/M of them, not a second copy of the whole index
+    _vectors: np.ndarray = field(repr=False)  # (upper nodes, dim) float32 as stored by hnswlib
+    _vector_row: np.ndarray = field(repr=False)  # (n,) node -> row of _vectors, -1 for layer-0-only nodes
 
     @property
     def n(self) -> int:
@@ -58,7 +61,7 @@ class HnswGraph:
         return np.flatnonzero(self.levels >= 1).astype(np.int64)
 
     def distances(self, query: np.ndarray, nodes: np.ndarray) -> np.ndarray:
-        v = self._vectors[nodes].astype(np.float64)
+        v = self._vectors[self._vector_row[nodes]].astype(np.float64)
         q = query.astype(np.float64)
         if self.space == "ip":
             return np.asarray(1.0 - v @ q, dtype=np.float64)
@@ -110,10 +113,15 @@ def read_graph(state: dict[str, Any], space: str) -> HnswGraph:
     layer0 = sp.csr_matrix((np.ones(len(cols), dtype=np.int32), (rows, cols)), shape=(n, n))
     dim = int(state["dim"])
     data_at = int(state["offset_data"])
-    vectors = np.ascontiguousarray(level0[:, data_at : data_at + 4 * dim]).view(np.float32).reshape(n, dim)
+    levels = np.asarray(state["element_levels"], dtype=np.int64)[:n]
+    entry_point = int(state["enterpoint_node"])
+    descended = np.union1d(np.flatnonzero(levels >= 1), [entry_point]).astype(np.int64)
+    vector_row = np.full(n, -1, dtype=np.int64)
+    vector_row[descended] = np.arange(len(descended))
+    vectors = np.ascontiguousarray(level0[descended, data_at : data_at + 4 * dim]).view(np.float32)
+    vectors = vectors.reshape(len(descended), dim)
     label_at = int(state["label_offset"])
     labels = np.ascontiguousarray(level0[:, label_at : label_at + 8]).view(np.uint64).reshape(n).astype(np.int64)
-    levels = np.asarray(state["element_levels"], dtype=np.int64)[:n]
     per_level = int(state["size_links_per_element"]) // 4
     offsets = np.full(n, -1, dtype=np.int64)
     has_upper = levels > 0
@@ -121,9 +129,9 @@ def read_graph(state: dict[str, Any], space: str) -> HnswGraph:
     offsets[has_upper] = (np.cumsum(sizes) - sizes)[has_upper]
     upper = np.asarray(state["link_lists"]).view(np.uint8).view(np.uint32)
     return HnswGraph(
-        layer0=layer0, levels=levels, labels=labels, entry_point=int(state["enterpoint_node"]),
+        layer0=layer0, levels=levels, labels=labels, entry_point=entry_point,
         max_level=int(state["max_level"]), space=space, _upper_words=upper, _upper_offset=offsets,
-        _words_per_level=per_level, _vectors=vectors,
+        _words_per_level=per_level, _vectors=vectors, _vector_row=vector_row,
     )
 
 

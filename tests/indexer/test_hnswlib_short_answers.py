@@ -95,8 +95,13 @@ def test_graph_read_from_state_matches_what_was_inserted() -> None:
     index, x = _sparse_index("l2", n=800)
     graph = read_graph(index._index.__getstate__()[0], "l2")  # type: ignore[union-attr]
     assert graph.n == 800
-    # each internal id holds the vector inserted under its label
-    np.testing.assert_array_equal(graph._vectors, x[graph.labels])
+    # the nodes the descent can visit (level >= 1, and the entry point) hold the vectors inserted under
+    # their labels; layer-0-only nodes keep no copy
+    upper = np.flatnonzero((graph.levels >= 1) | (np.arange(graph.n) == graph.entry_point))
+    np.testing.assert_array_equal(graph._vectors[graph._vector_row[upper]], x[graph.labels[upper]])
+    assert (graph._vector_row[graph.levels == 0] == -1).sum() == int((graph.levels == 0).sum()) - (
+        graph.levels[graph.entry_point] == 0)
+    assert len(graph._vectors) == len(upper) < graph.n
     assert graph.layer0.shape == (800, 800)
     assert (np.diff(graph.layer0.indptr) <= 4).all()  # max_M0 = 2 * M
     assert graph.levels.max() == graph.max_level
