@@ -21,8 +21,8 @@ from app.docs import install_docs
 from app.index_cache import IndexCache
 from app.limits import BodySizeLimit
 from app.threads import limit_threads
+from indexer.service.store import Store
 from indexer.settings import Settings, get_settings
-from indexer.store import Store
 
 log = logging.getLogger(__name__)
 # faiss logs its loader's attempts and alembic its plugins at INFO: noise in a service log
@@ -41,7 +41,7 @@ def _index_loader(data_dir: Path) -> Callable[[Path], Any]:
     """open_index confined to data_dir (it refuses paths outside it and checks checksums)."""
 
     def load(path: Path) -> Any:
-        from indexer.artifacts import open_index
+        from indexer.service.artifacts import open_index
 
         return open_index(path, data_dir=data_dir)
 
@@ -97,7 +97,7 @@ def create_app(
 def _load_text_models(store: Store) -> None:
     """Load the embedding model of every text index now, so the first text search does not pay for it
     (11.6 s once); a model that fails to load is logged, and its searches answer 422 as before."""
-    from indexer.embed import load_model
+    from indexer.datasets.embed import load_model
 
     for model in store.index_models():
         started = time.perf_counter()

@@ -1,8 +1,8 @@
 """Engine overhead against the raw libraries doing the same work, measured in the same run.
 
 For one experiment's data (default: the lid-ordering spec's synthetic set, 48,000 x 384) it times
-  - exact ground truth: indexer.groundtruth.exact_knn   vs  faiss.IndexFlatIP add + search
-  - pointwise LID:      indexer.lid.pointwise_lid        vs  faiss self-search + the MLE in numpy
+  - exact ground truth: indexer.science.groundtruth.exact_knn   vs  faiss.IndexFlatIP add + search
+  - pointwise LID:      indexer.science.lid.pointwise_lid        vs  faiss self-search + the MLE in numpy
   - one index build:    indexer backend build (hnswlib)  vs  hnswlib.add_items with one thread
 each in a fresh child process (so peak memory is per phase), best of --repeat, and prints the
 ratios (target: each at most 1.2) and the peak resident memory of each side.
@@ -24,8 +24,8 @@ import numpy as np
 
 def _data(spec_path: str) -> tuple[Any, np.ndarray, np.ndarray]:
     from indexer.datasets import load_dataset
-    from indexer.groundtruth import prepare_vectors
-    from indexer.spec import load_spec
+    from indexer.engine.spec import load_spec
+    from indexer.science.groundtruth import prepare_vectors
 
     spec = load_spec(spec_path)
     ds = load_dataset(spec.dataset, cache_dir=Path("/tmp/bench-engine-cache"))
@@ -33,7 +33,7 @@ def _data(spec_path: str) -> tuple[Any, np.ndarray, np.ndarray]:
 
 
 def _engine_gt(spec: Any, base: np.ndarray, queries: np.ndarray) -> None:
-    from indexer.groundtruth import exact_knn
+    from indexer.science.groundtruth import exact_knn
 
     exact_knn(base, queries, spec.k, "ip")
 
@@ -47,7 +47,7 @@ def _raw_gt(spec: Any, base: np.ndarray, queries: np.ndarray) -> None:
 
 
 def _engine_lid(spec: Any, base: np.ndarray, queries: np.ndarray) -> None:
-    from indexer.lid import pointwise_lid
+    from indexer.science.lid import pointwise_lid
 
     pointwise_lid(base, spec.lid.k, spec.metric)
 
@@ -77,7 +77,7 @@ def _engine_build(spec: Any, base: np.ndarray, queries: np.ndarray) -> None:
 def _raw_build(spec: Any, base: np.ndarray, queries: np.ndarray) -> None:
     import hnswlib
 
-    from indexer.seeds import library_seed
+    from indexer.engine.seeds import library_seed
 
     backend = next(b for b in spec.backends if b.name == "hnswlib")
     order = _order(len(base))

@@ -69,9 +69,9 @@ def server_env(data_dir: Path, threads: int) -> dict[str, str]:
 
 def build_index(data_dir: Path, spec: dict[str, Any], env: dict[str, str]) -> Any:
     """Submit the spec and run the worker once (a no-op when an identical spec already succeeded)."""
+    from indexer.engine.spec import parse_spec
+    from indexer.service.store import Store
     from indexer.settings import Settings
-    from indexer.spec import parse_spec
-    from indexer.store import Store
 
     settings = Settings(data_dir=data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +201,7 @@ def main() -> None:
     log.info("index %s: %d x %d, %s, %.1f MB", view.id, view.n, view.dim, view.backend, view.size_bytes / 1e6)
 
     from app.threads import limit_threads
-    from indexer.artifacts import open_index
+    from indexer.service.artifacts import open_index
 
     limit_threads(args.threads)  # the direct side gets the same thread budget as the server
     loaded = open_index(data_dir / view.path, data_dir=data_dir)

@@ -17,10 +17,10 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from indexer.admission import admit
-from indexer.errors import UserError
+from indexer.common.errors import UserError
+from indexer.engine.admission import admit
+from indexer.engine.spec import SpecError, load_spec
 from indexer.settings import get_settings
-from indexer.spec import SpecError, load_spec
 
 HELP = (
     "Measure how well approximate vector search (HNSW) finds the true nearest neighbours, "
@@ -104,7 +104,7 @@ def run(
     """Run an experiment and write report.{json,csv,md,html} to OUT."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from indexer.runner import run_and_report
+    from indexer.engine.runner import run_and_report
 
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -139,7 +139,7 @@ def worker(
     poll_seconds: Annotated[float, typer.Option(help="how often to look for a job")] = 1.0,
 ) -> None:
     """Run the experiment jobs submitted to the API, one after another, until stopped."""
-    from indexer.worker import run_worker
+    from indexer.service.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from indexer.admission import Limits
+from indexer.engine.admission import Limits
 
 
 class Settings(BaseSettings):
@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     max_title_chars: int = 200  # one hit's title in a response
     search_threads: int = 1  # threads per request; the server is concurrent across requests
     index_cache_size: int = 4  # loaded indexes the server keeps; each holds its vectors and graph
-    # per job: what one spec may ask for (indexer.admission; the CLI may lift these, the API may not)
+    # per job: what one spec may ask for (indexer.engine.admission; the CLI may lift these, the API may not)
     max_cells: int = Limits.max_cells
     max_base_bytes: int = Limits.max_base_bytes
     max_queries: int = Limits.max_queries

@@ -14,8 +14,8 @@ from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
 from app.index_cache import IndexCache
+from indexer.service.store import Store
 from indexer.settings import Settings
-from indexer.store import Store
 
 API_KEY_HEADER = "X-API-Key"
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)

@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app.schemas import ErrorBody
-from indexer.errors import UserError
-from indexer.spec import MAX_REPORTED_PROBLEMS, SpecError, clip, summarize_problems
+from indexer.common.errors import UserError
+from indexer.engine.spec import MAX_REPORTED_PROBLEMS, SpecError, clip, summarize_problems
 
 log = logging.getLogger(__name__)
 

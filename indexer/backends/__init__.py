@@ -12,8 +12,8 @@ from typing import Any
 from indexer.backends import exact, faiss_hnsw, hnswlib_index
 from indexer.backends.base import VectorIndex
 from indexer.backends.declaration import Backend, BackendEntry
-from indexer.errors import UserError
-from indexer.seeds import library_seed
+from indexer.common.errors import UserError
+from indexer.engine.seeds import library_seed
 
 BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (
     hnswlib_index.BACKEND,
@@ -26,7 +26,7 @@ def new_index(name: str, dim: int, space: str, *, params: Mapping[str, Any], see
               search_threads: int = 1) -> VectorIndex:
     """A new, empty index of backend `name` with build parameters `params` (checked by its model).
 
-    The library gets a seed derived from the spec's `seed` (indexer.seeds).
+    The library gets a seed derived from the spec's `seed` (indexer.engine.seeds).
     """
     backend = BACKENDS[name]
     spaces = backend.capabilities.spaces

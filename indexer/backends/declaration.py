@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, create_model, model_validator
 
-from indexer.strict import Strict
+from indexer.engine.strict import Strict
 
 if TYPE_CHECKING:
     from indexer.backends.base import VectorIndex

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexer.errors import DataError
+from indexer.common.errors import DataError
 
 
 @dataclass

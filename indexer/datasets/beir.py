@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from indexer.common.errors import DataError
 from indexer.datasets.base import Dataset
-from indexer.embed import embed_texts
-from indexer.errors import DataError
-from indexer.spec import DEFAULT_MODEL, BeirDataset
+from indexer.datasets.embed import embed_texts
+from indexer.engine.spec import DEFAULT_MODEL, BeirDataset
 
 log = logging.getLogger(__name__)
 

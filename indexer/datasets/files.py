@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from indexer.common.errors import DataError
 from indexer.datasets.base import Dataset
-from indexer.errors import DataError
-from indexer.spec import FileDataset, clip
+from indexer.engine.spec import FileDataset, clip
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.common.errors import DataError
 from indexer.datasets.base import Dataset
-from indexer.errors import DataError
-from indexer.spec import GloveDataset
+from indexer.engine.spec import GloveDataset
 
 log = logging.getLogger(__name__)
 

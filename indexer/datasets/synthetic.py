@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.datasets.base import Dataset
-from indexer.spec import SyntheticDataset
+from indexer.engine.spec import SyntheticDataset
 
 
 def subspace_basis(rng: np.random.Generator, ambient_dim: int, intrinsic_dim: int) -> np.ndarray:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.common.errors import DataError
 from indexer.datasets.base import Dataset
-from indexer.embed import cache_path, embed_texts
-from indexer.errors import DataError
-from indexer.spec import DEFAULT_MODEL, TextDataset
+from indexer.datasets.embed import cache_path, embed_texts
+from indexer.engine.spec import DEFAULT_MODEL, TextDataset
 
 log = logging.getLogger(__name__)
 

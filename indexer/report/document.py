@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from indexer.engine.spec import ExperimentSpec
 from indexer.report.blocks import Bullets, Section
 from indexer.report.results import Results
 from indexer.report.sections.category import category_section
@@ -18,7 +19,6 @@ from indexer.report.sections.overview import overview_section
 from indexer.report.sections.recall import recall_section
 from indexer.report.sections.reduction import reduction_section
 from indexer.report.sections.speed import speed_section
-from indexer.spec import ExperimentSpec
 
 
 def document(

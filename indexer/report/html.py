@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from indexer import __version__
+from indexer.engine.spec import ExperimentSpec
 from indexer.report import figures
 from indexer.report.blocks import Block, Bullets, Figure, Group, Heading, Para, Pre, Table, numeric_columns
 from indexer.report.document import document
-from indexer.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from indexer import __version__
+from indexer.engine.spec import ExperimentSpec
 from indexer.report.blocks import Block, Bullets, Figure, Group, Heading, Para, Pre, numeric_columns
 from indexer.report.document import document
-from indexer.spec import ExperimentSpec
 
 
 def render_markdown(spec: ExperimentSpec, rows: list[dict[str, Any]], extras: dict[str, Any] | None = None) -> str:

@@ -7,10 +7,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from indexer.backends import BACKENDS, build_param_names
+from indexer.engine.spec import ExperimentSpec
 from indexer.report.cells import MISSING
 from indexer.report.rows import Row
 from indexer.report.values import hashable, num, sortable
-from indexer.spec import ExperimentSpec
 
 # What splits the recall tables into sub-tables when it takes more than one value.
 SECTION_KEYS = ("dataset", "model", "reduction", "representation", "index_size")

@@ -8,8 +8,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from indexer.jsonvalues import plain
-from indexer.results import ResultModel, rows_to_json
+from indexer.common.jsonvalues import plain
+from indexer.engine.results import ResultModel, rows_to_json
 
 Row = dict[str, Any]
 

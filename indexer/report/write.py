@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from indexer.errors import UserError
-from indexer.fileio import fsync_dir, staging_path, write_durable
+from indexer.common.errors import UserError
+from indexer.common.fileio import fsync_dir, staging_path, write_durable
+from indexer.engine.results import ResultModel, RunExtras, extras_to_json, rows_to_json
+from indexer.engine.spec import ExperimentSpec
 from indexer.report.html import render_html
 from indexer.report.markdown import render_markdown
 from indexer.report.rows import Row, plain, round_row, rows_to_csv
-from indexer.results import ResultModel, RunExtras, extras_to_json, rows_to_json
-from indexer.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def write_report(
 ) -> Path:
     """Write report.{json,csv,md,html} and the neighbour files into `out_dir`, atomically.
 
-    Typed rows and extras (indexer.results) become plain JSON here, once; the report works on that.
+    Typed rows and extras (indexer.engine.results) become plain JSON here, once; the report works on that.
     Refuses (UserError) to replace a directory holding anything but a previous report, so a wrong
     path never deletes a user's files.
     """

@@ -90,8 +90,8 @@ def hnsw_index(built: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def loaded(index_server: Server, hnsw_index: dict[str, Any]) -> Any:
     """The same index opened in the test process, for direct answers to compare with."""
-    from indexer.artifacts import open_index
-    from indexer.store import Store
+    from indexer.service.artifacts import open_index
+    from indexer.service.store import Store
 
     store = Store(f"sqlite:///{(index_server.data_dir / 'indexer.db').resolve()}")
     view = store.get_index(hnsw_index["id"])

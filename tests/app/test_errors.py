@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict
 
 from app.api.errors import MAX_DETAIL_CHARS, install_error_handlers
-from indexer.errors import UserError
-from indexer.spec import MAX_ECHO_CHARS, MAX_REPORTED_PROBLEMS, ExperimentSpec
+from indexer.common.errors import UserError
+from indexer.engine.spec import MAX_ECHO_CHARS, MAX_REPORTED_PROBLEMS, ExperimentSpec
 
 SMALL_BODY = 20_000
 

@@ -13,10 +13,10 @@ import httpx
 import numpy as np
 import pytest
 
-from indexer import runner
-from indexer.artifacts import LoadedIndex, open_index
-from indexer.spec import parse_spec
-from indexer.store import Store
+from indexer.engine import runner
+from indexer.engine.spec import parse_spec
+from indexer.service.artifacts import LoadedIndex, open_index
+from indexer.service.store import Store
 from tests.app.apiharness import Server, start_thread_server
 
 K = 10

@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from indexer.engine.spec import parse_spec
+from indexer.service.store import Store
 from indexer.settings import Settings
-from indexer.spec import parse_spec
-from indexer.store import Store
 
 
 def _record(index_id: str, model: str | None) -> dict[str, object]:
@@ -20,7 +20,7 @@ def _record(index_id: str, model: str | None) -> dict[str, object]:
 
 
 def test_text_models_are_loaded_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import indexer.embed
+    import indexer.datasets.embed
 
     settings = Settings(data_dir=tmp_path)
     store = Store(settings.resolved_database_url)
@@ -30,7 +30,7 @@ def test_text_models_are_loaded_at_start(tmp_path: Path, monkeypatch: pytest.Mon
     store.add_indexes(job.id, [_record("a1", "all-MiniLM-L6-v2"), _record("a2", "all-MiniLM-L6-v2"),
                                _record("a3", None)])
     loaded: list[str] = []
-    monkeypatch.setattr(indexer.embed, "load_model", loaded.append)
+    monkeypatch.setattr(indexer.datasets.embed, "load_model", loaded.append)
     with TestClient(create_app(settings, store, configure_threads=False)) as client:
         assert loaded == ["all-MiniLM-L6-v2"]  # once per model, before any request
         assert client.get("/health").status_code == 200

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from indexer.service.store import Store
 from indexer.settings import Settings
-from indexer.store import Store
 from tests.pg import PG_URL, pg_schema_url
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from indexer import report
-from indexer.errors import UserError
+from indexer.common.errors import UserError
+from indexer.engine.spec import ExperimentSpec, parse_spec
 from indexer.report import figures, render_html, render_markdown, rows_to_csv, write_report
-from indexer.spec import ExperimentSpec, parse_spec
 
 ORDERINGS = ["random", "lid_asc", "lid_desc"]
 CATEGORIES = ["subspace-0-dim2", "subspace-1-dim16"]

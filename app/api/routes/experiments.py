@@ -26,11 +26,11 @@ from app.schemas import (
     ReportFormat,
     plausible_id,
 )
-from indexer.admission import admit
-from indexer.models import DERIVED_MODELS
+from indexer.datasets.models import DERIVED_MODELS
+from indexer.engine.admission import admit
+from indexer.engine.spec import DEFAULT_MODEL, ExperimentSpec
+from indexer.service.store import FINISHED
 from indexer.settings import Settings
-from indexer.spec import DEFAULT_MODEL, ExperimentSpec
-from indexer.store import FINISHED
 
 log = logging.getLogger(__name__)
 

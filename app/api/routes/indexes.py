@@ -27,7 +27,7 @@ from app.schemas import (
     SearchRequest,
     plausible_id,
 )
-from indexer.artifacts import ArtifactError
+from indexer.service.artifacts import ArtifactError
 from indexer.settings import Settings
 
 log = logging.getLogger(__name__)

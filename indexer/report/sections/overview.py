@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from indexer.engine.spec import ExperimentSpec
 from indexer.report.blocks import Bullets, Para, Section
 from indexer.report.results import Results
-from indexer.spec import ExperimentSpec
 
 
 def overview_section(res: Results) -> Section:

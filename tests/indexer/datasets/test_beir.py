@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from indexer.common.errors import DataError
 from indexer.datasets import load_dataset
 from indexer.datasets.beir import load, read_jsonl, read_qrels
-from indexer.embed import embed_texts
-from indexer.errors import DataError
-from indexer.spec import DEFAULT_MODEL, BeirDataset
+from indexer.datasets.embed import embed_texts
+from indexer.engine.spec import DEFAULT_MODEL, BeirDataset
 
 DOCS = [
     {"_id": "d1", "title": "Python", "text": "A programming language with dynamic typing."},

@@ -1,13 +1,13 @@
-"""indexer.embed: offline model resolution, cache keys, and embeddings against a direct encode."""
+"""indexer.datasets.embed: offline model resolution, cache keys, and embeddings against a direct encode."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from indexer.embed import cache_path, embed_texts, model_identity, model_path
-from indexer.errors import DataError
-from indexer.spec import DEFAULT_MODEL
+from indexer.common.errors import DataError
+from indexer.datasets.embed import cache_path, embed_texts, model_identity, model_path
+from indexer.engine.spec import DEFAULT_MODEL
 
 
 def test_unknown_model_name_is_a_data_error(tmp_path):

@@ -8,10 +8,10 @@ import h5py
 import numpy as np
 import pytest
 
+from indexer.common.errors import DataError
 from indexer.datasets import load_dataset
 from indexer.datasets.files import load
-from indexer.errors import DataError
-from indexer.spec import FileDataset
+from indexer.engine.spec import FileDataset
 
 
 def _spec(path, **kw) -> FileDataset:

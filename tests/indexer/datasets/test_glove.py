@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer.common.errors import DataError
 from indexer.datasets import load_dataset
 from indexer.datasets.glove import load
-from indexer.errors import DataError
-from indexer.spec import GloveDataset
+from indexer.engine.spec import GloveDataset
 
 
 @pytest.fixture(scope="module")

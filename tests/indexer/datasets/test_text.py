@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer.common.errors import DataError
 from indexer.datasets import load_dataset
+from indexer.datasets.embed import embed_texts
 from indexer.datasets.text import (
     bbc_dir,
     cache_path,
@@ -17,9 +19,7 @@ from indexer.datasets.text import (
     split_bbc,
     split_wordnet,
 )
-from indexer.embed import embed_texts
-from indexer.errors import DataError
-from indexer.spec import DEFAULT_MODEL, TextDataset
+from indexer.engine.spec import DEFAULT_MODEL, TextDataset
 
 WN = Path("/usr/share/wordnet")
 DATA_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")

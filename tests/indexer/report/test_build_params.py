@@ -26,7 +26,7 @@ backends.BACKENDS["toy"] = Backend(name="toy", params=ToyParams, ef_search=(1, 2
 
 from indexer.report import render_markdown
 from indexer.report.results import BUILD_PARAMS, Results
-from indexer.spec import parse_spec
+from indexer.engine.spec import parse_spec
 
 spec = parse_spec({"name": "toy", "dataset": {"kind": "synthetic", "intrinsic_dims": [2]},
                    "orderings": ["random", "given"],

@@ -8,7 +8,7 @@ import sys
 SCRIPT = """
 import sys
 from indexer.report import render_markdown, rows_to_csv
-from indexer.spec import parse_spec
+from indexer.engine.spec import parse_spec
 
 spec = parse_spec({"name": "lazy", "dataset": {"kind": "synthetic", "intrinsic_dims": [2]},
                    "backends": [{"name": "hnswlib", "ef_search": [10]}]})

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from indexer.orderings import ORDERINGS
 from indexer.report.figures import ORDERING_STYLE
+from indexer.science.orderings import ORDERINGS
 
 
 def test_every_registered_ordering_has_a_style() -> None:

@@ -1,0 +1,363 @@
+"""The typed results of a run: the rows, the index records and the run's extras, and their one JSON form.
+
+The runner builds these; the store, the worker, the report writer and the API consume them. Each type
+serialises to exactly the JSON the engine has always written (same keys, same order), through one
+function per destination: `rows_to_json` (cell cache, report, database), `extras_to_json` (report) and
+`IndexRecord.to_json` (cell meta.json, database `meta`). `parse_rows` reads rows back (the cell cache,
+a published report.json).
+
+Two JSON conventions are kept: a backend's build parameters sit flattened in a row (`M`,
+`ef_construction`, between `backend` and `k`), and a measure a row did not take (IR metrics without
+relevance judgements) is absent rather than null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    model_serializer,
+    model_validator,
+)
+
+from indexer.backends import build_param_names
+from indexer.engine.spec import ReductionSpec
+
+BuildParam = int | float | str | bool  # a backend's build parameter value (M=16, ef_construction=200)
+Measure = float | None  # NaN while in memory; null once published (plain JSON has no NaN)
+IR_MEASURES = ("ndcg@10", "mrr@10", "recall@100")
+
+
+class ResultModel(BaseModel):
+    """Base of every result type: JSON keys by alias (`ndcg@10`), build parameters flattened, fields in
+    `OMIT_UNSET` left out of the JSON unless they were given (a measure not taken is absent, not null).
+
+    `row["key"]` reads a value by its JSON key, for readers that still work on plain rows.
+    """
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True,
+                              extra="forbid")
+
+    OMIT_UNSET: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in self.OMIT_UNSET - self.model_fields_set:
+            field = type(self).model_fields[name]
+            data.pop(field.serialization_alias or field.alias or name, None)
+        if "build_params" not in data:
+            return data
+        out: dict[str, Any] = {}
+        for key, value in data.items():  # flattened where the field sits: the rows' column order
+            if key == "build_params":
+                out.update(value)
+            else:
+                out[key] = value
+        return out
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_build_params(cls, data: Any) -> Any:
+        """Flattened build parameters (a row read back from JSON) into `build_params`."""
+        if "build_params" not in cls.model_fields or not isinstance(data, Mapping) or "build_params" in data:
+            return data
+        names = set(build_param_names())
+        return {**{k: v for k, v in data.items() if k not in names},
+                "build_params": {k: v for k, v in data.items() if k in names}}
+
+    def to_json(self) -> dict[str, Any]:
+        """The plain dict this result is written as (floats kept as they are, NaN included)."""
+        return self.model_dump()
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+
+class GroupRecall(ResultModel):
+    """Mean recall over the queries of one group (a category)."""
+
+    recall: Measure
+    n: int
+
+
+class BinRecall(ResultModel):
+    """Mean recall over the queries whose value (LID) falls in one quantile bin [lo, hi]."""
+
+    bin: int
+    lo: Measure
+    hi: Measure
+    recall: Measure
+    n: int
+
+
+class IRMeasures(ResultModel):
+    """Retrieval quality against relevance judgements: of the top k (nDCG, MRR) and of a depth-100 ranking."""
+
+    ndcg_at_10: Measure = Field(alias="ndcg@10")
+    mrr_at_10: Measure = Field(alias="mrr@10")
+    recall_at_100: Measure = Field(alias="recall@100")
+
+
+class _DenseSpace(ResultModel):
+    """The space a dense index searches; its fields open every dense and hybrid row."""
+
+    dataset: str
+    model: str | None
+    metric: str
+    index_size: int
+    reduction: str
+    dims: int
+
+
+class DenseRow(_DenseSpace):
+    """One ANN cell at one ef: a dense index built in one insertion order, searched at one ef."""
+
+    OMIT_UNSET = frozenset({"ndcg_at_10", "mrr_at_10", "recall_at_100", "ranking"})
+
+    representation: Literal["dense"] = "dense"
+    ordering: str
+    backend: str
+    build_params: dict[str, BuildParam] = {}  # the backend's own, flattened into the JSON
+    k: int
+    seed: int
+    library_seed: int
+    build_seconds: float
+    index_bytes: int
+    bytes_per_vector: int
+    cell: str
+    ef: int | None  # None: exact search, no ef
+    recall: Measure
+    recall_std: Measure
+    recall_ci95: list[Measure]
+    recall_within: Measure  # against exact search in the index's own (reduced) space
+    qps: float
+    qps_passes: int
+    recall_by_category: dict[str, GroupRecall]
+    recall_by_lid_bin: list[BinRecall]
+    neighbors: str | None  # the .npy of returned ids; relative to the report once published (None: lost)
+    # only on datasets with relevance judgements:
+    ndcg_at_10: Measure = Field(None, alias="ndcg@10")
+    mrr_at_10: Measure = Field(None, alias="mrr@10")
+    recall_at_100: Measure = Field(None, alias="recall@100")
+    ranking: str | None = None  # the depth-100 ranking in the cache (input of hybrid rows; not published)
+
+    @property
+    def judged(self) -> bool:
+        """Whether the row took the IR measures (its dataset has relevance judgements)."""
+        return "ndcg_at_10" in self.model_fields_set
+
+
+class _AlwaysJudged(ResultModel):
+    """A row that exists only on datasets with relevance judgements (sparse, hybrid)."""
+
+    judged: ClassVar[bool] = True
+
+
+class SparseRow(_AlwaysJudged):
+    """BM25 over the texts of one index size.
+
+    `ordering` is "given": BM25 has no insertion order, and the report shows the row under every
+    ordering of the graph indexes (a null would change the published report, so the label stays).
+    """
+
+    dataset: str
+    model: None = None
+    metric: Literal["bm25"] = "bm25"
+    index_size: int
+    reduction: Literal["none"] = "none"
+    dims: None = None
+    representation: Literal["sparse"] = "sparse"
+    ordering: Literal["given"] = "given"
+    backend: Literal["bm25"] = "bm25"
+    ef: None = None
+    k: int
+    seed: None = None
+    build_seconds: float
+    qps: float
+    index_bytes: int
+    recall: None = None
+    neighbors: str | None
+    ndcg_at_10: Measure = Field(alias="ndcg@10")
+    mrr_at_10: Measure = Field(alias="mrr@10")
+    recall_at_100: Measure = Field(alias="recall@100")
+
+
+class HybridRow(_DenseSpace, _AlwaysJudged):
+    """Reciprocal rank fusion of one dense setting (a DenseRow) with BM25 over the same documents."""
+
+    ordering: str
+    backend: str
+    build_params: dict[str, BuildParam | None]  # every registered name, None where the backend has none
+    ef: int | None
+    k: int
+    seed: int
+    cell: str
+    representation: Literal["hybrid"] = "hybrid"
+    recall: None = None
+    neighbors: str | None
+    ndcg_at_10: Measure = Field(alias="ndcg@10")
+    mrr_at_10: Measure = Field(alias="mrr@10")
+    recall_at_100: Measure = Field(alias="recall@100")
+
+
+ResultRow = Annotated[DenseRow | SparseRow | HybridRow, Field(discriminator="representation")]
+_ROWS: TypeAdapter[list[ResultRow]] = TypeAdapter(list[ResultRow])
+
+
+def rows_to_json(rows: Iterable[ResultModel | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as the plain dicts every destination writes (cell cache, report, database).
+
+    Rows that are plain JSON already (a published report.json's) are passed through as they are."""
+    return [row.to_json() if isinstance(row, ResultModel) else dict(row) for row in rows]
+
+
+def parse_rows(data: Sequence[Mapping[str, Any]]) -> list[ResultRow]:
+    """Rows read back from their JSON (a cell's rows.json, a published report.json)."""
+    return _ROWS.validate_python(data)
+
+
+class Histogram(ResultModel):
+    edges: list[float]
+    counts: list[int]
+
+
+class Distribution(ResultModel):
+    """Summary of a set of values (NaN and inf left out); only `n` when there were none."""
+
+    OMIT_UNSET = frozenset({"median", "mean", "p10", "p90", "histogram"})
+
+    n: int
+    median: float | None = None
+    mean: float | None = None
+    p10: float | None = None
+    p90: float | None = None
+    histogram: Histogram | None = None
+
+
+class SpaceSummary(ResultModel):
+    """Why a setting loses recall, per (model, index size, reduction): LID, IsoScore, relative contrast."""
+
+    lid_base: Distribution
+    lid_queries: Distribution
+    lid_global: float
+    isoscore: float
+    relative_contrast: Distribution
+    dims: int
+    n: int
+    reduction: dict[str, Any]  # the reducer's own description (indexer.science.reduce: name, dims, and its fit)
+
+
+class ModelRank(ResultModel):
+    """One model's place under one setting, against its place under exact search."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    measure: str = Field(exclude=True)  # the JSON key of `score`
+    model: str | None
+    score: float
+    rank: int
+    exact_rank: int | None
+    change: int  # exact_rank - rank: positive when the approximate search moved the model up
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {(self.measure if k == "score" else k): v for k, v in data.items()}
+
+
+class ModelRanking(ResultModel):
+    """The models ranked under one search setting, and the largest rank change against exact search."""
+
+    index_size: int
+    reduction: str
+    ordering: str
+    backend: str
+    build_params: dict[str, BuildParam | None]  # every registered name
+    ef: int | None
+    seed: int | None
+    ranking: list[ModelRank]
+    max_change: int
+
+
+class Crossing(ResultModel):
+    """A dense setting's quality minus BM25's at each index size, and where the sign flips."""
+
+    model: str | None
+    reduction: str
+    dims: int | None  # of the dense vectors (None only for a row that did not record it)
+    ordering: str
+    backend: str
+    ef: int | None
+    seed: int | None
+    dense_minus_sparse: dict[int, float]
+    crosses_between: list[int] | None
+
+
+class RunExtras(ResultModel):
+    """What a run adds to its rows: space measures by label, notes, and the text-only analyses."""
+
+    OMIT_UNSET = frozenset({"model_ranking", "crossings"})
+
+    space: dict[str, SpaceSummary] = {}
+    notes: list[str] = []
+    model_ranking: list[ModelRanking] | None = None  # runs of several models with IR measures
+    crossings: list[Crossing] | None = None  # runs of several index sizes with IR measures
+
+
+def extras_to_json(extras: RunExtras | Mapping[str, Any]) -> dict[str, Any]:
+    """The extras as the report writes them (plain JSON extras are passed through)."""
+    return extras.to_json() if isinstance(extras, RunExtras) else dict(extras)
+
+
+class IndexRecord(ResultModel):
+    """One built index (a grid cell): its cell's meta.json plus where the cell lives (`path`).
+
+    The runner sets every field. A record written by other hands (a test) may leave out what only the
+    service's loader reads (`space`, `seed`, `reduction`, `input_dim`, `index_size`, `vectors`,
+    `sha256`); what was left out stays out of its JSON.
+    """
+
+    OMIT_UNSET = frozenset({"space", "seed", "reduction", "input_dim", "index_size", "vectors", "sha256",
+                            "path"})
+
+    id: str  # the cell key
+    dataset: str
+    model: str | None = None
+    metric: str
+    space: str | None = None  # the index's metric: "ip" or "l2"
+    ordering: str
+    backend: str
+    params: dict[str, BuildParam]  # the backend's build parameters
+    seed: int | None = None
+    reduction: ReductionSpec | None = None
+    reduction_label: str
+    dims: int  # of the vectors the index holds (after any reduction)
+    input_dim: int | None = None  # of a query, before any reduction (None: not recorded, the same as dims)
+    n: int  # vectors the index holds
+    index_size: int | str | None = None  # as the spec asked: a count or "all"
+    size_bytes: int
+    vectors: str | None = None  # the key of the cache's vectors/<key> directory
+    sha256: dict[str, str] | None = None  # every file the service may load, checked before it is opened
+    path: str | None = None  # the cell directory (absolute from the runner, data_dir-relative once stored)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @property
+    def query_dim(self) -> int:
+        """The dimension a query has: the input's, before any reduction."""
+        return self.input_dim if self.input_dim is not None else self.dims
+
+
+class JobResult(BaseModel):
+    """What a worker's job returns to its parent (pickled across the process boundary)."""
+
+    rows: list[ResultRow]
+    indexes: list[IndexRecord] = []

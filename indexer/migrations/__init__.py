@@ -1,1 +1,0 @@
-"""Alembic migrations for the job store; run by `indexer.store.Store.migrate()`."""

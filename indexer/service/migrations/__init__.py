@@ -1,0 +1,1 @@
+"""Alembic migrations for the job store; run by `indexer.service.store.Store.migrate()`."""

@@ -1,0 +1,32 @@
+"""A golden run: the tiny spec's report rows, recorded once, must come back the same after any change
+that claims to keep behaviour (refactors of the runner, the report, the backends).
+
+Timing fields vary from run to run and file names carry cell keys (which include library versions),
+so both are left out; everything measured (recall, breakdowns, sizes, seeds) must match exactly.
+Regenerate deliberately with `INDEXER_WRITE_GOLDEN=1` when a change is meant to alter results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from indexer.engine.runner import run_and_report
+from indexer.engine.spec import parse_spec
+
+GOLDEN = Path(__file__).parent / "golden" / "tiny-report-rows.json"
+VOLATILE = {"build_seconds", "qps", "neighbors", "cell"}
+
+
+def _stable(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in rows]
+
+
+def test_report_rows_match_the_golden_run(tiny_spec_dict: dict, tmp_path: Path) -> None:
+    spec = parse_spec({**tiny_spec_dict, "seeds": [0, 1]})
+    run_and_report(spec, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out")
+    rows = _stable(json.loads((tmp_path / "out" / "report.json").read_text())["rows"])
+    if os.environ.get("INDEXER_WRITE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
+    assert rows == json.loads(GOLDEN.read_text())
