@@ -43,18 +43,20 @@ def install_docs(app: FastAPI) -> None:
     def prefix(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/")
 
+    def urls(request: Request, page: str, favicon_arg: str) -> dict[str, str]:
+        """The arguments both pages share: the schema, the title and the favicon, under the prefix."""
+        root = prefix(request)
+        return {"openapi_url": root + openapi_url, "title": f"{app.title} - {page}",
+                favicon_arg: f"{root}{ASSETS_URL}/favicon.png"}
+
     @app.get(DOCS_URL, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        root = prefix(request)
+        assets = prefix(request) + ASSETS_URL
         return get_swagger_ui_html(
-            openapi_url=root + openapi_url,
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
-            oauth2_redirect_url=root + oauth2_redirect_url if oauth2_redirect_url else None,
-            init_oauth=app.swagger_ui_init_oauth,
-            swagger_ui_parameters=app.swagger_ui_parameters,
+            **urls(request, "Swagger UI", "swagger_favicon_url"), swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            oauth2_redirect_url=prefix(request) + oauth2_redirect_url if oauth2_redirect_url else None,
+            init_oauth=app.swagger_ui_init_oauth, swagger_ui_parameters=app.swagger_ui_parameters,
         )
 
     if oauth2_redirect_url:
@@ -65,11 +67,7 @@ def install_docs(app: FastAPI) -> None:
 
     @app.get(REDOC_URL, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        root = prefix(request)
         return get_redoc_html(
-            openapi_url=root + openapi_url,
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+            **urls(request, "ReDoc", "redoc_favicon_url"), redoc_js_url=f"{prefix(request)}{ASSETS_URL}/redoc.standalone.js",
             with_google_fonts=False,  # a stylesheet from fonts.googleapis.com; ReDoc falls back to system fonts
         )

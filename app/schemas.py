@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from indexer.service.store import IndexSummary
+
 # Bounds keep paging arguments inside what every database's integers hold.
 MAX_PAGE = 500
 MAX_OFFSET = 1_000_000_000
@@ -128,20 +130,8 @@ class ExperimentPage(BaseModel):
 # ---- indexes ------------------------------------------------------------------------------------
 
 
-class IndexOut(BaseModel):
-    id: str
-    experiment_id: str
-    dataset: str
-    ordering: str
-    backend: str
-    params: dict[str, Any]
-    reduction: str | None = None
-    dims: int | None = None
-    metric: str
-    model: str | None = None
-    n: int
-    dim: int
-    size_bytes: int | None = None
+class IndexOut(IndexSummary):
+    """A built index as the API shows it: the store's summary, without its path on disk."""
 
 
 class IndexPage(BaseModel):

@@ -27,3 +27,7 @@ class VectorIndex(Protocol):
     def save(self, path: Path) -> None: ...
 
     def load(self, path: Path, n: int) -> None: ...
+
+    def close(self) -> None:
+        """Release what the index holds outside this process's memory (a server, a scratch directory);
+        the runner calls it once the cell is measured, also when the cell failed."""

@@ -9,12 +9,15 @@ never name them. Nothing here imports an index library: the spec imports every d
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, create_model, model_validator
 
+from indexer.common.errors import UserError
 from indexer.engine.strict import Strict
 
 if TYPE_CHECKING:
@@ -43,9 +46,38 @@ class Capabilities:
     """What a backend can do, for the engine and the report to ask instead of naming backends."""
 
     spaces: frozenset[Space]  # the spaces it can search by
-    insertion_order: bool  # inserts points one after another in the order given, so an ordering is seen
+    # the library inserts the points one after another in this run's insertion order (one thread), so an
+    # ordering is what it saw; False: it batches or reorders, and its rows stay out of ordering comparisons
+    order_controlled: bool
+    deterministic: bool  # the same data, spec and seed build the same index every time
     graph: bool  # its graph can be read out (see hnswlib_graph)
     seeded: bool  # takes a seed: distinct spec seeds build distinct indexes
+    servable: bool = True  # the built index is saved in its cell, so the API can open and search it
+
+
+@dataclass(frozen=True)
+class Library:
+    """The package a backend runs on: its version goes in every row, its extra in the missing-package error."""
+
+    distribution: str  # the name importlib.metadata knows (faiss-cpu, hnswlib, chromadb)
+    module: str  # the name it is imported by
+    extra: str | None = None  # the project's pip extra that installs it; None: a core dependency
+
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+    def version(self) -> str:
+        try:
+            return importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+    def require(self, backend: str) -> None:
+        """A UserError naming the extra to install when the library is not there."""
+        if self.installed():
+            return
+        how = f"pip install -e '.[{self.extra}]'" if self.extra else f"pip install {self.distribution}"
+        raise UserError(f"backend {backend} needs the package {self.distribution}, which is not installed: {how}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +90,7 @@ class Backend:
     capabilities: Capabilities
     # the index class: index(dim, space, seed=library seed, search_threads=n, **build parameters)
     index: Callable[..., VectorIndex]
+    library: Library
 
 
 class BackendEntry(Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from indexer.backends.declaration import Backend, BuildParams, Capabilities
-from indexer.backends.faiss_base import FaissOrderedIndex
+from indexer.backends.faiss_base import FAISS, FaissOrderedIndex
 
 
 class ExactIndex(FaissOrderedIndex):
@@ -30,11 +30,6 @@ class ExactIndex(FaissOrderedIndex):
         return int(self._index.ntotal * self.dim * 4)
 
 
-BACKEND = Backend(
-    name="exact",
-    params=BuildParams,
-    ef_search=None,
-    # it inserts in the order given, though no order can change an exact answer
-    capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), insertion_order=True, graph=False, seeded=False),
-    index=ExactIndex,
-)
+# it inserts in the order given, though no order can change an exact answer
+BACKEND = Backend(name="exact", params=BuildParams, ef_search=None, index=ExactIndex, library=FAISS, capabilities=Capabilities(
+    spaces=frozenset({"ip", "l2"}), order_controlled=True, deterministic=True, graph=False, seeded=False))

@@ -9,6 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from indexer.backends.declaration import Library
+
+FAISS = Library(distribution="faiss-cpu", module="faiss")
+
 
 class FaissOrderedIndex:
     def __init__(self) -> None:
@@ -37,3 +41,6 @@ class FaissOrderedIndex:
 
         self._index = faiss.read_index(str(path))
         self._order = np.load(str(path) + ".order.npy", allow_pickle=False)
+
+    def close(self) -> None:
+        """Nothing outside this process's memory."""

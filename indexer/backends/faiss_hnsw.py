@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from indexer.backends.declaration import Backend, Capabilities
-from indexer.backends.faiss_base import FaissOrderedIndex
+from indexer.backends.faiss_base import FAISS, FaissOrderedIndex
 from indexer.backends.hnswlib_index import HnswlibParams
 
 
@@ -60,10 +60,6 @@ class FaissHnswIndex(FaissOrderedIndex):
         return int(faiss.serialize_index(self._index).nbytes)
 
 
-BACKEND = Backend(
-    name="faiss_hnsw",
-    params=FaissHnswParams,
-    ef_search=(16,),
-    capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), insertion_order=True, graph=False, seeded=True),
-    index=FaissHnswIndex,
-)
+BACKEND = Backend(name="faiss_hnsw", params=FaissHnswParams, ef_search=(16,), index=FaissHnswIndex, library=FAISS,
+                  capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
+                                            deterministic=True, graph=False, seeded=True))

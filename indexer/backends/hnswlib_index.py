@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field
 
-from indexer.backends.declaration import Backend, BuildParams, Capabilities
+from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 
 if TYPE_CHECKING:
     import hnswlib
@@ -108,6 +108,9 @@ class HnswlibIndex:
         index.load_index(str(path), max_elements=n)
         self._index, self._reachable = index, None
 
+    def close(self) -> None:
+        """Nothing outside this process's memory."""
+
 
 def _pad(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Pad to k columns with id -1 when the index holds fewer than k points."""
@@ -121,10 +124,7 @@ def _pad(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     return pid, psc
 
 
-BACKEND = Backend(
-    name="hnswlib",
-    params=HnswlibParams,
-    ef_search=(10,),
-    capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), insertion_order=True, graph=True, seeded=True),
-    index=HnswlibIndex,
-)
+BACKEND = Backend(name="hnswlib", params=HnswlibParams, ef_search=(10,), index=HnswlibIndex,
+                  library=Library(distribution="hnswlib", module="hnswlib"),
+                  capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
+                                            deterministic=True, graph=True, seeded=True))

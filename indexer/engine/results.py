@@ -128,6 +128,8 @@ class DenseRow(_DenseSpace):
     k: int
     seed: int
     library_seed: int
+    library_version: str  # of the package the backend runs on (indexer.backends.declaration.Library)
+    order_controlled: bool  # the library inserted in `ordering`; False: left out of ordering comparisons
     build_seconds: float
     index_bytes: int
     bytes_per_vector: int

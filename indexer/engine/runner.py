@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.backends import build_param_names, make_index
+from indexer.backends import BACKENDS, VectorIndex, build_param_names, make_index
 from indexer.common.errors import DataError, UserError
 from indexer.common.fileio import atomic_save_npy, sha256_file, staged_dir, sweep_orphans
 from indexer.common.hashing import SPACED, content_key
@@ -243,6 +243,17 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, 
     )
     order = s.rows[perm]
     index = make_index(cell.backend, s.base.shape[1], space, seed=cell.seed, search_threads=_search_threads())
+    try:
+        return _build_and_measure(spec, cell, s, index, order, cell_dir, phase)
+    finally:
+        index.close()  # a system's server or scratch directory goes with the cell, measured or failed
+
+
+def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, order: np.ndarray,
+                       cell_dir: Path, phase: Phases) -> tuple[list[DenseRow], IndexRecord]:
+    """Build `index` in `order`, serve the cell's ef sweep, and write the finished cell directory."""
+    key, ds, space = cell_dir.name, s.dataset, _space_metric(spec)
+    backend = BACKENDS[cell.backend.name]
     label = f"{cell.ordering} {cell.backend.label()} seed={cell.seed}"
     with phase(f"{label}: build"):
         t0 = time.perf_counter()
@@ -250,7 +261,8 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, 
         build_seconds = time.perf_counter() - t0
 
     with staged_dir(cell_dir) as tmp, phase(f"{label}: search sweep"):
-        index.save(tmp / "index.bin")
+        if backend.capabilities.servable:
+            index.save(tmp / "index.bin")
         np.save(tmp / "rows.npy", s.rows)
         index_bytes = index.nbytes()
         higher = space == "ip"
@@ -268,6 +280,8 @@ def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, 
             k=spec.k,
             seed=cell.seed,
             library_seed=library_seed(cell.seed, cell.backend.name),
+            library_version=backend.library.version(),
+            order_controlled=backend.capabilities.order_controlled,
             build_seconds=build_seconds,
             index_bytes=index_bytes,
             bytes_per_vector=int(s.base.shape[1]) * 4,

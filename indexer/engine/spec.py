@@ -41,6 +41,7 @@ MAX_INTRINSIC_DIMS = 256
 MAX_INDEX_SIZES = 64
 MAX_MODELS = 16
 MAX_BACKENDS = 32
+ROW_FORMAT = 2  # 2: rows record library_version and order_controlled
 MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
 MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
 MODEL_NAME_CHARS = 256
@@ -289,7 +290,8 @@ class Cell(_Strict):
             "lid": spec.lid.model_dump(mode="json"),
             "clusters": spec.clusters if self.ordering == "cluster" else None,
             "lid_bins": spec.lid_bins,
-            "libraries": _library_versions(),  # a new hnswlib or faiss may build a different graph
+            "libraries": _library_versions(self.backend.name),  # a new library may build another graph
+            "rows": ROW_FORMAT,  # cached rows of another format are not read back
             "seeding": seeds.DERIVATION,  # how the spec seed becomes each library's seed
             "cell": self.model_dump(mode="json"),
         }
@@ -297,13 +299,16 @@ class Cell(_Strict):
 
 
 @functools.cache
-def _library_versions() -> dict[str, str]:
+def _library_versions(backend: str) -> dict[str, str]:
+    """The versions that decide a cell: the index libraries, BM25's, and the cell's own backend's."""
     out = {}
     for dist in ("hnswlib", "faiss-cpu", "bm25s"):
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             out[dist] = "absent"
+    library = BACKENDS[backend].library
+    out.setdefault(library.distribution, library.version())
     return out
 
 

@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import faiss
 import numpy as np
@@ -222,21 +222,12 @@ def groundtruth_agreement(
     return np.asarray(ok.all(axis=1) & distinct, dtype=bool)
 
 
-def check_groundtruth(
-    provided: np.ndarray,
-    computed_ids: np.ndarray,
-    computed_scores: np.ndarray,
-    *,
-    base: np.ndarray,
-    queries: np.ndarray,
-    k: int,
-    metric: str,
-    rtol: float = 1e-4,
-) -> float:
-    """Fraction of queries whose provided neighbours agree with ours; lets the engine refuse a bad table."""
-    agree = groundtruth_agreement(
-        provided, computed_ids, computed_scores, base=base, queries=queries, k=k, metric=metric, rtol=rtol
-    )
+def check_groundtruth(provided: np.ndarray, computed_ids: np.ndarray, computed_scores: np.ndarray,
+                      **options: Any) -> float:
+    """Fraction of queries whose provided neighbours agree with ours (`options` as in
+    groundtruth_agreement); lets the engine refuse a bad table."""
+    agree = groundtruth_agreement(provided, computed_ids, computed_scores, **options)
+    k = options["k"]
     frac = float(agree.mean()) if len(agree) else 1.0
     log.info("provided ground truth agrees on %.4f of %d queries at k=%d", frac, len(agree), k)
     return frac

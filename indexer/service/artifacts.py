@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.backends import new_index
+from indexer.backends import BACKENDS, new_index
 from indexer.common.errors import UserError
 from indexer.common.fileio import sha256_file
 from indexer.engine.results import IndexRecord
@@ -162,6 +162,10 @@ def open_index(path: Path, *, data_dir: Path) -> LoadedIndex:
     meta = IndexRecord.model_validate_json(meta_path.read_text())
     if meta.sha256 is None or meta.vectors is None or meta.space is None or meta.seed is None or meta.reduction is None:
         raise ArtifactError(f"{cell_dir} does not record its checksums, vectors, space, seed and reduction")
+    declared = BACKENDS.get(meta.backend)
+    if declared is not None and not declared.capabilities.servable:
+        raise ArtifactError(f"backend {meta.backend} keeps its index only while the run measures it; "
+                            "its rows and neighbours are in the experiment's report")
     index_file = cell_dir / "index.bin"
     for name, digest in meta.sha256.items():
         if sha256_file(cell_dir / name) != digest:

@@ -165,9 +165,8 @@ class JobView(BaseModel):
     lease_expired: bool = False  # running, but nobody renewed the lease in time: computed at read
 
 
-class IndexView(BaseModel):
-    """One built index (a grid cell). `path` is relative to data_dir; `meta` is the runner's full record
-    (indexer.engine.results.IndexRecord as JSON)."""
+class IndexSummary(BaseModel):
+    """What a built index (a grid cell) is, as the API lists it."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -184,6 +183,12 @@ class IndexView(BaseModel):
     n: int
     dim: int
     size_bytes: int
+
+
+class IndexView(IndexSummary):
+    """One built index with where it lives: `path` is relative to data_dir; `meta` is the runner's full
+    record (indexer.engine.results.IndexRecord as JSON)."""
+
     path: str
     meta: dict[str, Any]
     created_at: datetime

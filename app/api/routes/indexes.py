@@ -28,6 +28,7 @@ from app.schemas import (
     plausible_id,
 )
 from indexer.service.artifacts import ArtifactError
+from indexer.service.store import IndexSummary, IndexView
 from indexer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,8 @@ def _unprocessable(message: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
 
 
-def to_out(view: Any) -> IndexOut:
-    return IndexOut(
-        id=view.id, experiment_id=view.experiment_id, dataset=view.dataset, ordering=view.ordering,
-        backend=view.backend, params=view.params, reduction=view.reduction, dims=view.dims,
-        metric=view.metric, model=view.model, n=view.n, dim=view.dim, size_bytes=view.size_bytes,
-    )
+def to_out(view: IndexView) -> IndexOut:
+    return IndexOut.model_validate(view.model_dump(include=set(IndexSummary.model_fields)))
 
 
 def _view_or_404(store: Any, index_id: str) -> Any:

@@ -109,9 +109,11 @@ def test_reading_a_spec_imports_no_index_library() -> None:
 def _declare(declared_in: ModuleType, name: str, params: type[BuildParams], index: Any,
              spaces: frozenset[str] = frozenset({"ip", "l2"}), ef_search: tuple[int, ...] | None = None) -> Backend:
     """A declaration made with `declared_in` (indexer.backends.declaration, as imported by the engine in use)."""
-    caps = declared_in.Capabilities(spaces=frozenset(spaces), insertion_order=True, graph=False, seeded=False)
+    caps = declared_in.Capabilities(spaces=frozenset(spaces), order_controlled=True, deterministic=True,
+                                    graph=False, seeded=False)
+    library = declared_in.Library(distribution="numpy", module="numpy")
     backend: Backend = declared_in.Backend(name=name, params=params, ef_search=ef_search, capabilities=caps,
-                                           index=index)
+                                           index=index, library=library)
     return backend
 
 
@@ -153,6 +155,9 @@ def _toy_backend(declared_in: ModuleType) -> Backend:
         def load(self, path: Path, n: int) -> None:
             with np.load(path) as saved:
                 self.vectors, self.ids = saved["vectors"], saved["ids"]
+
+        def close(self) -> None:
+            self.closed = True
 
     return _declare(declared_in, "toy", ToyParams, ToyIndex, ef_search=(1, 2))
 

@@ -29,7 +29,7 @@ def dense(**extra: object) -> DenseRow:
     return DenseRow.model_validate({
         "dataset": "d", "model": None, "metric": "cosine", "index_size": 100, "reduction": "none", "dims": 8,
         "ordering": "random", "backend": "hnswlib", "M": 8, "ef_construction": 40, "k": 10, "seed": 0,
-        "library_seed": 7, "build_seconds": 0.1, "index_bytes": 10, "bytes_per_vector": 32, "cell": "c1",
+        "library_seed": 7, "library_version": "0.8.0", "order_controlled": True, "build_seconds": 0.1, "index_bytes": 10, "bytes_per_vector": 32, "cell": "c1",
         "ef": 10, "recall": 0.9, "recall_std": 0.1, "recall_ci95": [0.8, 1.0], "recall_within": 0.95, "qps": 99.5,
         "qps_passes": 3, "recall_by_category": {"a": {"recall": 0.9, "n": 5}},
         "recall_by_lid_bin": [{"bin": 0, "lo": 1.0, "hi": 2.0, "recall": 0.9, "n": 5}], "neighbors": "n.npy",

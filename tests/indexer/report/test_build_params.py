@@ -15,14 +15,15 @@ SCRIPT = """
 import json
 from pydantic import Field
 from indexer import backends
-from indexer.backends.declaration import Backend, BuildParams, Capabilities
+from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 
 class ToyParams(BuildParams):
     leaf_size: int = Field(default=8, ge=1)
 
-caps = Capabilities(spaces=frozenset({"ip", "l2"}), insertion_order=True, graph=False, seeded=False)
+caps = Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True, deterministic=True, graph=False,
+                    seeded=False)
 backends.BACKENDS["toy"] = Backend(name="toy", params=ToyParams, ef_search=(1, 2), capabilities=caps,
-                                   index=object)
+                                   index=object, library=Library("numpy", "numpy"))
 
 from indexer.report import render_markdown
 from indexer.report.results import BUILD_PARAMS, Results
