@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 TORCH=2.13.0+cpu  # pyproject.toml pins torch==2.13.0, which this local version satisfies
 TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
-STAMP=.venv/.indexer-install  # the hash of the pyproject.toml last installed
+STAMP=.venv/.indexer-install  # the hash of the pyproject.toml and extras last installed
+# the project's extras: dev tools by default; the tests add `systems` (every deployed system's package)
+EXTRAS=${INDEXER_EXTRAS:-dev}
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
@@ -29,9 +31,9 @@ if [ "$(torch_version)" != "$TORCH" ]; then
   }
 fi
 
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $EXTRAS"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ] || ! pip check >/dev/null 2>&1; then
-  pip install -q -e '.[dev]'
+  pip install -q -e ".[$EXTRAS]"
   pip check
   echo "$want" > "$STAMP"
 fi

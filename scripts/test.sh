@@ -3,7 +3,7 @@
 # (store and API tests run on SQLite and on PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+INDEXER_EXTRAS=dev,systems bash scripts/install.sh  # every backend is tested, so every system is installed
 # what the tests need from the system: WordNet's files (tests/indexer/datasets/test_text.py, the text-search
 # API test), Chromium (the page and docs tests), docker-compose (the compose check below) and, unless a
 # database is given, PostgreSQL (.ci/start-postgres.sh)

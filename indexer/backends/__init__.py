@@ -19,6 +19,14 @@ BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (
     hnswlib_index.BACKEND,
     faiss_hnsw.BACKEND,
     exact.BACKEND,
+    # usearch
+    # voyager
+    # duckdb_vss
+    # lancedb
+    # milvus_lite
+    # chroma
+    # qdrant_edge
+    # pgvector
 )}
 
 
