@@ -14,6 +14,7 @@ relevance judgements) is absent rather than null.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -165,9 +166,13 @@ class _AlwaysJudged(ResultModel):
 class SparseRow(_AlwaysJudged):
     """BM25 over the texts of one index size.
 
-    `ordering` is "given": BM25 has no insertion order, and the report shows the row under every
-    ordering of the graph indexes (a null would change the published report, so the label stays).
+    `ordering` is null: BM25 has no insertion order (the report shows the row beside every ordering of the
+    graph indexes). It has no build parameters and stores no vectors: the class says so for readers that
+    take every kind of row alike.
     """
+
+    build_params: ClassVar[Mapping[str, BuildParam]] = MappingProxyType({})
+    bytes_per_vector: ClassVar[None] = None
 
     dataset: str
     model: None = None
@@ -176,7 +181,7 @@ class SparseRow(_AlwaysJudged):
     reduction: Literal["none"] = "none"
     dims: None = None
     representation: Literal["sparse"] = "sparse"
-    ordering: Literal["given"] = "given"
+    ordering: str | None = None  # None as written; the report's copy beside each ordering names it
     backend: Literal["bm25"] = "bm25"
     ef: None = None
     k: int
@@ -196,7 +201,7 @@ class HybridRow(_DenseSpace, _AlwaysJudged):
 
     ordering: str
     backend: str
-    build_params: dict[str, BuildParam | None]  # every registered name, None where the backend has none
+    build_params: dict[str, BuildParam]  # the dense row's backend's own, flattened into the JSON
     ef: int | None
     k: int
     seed: int
@@ -281,7 +286,7 @@ class ModelRanking(ResultModel):
     reduction: str
     ordering: str
     backend: str
-    build_params: dict[str, BuildParam | None]  # every registered name
+    build_params: dict[str, BuildParam]  # the setting's backend's own
     ef: int | None
     seed: int | None
     ranking: list[ModelRank]

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.backends import BACKENDS, VectorIndex, build_param_names, make_index
+from indexer.backends import BACKENDS, VectorIndex, make_index
 from indexer.common.errors import DataError, UserError
 from indexer.common.fileio import atomic_save_npy, sha256_file, staged_dir, sweep_orphans
 from indexer.common.hashing import SPACED, content_key
@@ -409,7 +409,7 @@ def _hybrid_row(spec: ExperimentSpec, ds: Dataset, dense_row: DenseRow, sparse_d
     return HybridRow(
         dataset=dense_row.dataset, model=dense_row.model, metric=dense_row.metric, index_size=dense_row.index_size,
         reduction=dense_row.reduction, dims=dense_row.dims, ordering=dense_row.ordering, backend=dense_row.backend,
-        build_params={p: dense_row.build_params.get(p) for p in build_param_names()}, ef=dense_row.ef,
+        build_params=dict(dense_row.build_params), ef=dense_row.ef,
         k=dense_row.k, seed=dense_row.seed, cell=dense_row.cell, neighbors=str(path),
         **dict(_ir_metrics(ds, fused[:, : spec.k], fused)),
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from indexer.engine.results import ResultModel, RunExtras
 from indexer.engine.spec import ExperimentSpec
 from indexer.report.blocks import Bullets, Section
-from indexer.report.results import Results
+from indexer.report.results import Results, typed_extras, typed_rows
 from indexer.report.sections.category import category_section
 from indexer.report.sections.index_size import index_size_section
 from indexer.report.sections.ir import ir_section
@@ -21,25 +22,26 @@ from indexer.report.sections.reduction import reduction_section
 from indexer.report.sections.speed import speed_section
 
 
-def document(
-    spec: ExperimentSpec, rows: Sequence[Any], extras: Mapping[str, Any] | None
-) -> tuple[str, list[Section]]:
-    """The report's title and its sections; highlights gather what the sections found most telling."""
-    res = Results(spec, rows)
-    extras = extras if isinstance(extras, Mapping) else {}
+def document(spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any]],
+             extras: RunExtras | Mapping[str, Any] | None) -> tuple[str, list[Section]]:
+    """The report's title and its sections; highlights gather what the sections found most telling.
+
+    Rows and extras may be typed (the runner's) or their JSON (a published report.json's)."""
+    res = Results(spec, typed_rows(rows))
+    typed = typed_extras(extras)
     highlights: list[str] = []
     sections = [overview_section(res)]
     body: list[Section | None] = [
         recall_section(res, highlights),
         category_section(res, highlights),
         lid_bin_section(res),
-        lid_section(res, extras, highlights),
+        lid_section(res, typed, highlights),
         reduction_section(res),
         speed_section(res),
         ir_section(res),
-        model_ranking_section(res, extras, highlights),
+        model_ranking_section(res, typed, highlights),
         index_size_section(res, highlights),
-        notes_section(extras),
+        notes_section(typed),
     ]
     if highlights:
         sections.append(Section("highlights", "Highlights", [Bullets(highlights)]))

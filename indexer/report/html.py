@@ -6,10 +6,11 @@ import html
 import itertools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from indexer import __version__
+from indexer.engine.results import ResultModel, RunExtras
 from indexer.engine.spec import ExperimentSpec
 from indexer.report import figures
 from indexer.report.blocks import Block, Bullets, Figure, Group, Heading, Para, Pre, Table, numeric_columns
@@ -18,7 +19,8 @@ from indexer.report.document import document
 log = logging.getLogger(__name__)
 
 
-def render_html(spec: ExperimentSpec, rows: list[dict[str, Any]], extras: dict[str, Any] | None = None) -> str:
+def render_html(spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any]],
+                extras: RunExtras | Mapping[str, Any] | None = None) -> str:
     """One self-contained page: inline CSS and SVG plots, no scripts, nothing fetched."""
     title, sections = document(spec, rows, extras)
     esc = html.escape

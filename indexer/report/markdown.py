@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from indexer import __version__
+from indexer.engine.results import ResultModel, RunExtras
 from indexer.engine.spec import ExperimentSpec
 from indexer.report.blocks import Block, Bullets, Figure, Group, Heading, Para, Pre, numeric_columns
 from indexer.report.document import document
 
 
-def render_markdown(spec: ExperimentSpec, rows: list[dict[str, Any]], extras: dict[str, Any] | None = None) -> str:
+def render_markdown(spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any]],
+                    extras: RunExtras | Mapping[str, Any] | None = None) -> str:
     """The report as GitHub-flavoured markdown (figures are HTML only)."""
     title, sections = document(spec, rows, extras)
     out = [f"# {title}", "", f"Result key `{spec.key()}` · indexer {__version__}", ""]

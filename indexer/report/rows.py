@@ -11,7 +11,7 @@ from typing import Any
 from indexer.common.jsonvalues import plain
 from indexer.engine.results import ResultModel, rows_to_json
 
-Row = dict[str, Any]
+JsonRow = dict[str, Any]  # a row as published: plain JSON
 
 IR_METRICS = ("ndcg@10", "mrr@10", "recall@100")
 # CSV column order: what a reader scans first, then anything else sorted, then the bulky nested cells.

@@ -1,8 +1,7 @@
-"""Loose values to numbers: rows come from JSON, numpy and older versions, so no cell is trusted to be a float."""
+"""Values to numbers: a measure may be None or NaN (not taken), and numpy scalars count as numbers."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -29,12 +28,6 @@ def std(values: Iterable[Any]) -> float | None:
     if len(nums) < 2:
         return None
     return float(np.std(nums, ddof=1))
-
-
-def hashable(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    return value
 
 
 def sortable(value: Any) -> tuple[Any, ...]:

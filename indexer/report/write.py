@@ -16,11 +16,12 @@ from typing import Any
 
 from indexer.common.errors import UserError
 from indexer.common.fileio import fsync_dir, staging_path, write_durable
-from indexer.engine.results import ResultModel, RunExtras, extras_to_json, rows_to_json
+from indexer.engine.results import ResultModel, RunExtras, extras_to_json
 from indexer.engine.spec import ExperimentSpec
 from indexer.report.html import render_html
 from indexer.report.markdown import render_markdown
-from indexer.report.rows import Row, plain, round_row, rows_to_csv
+from indexer.report.results import Row, typed_rows
+from indexer.report.rows import JsonRow, plain, round_row, rows_to_csv
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def write_report(
     try:
         tmp.mkdir(mode=0o755)
         (tmp / NEIGHBORS_DIR).mkdir()
-        report_rows = _copy_neighbors(rows_to_json(rows), tmp)
+        report_rows = _copy_neighbors(typed_rows(rows), tmp)
         plain_extras = plain(extras_to_json(extras)) if extras is not None else None
         # Render everything before writing anything: a rendering bug must not cost the old report.
         csv_text = rows_to_csv(report_rows)
@@ -118,33 +119,24 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _copy_neighbors(rows: Sequence[Mapping[str, Any]], dest: Path) -> list[Row]:
-    """Copy each row's neighbour file into dest/neighbors and point the row at the relative copy."""
+def _copy_neighbors(rows: Sequence[Row], dest: Path) -> list[JsonRow]:
+    """The rows as published: neighbour files copied into dest/neighbors and named relative to the report,
+    values plain JSON, rounded to what they mean."""
     copied: dict[str, str | None] = {}
     used: set[str] = set()
-    out: list[Row] = []
+    out: list[JsonRow] = []
     # The engine names files per cell directory (cells/<key>/neighbors-ef40.npy): where a basename is
     # shared by several sources, the copy is named <directory>-<basename> instead.
-    sources = {
-        str(r["neighbors"])
-        for r in rows
-        if isinstance(r, Mapping)
-        and isinstance(r.get("neighbors"), str | os.PathLike)
-        and str(r["neighbors"])
-    }
+    sources = {r.neighbors for r in rows if r.neighbors}
     shared = {n for n in (Path(x).name for x in sources) if sum(Path(x).name == n for x in sources) > 1}
     for row in rows:
-        if not isinstance(row, Mapping):
-            log.warning("skipping a result row that is not a mapping: %r", type(row).__name__)
-            continue
-        new = round_row(plain(dict(row)))
+        new = round_row(plain(row.to_json()))
         new.pop("ranking", None)  # the depth-100 ranking in the cache: an input of hybrid rows, not a result
-        src = row.get("neighbors")
-        if isinstance(src, str | os.PathLike) and str(src):
-            key = str(src)
-            if key not in copied:
-                copied[key] = _copy_one(Path(src), dest, used, qualify=Path(src).name in shared)
-            new["neighbors"] = copied[key]
+        if row.neighbors:
+            if row.neighbors not in copied:
+                src = Path(row.neighbors)
+                copied[row.neighbors] = _copy_one(src, dest, used, qualify=src.name in shared)
+            new["neighbors"] = copied[row.neighbors]
         out.append(new)
     return out
 

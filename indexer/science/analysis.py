@@ -36,9 +36,9 @@ class Measured(BaseModel):
     index_size: int
     reduction: str
     dims: int | None = None
-    ordering: str
+    ordering: str | None  # None: BM25, which has no insertion order
     backend: str
-    build_params: dict[str, BuildParam | None] = {}  # every registered name, None where the backend has none
+    build_params: dict[str, BuildParam] = {}  # the row's backend's own
     ef: int | None = None
     seed: int | None = None
     score: float | None = None
@@ -48,7 +48,7 @@ class Measured(BaseModel):
         """The setting and score of a typed row, or of a plain JSON row (a report.json's)."""
         data = row.to_json() if isinstance(row, ResultModel) else dict(row)
         fields = {k: data[k] for k in cls.model_fields if k in data}
-        params = {p: data.get(p) for p in build_param_names()}  # a backend without the parameter: None
+        params = {p: data[p] for p in build_param_names() if p in data}
         return cls.model_validate({**fields, "build_params": params, "score": data.get(measure)})
 
 
@@ -67,7 +67,7 @@ def model_ranking(rows: Rows, measure: str = "ndcg@10") -> list[ModelRanking]:
     first: dict[tuple[Any, ...], Measured] = {}  # the setting's first row, which names it
     for r in _dense(Measured.of(row, measure) for row in rows):
         assert r.score is not None
-        setting = (r.index_size, r.reduction, r.ordering, r.backend, *(r.build_params[p] for p in params),
+        setting = (r.index_size, r.reduction, r.ordering, r.backend, *(r.build_params.get(p) for p in params),
                    r.ef, r.seed)
         groups.setdefault(setting, {})[r.model] = r.score
         first.setdefault(setting, r)
@@ -80,9 +80,10 @@ def model_ranking(rows: Rows, measure: str = "ndcg@10") -> list[ModelRanking]:
         exact_rank = {m: i + 1 for i, m in enumerate(sorted(exact, key=lambda m: -exact[m]))}
         rank = {m: i + 1 for i, m in enumerate(sorted(scores, key=lambda m: -scores[m]))}
         named = first[setting]
+        assert named.ordering is not None  # a dense row's
         out.append(ModelRanking(
             index_size=named.index_size, reduction=named.reduction, ordering=named.ordering, backend=named.backend,
-            build_params={p: named.build_params[p] for p in params}, ef=named.ef, seed=named.seed,
+            build_params=named.build_params, ef=named.ef, seed=named.seed,
             ranking=[ModelRank(measure=measure, model=m, score=scores[m], rank=rank[m], exact_rank=exact_rank.get(m),
                                change=exact_rank.get(m, rank[m]) - rank[m])
                      for m in sorted(rank, key=lambda m: rank[m])],
@@ -111,6 +112,7 @@ def size_crossings(rows: Rows, measure: str = "ndcg@10") -> list[Crossing]:
             ((sizes[i], sizes[i + 1]) for i in range(len(diffs) - 1) if np.sign(diffs[i]) != np.sign(diffs[i + 1])),
             None,
         )
+        assert named.ordering is not None  # a dense row's
         out.append(Crossing(
             model=named.model, reduction=named.reduction, dims=named.dims, ordering=named.ordering,
             backend=named.backend, ef=named.ef, seed=named.seed, dense_minus_sparse=dict(zip(sizes, diffs, strict=True)),

@@ -6,12 +6,12 @@ import itertools
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from indexer.engine.results import DenseRow
 from indexer.report import cells
 from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, fold
 from indexer.report.cells import MISSING, TIE
 from indexer.report.figures import MAX_PANELS, cap, grid, legend, ordering_style
 from indexer.report.results import Results, by, ef_of_col, ordering_matters, trivially_exact, with_col
-from indexer.report.rows import Row
 from indexer.report.values import mean, num
 
 if TYPE_CHECKING:
@@ -19,9 +19,7 @@ if TYPE_CHECKING:
 
 
 def category_section(res: Results, highlights: list[str]) -> Section | None:
-    if not any(
-        isinstance(r.get("recall_by_category"), Mapping) and r["recall_by_category"] for r in res.rows
-    ):
+    if not any(r.recall_by_category for r in res.dense):
         return None
     several = len(res.orderings) > 1
     headers = ["backend / ef"]
@@ -30,7 +28,7 @@ def category_section(res: Results, highlights: list[str]) -> Section | None:
     headers += ["weakest category", "recall vs all", "gap (pts)"]
     tables: list[Block] = []
     best_gap: tuple[float, str] | None = None
-    sections = res.sections()
+    sections = res.sections(res.dense)
     for label, srows in sections:
         table = Table(headers, [])
         for col in res.columns(srows):
@@ -63,7 +61,7 @@ def category_section(res: Results, highlights: list[str]) -> Section | None:
                 for name, (value, _n) in c.items():
                     cats.setdefault(name, []).append(value)
             cat_means = {name: sum(v) / len(v) for name, v in cats.items()}
-            overall = mean(r.get("recall") for r in crows)
+            overall = mean(r.recall for r in crows)
             weakest = min(cat_means, key=lambda n: cat_means[n])
             gap = cat_means[weakest] - overall if overall is not None else None
             line += [weakest, f"{cells.f3(cat_means[weakest])} vs {cells.f3(overall)}", cells.pts(gap)]
@@ -112,31 +110,26 @@ def _largest_spread(
     return None if found is None else found[1:]
 
 
-def _category_recalls(rows: Iterable[Row]) -> dict[str, tuple[float, int]]:
+def _category_recalls(rows: Iterable[DenseRow]) -> dict[str, tuple[float, int]]:
     """Mean recall per category over rows (seeds), with the query count."""
     acc: dict[str, list[float]] = {}
     counts: dict[str, int] = {}
     for r in rows:
-        cats = r.get("recall_by_category")
-        if not isinstance(cats, Mapping):
-            continue
-        for name, entry in cats.items():
-            value = entry.get("recall") if isinstance(entry, Mapping) else entry
-            x = num(value)
+        for name, entry in r.recall_by_category.items():
+            x = num(entry.recall)
             if x is None:
                 continue
-            acc.setdefault(str(name), []).append(x)
-            n = num(entry.get("n")) if isinstance(entry, Mapping) else None
-            counts[str(name)] = int(n) if n is not None else counts.get(str(name), 0)
+            acc.setdefault(name, []).append(x)
+            counts[name] = entry.n
     return {name: (sum(v) / len(v), counts.get(name, 0)) for name, v in acc.items()}
 
 
 def _category_figure(res: Results, max_categories: int = 40) -> Figure | None:
     panels = []
-    for label, srows in res.sections():
+    for label, srows in res.sections(res.dense):
         for col in res.picked_columns(srows, highest=False):
             crows = with_col(res, srows, col)
-            if ef_of_col(col) is not None and _category_recalls(crows):
+            if ef_of_col(col) is not None and ordering_matters(res, col) and _category_recalls(crows):
                 panels.append((label, col, crows))
     if not panels:
         return None

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from indexer.report import cells
 from indexer.report.blocks import Block, Bullets, Figure, Para, Section, Table
 from indexer.report.figures import LINESTYLES, MARKERS, PALETTE, REPRESENTATION_COLORS, grid, legend
-from indexer.report.results import Results, with_col
-from indexer.report.values import mean, num
+from indexer.report.results import GroupKey, Results, measure, with_col
+from indexer.report.values import mean
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure as MplFigure
@@ -59,9 +59,9 @@ def index_size_section(res: Results, highlights: list[str]) -> Section | None:
 
 def _size_curves(res: Results) -> tuple[str, list[Curve]]:
     """Quality vs index size per (model, reduction, representation, backend, ef), over orderings and seeds."""
-    rows = [r for r in res.rows if num(r.get("index_size")) is not None]
-    quality = "ndcg@10" if any(num(r.get("ndcg@10")) is not None for r in rows) else "recall"
-    keys = [k for k in ("model", "reduction") if k in res.section_keys]
+    rows = res.rows
+    quality = "ndcg@10" if any(measure(r, "ndcg@10") is not None for r in rows) else "recall"
+    keys: list[GroupKey] = [k for k in ("model", "reduction") if k in res.section_keys]
     curves: list[Curve] = []
     for values, grows in res.group(rows, keys + ["representation"]):
         rep = str(values[-1])
@@ -69,7 +69,7 @@ def _size_curves(res: Results) -> tuple[str, list[Curve]]:
             crows = with_col(res, grows, col)
             points: dict[float, float] = {}
             for size, srows in res.group(crows, ["index_size"]):
-                q = mean(r.get(quality) for r in srows)
+                q = mean(measure(r, quality) for r in srows)
                 if q is not None:
                     points[float(size[0])] = q
             if points:

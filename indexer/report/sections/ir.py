@@ -5,21 +5,20 @@ from __future__ import annotations
 from indexer.report import cells
 from indexer.report.blocks import Para, Section, Table
 from indexer.report.cells import MISSING
-from indexer.report.results import Results, with_col
-from indexer.report.rows import IR_METRICS
-from indexer.report.values import mean, num
+from indexer.report.results import IR_FIELDS, Results, measure, with_col
+from indexer.report.values import mean
 
 
 def ir_section(res: Results) -> Section | None:
-    rows = [r for r in res.rows if any(num(r.get(m)) is not None for m in IR_METRICS)]
+    rows = [r for r in res.rows if r.judged]
     if not rows:
         return None
     note = ""
     if len(res.distinct("index_size", rows)) > 1:
-        biggest = max((num(r.get("index_size")) or 0.0 for r in rows), default=0.0)
-        rows = [r for r in rows if (num(r.get("index_size")) or 0.0) == biggest]
+        biggest = max(r.index_size for r in rows)
+        rows = [r for r in rows if r.index_size == biggest]
         note = f" At the largest index size ({biggest:,.0f}); the section on index size shows the rest."
-    metrics = [m for m in IR_METRICS if any(num(r.get(m)) is not None for r in rows)]
+    metrics = [m for m in IR_FIELDS if any(measure(r, m) is not None for r in rows)]
     keys = [k for k in res.section_keys if k != "index_size"]
     by_ordering = len(res.distinct("ordering", rows)) > 1
     id_headers = (
@@ -35,7 +34,7 @@ def ir_section(res: Results) -> Section | None:
                 ident = ident[:-1] + [res.col_label(col), ident[-1]]
             else:
                 ident = ident + [res.col_label(col)]
-            table.rows.append(ident + [cells.f3(mean(r.get(m) for r in crows)) for m in ["recall", *metrics]])
+            table.rows.append(ident + [cells.f3(mean(measure(r, m) for r in crows)) for m in ["recall", *metrics]])
     return Section(
         "ir",
         "Retrieval quality",

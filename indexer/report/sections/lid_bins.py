@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from indexer.engine.results import DenseRow
 from indexer.report import cells
 from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, fold
 from indexer.report.figures import MAX_PANELS, cap, grid, legend, ordering_style
 from indexer.report.results import ColKey, Results, by, ordering_matters, trivially_exact, with_col
-from indexer.report.rows import Row
-from indexer.report.values import mean, num
+from indexer.report.values import mean
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure as MplFigure
@@ -53,10 +53,10 @@ def lid_bin_section(res: Results) -> Section | None:
     return Section("lid-bins", "Recall by query LID", blocks)
 
 
-def _lid_bin_panels(res: Results) -> list[tuple[str, ColKey, list[Row]]]:
+def _lid_bin_panels(res: Results) -> list[tuple[str, ColKey, list[DenseRow]]]:
     """(section label, column, rows) at each backend's lowest ef, where bins have data."""
     panels = []
-    for label, srows in res.sections():
+    for label, srows in res.sections(res.dense):
         for col in res.picked_columns(srows, highest=False):
             crows = with_col(res, srows, col)
             if trivially_exact(crows) or not ordering_matters(res, col) or not _lid_bins(crows):
@@ -65,22 +65,14 @@ def _lid_bin_panels(res: Results) -> list[tuple[str, ColKey, list[Row]]]:
     return panels
 
 
-def _lid_bins(rows: Iterable[Row]) -> dict[int, dict[str, float | None]]:
-    """Mean recall per query-LID bin over rows, keeping each bin's LID range."""
-    acc: dict[int, dict[str, list[float]]] = {}
+def _lid_bins(rows: Iterable[DenseRow]) -> dict[int, dict[str, float | None]]:
+    """Mean recall per query-LID bin over rows (seeds), keeping each bin's LID range and query count."""
+    acc: dict[int, dict[str, list[float | None]]] = {}
     for r in rows:
-        bins = r.get("recall_by_lid_bin")
-        if not isinstance(bins, list):
-            continue
-        for i, entry in enumerate(bins):
-            if not isinstance(entry, Mapping):
-                continue
-            b = num(entry.get("bin"))
-            slot = acc.setdefault(int(b) if b is not None else i, {"recall": [], "lo": [], "hi": [], "n": []})
-            for key in slot:
-                x = num(entry.get(key))
-                if x is not None:
-                    slot[key].append(x)
+        for entry in r.recall_by_lid_bin:
+            slot = acc.setdefault(entry.bin, {"recall": [], "lo": [], "hi": [], "n": []})
+            for key, value in (("recall", entry.recall), ("lo", entry.lo), ("hi", entry.hi), ("n", entry.n)):
+                slot[key].append(value)
     return {b: {key: mean(vals) for key, vals in slot.items()} for b, slot in sorted(acc.items())}
 
 
@@ -91,7 +83,7 @@ def _bin_label(b: int, info: Mapping[str, float | None]) -> str:
     return f"bin {b + 1} (LID {lo:.1f}–{hi:.1f})"
 
 
-def _lid_bin_figure(res: Results, panels: list[tuple[str, ColKey, list[Row]]]) -> Figure | None:
+def _lid_bin_figure(res: Results, panels: list[tuple[str, ColKey, list[DenseRow]]]) -> Figure | None:
     panels, capped = cap(panels, MAX_PANELS // 2)
 
     def draw() -> MplFigure:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from indexer.engine.results import Distribution, RunExtras
 from indexer.report import cells
 from indexer.report.blocks import Block, Figure, Heading, Para, Pre, Section, Table
 from indexer.report.figures import PALETTE, grid, legend
@@ -17,8 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure as MplFigure
 
 
-def lid_section(res: Results, extras: Mapping[str, Any], highlights: list[str]) -> Section | None:
-    space = extras.get("space")
+def lid_section(res: Results, extras: RunExtras, highlights: list[str]) -> Section | None:
     blocks: list[Block] = []
     stats_keys = ("median", "mean", "p10", "p90", "n")
     sets, where = _lid_sets(extras)
@@ -30,17 +30,15 @@ def lid_section(res: Results, extras: Mapping[str, Any], highlights: list[str]) 
                 + (f", in space {where}." if where else ".")
             )
         )
-        present = [k for k in stats_keys if any(num(s.get(k)) is not None for s in sets.values())]
+        present = [k for k in stats_keys if any(num(getattr(s, k)) is not None for s in sets.values())]
         table = Table(["points"] + present, [])
         for name, s in sets.items():
             table.rows.append(
                 [name]
-                + [cells.count(num(s.get(k))) if k == "n" else cells.f2(num(s.get(k))) for k in present]
+                + [cells.count(num(s.n)) if k == "n" else cells.f2(num(getattr(s, k))) for k in present]
             )
         blocks.append(table)
-        medians = [
-            f"{name} {cells.f2(num(s.get('median')))}" for name, s in sets.items() if num(s.get("median"))
-        ]
+        medians = [f"{name} {cells.f2(num(s.median))}" for name, s in sets.items() if num(s.median)]
         if medians:
             highlights.append("Median pointwise LID: " + ", ".join(medians) + ".")
         for name, s in sets.items():
@@ -50,14 +48,12 @@ def lid_section(res: Results, extras: Mapping[str, Any], highlights: list[str]) 
         figure = _lid_figure(sets)
         if figure is not None:
             blocks.append(figure)
-    stats = (
-        {str(k): v for k, v in space.items() if isinstance(v, Mapping)} if isinstance(space, Mapping) else {}
-    )
-    columns = _space_columns(list(stats.values()))
-    if stats and columns:
+    columns = [(key, header) for key, header in SPACE_COLUMNS
+               if any(_space_number(getattr(s, key)) is not None for s in extras.space.values())]
+    if extras.space and columns:
         table = Table(["space"] + [header for _, header in columns], [])
-        for name, entry in stats.items():
-            table.rows.append([name] + [_space_value(key, entry.get(key)) for key, _ in columns])
+        for name, summary in extras.space.items():
+            table.rows.append([name] + [_space_value(key, getattr(summary, key)) for key, _ in columns])
         blocks += [
             Heading("How each space is used"),
             Para(
@@ -72,60 +68,37 @@ def lid_section(res: Results, extras: Mapping[str, Any], highlights: list[str]) 
     return Section("lid", "Intrinsic dimensionality", blocks)
 
 
-def _lid_sets(extras: Mapping[str, Any]) -> tuple[dict[str, Mapping[str, Any]], str]:
-    """LID distributions of base and queries: `extras["lid"]`, else those of the first space measured."""
-    lid = extras.get("lid")
-    if isinstance(lid, Mapping):
-        sets = {str(name): v for name, v in lid.items() if isinstance(v, Mapping)}
-        if sets:
-            return sets, ""
-    space = extras.get("space")
-    if isinstance(space, Mapping):
-        for label, entry in space.items():
-            if isinstance(entry, Mapping):
-                sets = {
-                    name: entry[key]
-                    for name, key in (("base", "lid_base"), ("queries", "lid_queries"))
-                    if isinstance(entry.get(key), Mapping)
-                }
-                if sets:
-                    return sets, str(label)
+def _lid_sets(extras: RunExtras) -> tuple[dict[str, Distribution], str]:
+    """LID distributions of base and queries, in the first space measured."""
+    for label, summary in extras.space.items():
+        return {"base": summary.lid_base, "queries": summary.lid_queries}, label
     return {}, ""
 
 
-def _space_columns(stats: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """(key, header) for every number or distribution (shown by its median) the spaces report."""
-    preferred = ["dims", "n", "isoscore", "lid_median", "lid_global", "lid_base", "lid_queries", "relative_contrast_median",
-                 "relative_contrast"]  # fmt: skip
-    found: dict[str, str] = {}
-    for entry in stats:
-        for key, value in entry.items():
-            if num(value) is not None:
-                found.setdefault(key, key.replace("_", " "))
-            elif isinstance(value, Mapping) and num(value.get("median")) is not None:
-                found.setdefault(key, f"{key.replace('_', ' ')} (median)")
-    order = [k for k in preferred if k in found] + sorted(k for k in found if k not in preferred)
-    return [(k, found[k]) for k in order]
+# The space table's columns: a number, or a distribution shown by its median.
+SPACE_COLUMNS = (
+    ("dims", "dims"), ("n", "n"), ("isoscore", "isoscore"), ("lid_global", "lid global"),
+    ("lid_base", "lid base (median)"), ("lid_queries", "lid queries (median)"),
+    ("relative_contrast", "relative contrast (median)"),
+)
 
 
-def _space_value(key: str, value: Any) -> str:
-    if isinstance(value, Mapping):
-        value = value.get("median")
-    x = num(value)
+def _space_number(value: float | int | Distribution) -> float | None:
+    return num(value.median if isinstance(value, Distribution) else value)
+
+
+def _space_value(key: str, value: float | int | Distribution) -> str:
+    x = _space_number(value)
     if key in ("dims", "n"):
         return cells.count(x)
     return cells.f2(x) if "lid" in key else cells.f3(x)
 
 
-def _histogram(stats: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
-    hist = stats.get("histogram")
-    if not isinstance(hist, Mapping):
+def _histogram(stats: Distribution) -> tuple[list[float], list[float]] | None:
+    hist = stats.histogram
+    if hist is None or not hist.counts or len(hist.edges) != len(hist.counts) + 1:
         return None
-    edges = [num(e) for e in hist.get("edges") or []]
-    counts = [num(c) for c in hist.get("counts") or []]
-    if not counts or len(edges) != len(counts) + 1 or any(v is None for v in edges + counts):
-        return None
-    return [float(e) for e in edges if e is not None], [float(c) for c in counts if c is not None]
+    return [float(e) for e in hist.edges], [float(c) for c in hist.counts]
 
 
 def _text_histogram(edges: list[float], counts: list[float], width: int = 40) -> str:
@@ -141,7 +114,7 @@ def _text_histogram(edges: list[float], counts: list[float], width: int = 40) ->
     return "\n".join(lines)
 
 
-def _lid_figure(sets: Mapping[str, Mapping[str, Any]]) -> Figure | None:
+def _lid_figure(sets: Mapping[str, Distribution]) -> Figure | None:
     hists = {name: h for name, s in sets.items() if (h := _histogram(s)) is not None}
     if not hists:
         return None
@@ -155,7 +128,7 @@ def _lid_figure(sets: Mapping[str, Mapping[str, Any]]) -> Figure | None:
             color = PALETTE[i % len(PALETTE)]
             ax.stairs(density, edges, color=color, linewidth=1.8, label=name)
             ax.stairs(density, edges, color=color, alpha=0.12, fill=True)
-            median = num(sets[name].get("median"))
+            median = num(sets[name].median)
             if median is not None:
                 ax.axvline(median, color=color, linestyle=":", linewidth=1.2)
         ax.set_xlabel("pointwise LID (MLE)")

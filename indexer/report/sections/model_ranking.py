@@ -2,57 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+from indexer.engine.results import ModelRanking, RunExtras
 from indexer.report import cells
 from indexer.report.blocks import Para, Section, Table
-from indexer.report.results import Results
-from indexer.report.values import hashable, num
+from indexer.report.results import BUILD_PARAMS, ColKey, Results
+from indexer.report.values import num
 
 
-def model_ranking_section(
-    res: Results, extras: Mapping[str, Any], highlights: list[str], limit: int = 30
-) -> Section | None:
+def model_ranking_section(res: Results, extras: RunExtras, highlights: list[str], limit: int = 30
+                          ) -> Section | None:
     """How the ranking of embedding models changes when exact search is swapped for HNSW."""
-    entries = [
-        e for e in extras.get("model_ranking") or []
-        if isinstance(e, Mapping) and isinstance(e.get("ranking"), list) and e.get("backend") != "exact"
-    ]  # fmt: skip
+    entries = [e for e in extras.model_ranking or [] if e.backend != "exact"]
     if not entries:
         return None
-    measure = next(
-        (k for e in entries for m in e["ranking"] if isinstance(m, Mapping) for k in m if "@" in k), "ndcg@10"
-    )
-    varying = [
-        k
-        for k in ("index_size", "reduction", "ordering", "seed")
-        if len({hashable(e.get(k)) for e in entries}) > 1
-    ]
+    measure = next((m.measure for e in entries for m in e.ranking), "ndcg@10")
+    varying = [k for k in ("index_size", "reduction", "ordering", "seed")
+               if len({getattr(e, k) for e in entries}) > 1]
     table = Table(
         ["backend / ef"]
         + [k.replace("_", " ") for k in varying]
         + [f"models by {measure} (change vs exact)", "max change"],
         [],
     )
-    entries.sort(key=lambda e: -(num(e.get("max_change")) or 0.0))
+    entries.sort(key=lambda e: -e.max_change)
     for e in entries[:limit]:
-        col = res.col_of(e)
         ranked = []
-        for m in e["ranking"]:
-            if not isinstance(m, Mapping):
-                continue
-            change = num(m.get("change")) or 0.0
-            arrow = "=" if change == 0 else (f"↑{change:.0f}" if change > 0 else f"↓{-change:.0f}")
-            ranked.append(f"{m.get('model')} {cells.f3(num(m.get(measure)))} ({arrow})")
+        for m in e.ranking:
+            arrow = "=" if m.change == 0 else (f"↑{m.change}" if m.change > 0 else f"↓{-m.change}")
+            ranked.append(f"{m.model} {cells.f3(num(m.score))} ({arrow})")
         table.rows.append(
-            [res.col_label(col)]
-            + [str(e.get(k)) for k in varying]
-            + ["; ".join(ranked), cells.count(num(e.get("max_change")))]
+            [res.col_label(_col(e))]
+            + [str(getattr(e, k)) for k in varying]
+            + ["; ".join(ranked), cells.count(e.max_change)]
         )
     top = entries[0]
-    worst = num(top.get("max_change")) or 0.0
-    col = res.col_of(top)
+    worst = top.max_change
+    col = _col(top)
     if worst > 0:
         highlights.append(
             f"Swapping exact search for {res.col_label(col)} moved an embedding model by up to {worst:.0f} "
@@ -74,3 +59,8 @@ def model_ranking_section(
             table,
         ],
     )
+
+
+def _col(entry: ModelRanking) -> ColKey:
+    """The report column of the search setting a ranking was taken under."""
+    return (entry.backend, *(entry.build_params.get(p) for p in BUILD_PARAMS), entry.ef)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from indexer.engine.spec import ExperimentSpec
+from indexer.engine.spec import ExperimentSpec, FileDataset, GloveDataset, SyntheticDataset, TextDataset
 from indexer.report.blocks import Bullets, Para, Section
 from indexer.report.results import Results
 
@@ -33,35 +31,28 @@ def overview_section(res: Results) -> Section:
 
 
 def _describe_dataset(spec: ExperimentSpec) -> str:
-    d = spec.dataset.model_dump(mode="json")
-    kind = d.get("kind")
-    if kind == "synthetic":
-        dims = d["intrinsic_dims"]
+    d = spec.dataset
+    if isinstance(d, SyntheticDataset):
         return (
-            f"Synthetic data: {len(dims)} random linear subspaces of intrinsic dimension "
-            f"{', '.join(str(x) for x in dims)} in {d['ambient_dim']}-d, {d['points_per_subspace']:,} "
-            f"points and {d['queries_per_subspace']:,} queries per subspace (noise {d['noise']}, "
-            f"{'unit-normalised' if d['normalize'] else 'not normalised'}, seed {d['seed']}). "
+            f"Synthetic data: {len(d.intrinsic_dims)} random linear subspaces of intrinsic dimension "
+            f"{', '.join(str(x) for x in d.intrinsic_dims)} in {d.ambient_dim}-d, {d.points_per_subspace:,} "
+            f"points and {d.queries_per_subspace:,} queries per subspace (noise {d.noise}, "
+            f"{'unit-normalised' if d.normalize else 'not normalised'}, seed {d.seed}). "
             "Each subspace is a category."
         )
-    if kind == "glove":
+    if isinstance(d, GloveDataset):
         return (
-            f"GloVe 6B 50-d word vectors: {d['n']:,} base vectors and {d['queries']:,} held-out queries "
-            f"(split seed {d['seed']})."
+            f"GloVe 6B 50-d word vectors: {d.n:,} base vectors and {d.queries:,} held-out queries "
+            f"(split seed {d.seed})."
         )
-    if kind == "text":
-        limit = f"at most {d['limit']:,}" if d.get("limit") else "all"
+    if isinstance(d, TextDataset):
+        limit = f"at most {d.limit:,}" if d.limit else "all"
         return (
-            f"Text corpus '{d['corpus']}' ({limit} documents, {d['queries']:,} queries), embedded with "
-            f"{', '.join(d['models'])}."
+            f"Text corpus '{d.corpus}' ({limit} documents, {d.queries:,} queries), embedded with "
+            f"{', '.join(d.models)}."
         )
-    if kind == "file":
-        if d.get("queries"):
-            queries = f"queries from {d['queries']}"
-        else:
-            queries = f"{d['query_count']:,} queries split off with seed {d['seed']}"
-        return f"User vectors from {d['path']}; {queries}."
-    if kind == "beir":
-        limit = f", at most {d['queries']:,} queries" if d.get("queries") else ""
-        return f"BEIR-layout corpus at {d['path']}{limit}, embedded with {', '.join(d['models'])}."
-    return f"Dataset: {json.dumps(d)}"
+    if isinstance(d, FileDataset):
+        queries = f"queries from {d.queries}" if d.queries else f"{d.query_count:,} queries split off with seed {d.seed}"
+        return f"User vectors from {d.path}; {queries}."
+    limit = f", at most {d.queries:,} queries" if d.queries else ""
+    return f"BEIR-layout corpus at {d.path}{limit}, embedded with {', '.join(d.models)}."

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from indexer.engine.results import DenseRow
 from indexer.report import cells
 from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table
 from indexer.report.cells import MISSING, TIE
@@ -19,8 +20,15 @@ from indexer.report.figures import (
     legend,
     ordering_style,
 )
-from indexer.report.results import ColKey, Results, by, ordering_matters, trivially_exact, with_col
-from indexer.report.rows import Row
+from indexer.report.results import (
+    UNCONTROLLED_MARK,
+    ColKey,
+    Results,
+    by,
+    ordering_matters,
+    trivially_exact,
+    with_col,
+)
 from indexer.report.values import mean, num, std
 
 if TYPE_CHECKING:
@@ -42,9 +50,9 @@ def recall_section(res: Results, highlights: list[str]) -> Section:
     ]
     spreads: list[tuple[float, str, str, str, float, str, float]] = []
     tables: list[Block] = []
-    sections = res.sections()
+    sections = res.sections(res.dense)
     if len(res.orderings) == 1 and len(sections) > 1:
-        if _recall_columns(res, res.rows):
+        if _recall_columns(res, res.dense):
             tables.append(_recall_by_group_table(res, sections))
         sections = []
     for label, srows in sections:
@@ -60,7 +68,7 @@ def recall_section(res: Results, highlights: list[str]) -> Section:
             line = [str(ordering)]
             for col in cols:
                 cell = with_col(res, by(srows, "ordering", ordering), col)
-                per_seed = [mean(r.get("recall") for r in rs) for _, rs in res.group(cell, ["seed"])]
+                per_seed = [mean(r.recall for r in rs) for _, rs in res.group(cell, ["seed"])]
                 m = mean(per_seed)
                 if m is not None:
                     means[col][ordering] = m
@@ -90,6 +98,12 @@ def recall_section(res: Results, highlights: list[str]) -> Section:
             f"Insertion order moved mean recall@{res.k} by up to {spread * 100:.1f} points "
             f"({where}: {best} {bv:.3f} vs {worst} {wv:.3f})."
         )
+    if res.uncontrolled and len(res.orderings) > 1:
+        blocks.append(Para(
+            f"{UNCONTROLLED_MARK} {', '.join(sorted(res.uncontrolled))}: the system inserts in an order of its "
+            "own (batches, several threads), so its rows are shown under the ordering the run asked for but "
+            "left out of the spread and of every comparison between orderings."
+        ))
     figure = _recall_vs_ef_figure(res)
     if figure is not None:
         blocks.append(figure)
@@ -98,24 +112,24 @@ def recall_section(res: Results, highlights: list[str]) -> Section:
     return Section("recall", title, blocks)
 
 
-def _recall_columns(res: Results, rows: Sequence[Row]) -> list[ColKey]:
+def _recall_columns(res: Results, rows: Sequence[DenseRow]) -> list[ColKey]:
     """Columns that have a recall against exact kNN (BM25 and hybrid rows are scored by IR metrics)."""
-    with_recall = [r for r in rows if num(r.get("recall")) is not None]
+    with_recall = [r for r in rows if num(r.recall) is not None]
     return res.columns(with_recall)
 
 
-def _recall_by_group_table(res: Results, sections: list[tuple[str, list[Row]]]) -> Table:
+def _recall_by_group_table(res: Results, sections: list[tuple[str, list[DenseRow]]]) -> Table:
     """One ordering: a single table, one line per result group, (backend, ef) columns."""
-    cols = _recall_columns(res, res.rows)
+    cols = _recall_columns(res, res.dense)
     groups, subs = res.column_groups(cols)
     table = Table(["results"] + [res.col_label(c) for c in cols], [], groups=groups, sub_headers=subs)
     for label, srows in sections:
-        if not any(num(r.get("recall")) is not None for r in srows):
+        if not any(num(r.recall) is not None for r in srows):
             continue
         line = [label]
         for col in cols:
             per_seed = [
-                mean(r.get("recall") for r in rs) for _, rs in res.group(with_col(res, srows, col), ["seed"])
+                mean(r.recall for r in rs) for _, rs in res.group(with_col(res, srows, col), ["seed"])
             ]
             sd = std(per_seed)
             line.append(cells.f3(mean(per_seed)) + (f" ± {sd:.3f}" if sd is not None else ""))
@@ -123,15 +137,15 @@ def _recall_by_group_table(res: Results, sections: list[tuple[str, list[Row]]]) 
     return table
 
 
-Series = tuple[str, str, str, list[Row]]  # label, colour, marker, rows
+Series = tuple[str, str, str, list[DenseRow]]  # label, colour, marker, rows
 
 
 def _recall_vs_ef_figure(res: Results) -> Figure | None:
     """Lines per ordering in a panel per (result group, backend); with one ordering, lines per group."""
-    by_group = len(res.orderings) == 1 and len(res.sections()) > 1
-    panels: list[tuple[str, list[Series], list[Row]]] = []
+    by_group = len(res.orderings) == 1 and len(res.sections(res.dense)) > 1
+    panels: list[tuple[str, list[Series], list[DenseRow]]] = []
     if by_group:
-        graph = [r for r in res.rows if num(r.get("ef")) is not None and num(r.get("recall")) is not None]
+        graph = [r for r in res.dense if r.ef is not None and num(r.recall) is not None]
         for config in res.configs(graph):
             crows = [r for r in graph if res.config_of(r) == config]
             series = [
@@ -140,9 +154,9 @@ def _recall_vs_ef_figure(res: Results) -> Figure | None:
             ]
             panels.append((res.config_label(config), series, []))
     else:
-        for label, srows in res.sections():
-            graph = [r for r in srows if num(r.get("ef")) is not None and num(r.get("recall")) is not None]
-            flat = [r for r in srows if num(r.get("ef")) is None]
+        for label, srows in res.sections(res.dense):
+            graph = [r for r in srows if r.ef is not None and num(r.recall) is not None]
+            flat = [r for r in srows if r.ef is None]
             for config in res.configs(graph):
                 grows = [r for r in graph if res.config_of(r) == config]
                 series = [(str(o), *ordering_style(res, o), by(grows, "ordering", o)) for o in res.orderings]
@@ -161,7 +175,7 @@ def _recall_vs_ef_figure(res: Results) -> Figure | None:
             for label, color, marker, rows in series:
                 xs, ys, lo, hi = [], [], [], []
                 for ef, erows in res.group(rows, ["ef"]):
-                    m = mean(r.get("recall") for r in erows)
+                    m = mean(r.recall for r in erows)
                     if m is None:
                         continue
                     xs.append(float(ef[0]))
@@ -178,7 +192,7 @@ def _recall_vs_ef_figure(res: Results) -> Figure | None:
                     ax.fill_between(xs, lo, hi, color=color, alpha=0.07, linewidth=0)
             for ref in res.configs(flat):
                 rrows = [r for r in flat if res.config_of(r) == ref]
-                m = mean(r.get("recall") for r in rrows)
+                m = mean(r.recall for r in rrows)
                 if m is None or trivially_exact(rrows):
                     continue
                 shown.append(m)
@@ -208,13 +222,11 @@ def _recall_vs_ef_figure(res: Results) -> Figure | None:
     )
 
 
-def _ci(rows: Iterable[Row]) -> tuple[float, float] | None:
+def _ci(rows: Iterable[DenseRow]) -> tuple[float, float] | None:
     los, his = [], []
     for r in rows:
-        ci = r.get("recall_ci95")
-        if isinstance(ci, list | tuple) and len(ci) == 2:
-            lo, hi = num(ci[0]), num(ci[1])
-            if lo is not None and hi is not None:
-                los.append(lo)
-                his.append(hi)
+        lo, hi = (num(r.recall_ci95[0]), num(r.recall_ci95[1])) if len(r.recall_ci95) == 2 else (None, None)
+        if lo is not None and hi is not None:
+            los.append(lo)
+            his.append(hi)
     return (sum(los) / len(los), sum(his) / len(his)) if los else None

@@ -11,7 +11,7 @@ import numpy as np
 from indexer.report import cells
 from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table
 from indexer.report.figures import MARKERS, MAX_PANELS, PALETTE, cap, grid, legend
-from indexer.report.results import Results, with_col
+from indexer.report.results import GroupKey, Results, with_col
 from indexer.report.values import mean, num
 
 if TYPE_CHECKING:
@@ -30,19 +30,17 @@ def reduction_section(res: Results) -> Section | None:
             "vectors can at best find). Averaged over orderings and seeds; HNSW at its largest ef."
         )
     ]
-    for label, srows in res.sections(
-        rows=[r for r in res.rows if num(r.get("recall")) is not None], keys=keys
-    ):
+    for label, srows in res.sections([r for r in res.dense if num(r.recall) is not None], keys=keys):
         cols = res.picked_columns(srows, highest=True)
         if keys:
             blocks.append(Heading(label))
         table = Table(["reduction", "dims"] + [res.col_label(c) for c in cols], [], left=1)
         for _, rrows in res.group(srows, ["reduction"]):
-            line = [str(rrows[0].get("reduction")), cells.count(mean(r.get("dims") for r in rrows))]
+            line = [rrows[0].reduction, cells.count(mean(r.dims for r in rrows))]
             for col in cols:
                 crows = with_col(res, rrows, col)
-                recall = mean(r.get("recall") for r in crows)
-                within = mean(r.get("recall_within") for r in crows)
+                recall = mean(r.recall for r in crows)
+                within = mean(r.recall_within for r in crows)
                 line.append(cells.f3(recall) + (f" ({within:.3f})" if within is not None else ""))
             table.rows.append(line)
         blocks.append(table)
@@ -52,15 +50,11 @@ def reduction_section(res: Results) -> Section | None:
     return Section("reductions", "Dimensionality reduction", blocks)
 
 
-def _dims_figure(res: Results, keys: Sequence[str]) -> Figure | None:
+def _dims_figure(res: Results, keys: Sequence[GroupKey]) -> Figure | None:
     panels = []
-    for label, srows in res.sections(
-        rows=[r for r in res.rows if num(r.get("recall")) is not None], keys=keys
-    ):
+    for label, srows in res.sections([r for r in res.dense if num(r.recall) is not None], keys=keys):
         for col in res.picked_columns(srows, highest=True):
-            crows = with_col(res, srows, col)
-            if any(num(r.get("dims")) is not None for r in crows):
-                panels.append((label, col, crows))
+            panels.append((label, col, with_col(res, srows, col)))
     if not panels:
         return None
     panels, capped = cap(panels, MAX_PANELS)
@@ -74,7 +68,7 @@ def _dims_figure(res: Results, keys: Sequence[str]) -> Figure | None:
         for idx, (ax, (label, col, crows)) in enumerate(zip(axes, panels, strict=True)):
             all_dims: list[float] = []
             for i, fam in enumerate(families):
-                frows = [r for r in crows if _family(r.get("reduction")) == fam]
+                frows = [r for r in crows if _family(r.reduction) == fam]
                 pts = []
                 for dims, drows in res.group(frows, ["dims"]):
                     d = num(dims[0])
@@ -83,8 +77,8 @@ def _dims_figure(res: Results, keys: Sequence[str]) -> Figure | None:
                     pts.append(
                         (
                             d,
-                            mean(r.get("recall") for r in drows),
-                            mean(r.get("recall_within") for r in drows),
+                            mean(r.recall for r in drows),
+                            mean(r.recall_within for r in drows),
                         )
                     )
                 pts.sort()
@@ -99,7 +93,7 @@ def _dims_figure(res: Results, keys: Sequence[str]) -> Figure | None:
                     within_drawn = True
                     ax.plot(xs, [np.nan if p[2] is None else p[2] for p in pts], color=color, linestyle=":",
                             linewidth=1.1, alpha=0.8)  # fmt: skip
-            base = mean(r.get("recall") for r in crows if r.get("reduction") == "none")
+            base = mean(r.recall for r in crows if r.reduction == "none")
             if base is not None:
                 ax.axhline(base, color="0.4", linestyle="--", linewidth=1.0, label="no reduction")
             if all_dims:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from indexer.engine.results import DenseRow, SparseRow
 from indexer.report import cells
 from indexer.report.blocks import Block, Para, Section, Table
 from indexer.report.cells import MISSING
@@ -10,10 +11,12 @@ from indexer.report.values import mean, num
 
 
 def speed_section(res: Results) -> Section | None:
-    if not any(num(r.get(k)) is not None for r in res.rows for k in ("build_seconds", "qps", "index_bytes")):
+    # the rows that build an index (a fusion builds none)
+    built = [r for r in res.rows if isinstance(r, DenseRow | SparseRow)]
+    if not built:
         return None
     multi = len(res.section_keys) > 0
-    sections = res.sections()
+    sections = res.sections(built)
     build = Table(
         (["results"] if multi else [])
         + ["backend", "build s", "build s (min–max)", "index MB", "bytes/vector"],
@@ -22,7 +25,7 @@ def speed_section(res: Results) -> Section | None:
     for label, srows in sections:
         for config in res.configs(srows):
             crows = [r for r in srows if res.config_of(r) == config]
-            builds = [b for b in (num(r.get("build_seconds")) for r in crows) if b is not None]
+            builds = [b for b in (num(r.build_seconds) for r in crows) if b is not None]
             span = f"{min(builds):.2f}–{max(builds):.2f}" if builds else MISSING
             if builds and f"{min(builds):.2f}" == f"{max(builds):.2f}":
                 span = MISSING
@@ -32,8 +35,8 @@ def speed_section(res: Results) -> Section | None:
                     res.config_label(config),
                     cells.secs(mean(builds)),
                     span,
-                    cells.megabytes(mean(r.get("index_bytes") for r in crows)),
-                    cells.count(mean(r.get("bytes_per_vector") for r in crows)),
+                    cells.megabytes(mean(r.index_bytes for r in crows)),
+                    cells.count(mean(r.bytes_per_vector for r in crows)),
                 ]
             )
     span_col = len(build.headers) - 4
@@ -48,8 +51,8 @@ def speed_section(res: Results) -> Section | None:
         ),
         build,
     ]
-    cols = res.columns(res.rows)
-    if any(num(r.get("qps")) is not None for r in res.rows):
+    cols = res.columns(built)
+    if any(num(r.qps) is not None for r in built):
         groups, subs = res.column_groups(cols)
         qps = Table(
             ["results"] + [res.col_label(c) for c in cols], [], groups=groups, sub_headers=subs,
@@ -57,7 +60,7 @@ def speed_section(res: Results) -> Section | None:
         )  # fmt: skip
         for label, srows in sections:
             qps.rows.append(
-                [label] + [cells.compact(mean(r.get("qps") for r in with_col(res, srows, c))) for c in cols]
+                [label] + [cells.compact(mean(r.qps for r in with_col(res, srows, c))) for c in cols]
             )
         blocks.append(qps)
     return Section("speed", "Build time, size and speed", blocks)

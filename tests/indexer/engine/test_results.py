@@ -71,9 +71,10 @@ def test_rows_read_back_as_they_were_written() -> None:
     assert again == rows and rows_to_json(again) == data
 
 
-def test_sparse_row_is_labelled_with_the_given_order() -> None:
+def test_sparse_row_has_no_insertion_order_and_no_build_parameters() -> None:
     row = sparse().to_json()
-    assert row["ordering"] == "given" and row["backend"] == "bm25" and row["model"] is None
+    assert row["ordering"] is None and row["backend"] == "bm25" and row["model"] is None
+    assert sparse().build_params == {} and sparse().bytes_per_vector is None and "build_params" not in row
     assert row["recall"] is None and row["ef"] is None and row["seed"] is None
 
 

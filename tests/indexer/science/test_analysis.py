@@ -13,7 +13,8 @@ def _dense(model: str, backend: str, ef: int | None, ndcg: float, size: int = 10
     params = {"M": 8, "ef_construction": 16} if backend == "hnswlib" else {}
     return DenseRow(
         dataset="d", model=model, metric="cosine", index_size=size, reduction="none", dims=8, ordering="random",
-        backend=backend, build_params=params, k=10, seed=0, library_seed=1, build_seconds=0.1, index_bytes=1,
+        backend=backend, build_params=params, k=10, seed=0, library_seed=1, library_version="0.8.0",
+        order_controlled=True, build_seconds=0.1, index_bytes=1,
         bytes_per_vector=32, cell=f"{model}-{backend}-{size}", ef=ef, recall=1.0, recall_std=0.0,
         recall_ci95=[1.0, 1.0], recall_within=1.0, qps=1.0, qps_passes=3, recall_by_category={},
         recall_by_lid_bin=[], neighbors=None, **{"ndcg@10": ndcg, "mrr@10": ndcg, "recall@100": ndcg},
@@ -33,7 +34,7 @@ def test_model_ranking_of_typed_rows() -> None:
     hnsw = out["hnswlib"]
     assert [e.model for e in hnsw.ranking] == ["b", "a"] and hnsw.max_change == 1
     assert hnsw.build_params == {"M": 8, "ef_construction": 16}
-    assert out["exact"].build_params == {"M": None, "ef_construction": None}
+    assert out["exact"].build_params == {}
     first = hnsw.to_json()["ranking"][0]
     assert first == {"model": "b", "ndcg@10": 0.75, "rank": 1, "exact_rank": 2, "change": 1}
     assert list(hnsw.to_json())[:6] == ["index_size", "reduction", "ordering", "backend", "M", "ef_construction"]

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from indexer import report
 from indexer.common.errors import UserError
 from indexer.engine.spec import ExperimentSpec, parse_spec
 from indexer.report import figures, render_html, render_markdown, rows_to_csv, write_report
+from tests.indexer.report.rowkit import dense_row, sparse_row
 
 ORDERINGS = ["random", "lid_asc", "lid_desc"]
 CATEGORIES = ["subspace-0-dim2", "subspace-1-dim16"]
@@ -46,53 +48,33 @@ def make_rows(cache: Path, *, offset: float = 0.0) -> list[dict]:
             path = cell_dir / f"neighbors-{tag}.npy"  # same basename in every cell, as the engine does
             np.save(path, rng.integers(0, 1000, size=(20, 10)))
             recall = 1.0 if ef is None else round(0.70 + 0.05 * i + ef / 400 + offset, 4)
-            rows.append(
-                {
-                    "dataset": "synthetic",
-                    "model": None,
-                    "metric": "cosine",
-                    "reduction": "none",
-                    "dims": 32,
-                    "representation": "dense",
-                    "ordering": ordering,
-                    "backend": backend,
-                    "M": 8 if ef else None,
-                    "ef_construction": 40 if ef else None,
-                    "ef": ef,
-                    "k": 10,
-                    "seed": 0,
-                    "recall": recall,
-                    "recall_std": 0.1,
-                    "recall_ci95": [recall - 0.01, min(1.0, recall + 0.01)],
-                    "recall_within": None,
-                    "build_seconds": 0.5,
-                    "qps": 1234.5,
-                    "index_bytes": 40_000,
-                    "bytes_per_vector": 128,
-                    "neighbors": str(path),
-                    "recall_by_category": {
-                        CATEGORIES[0]: {"recall": min(1.0, recall + 0.1), "n": 10},
-                        CATEGORIES[1]: {
-                            "recall": recall - (0.2 if ordering == "lid_asc" and ef else 0.1),
-                            "n": 10,
-                        },
-                    },
-                    "recall_by_lid_bin": [
-                        {"bin": b, "lo": 1.0 + 5 * b, "hi": 6.0 + 5 * b, "recall": recall - 0.05 * b, "n": 5}
-                        for b in range(4)
-                    ],
-                }
-            )
+            rows.append(dense_row(
+                ordering=ordering, backend=backend, ef=ef, cell=cell_dir.name, recall=recall,
+                recall_ci95=[recall - 0.01, min(1.0, recall + 0.01)], neighbors=str(path),
+                recall_by_category={
+                    CATEGORIES[0]: {"recall": min(1.0, recall + 0.1), "n": 10},
+                    CATEGORIES[1]: {"recall": recall - (0.2 if ordering == "lid_asc" and ef else 0.1), "n": 10},
+                },
+                recall_by_lid_bin=[
+                    {"bin": b, "lo": 1.0 + 5 * b, "hi": 6.0 + 5 * b, "recall": recall - 0.05 * b, "n": 5}
+                    for b in range(4)
+                ],
+            ))
     return rows
 
 
+def _distribution(median: float, histogram: bool) -> dict:
+    out = {"n": 45, "median": median, "mean": 8.3, "p10": 0.9, "p90": 18.8}
+    return out | ({"histogram": {"edges": [0.0, 5.0, 10.0, 20.0], "counts": [10, 30, 5]}} if histogram else {})
+
+
+# The run's extras as the engine writes them (indexer.engine.results.RunExtras)
 EXTRAS = {
-    "lid": {
-        "base": {"median": 5.4, "mean": 8.3, "p10": 0.9, "p90": 18.8,
-                 "histogram": {"edges": [0.0, 5.0, 10.0, 20.0], "counts": [10, 30, 5]}},
-        "queries": {"median": 5.5, "mean": 8.1, "p10": 1.0, "p90": 18.3},
-    },
-    "space": {"none": {"isoscore": 0.17, "lid_median": 5.4, "relative_contrast_median": 6.7}},
+    "space": {"none": {
+        "lid_base": _distribution(5.4, True), "lid_queries": _distribution(5.5, False), "lid_global": 7.1,
+        "isoscore": 0.17, "relative_contrast": _distribution(6.7, False), "dims": 32, "n": 1200,
+        "reduction": {"name": "none", "dims": 32},
+    }},
     "notes": ["hnswlib built with one thread"],
 }  # fmt: skip
 
@@ -194,44 +176,34 @@ def test_markdown_index_size_crossing() -> None:
     )
     rows = []
     for size, dense, sparse in ((1000, 0.70, 0.60), (10000, 0.64, 0.61), (100000, 0.55, 0.60)):
-        base = {"dataset": "x", "model": "m", "reduction": "none", "ordering": "random", "seed": 0, "k": 10}
-        rows.append({**base, "representation": "dense", "backend": "exact", "ef": None, "index_size": size,
-                     "recall": 1.0, "ndcg@10": dense})  # fmt: skip
-        rows.append({**base, "representation": "sparse", "backend": "bm25", "ef": None, "index_size": size,
-                     "ordering": "given", "seed": None, "recall": None, "ndcg@10": sparse})  # fmt: skip
+        rows.append(dense_row(dataset="x", model="m", backend="exact", ef=None, index_size=size, recall=1.0,
+                              **{"ndcg@10": dense, "mrr@10": dense, "recall@100": dense}))
+        rows.append(sparse_row(index_size=size, **{"ndcg@10": sparse}))
     md = render_markdown(spec, rows, None)
-    assert "sparse · bm25 overtakes dense · exact between 10,000 and 100,000 documents" in md
+    assert "sparse · bm25 overtakes m · dense · exact between 10,000 and 100,000 documents" in md
     assert "Quality vs index size" in md and "Retrieval quality" in md
 
 
-def test_render_survives_sparse_rows() -> None:
-    """Missing keys, None values and odd types must not break any renderer."""
+def test_render_survives_measures_not_taken() -> None:
+    """A measure not taken (None), empty breakdowns and a run with no rows render in every format."""
     spec = make_spec()
-    rows: list[dict] = [
-        {"ordering": "random", "backend": "hnswlib", "ef": 10, "recall": None},
-        {
-            "ordering": "lid_asc",
-            "backend": "hnswlib",
-            "ef": 10,
-            "recall": 0.5,
-            "recall_by_category": {"a": 0.4},
-            "recall_by_lid_bin": [{"recall": 0.3}],
-            "recall_ci95": None,
-            "qps": "fast",
-        },
-        {"backend": "exact"},
-        {},
+    rows = [
+        dense_row(ordering="random", recall=None, recall_std=None, recall_ci95=[None, None], qps=float("nan")),
+        dense_row(ordering="lid_asc", recall=0.5),
+        dense_row(ordering="lid_asc", backend="exact", ef=None, recall=1.0),
     ]
-    extras = {
-        "lid": {"base": {"histogram": {"edges": [1], "counts": [1, 2]}}},
-        "space": {"x": None},
-        "notes": "n",
-    }
+    extras = {"space": {}, "notes": []}
     assert "0.500" in render_markdown(spec, rows, extras)
     page = render_html(spec, rows, extras)
     assert "0.500" in page and "could not be drawn" not in page
     assert rows_to_csv(rows).count("\n") == len(rows) + 1
     assert "Overview" in render_markdown(spec, [], None)
+
+
+def test_a_row_of_no_known_shape_is_refused_by_name() -> None:
+    """The report reads typed rows: a row the engine cannot have written fails at the boundary."""
+    with pytest.raises(ValidationError, match="recall_ci95"):
+        render_markdown(make_spec(), [dense_row(recall_ci95="wide")], None)
 
 
 def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
