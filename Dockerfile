@@ -29,7 +29,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY indexer ./indexer
 COPY app ./app
-RUN pip install . && pip check
+# the deployed systems' packages (pyproject's `systems` extra), so the worker can run a spec naming any backend;
+# `--build-arg EXTRAS=` builds a smaller image with hnswlib and faiss only
+ARG EXTRAS=systems
+RUN pip install ".${EXTRAS:+[$EXTRAS]}" && pip check
 
 # ---- runtime --------------------------------------------------------------------------------------
 FROM python:3.11-slim

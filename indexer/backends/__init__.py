@@ -9,7 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from indexer.backends import exact, faiss_hnsw, hnswlib_index
+from indexer.backends import (
+    chroma_index,
+    duckdb_vss,
+    exact,
+    faiss_hnsw,
+    hnswlib_index,
+    lancedb_index,
+    milvus_lite,
+    pgvector_index,
+    qdrant_edge,
+    usearch_index,
+    voyager_index,
+)
 from indexer.backends.base import VectorIndex
 from indexer.backends.declaration import Backend, BackendEntry
 from indexer.common.errors import UserError
@@ -19,14 +31,14 @@ BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (
     hnswlib_index.BACKEND,
     faiss_hnsw.BACKEND,
     exact.BACKEND,
-    # usearch
-    # voyager
-    # duckdb_vss
-    # lancedb
-    # milvus_lite
-    # chroma
-    # qdrant_edge
-    # pgvector
+    usearch_index.BACKEND,
+    voyager_index.BACKEND,
+    duckdb_vss.BACKEND,
+    lancedb_index.BACKEND,
+    milvus_lite.BACKEND,
+    chroma_index.BACKEND,
+    qdrant_edge.BACKEND,
+    pgvector_index.BACKEND,
 )}
 
 
@@ -37,6 +49,7 @@ def new_index(name: str, dim: int, space: str, *, params: Mapping[str, Any], see
     The library gets a seed derived from the spec's `seed` (indexer.engine.seeds).
     """
     backend = BACKENDS[name]
+    backend.library.require(name)
     spaces = backend.capabilities.spaces
     if space not in spaces:
         raise UserError(f"backend {name} cannot search by {space}; it searches by {', '.join(sorted(spaces))}")

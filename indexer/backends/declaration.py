@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, create_model, model_validator
+from pydantic_core import PydanticCustomError
 
+from indexer.backends.presets import PRESET_FIELDS, PRESETS, preset_names
 from indexer.common.errors import UserError
 from indexer.engine.strict import Strict
 
@@ -27,6 +29,11 @@ Space = Literal["ip", "l2"]  # what an index searches by; a spec's cosine is ip 
 MAX_EF_SEARCH = 64
 SEARCH_FIELD = "ef_search"  # the one search parameter: a sweep of ef, served by one build
 EfSweep = list[Annotated[int, Field(ge=1)]]
+PRESET_FIELD = "preset"  # names a system whose default M, ef_construction and ef sweep fill the entry
+if TYPE_CHECKING:  # a Literal over a registry's keys is known only at run time
+    PresetName = str
+else:  # the preset names, so the schema lists them as an enum
+    PresetName = Literal[tuple(PRESETS)]
 
 
 class BuildParams(Strict):
@@ -97,10 +104,39 @@ class BackendEntry(Strict):
     """One backend in a spec: `name`, its build parameters and its ef sweep, flat in one mapping.
 
     Each registered backend has its own subclass, made by `entry_model`, which knows its declaration.
+    An HNSW backend's entry also takes `preset`: a system whose defaults fill every one of M,
+    ef_construction and ef_search the entry leaves out (indexer.backends.presets).
     """
 
     name: str
     backend: ClassVar[Backend]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        """Fill the fields the entry leaves out from its preset; fields given explicitly win.
+
+        Runs before the fields are read, so the filled values are checked like typed ones and the entry
+        keeps `preset` only as the record of where they came from.
+        """
+        if not isinstance(data, dict) or data.get(PRESET_FIELD) is None:
+            return data
+        backend: Backend | None = getattr(cls, "backend", None)
+        if backend is None:
+            return data
+        # Custom errors carry no "Value error, " prefix: the spec clips each message to MAX_ECHO_CHARS, and
+        # every preset name has to fit in it.
+        if not takes_preset(backend):
+            raise PydanticCustomError("preset_not_applicable", "only HNSW backends take a preset: {presets}",
+                                      {"presets": ", ".join(preset_names())})
+        preset = PRESETS.get(data[PRESET_FIELD]) if isinstance(data[PRESET_FIELD], str) else None
+        if preset is None:
+            raise PydanticCustomError("unknown_preset", "unknown preset; the presets are: {presets}",
+                                      {"presets": ", ".join(preset_names())})
+        filled: dict[str, Any] = {
+            "M": preset.M, "ef_construction": preset.ef_construction, SEARCH_FIELD: list(preset.ef_search),
+        }
+        return {**filled, **data}
 
     def build(self) -> BuildParams:
         """The build parameters as the backend's own model."""
@@ -118,9 +154,10 @@ class BackendEntry(Strict):
         return list(getattr(self, SEARCH_FIELD))
 
     def label(self) -> str:
-        """The backend and what it is built with, e.g. `hnswlib M=16 efC=200`."""
-        params = self.build().label()
-        return f"{self.name} {params}" if params else self.name
+        """The backend, its preset and what it is built with: `hnswlib preset=pgvector M=16 efC=64`."""
+        preset = getattr(self, PRESET_FIELD, None)
+        parts = [self.name, f"preset={preset}" if preset else "", self.build().label()]
+        return " ".join(part for part in parts if part)
 
     @model_validator(mode="after")
     def _params_hold(self) -> BackendEntry:
@@ -128,12 +165,28 @@ class BackendEntry(Strict):
         return self
 
 
+def takes_preset(backend: Backend) -> bool:
+    """Whether a preset applies: the backend builds a graph from M and ef_construction and sweeps ef."""
+    return backend.ef_search is not None and all(f in backend.params.model_fields for f in PRESET_FIELDS)
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
 def entry_model(backend: Backend, module: str) -> type[BackendEntry]:
     """The spec's model of `backend`: `name`, its build parameters, then its ef sweep when it has one.
 
+    An HNSW backend's model also has `preset`, left out of dumps when unset, so a spec without one keeps
+    the canonical JSON (and the content key) it had before presets existed.
     Named `<Name>Backend` (hnswlib -> HnswlibBackend) and published in `module`, where pickle finds it.
     """
     fields: dict[str, Any] = {"name": (Literal[backend.name], ...)}
+    if takes_preset(backend):
+        fields[PRESET_FIELD] = (PresetName | None, Field(
+            default=None, exclude_if=_is_none,
+            description="a system whose default M, ef_construction and ef sweep fill the fields left out",
+        ))
     fields.update({f: (info.annotation, info) for f, info in backend.params.model_fields.items()})
     if backend.ef_search is not None:
         default = list(backend.ef_search)

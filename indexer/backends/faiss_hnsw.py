@@ -53,6 +53,30 @@ class FaissHnswIndex(FaissOrderedIndex):
 
         return faiss.SearchParametersHNSW(efSearch=max(ef or k, k))  # type: ignore[attr-defined]
 
+    def distance_computations(self, queries: np.ndarray, k: int, ef: int) -> float:
+        """Mean distance computations per query at this ef: the library's own count of the work a
+        search does, which unlike QPS does not depend on the machine or its load.
+
+        faiss counts in a process-wide `hnsw_stats` that its OpenMP threads add to, so this search runs
+        on one thread (the caller's thread count is restored) and the count is read right after it. A
+        faiss HNSW search running concurrently in another Python thread would still add to it.
+        """
+        import faiss
+
+        assert self._index is not None, "build or load first"
+        if len(queries) == 0:
+            raise ValueError("distance_computations needs at least one query")
+        stats: Any = faiss.cvar.hnsw_stats  # type: ignore[attr-defined]
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            stats.reset()
+            self._index.search(queries, k, params=self._search_params(k, ef))
+            ndis = int(stats.ndis)
+        finally:
+            faiss.omp_set_num_threads(threads)
+        return ndis / len(queries)
+
     def nbytes(self) -> int:
         import faiss
 

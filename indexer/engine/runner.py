@@ -487,6 +487,8 @@ def run(
     should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Run every cell of the spec's grid; reuse whatever the cache already holds."""
+    for entry in spec.backends:  # a missing system's package fails now, not after the ground truth
+        BACKENDS[entry.name].library.require(entry.name)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     sweep_cache(cache_dir)

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from indexer.backends import BACKENDS
 from indexer.backends.declaration import MAX_EF_SEARCH as MAX_EF_SEARCH
 from indexer.backends.declaration import BackendEntry, entry_model
+from indexer.backends.presets import DEFAULT_K, PRESETS
 from indexer.common.hashing import canonical_json, content_key
 from indexer.engine import seeds
 from indexer.engine.strict import MAX_ECHO_CHARS as MAX_ECHO_CHARS
@@ -205,6 +206,25 @@ class ExperimentSpec(_Strict):
     )
     clusters: int = Field(default=16, ge=1, description="k-means clusters for the `cluster` ordering")
     lid_bins: int = Field(default=4, ge=1, le=20, description="query-LID quantile bins in the report")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _presets_at_this_k(cls, data: Any) -> Any:
+        """A preset whose system picks ef from k (Weaviate, Elasticsearch, LanceDB...) gets the ef for the
+        spec's own k, unless the entry gives its ef sweep; the presets state it at k=10."""
+        if not isinstance(data, dict) or not isinstance(data.get("backends"), list):
+            return data
+        k = data.get("k", DEFAULT_K)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            return data  # the field's own check reports it
+        backends = []
+        for entry in data["backends"]:
+            name = entry.get("preset") if isinstance(entry, dict) else None
+            preset = PRESETS.get(name) if isinstance(name, str) else None
+            if preset is not None and preset.ef_at_k is not None and "ef_search" not in entry:
+                entry = {**entry, "ef_search": [preset.ef_at_k(k)]}
+            backends.append(entry)
+        return {**data, "backends": backends}
 
     @field_validator("reductions", mode="before")
     @classmethod

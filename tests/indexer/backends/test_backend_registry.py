@@ -25,14 +25,17 @@ from indexer.engine import spec
 REPO = Path(__file__).resolve().parents[3]
 
 
+SYSTEMS = ["usearch", "voyager", "duckdb_vss", "lancedb", "milvus_lite", "chroma", "qdrant_edge", "pgvector"]
+
+
 def test_each_backend_is_registered_under_its_declared_name() -> None:
-    assert list(BACKENDS) == ["hnswlib", "faiss_hnsw", "exact"]
+    assert list(BACKENDS) == ["hnswlib", "faiss_hnsw", "exact", *SYSTEMS]
     for name, backend in BACKENDS.items():
         assert backend.name == name == backend.index.name  # type: ignore[attr-defined]
 
 
 def test_the_spec_models_are_made_from_the_registry() -> None:
-    assert list(spec.BACKEND_MODELS.values()) == [spec.HnswlibBackend, spec.FaissHnswBackend, spec.ExactBackend]
+    assert list(spec.BACKEND_MODELS.values())[:3] == [spec.HnswlibBackend, spec.FaissHnswBackend, spec.ExactBackend]
     assert [m.backend for m in spec.BACKEND_MODELS.values()] == list(BACKENDS.values())
     assert spec.HnswlibBackend.__name__ == "HnswlibBackend" and spec.HnswlibBackend.__module__ == "indexer.engine.spec"
 
@@ -57,8 +60,17 @@ def test_the_flat_json_shape_means_what_it_meant() -> None:
     assert spec.HnswlibBackend.model_validate({"name": "hnswlib"}).model_dump() == entry
 
 
-def test_rows_carry_every_registered_build_parameter() -> None:
-    assert build_param_names() == ["M", "ef_construction"]
+def test_build_parameter_names_are_each_registered_name_once_in_registry_order() -> None:
+    names = build_param_names()
+    assert names[:2] == ["M", "ef_construction"] and len(names) == len(set(names))
+    assert set(names) == {f for b in BACKENDS.values() for f in b.params.model_fields}
+
+
+def test_every_system_names_its_extra_and_every_hnsw_backend_names_m_and_ef_construction() -> None:
+    for name in SYSTEMS:
+        backend = BACKENDS[name]
+        assert backend.library.extra is not None, name
+        assert {"M", "ef_construction"} <= set(backend.params.model_fields), name
 
 
 @pytest.mark.parametrize("bad", [{"M": True}, {"M": 1}, {"M": 16.0}, {"efC": 40}])

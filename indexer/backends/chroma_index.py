@@ -1,0 +1,145 @@
+"""Chroma (chromadb 1.5.9, its Rust engine in-process) behind the VectorIndex protocol.
+
+Defaults are Chroma's: max_neighbors 16, ef_construction 100, ef_search 100, space l2
+(chromadb/api/collection_configuration.py:437-449 populate_create_hnsw_defaults, and what a collection
+created with no configuration reports in 1.5.9). The graph is Chroma's fork of hnswlib.
+
+A build makes a PersistentClient in a scratch directory (removed by close(); anonymized telemetry off,
+no embedding function, so nothing is downloaded or sent), creates one collection with the configuration
+{"hnsw": {space, max_neighbors, ef_construction, ef_search}} and adds the vectors in batches of the
+client's max batch size (5461 here), ids = the dataset row numbers as strings. Chroma does not insert a
+batch in the order given, nor reproducibly: two builds of the same data in the same order answer
+differently (measured, also with the `num_threads` setting at 1). One vector per call does reproduce the
+order (measured) but costs ~30 ms a vector on a persistent client. Chroma takes no seed.
+
+ef: 1.5 lets `collection.modify(configuration={"hnsw": {"ef_search": ef}})` change ef_search, but an index
+already loaded keeps the ef it was opened with; so a search with another ef modifies the configuration,
+then closes and reopens the client, which loads the index from disk with the new ef.
+
+Distances: ip is Chroma's ip space, whose distance is 1 - <q, x> (converted back); l2's distance is
+already the squared L2. The index files (the HNSW segment's directory) and the SQLite database stay in
+the scratch directory; they are not one file, so the backend is not servable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+
+LIBRARY = Library(distribution="chromadb", module="chromadb", extra="chroma")
+DEFAULT_EF = 100  # ef_search: populate_create_hnsw_defaults (collection_configuration.py:448), chromadb 1.5.9
+COLLECTION = "vectors"  # Chroma wants 3-512 characters
+NOT_ONE_FILE = "Chroma keeps a directory (SQLite database and HNSW segment files), not one file"
+
+
+class ChromaParams(BuildParams):
+    """Chroma's HNSW parameters (max_neighbors, ef_construction) under the common names."""
+
+    M: int = Field(default=16, ge=2, le=512)  # max_neighbors: collection_configuration.py:446, chromadb 1.5.9
+    ef_construction: int = Field(default=100, ge=1)  # ef_construction: collection_configuration.py:444
+
+    def label(self) -> str:
+        return f"M={self.M} efC={self.ef_construction}"
+
+
+class ChromaIndex:
+    name = "chroma"
+
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int,
+                 search_threads: int = 1):
+        self.dim, self.metric = dim, metric
+        self.M, self.ef_construction = M, ef_construction
+        self._dir: str | None = None
+        self._client: Any = None  # chromadb ClientAPI
+        self._col: Any = None  # its Collection
+        self._ef = DEFAULT_EF  # the ef_search the open index was loaded with
+        self._lock = threading.Lock()  # a search may reopen the client
+
+    def _open(self) -> None:
+        import chromadb
+        from chromadb.config import Settings
+
+        assert self._dir is not None
+        settings = Settings(anonymized_telemetry=False)
+        self._client = chromadb.PersistentClient(path=self._dir, settings=settings)
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        self.close()
+        self._dir = tempfile.mkdtemp(prefix="indexer-chroma-")
+        self._open()
+        hnsw = {"space": self.metric, "max_neighbors": self.M, "ef_construction": self.ef_construction,
+                "ef_search": DEFAULT_EF}
+        self._col = self._client.create_collection(COLLECTION, configuration={"hnsw": hnsw},
+                                                   embedding_function=None)  # None: no model to download
+        self._ef = DEFAULT_EF
+        batch = int(self._client.get_max_batch_size())
+        for start in range(0, len(order), batch):
+            rows = np.asarray(order[start : start + batch])
+            self._col.add(ids=[str(i) for i in rows.tolist()], embeddings=np.ascontiguousarray(vectors[rows]))
+
+    def _set_ef(self, ef: int) -> None:
+        """Store ef_search in the collection's configuration, then reopen so the index is loaded with it."""
+        if ef == self._ef:
+            return
+        self._col.modify(configuration={"hnsw": {"ef_search": ef}})
+        self._client.close()
+        self._col = None
+        self._open()
+        self._col = self._client.get_collection(COLLECTION, embedding_function=None)
+        self._ef = ef
+
+    def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k results per query, padded with id -1 and nan; ef None is Chroma's default (100)."""
+        assert self._col is not None, "build first"
+        with self._lock:
+            self._set_ef(DEFAULT_EF if ef is None else int(ef))
+            found = self._col.query(query_embeddings=np.asarray(queries, dtype=np.float32), n_results=k,
+                                    include=["distances"])
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        dist = np.full((len(queries), k), np.nan, dtype=np.float64)
+        for row, (got, d) in enumerate(zip(found["ids"], found["distances"], strict=True)):
+            ids[row, : len(got)] = [int(i) for i in got]
+            dist[row, : len(d)] = d
+        # ip space: Chroma's distance is 1 - <q, x>; l2: already the squared L2
+        scores = (1.0 - dist) if self.metric == "ip" else dist
+        return ids, scores.astype(np.float32)
+
+    def nbytes(self) -> int:
+        """The HNSW segment's files (vectors, links, id map); not the SQLite database beside them."""
+        assert self._dir is not None
+        return sum(
+            os.path.getsize(os.path.join(root, f))
+            for root, _, files in os.walk(self._dir) if root != self._dir for f in files
+        )
+
+    def save(self, path: Path) -> None:
+        raise NotImplementedError(NOT_ONE_FILE)
+
+    def load(self, path: Path, n: int) -> None:
+        raise NotImplementedError(NOT_ONE_FILE)
+
+    def close(self) -> None:
+        """Close the client (its system stops with its last client) and remove the directory."""
+        client, directory = self._client, self._dir
+        self._client = self._col = self._dir = None
+        try:
+            if client is not None:
+                client.close()
+        finally:
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+
+
+BACKEND = Backend(name="chroma", params=ChromaParams, ef_search=(DEFAULT_EF,), index=ChromaIndex,
+                  library=LIBRARY,
+                  capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=False,
+                                            deterministic=False, graph=False, seeded=False, servable=False))

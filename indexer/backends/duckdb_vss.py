@@ -1,0 +1,169 @@
+"""DuckDB's vss extension (an HNSW index over a FLOAT[d] column) behind the VectorIndex protocol.
+
+Versions: duckdb 1.5.5 with the vss extension of duckdb-extension-vss 1.5.5 (built from duckdb/duckdb-vss
+b833341, the `extension_version` duckdb_extensions() reports), LOADed by path from that package: nothing
+is downloaded, and known extensions are not auto-installed. vss wraps a vendored usearch `index_dense`.
+
+Defaults (vss src/hnsw/hnsw_index.cpp:192-217 at b833341): options left out keep usearch's
+`index_dense_config_t`, i.e. src/include/usearch/index.hpp:1282-1298 default_connectivity 16 (M; M0 = 2*M,
+index.hpp:1318), default_expansion_add 128 (ef_construction), default_expansion_search 64 (ef). The search
+ef is the `hnsw_ef_search` setting (hnsw_index.cpp:318-333), set per search under a lock and RESET for None;
+usearch searches with max(ef, k).
+
+Order and determinism: each index has its own in-memory database opened with `threads=1`. The table is
+filled in `order` (one INSERT; rows keep insertion order, an `id` column holds the dataset row number), and
+CREATE INDEX then sinks the rows in scan order and inserts them with one construction task per thread
+(hnsw_index_physical_create.cpp:138-246): one thread adds them one at a time in exactly this order. Levels
+come from a default-constructed `std::default_random_engine` per thread context (index.hpp:2217): not
+seedable, but fixed, so a one-thread build is reproducible and spec seeds change nothing.
+
+Search: one SQL statement per query, `ORDER BY array_cosine_distance(vec, ?::FLOAT[d]) LIMIT k` (ip: metric
+cosine, what a cosine user picks; vectors arrive normalised) or `array_distance` (l2: metric l2sq). The plan
+is an HNSW_INDEX_SCAN; DuckDB 1.5's late materialisation then joins the k rows back to the table by rowid
+(its default plan, kept). Scores are DuckDB's exact distances of the returned rows, converted: ip = 1 - cosine
+distance, l2 = array_distance squared. Nothing is on disk: the HNSW index of an in-memory database cannot be
+saved to one file without `hnsw_enable_experimental_persistence`, so the backend is not servable.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+from indexer.common.errors import UserError
+
+DEFAULT_EF = 64  # usearch default_expansion_search (vss src/include/usearch/index.hpp:1296-1298, b833341)
+EXTENSION_PACKAGE = "duckdb_extension_vss"  # ships vss.duckdb_extension under extensions/v<duckdb version>/
+LIBRARY = Library(distribution="duckdb", module="duckdb", extra="duckdb-vss")
+# (index metric, distance function the optimizer matches to it: hnsw_index.cpp:667-676)
+METRICS = {"ip": ("cosine", "array_cosine_distance"), "l2": ("l2sq", "array_distance")}
+
+
+class DuckdbVssParams(BuildParams):
+    """vss's HNSW options under the common names (M is vss's `M`, ef_construction its `ef_construction`)."""
+
+    M: int = Field(default=16, ge=2, le=512)  # usearch default_connectivity (index.hpp:1282-1284, b833341)
+    ef_construction: int = Field(default=128, ge=1)  # default_expansion_add (index.hpp:1289-1291, b833341)
+
+    def label(self) -> str:
+        return f"M={self.M} efC={self.ef_construction}"
+
+
+def _extension_path() -> Path:
+    """The vss binary duckdb-extension-vss ships for the installed duckdb."""
+    import duckdb
+
+    spec = importlib.util.find_spec(EXTENSION_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"backend duckdb_vss needs the package duckdb-extension-vss, which is not installed: "
+                        f"pip install -e '.[{LIBRARY.extra}]'")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    path = root / "extensions" / f"v{duckdb.__version__}" / "vss.duckdb_extension"
+    if not path.is_file():
+        raise UserError(f"duckdb-extension-vss has no vss build for duckdb {duckdb.__version__} at {path}")
+    return path
+
+
+class DuckdbVssIndex:
+    name = "duckdb_vss"
+
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int, search_threads: int = 1):
+        self.dim, self.metric = dim, metric
+        self.M, self.ef_construction = M, ef_construction
+        self.seed = seed  # vss takes no seed: usearch's level generator is default-constructed
+        # one query per statement is one HNSW scan on one thread; the database keeps threads=1 throughout
+        self.search_threads = search_threads
+        self._con: Any = None  # duckdb.DuckDBPyConnection
+        self._lock = threading.Lock()  # hnsw_ef_search is database-wide state, and a connection is not shared
+        index_metric, function = METRICS[metric]
+        self._index_metric = index_metric
+        self._sql = f"SELECT id, {function}(vec, ?::FLOAT[{dim}]) AS dist FROM t ORDER BY dist LIMIT "
+
+    def _connect(self) -> Any:
+        import duckdb
+
+        # threads=1: one construction task, so one insertion thread in table order; no autoload: offline
+        con = duckdb.connect(":memory:", config={
+            "threads": 1, "autoinstall_known_extensions": False, "autoload_known_extensions": False,
+        })
+        try:
+            path = str(_extension_path()).replace("'", "''")
+            con.execute(f"LOAD '{path}'")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        import pyarrow as pa
+
+        self.close()
+        self._con = con = self._connect()
+        ordered = np.ascontiguousarray(vectors[order], dtype=np.float32)
+        rows = pa.table({
+            "id": pa.array(np.asarray(order, dtype=np.int64)),
+            "vec": pa.FixedSizeListArray.from_arrays(pa.array(ordered.reshape(-1)), self.dim),
+        })
+        con.execute(f"CREATE TABLE t (id BIGINT, vec FLOAT[{self.dim}])")
+        con.register("rows_in_order", rows)
+        con.execute("INSERT INTO t SELECT id, vec FROM rows_in_order")  # one thread: rows stay in this order
+        con.unregister("rows_in_order")
+        con.execute(f"CREATE INDEX hnsw ON t USING HNSW (vec) WITH (metric = '{self._index_metric}', "
+                    f"M = {int(self.M)}, ef_construction = {int(self.ef_construction)})")
+
+    def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k results per query, padded with id -1 and score nan where the index holds fewer."""
+        assert self._con is not None, "build first"
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        dist = np.full((len(queries), k), np.nan, dtype=np.float64)
+        sql = self._sql + str(int(k))
+        with self._lock:
+            self._con.execute("RESET hnsw_ef_search" if ef is None else f"SET hnsw_ef_search = {int(ef)}")
+            for row, query in enumerate(np.asarray(queries, dtype=np.float32)):
+                got = self._con.execute(sql, [query.tolist()]).fetchnumpy()
+                found = len(got["id"])
+                ids[row, :found] = got["id"]
+                dist[row, :found] = got["dist"]
+        # cosine distance is 1 - cos (= 1 - ip on unit vectors); array_distance is the plain L2 distance
+        scores = (1.0 - dist) if self.metric == "ip" else dist * dist
+        return ids, scores.astype(np.float32)
+
+    def plan(self, query: np.ndarray, k: int) -> str:
+        """DuckDB's physical plan of one search, to show that it scans the HNSW index."""
+        assert self._con is not None, "build first"
+        with self._lock:
+            rows = self._con.execute("EXPLAIN " + self._sql + str(int(k)), [np.asarray(query).tolist()]).fetchall()
+        return "\n".join(str(r[1]) for r in rows)
+
+    def nbytes(self) -> int:
+        """The graph's allocated bytes (every level, pragma_hnsw_index_info) plus the f32 vectors usearch keeps
+        in the index: what it would serialise. DuckDB's approx_memory_usage adds arena reservations (~20 MB)."""
+        assert self._con is not None, "build first"
+        count, levels = self._con.execute(
+            "SELECT count, levels_stats FROM pragma_hnsw_index_info() WHERE index_name = 'hnsw'").fetchone()
+        return int(sum(level["allocated_bytes"] for level in levels) + count * self.dim * 4)
+
+    def save(self, path: Path) -> None:
+        raise NotImplementedError("duckdb_vss keeps its HNSW index in an in-memory database; persisting it is "
+                                  "experimental in vss (hnsw_enable_experimental_persistence)")
+
+    def load(self, path: Path, n: int) -> None:
+        raise NotImplementedError("duckdb_vss indexes are not saved (see save)")
+
+    def close(self) -> None:
+        """Close the in-memory database: nothing else outside this process's memory."""
+        con, self._con = self._con, None
+        if con is not None:
+            con.close()
+
+
+BACKEND = Backend(name="duckdb_vss", params=DuckdbVssParams, ef_search=(DEFAULT_EF,), index=DuckdbVssIndex,
+                  library=LIBRARY, capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
+                                                             deterministic=True, graph=False, seeded=False,
+                                                             servable=False))

@@ -1,0 +1,208 @@
+"""LanceDB (lancedb 0.40.0, lance 13.0.0 inside) IVF_HNSW_* with one partition, behind the VectorIndex protocol.
+
+LanceDB has HNSW only as the sub-index of an IVF partition; with num_partitions=1 it is one HNSW graph over
+every row. `index_type` picks the vector storage beside the graph: IVF_HNSW_SQ (8-bit scalar codes), the
+HNSW type LanceDB's docs and its cloud client point to (lancedb/remote/table.py:531 "use IVF_HNSW_SQ"), or
+IVF_HNSW_FLAT (raw float32). IVF_HNSW_PQ is left out: its PQ codebook is trained by an unseeded k-means,
+so two builds differ (checked), and this backend is declared deterministic.
+
+Defaults: m 20 and ef_construction 300, the HnswSq / HnswFlat dataclasses (lancedb/index.py:445-446 and
+536-537, 0.40.0; lance's own Rust default efC 150 is not what Python users get). ef left unset is lance's
+HnswQueryParams `k + k / 2` (lance-index 13.0.0 src/vector/hnsw/builder.rs; lancedb query.py:1766 "1.5 *
+limit"); lance refuses ef < k, so an ef below k searches with k. lance validates m >= 4 and ef_construction
+>= m, and so does the params model.
+
+Order and determinism (lance source read at lance-format/lance 1c9ae2db, a 13.0.0 beta; the installed
+binary carries the same messages): the ordered table scan is transformed batch by batch in order
+(`buffered`, lance src/index/vector/builder.rs shuffle_data) and the default TwoFileShuffler's counting sort
+by partition is stable (lance-index src/vector/v3/shuffler.rs sort_to_interleave_indices), so with one
+partition graph node i is table row i, written in `order` with an `id` column holding the dataset row
+number. Levels come from SmallRng seeded with the constant HNSW_LEVEL_RNG_SEED 42 (lance-index
+src/vector/hnsw/builder.rs `with_params`): fixed, not a user seed (seeded=False). The nodes
+are inserted by `(0..n).into_par_iter()` on rayon's global pool; RAYON_NUM_THREADS=1 makes that one thread,
+inserting node 0, 1, 2, ... one at a time. One exception to "exactly this order": the node that draws the
+highest level (its position is fixed by the seed) is the entry point and is placed first. The variable is
+read once, when lance's rayon pool starts (its first build in this process), so every build runs with it
+set to 1 (restored afterwards) and refuses to run if lancedb was imported elsewhere first without it. With
+it two builds are identical (and faster here); without it they differ.
+
+Scores: SQ distances are approximate (and a cosine SQ index reports squared L2 of normalised vectors), so
+search computes the exact score of each returned id from the vectors in float64 (ip: inner product, l2:
+squared L2) and orders each row by it; LanceDB's own ranking picks the ids. ip is searched with distance
+cosine (what a cosine user picks; vectors arrive normalised), l2 with l2. The table and index live in a
+scratch directory removed by close(); nbytes is LanceDB's size of the index files (graph and codes, not the
+table's vectors). Not saved to one file, so not servable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+from indexer.common.errors import UserError
+
+DEFAULT_EF = 15  # lance's ef for k=10 when none is given: k + k / 2 (HnswQueryParams, lance-index 13.0.0)
+LIBRARY = Library(distribution="lancedb", module="lancedb", extra="lancedb")
+RAYON_THREADS = "RAYON_NUM_THREADS"
+BATCH = 1024  # queries per LanceDB multi-vector search: bounds the result table, not the answers
+SCORE_CELLS = 1 << 22  # float64 cells (queries x k x dim) gathered at once for the exact scores
+DISTANCE: dict[str, Literal["cosine", "l2"]] = {"ip": "cosine", "l2": "l2"}  # LanceDB distance_type
+_imported_here = False  # lancedb was first imported by this module, with its rayon pool pinned to one thread
+
+
+class LancedbParams(BuildParams):
+    """LanceDB's HNSW parameters under the common names (M is its `m`), and the storage beside the graph."""
+
+    M: int = Field(default=20, ge=4, le=512)  # HnswSq.m / HnswFlat.m (lancedb/index.py:445, 536; 0.40.0)
+    ef_construction: int = Field(default=300, ge=4)  # HnswSq.ef_construction (index.py:446, 537; 0.40.0)
+    index_type: Literal["IVF_HNSW_SQ", "IVF_HNSW_FLAT"] = "IVF_HNSW_SQ"
+
+    @model_validator(mode="after")
+    def _ef_construction_covers_m(self) -> LancedbParams:
+        if self.ef_construction < self.M:  # lance's HnswBuildParams::validate refuses it at build time
+            raise ValueError(f"lancedb needs ef_construction >= M, got {self.ef_construction} < {self.M}")
+        return self
+
+    def label(self) -> str:
+        return f"M={self.M} efC={self.ef_construction} {self.index_type.removeprefix('IVF_HNSW_').lower()}"
+
+
+@contextmanager
+def _one_rayon_thread() -> Iterator[Any]:
+    """lancedb, with RAYON_NUM_THREADS=1 while the block runs (and the previous value back afterwards).
+
+    rayon reads the variable once, when lance's global pool starts on its first parallel iterator: the
+    first build of the process, which runs in this block. If lancedb was imported by someone else first,
+    that pool may already run on every core, and the build could not be reproduced.
+    """
+    global _imported_here
+    if "lancedb" in sys.modules and not _imported_here and os.environ.get(RAYON_THREADS) != "1":
+        raise UserError("lancedb was imported before the lancedb backend could pin its build to one thread; "
+                        f"set {RAYON_THREADS}=1 before starting the process")
+    previous = os.environ.get(RAYON_THREADS)
+    os.environ[RAYON_THREADS] = "1"
+    try:
+        import lancedb
+
+        _imported_here = True
+        yield lancedb
+    finally:
+        if previous is None:
+            os.environ.pop(RAYON_THREADS, None)
+        else:
+            os.environ[RAYON_THREADS] = previous
+
+
+class LancedbIndex:
+    name = "lancedb"
+
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, index_type: str, seed: int,
+                 search_threads: int = 1):
+        self.dim, self.metric = dim, metric
+        self.M, self.ef_construction, self.index_type = M, ef_construction, index_type
+        self.seed = seed  # lance takes no seed: its level RNG has the fixed seed 42
+        self.search_threads = search_threads  # unused: LanceDB runs a batch's queries on its own runtime
+        self._dir: str | None = None
+        self._table: Any = None  # lancedb.table.LanceTable
+        self._vectors: np.ndarray | None = None  # the dataset's vectors, for the exact scores
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        import pyarrow as pa
+
+        self.close()
+        ordered = np.ascontiguousarray(vectors[order], dtype=np.float32)
+        rows = pa.table({
+            "id": pa.array(np.asarray(order, dtype=np.int64)),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(ordered.reshape(-1)), self.dim),
+        })
+        with _one_rayon_thread() as lancedb:
+            from lancedb.index import HnswFlat, HnswSq
+
+            self._dir = tempfile.mkdtemp(prefix="indexer-lancedb-")  # after the check: a refusal leaves nothing
+            config = HnswSq if self.index_type == "IVF_HNSW_SQ" else HnswFlat
+            table = lancedb.connect(self._dir).create_table("t", rows)
+            table.create_index("vector", config=config(
+                distance_type=DISTANCE[self.metric], num_partitions=1, m=self.M, ef_construction=self.ef_construction,
+            ))
+        self._table, self._vectors = table, vectors
+
+    def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k results per query, padded with id -1 and score nan where the index holds fewer."""
+        assert self._table is not None and self._vectors is not None, "build first"
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        ids = np.full((len(q), k), -1, dtype=np.int64)
+        for start in range(0, len(q), BATCH):
+            chunk = q[start : start + BATCH]
+            # selecting _distance keeps lance from warning that it adds the column unasked
+            search = self._table.search(list(chunk)).distance_type(DISTANCE[self.metric]).limit(k)
+            if ef is not None:
+                search = search.ef(max(int(ef), k))
+            got = search.select(["id", "_distance"]).to_arrow()
+            # a batch of one query comes back without query_index
+            which = got["query_index"].to_numpy() if "query_index" in got.column_names else np.zeros(got.num_rows)
+            which = which.astype(np.int64)
+            found = got["id"].to_numpy().astype(np.int64)
+            by_query = np.argsort(which, kind="stable")
+            which, found = which[by_query], found[by_query]
+            first = np.searchsorted(which, which, side="left")
+            rank = np.arange(len(which)) - first
+            keep = rank < k
+            ids[start + which[keep], rank[keep]] = found[keep]
+        return _exact_and_sorted(self._vectors, q, ids, self.metric)
+
+    def plan(self, query: np.ndarray, k: int) -> str:
+        """LanceDB's physical plan of one search, to show that it walks the index."""
+        assert self._table is not None, "build first"
+        search = self._table.search(np.asarray(query, dtype=np.float32)).distance_type(DISTANCE[self.metric])
+        return str(search.limit(k).select(["id", "_distance"]).explain_plan(verbose=True))
+
+    def nbytes(self) -> int:
+        """LanceDB's size of the index files: graph and SQ codes (or float32 vectors, for FLAT)."""
+        assert self._table is not None, "build first"
+        return int(sum(index.size_bytes or 0 for index in self._table.list_indices()))
+
+    def save(self, path: Path) -> None:
+        raise NotImplementedError("lancedb keeps its table and index as a directory of lance files, not one file")
+
+    def load(self, path: Path, n: int) -> None:
+        raise NotImplementedError("lancedb indexes are not saved (see save)")
+
+    def close(self) -> None:
+        """Drop the table and remove the scratch directory (safe twice, and after a failed build)."""
+        self._table, self._vectors = None, None
+        directory, self._dir = self._dir, None
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _exact_and_sorted(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray, metric: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The exact score of each returned id (float64: inner product, or squared L2), each row ordered by it
+    (best first, padding last)."""
+    scores = np.full(ids.shape, np.nan, dtype=np.float64)
+    rows = max(1, SCORE_CELLS // max(1, ids.shape[1] * vectors.shape[1]))
+    for start in range(0, len(ids), rows):
+        block = ids[start : start + rows]
+        xs = vectors[np.maximum(block, 0)].astype(np.float64)
+        q = queries[start : start + rows].astype(np.float64)
+        got = np.einsum("qkd,qd->qk", xs, q) if metric == "ip" else ((xs - q[:, None]) ** 2).sum(-1)
+        scores[start : start + rows] = np.where(block >= 0, got, np.nan)
+    key = np.where(np.isnan(scores), np.inf, -scores if metric == "ip" else scores)
+    rank = np.argsort(key, axis=1, kind="stable")
+    return np.take_along_axis(ids, rank, axis=1), np.take_along_axis(scores, rank, axis=1).astype(np.float32)
+
+
+BACKEND = Backend(name="lancedb", params=LancedbParams, ef_search=(DEFAULT_EF,), index=LancedbIndex,
+                  library=LIBRARY, capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
+                                                             deterministic=True, graph=False, seeded=False,
+                                                             servable=False))

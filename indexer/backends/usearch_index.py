@@ -1,0 +1,115 @@
+"""usearch (unum-cloud) HNSW behind the VectorIndex protocol, and its declaration as a backend.
+
+Defaults are usearch 2.26.6's: connectivity (M) 16, expansion_add (efC) 128, expansion_search (ef) 64,
+the constants `usearch.compiled.DEFAULT_*` (declared in usearch/compiled.pyi:25-27, applied in
+usearch/index.py:607-612). With no dtype usearch picks the narrowest type the CPU accelerates
+(usearch/index.py:108): bf16 here, for cos and l2sq alike, so `dtype` defaults to bf16 and f32 is a choice.
+
+Order and determinism: `add(..., threads=1)` runs usearch's executor on the calling thread, task 0 to n-1
+in order, one insertion each (the executor's `dynamic` with one thread); levels come from the thread
+context's `std::default_random_engine`, default-constructed and not seedable, so a one-thread build is
+reproducible (byte-identical saved files, checked) but distinct spec seeds build the same index.
+
+Distances: ip is searched with metric cos (what a cosine user picks; vectors arrive normalised), whose
+distance is 1 - cos; l2 with l2sq, already squared. Scores are computed on the stored (bf16) vectors.
+expansion_search is index-wide state with no per-call override, so a search holds a lock across setting
+it and searching. The index is kept in memory and saved to one file (usearch's own format).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+
+DEFAULT_EF = 64  # usearch.compiled.DEFAULT_EXPANSION_SEARCH (2.26.6)
+LIBRARY = Library(distribution="usearch", module="usearch", extra="usearch")
+
+
+class UsearchParams(BuildParams):
+    """usearch's graph parameters under the common names, and its storage type."""
+
+    M: int = Field(default=16, ge=2, le=512)  # connectivity: usearch.compiled.DEFAULT_CONNECTIVITY (2.26.6)
+    ef_construction: int = Field(default=128, ge=1)  # expansion_add: DEFAULT_EXPANSION_ADD (2.26.6)
+    # the stored scalar; bf16 is what Index(metric=...) picks on a CPU with bf16 kernels (index.py:108)
+    dtype: Literal["bf16", "f16", "f32"] = "bf16"
+
+    def label(self) -> str:
+        return f"M={self.M} efC={self.ef_construction} {self.dtype}"
+
+
+class UsearchIndex:
+    name = "usearch"
+
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, dtype: str, seed: int,
+                 search_threads: int = 1):
+        self.dim, self.metric = dim, metric
+        self.M, self.ef_construction, self.dtype = M, ef_construction, dtype
+        self.seed = seed  # usearch takes no seed: its level generator is default-constructed
+        self.search_threads = max(1, search_threads)  # usearch reads 0 as "every core"
+        self._index: Any = None  # usearch.index.Index
+        self._lock = threading.Lock()
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        from usearch.index import Index
+
+        index = Index(ndim=self.dim, metric="cos" if self.metric == "ip" else "l2sq", dtype=self.dtype,
+                      connectivity=self.M, expansion_add=self.ef_construction, expansion_search=DEFAULT_EF)
+        # one thread: usearch splits a batch into contiguous chunks, one per thread, and inserts them at once
+        index.add(np.asarray(order, dtype=np.uint64), np.ascontiguousarray(vectors[order], dtype=np.float32),
+                  threads=1)
+        self._index = index
+
+    def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k results per query (usearch searches with max(ef, k)), padded with id -1 and nan."""
+        assert self._index is not None, "build or load first"
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        ids = np.full((len(q), k), -1, dtype=np.int64)
+        scores = np.full((len(q), k), np.nan, dtype=np.float32)
+        if len(q) == 0:
+            return ids, scores
+        with self._lock:
+            self._index.expansion_search = ef or DEFAULT_EF
+            found = self._index.search(q, k, threads=self.search_threads)
+        # a batch carries `counts` (its keys past a count are filler); one query comes back already trimmed
+        counts = np.asarray(found.counts) if len(q) > 1 else np.array([len(found.keys)])
+        keys = np.asarray(found.keys).reshape(len(q), -1)
+        width = keys.shape[1]
+        valid = np.arange(width)[None, :] < counts[:, None]
+        # the filler past a count holds signalling NaNs: select before any arithmetic or float cast
+        dist = np.where(valid, np.asarray(found.distances).reshape(len(q), -1), 0).astype(np.float64)
+        # cos distance is 1 - cos (= 1 - ip on unit vectors); l2sq is already squared
+        got = (1.0 - dist) if self.metric == "ip" else dist
+        ids[:, :width] = np.where(valid, keys.astype(np.int64), -1)
+        scores[:, :width] = np.where(valid, got, np.nan)
+        return ids, scores
+
+    def nbytes(self) -> int:
+        assert self._index is not None
+        return int(self._index.serialized_length)
+
+    def save(self, path: Path) -> None:
+        assert self._index is not None
+        self._index.save(str(path))
+
+    def load(self, path: Path, n: int) -> None:
+        from usearch.index import Index
+
+        # restore reads ndim, metric and dtype from the file's header; `load` copies it into memory
+        self._index = Index.restore(str(path), view=False)
+        if self._index is None:
+            raise FileNotFoundError(f"no usearch index at {path}")
+
+    def close(self) -> None:
+        """Nothing outside this process's memory."""
+
+
+BACKEND = Backend(name="usearch", params=UsearchParams, ef_search=(DEFAULT_EF,), index=UsearchIndex,
+                  library=LIBRARY,
+                  capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
+                                            deterministic=True, graph=False, seeded=False))

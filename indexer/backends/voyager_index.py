@@ -1,0 +1,137 @@
+"""Spotify's voyager (an hnswlib descendant) behind the VectorIndex protocol, and its declaration as a backend.
+
+Defaults are voyager 2.2.3's `Index(space, num_dimensions, M=12, ef_construction=200, random_seed=1,
+max_elements=1, storage_data_type=Float32)` (the signature compiled into voyager_ext, `Index.__new__`),
+and query ef 10 (the index's `ef` property, TypedIndex's defaultEF).
+
+Order and determinism: `add_items(..., num_threads=1)` runs voyager's ParallelFor as a plain loop, one
+addPoint per vector in the order given; levels come from a generator seeded with `random_seed`, which
+gets the spec's seed. So a build is reproducible (byte-identical files, checked) and distinct seeds
+build distinct indexes.
+
+Distances: ip is searched in Space.Cosine (what a cosine user picks; it re-normalises the already-unit
+vectors) whose distance is 1 - ip; l2 in Space.Euclidean, which returns the squared L2 distance. ef is
+passed per call (`query_ef`), so concurrent searches share no state. voyager raises RecallError when a
+query finds fewer than k points; such queries are answered with the most they can reach, padded with -1.
+Float8 storage needs every coordinate in [-1, 1], E4M3 in [-448, 448]. Kept in memory; saved to one file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+
+DEFAULT_EF = 10  # voyager 2.2.3: Index.ef of a new or loaded index (TypedIndex.h defaultEF)
+LIBRARY = Library(distribution="voyager", module="voyager", extra="voyager")
+Storage = Literal["float32", "float8", "e4m3"]
+
+
+class VoyagerParams(BuildParams):
+    """voyager's graph parameters under the common names, and its storage type."""
+
+    M: int = Field(default=12, ge=2, le=512)  # voyager 2.2.3 Index.__new__: M=12
+    ef_construction: int = Field(default=200, ge=1)  # voyager 2.2.3 Index.__new__: ef_construction=200
+    # storage_data_type, named like other backends' storage type so rows share one column
+    dtype: Storage = "float32"  # voyager 2.2.3 Index.__new__: storage_data_type=StorageDataType.Float32
+
+    def label(self) -> str:
+        return f"M={self.M} efC={self.ef_construction} {self.dtype}"
+
+
+class VoyagerIndex:
+    name = "voyager"
+
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, dtype: Storage, seed: int,
+                 search_threads: int = 1):
+        self.dim, self.metric = dim, metric
+        self.M, self.ef_construction, self.dtype, self.seed = M, ef_construction, dtype, seed
+        self.search_threads = max(1, search_threads)  # voyager reads <= 0 as one thread per core
+        self._index: Any = None  # voyager.Index
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        import voyager
+
+        space = voyager.Space.Cosine if self.metric == "ip" else voyager.Space.Euclidean
+        storage = {"float32": voyager.StorageDataType.Float32, "float8": voyager.StorageDataType.Float8,
+                   "e4m3": voyager.StorageDataType.E4M3}[self.dtype]
+        index = voyager.Index(space, self.dim, M=self.M, ef_construction=self.ef_construction,
+                              random_seed=self.seed, max_elements=max(1, len(order)), storage_data_type=storage)
+        # one thread: with more, voyager's threads take the next vector from a shared counter as they go
+        index.add_items(np.ascontiguousarray(vectors[order], dtype=np.float32),
+                        ids=np.asarray(order, dtype=np.int64), num_threads=1)
+        self._index = index
+
+    def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k results per query (voyager searches with max(ef, k)), padded with id -1 and nan."""
+        import voyager
+
+        assert self._index is not None, "build or load first"
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        ids = np.full((len(q), k), -1, dtype=np.int64)
+        scores = np.full((len(q), k), np.nan, dtype=np.float32)
+        k_eff = min(k, len(self._index))
+        if len(q) == 0 or k_eff == 0:
+            return ids, scores
+        try:
+            got, dist = self._query(q, k_eff, ef, self.search_threads)
+            ids[:, :k_eff], scores[:, :k_eff] = got, dist
+        except voyager.RecallError:  # some query reaches fewer than k_eff points: answer each on its own
+            for row in range(len(q)):
+                got, dist = self._short_query(q[row : row + 1], k_eff, ef)
+                ids[row, : got.shape[1]], scores[row, : got.shape[1]] = got[0], dist[0]
+        return ids, scores
+
+    def _query(self, q: np.ndarray, k: int, ef: int | None, threads: int) -> tuple[np.ndarray, np.ndarray]:
+        # query_ef must be >= k (voyager raises otherwise); -1 is the index's own ef, which voyager raises to k
+        labels, dist = self._index.query(q, k=k, num_threads=threads, query_ef=max(ef, k) if ef else -1)
+        # Cosine's distance is 1 - ip; Euclidean's is already squared
+        scores = (1.0 - dist) if self.metric == "ip" else dist
+        return labels.reshape(len(q), k).astype(np.int64), scores.reshape(len(q), k).astype(np.float32)
+
+    def _short_query(self, q: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """One query's answer at the largest count it reaches (bisected; voyager answers all or raises)."""
+        import voyager
+
+        try:
+            return self._query(q, k, ef, 1)
+        except voyager.RecallError:
+            pass
+        lo, hi = 0, k - 1  # the largest answerable count is in [lo, hi]; 0 always is
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            try:
+                self._query(q, mid, ef, 1)
+                lo = mid
+            except voyager.RecallError:
+                hi = mid - 1
+        if lo == 0:
+            return np.empty((1, 0), dtype=np.int64), np.empty((1, 0), dtype=np.float32)
+        return self._query(q, lo, ef, 1)
+
+    def nbytes(self) -> int:
+        assert self._index is not None
+        return len(self._index.as_bytes())  # what `save` writes
+
+    def save(self, path: Path) -> None:
+        assert self._index is not None
+        self._index.save(str(path))
+
+    def load(self, path: Path, n: int) -> None:
+        import voyager
+
+        # files since voyager 1.3 carry their space, dimensions and storage type
+        self._index = voyager.Index.load(str(path))
+
+    def close(self) -> None:
+        """Nothing outside this process's memory."""
+
+
+BACKEND = Backend(name="voyager", params=VoyagerParams, ef_search=(DEFAULT_EF,), index=VoyagerIndex,
+                  library=LIBRARY,
+                  capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
+                                            deterministic=True, graph=False, seeded=True))
