@@ -8,7 +8,7 @@ thread-safe, so no per-request state leaks between concurrent searches.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field
@@ -16,6 +16,9 @@ from pydantic import Field
 from indexer.backends.declaration import Backend, Capabilities
 from indexer.backends.faiss_base import FAISS, FaissOrderedIndex
 from indexer.backends.hnswlib_index import HnswlibParams
+
+if TYPE_CHECKING:
+    from indexer.science.graph import HnswGraph
 
 
 class FaissHnswParams(HnswlibParams):
@@ -47,6 +50,12 @@ class FaissHnswIndex(FaissOrderedIndex):
         for i in range(len(ordered)):
             index.add(ordered[i : i + 1])
         self._index, self._order = index, np.asarray(order, dtype=np.int64)
+
+    def graph(self) -> HnswGraph:
+        """The built graph in the engine's form (indexer.science.graph), for the diagnostics."""
+        from indexer.backends.faiss_graph import faiss_hnsw_graph
+
+        return faiss_hnsw_graph(self)
 
     def _search_params(self, k: int, ef: int | None) -> Any:
         import faiss
@@ -86,4 +95,4 @@ class FaissHnswIndex(FaissOrderedIndex):
 
 BACKEND = Backend(name="faiss_hnsw", params=FaissHnswParams, ef_search=(16,), index=FaissHnswIndex, library=FAISS,
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
-                                            deterministic=True, graph=False, seeded=True))
+                                            deterministic=True, graph=True, seeded=True))

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import hnswlib
 
     from indexer.backends.hnswlib_graph import ReachableCounts
+    from indexer.science.graph import HnswGraph
 
 
 class HnswlibParams(BuildParams):
@@ -92,6 +93,14 @@ class HnswlibIndex:
             assert self._index is not None
             self._reachable = ReachableCounts(read_graph(self._index.__getstate__()[0], self.metric))
         return self._reachable
+
+    def graph(self) -> HnswGraph:
+        """The built graph in the engine's form (indexer.science.graph), for the diagnostics."""
+        from indexer.backends.hnswlib_graph import read_graph
+        from indexer.science.graph import from_hnswlib
+
+        assert self._index is not None
+        return from_hnswlib(read_graph(self._index.__getstate__()[0], self.metric))
 
     def nbytes(self) -> int:
         assert self._index is not None

@@ -98,6 +98,48 @@ class BinRecall(ResultModel):
     n: int
 
 
+class CostAtRecall(ResultModel):
+    """What one recall target costs on a built index: the smallest ef reaching it, and the speed there."""
+
+    target: float
+    ef: int | None  # None: the largest ef tried (min(index size, 4096)) falls short
+    recall: Measure
+    qps: float | None
+    distance_computations: float | None  # per query, where the library counts them (faiss)
+
+
+class InDegree(ResultModel):
+    """The layer-0 in-degree distribution of a graph."""
+
+    min: float
+    p1: float
+    median: float
+    p99: float
+    max: float
+    mean: float
+
+
+class GraphDiagnostics(ResultModel):
+    """A built HNSW graph's layer 0: points no search can reach, points nothing links to, and hubness."""
+
+    unreachable: int  # not reachable on layer 0 from the entry point
+    unreachable_from_all_upper: int  # not reachable from any node of level >= 1 (no descent can reach them)
+    zero_in_degree: int
+    in_degree: InDegree
+    hubness: float  # skewness of the layer-0 in-degrees
+    data_hubness: float | None  # skewness of the exact k-occurrence of the data (k = the spec's k)
+
+
+class GroupDiagnostics(ResultModel):
+    """The diagnostics of one group of base points (a category, a LID bin), as fractions of the group."""
+
+    group: str
+    size: int
+    self_miss: float | None  # of the sampled points of the group, at the row's ef
+    unreachable: float | None = None  # only for backends that expose their graph
+    zero_in_degree: float | None = None
+
+
 class IRMeasures(ResultModel):
     """Retrieval quality against relevance judgements: of the top k (nDCG, MRR) and of a depth-100 ranking."""
 
@@ -120,7 +162,8 @@ class _DenseSpace(ResultModel):
 class DenseRow(_DenseSpace):
     """One ANN cell at one ef: a dense index built in one insertion order, searched at one ef."""
 
-    OMIT_UNSET = frozenset({"ndcg_at_10", "mrr_at_10", "recall_at_100", "ranking"})
+    OMIT_UNSET = frozenset({"ndcg_at_10", "mrr_at_10", "recall_at_100", "ranking", "graph", "self_miss",
+                            "self_miss_sampled", "diagnostics_by_category", "diagnostics_by_lid_bin"})
 
     representation: Literal["dense"] = "dense"
     ordering: str
@@ -144,7 +187,14 @@ class DenseRow(_DenseSpace):
     qps_passes: int
     recall_by_category: dict[str, GroupRecall]
     recall_by_lid_bin: list[BinRecall]
+    cost_at_recall: list[CostAtRecall]  # per spec recall target; empty for a backend without ef
     neighbors: str | None  # the .npy of returned ids; relative to the report once published (None: lost)
+    # only when the spec asks for diagnostics (the graph's only where the backend exposes it):
+    graph: GraphDiagnostics | None = None
+    self_miss: Measure = None  # of the sampled base points, at this ef
+    self_miss_sampled: int | None = None
+    diagnostics_by_category: list[GroupDiagnostics] = []
+    diagnostics_by_lid_bin: list[GroupDiagnostics] = []
     # only on datasets with relevance judgements:
     ndcg_at_10: Measure = Field(None, alias="ndcg@10")
     mrr_at_10: Measure = Field(None, alias="mrr@10")

@@ -29,6 +29,7 @@ from indexer.common.errors import DataError, UserError
 from indexer.common.fileio import atomic_save_npy, sha256_file, staged_dir, sweep_orphans
 from indexer.common.hashing import SPACED, content_key
 from indexer.datasets import Dataset, load_dataset
+from indexer.engine.diagnostics import CellDiagnostics, cost_at_recall, diagnose
 from indexer.engine.results import (
     BinRecall,
     DenseRow,
@@ -47,6 +48,7 @@ from indexer.engine.seeds import library_seed
 from indexer.engine.spec import Cell, ExperimentSpec, ReductionSpec, cells
 from indexer.science import groundtruth, lid, metrics, orderings
 from indexer.science.analysis import model_ranking, size_crossings, space_measures, space_summary
+from indexer.science.graph import k_occurrence_skewness
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,7 @@ class Space:
     reduction_info: dict[str, Any]
     orig_base: np.ndarray
     orig_queries: np.ndarray
+    data_hubness: float | None = None  # k-occurrence skewness of the indexed points (diagnostics only)
 
 
 def _hash(obj: Any) -> str:
@@ -289,12 +292,30 @@ def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: Vector
         )
         sweep = cell.backend.ef_values()
         index.search(s.queries, spec.k, sweep[0])  # warm-up: page in the graph, start thread pools
-        for ef in sweep:
-            (ids, scores), seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
-            # exact scores of the returned ids in the original space, for tie-tolerant recall against its truth
+
+        def recall_of(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+            """Per query recall against exact kNN in the original space, ties tolerated by score."""
             orig_scores = scores if cell.reduction.name == "none" else groundtruth.pair_scores(
                 s.orig_base, s.orig_queries, ids, space)
-            per_query = metrics.recall_at_k(ids, s.gt_ids, spec.k, orig_scores, s.gt_scores, higher_is_better=higher)
+            return metrics.recall_at_k(ids, s.gt_ids, spec.k, orig_scores, s.gt_scores, higher_is_better=higher)
+
+        def mean_recall_at(ef: int) -> float:
+            return float(np.mean(recall_of(*index.search(s.queries, spec.k, ef))))
+
+        def qps_at(ef: int) -> float:
+            _, seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
+            return len(s.queries) / max(seconds, 1e-9)
+
+        costs = [] if sweep == [None] else cost_at_recall(
+            index, s.queries, spec.k, len(s.rows), spec.recall_targets, mean_recall_at, qps_at)
+        diag = None if spec.diagnostics is None else diagnose(
+            index, s.base, s.rows, sweep, space="ip" if higher else "l2", sample=spec.diagnostics.self_miss_sample,
+            seed=cell.seed,
+            data_hubness=s.data_hubness, labels=ds.labels[s.rows] if ds.labels is not None else None,
+            label_names=ds.label_names, lid=s.lid_base, lid_bins=spec.lid_bins)
+        for ef in sweep:
+            (ids, scores), seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
+            per_query = recall_of(ids, scores)
             within = metrics.recall_at_k(ids, s.within_ids, spec.k, scores, s.within_scores, higher_is_better=higher)
             summary = metrics.summarize(per_query)
             tag = f"ef{ef}" if ef is not None else "exact"
@@ -317,8 +338,10 @@ def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: Vector
                 recall_by_category=_by_category(per_query, ds),
                 recall_by_lid_bin=[BinRecall.model_validate(b)
                                    for b in metrics.recall_by_bins(per_query, s.lid_queries, spec.lid_bins)],
+                cost_at_recall=costs,
                 neighbors=str(cell_dir / f"neighbors-{tag}.npy"),
                 **judged,
+                **_diagnosed(diag, ef),
             ))
         record = IndexRecord(
             id=key,
@@ -343,6 +366,15 @@ def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: Vector
         (tmp / "meta.json").write_text(json.dumps(record.to_json()))
         (tmp / "rows.json").write_text(json.dumps(rows_to_json(rows)))  # the finished marker, written last
     return rows, record
+
+
+def _diagnosed(diag: CellDiagnostics | None, ef: int | None) -> dict[str, Any]:
+    """A row's diagnostics fields at its ef (none when the spec asked for none)."""
+    if diag is None:
+        return {}
+    return {"graph": diag.graph, "self_miss": diag.self_miss[ef].fraction,
+            "self_miss_sampled": diag.self_miss[ef].sampled, "diagnostics_by_category": diag.by_category(ef),
+            "diagnostics_by_lid_bin": diag.by_lid_bin(ef)}
 
 
 def timed_passes(search: Callable[[], Any], passes: int = TIMED_PASSES) -> tuple[Any, float]:
@@ -438,8 +470,14 @@ def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray
             lambda: {"base": _base_lid(spec, sub, every_point),
                      "queries": lid.query_lid(sub, rq, spec.lid.k, spec.metric)},
         )
+    hubness = None
+    if spec.diagnostics is not None and len(rows) > spec.k:
+        with phase("data hubness"):
+            knn = groundtruth.cached(cache_dir / "lid", f"knn-{key}-{spec.k}",
+                                     lambda: {"ids": groundtruth.self_knn(sub, spec.k, metric)[0]})
+            hubness = k_occurrence_skewness(knn["ids"], len(rows))
     return Space(ds, key, size, rows, rb, rq, gt["ids"], gt["scores"], within["ids"], within["scores"],
-                 lids["base"], lids["queries"], reduction, info, base, queries)
+                 lids["base"], lids["queries"], reduction, info, base, queries, hubness)
 
 
 def _base_lid(spec: ExperimentSpec, sub: np.ndarray, every_point: bool) -> np.ndarray:

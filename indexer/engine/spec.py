@@ -24,6 +24,7 @@ from indexer.engine import seeds
 from indexer.engine.strict import MAX_ECHO_CHARS as MAX_ECHO_CHARS
 from indexer.engine.strict import MAX_REPORTED_PROBLEMS, clip
 from indexer.engine.strict import Strict as _Strict
+from indexer.science.equal_recall import DEFAULT_RECALL_TARGETS
 from indexer.science.orderings import ORDERINGS
 
 Metric = Literal["cosine", "ip", "l2"]
@@ -42,7 +43,7 @@ MAX_INTRINSIC_DIMS = 256
 MAX_INDEX_SIZES = 64
 MAX_MODELS = 16
 MAX_BACKENDS = 32
-ROW_FORMAT = 2  # 2: rows record library_version and order_controlled
+ROW_FORMAT = 3  # 2: rows record library_version and order_controlled; 3: cost at recall, diagnostics
 MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
 MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
 MODEL_NAME_CHARS = 256
@@ -183,6 +184,18 @@ class LidSpec(_Strict):
     )
 
 
+class DiagnosticsSpec(_Strict):
+    """Why recall is lost, measured per built index: the graph's reachability and in-degrees (backends that
+    expose their graph) and, for every backend, how often a point's own vector misses it at each ef."""
+
+    self_miss_sample: int = Field(
+        default=10_000, ge=1, description="base points searched for themselves (all of them when fewer)"
+    )
+
+
+RecallTarget = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
 class ExperimentSpec(_Strict):
     name: str = Field(min_length=1, max_length=200)
     dataset: DatasetSpec
@@ -206,6 +219,15 @@ class ExperimentSpec(_Strict):
     )
     clusters: int = Field(default=16, ge=1, description="k-means clusters for the `cluster` ordering")
     lid_bins: int = Field(default=4, ge=1, le=20, description="query-LID quantile bins in the report")
+    recall_targets: list[RecallTarget] = Field(
+        default_factory=lambda: list(DEFAULT_RECALL_TARGETS), max_length=5,
+        exclude_if=lambda v: v == list(DEFAULT_RECALL_TARGETS),  # a spec that keeps them keeps its old key
+        description="for each, the smallest ef reaching it and the cost there (cost at equal recall)",
+    )
+    diagnostics: DiagnosticsSpec | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="graph diagnostics and self-miss per built index (searches every sampled point per ef)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -310,6 +332,8 @@ class Cell(_Strict):
             "lid": spec.lid.model_dump(mode="json"),
             "clusters": spec.clusters if self.ordering == "cluster" else None,
             "lid_bins": spec.lid_bins,
+            "recall_targets": spec.recall_targets,
+            "diagnostics": spec.diagnostics.model_dump(mode="json") if spec.diagnostics else None,
             "libraries": _library_versions(self.backend.name),  # a new library may build another graph
             "rows": ROW_FORMAT,  # cached rows of another format are not read back
             "seeding": seeds.DERIVATION,  # how the spec seed becomes each library's seed

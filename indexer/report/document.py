@@ -10,6 +10,8 @@ from indexer.engine.spec import ExperimentSpec
 from indexer.report.blocks import Bullets, Section
 from indexer.report.results import Results, typed_extras, typed_rows
 from indexer.report.sections.category import category_section
+from indexer.report.sections.cost import cost_section
+from indexer.report.sections.diagnostics import diagnostics_section
 from indexer.report.sections.index_size import index_size_section
 from indexer.report.sections.ir import ir_section
 from indexer.report.sections.lid_bins import lid_bin_section
@@ -35,6 +37,8 @@ def document(spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any
         recall_section(res, highlights),
         category_section(res, highlights),
         lid_bin_section(res),
+        diagnostics_section(res),
+        cost_section(res),
         lid_section(res, typed, highlights),
         reduction_section(res),
         speed_section(res),

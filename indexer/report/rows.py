@@ -20,7 +20,8 @@ MAIN_COLUMNS = (
     "backend", "M", "ef_construction", "ef", "k", "seed", "recall", "recall_std", "recall_ci95",
     "recall_within", *IR_METRICS, "build_seconds", "qps", "index_bytes", "bytes_per_vector",
 )  # fmt: skip
-TAIL_COLUMNS = ("recall_by_category", "recall_by_lid_bin", "neighbors")
+TAIL_COLUMNS = ("recall_by_category", "recall_by_lid_bin", "cost_at_recall", "graph", "diagnostics_by_category",
+                "diagnostics_by_lid_bin", "neighbors")
 
 # Decimals each measure means: recall of k <= 1000 results needs 4, a time in seconds 4, a rate 1.
 ROUNDING = {"qps": 1, "build_seconds": 4}

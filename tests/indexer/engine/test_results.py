@@ -32,7 +32,8 @@ def dense(**extra: object) -> DenseRow:
         "library_seed": 7, "library_version": "0.8.0", "order_controlled": True, "build_seconds": 0.1, "index_bytes": 10, "bytes_per_vector": 32, "cell": "c1",
         "ef": 10, "recall": 0.9, "recall_std": 0.1, "recall_ci95": [0.8, 1.0], "recall_within": 0.95, "qps": 99.5,
         "qps_passes": 3, "recall_by_category": {"a": {"recall": 0.9, "n": 5}},
-        "recall_by_lid_bin": [{"bin": 0, "lo": 1.0, "hi": 2.0, "recall": 0.9, "n": 5}], "neighbors": "n.npy",
+        "recall_by_lid_bin": [{"bin": 0, "lo": 1.0, "hi": 2.0, "recall": 0.9, "n": 5}], "cost_at_recall": [],
+        "neighbors": "n.npy",
         **extra,
     })
 
@@ -46,7 +47,7 @@ def test_dense_row_keeps_the_column_order_with_build_parameters_flattened() -> N
     keys = list(dense().to_json())
     assert keys[:12] == ["dataset", "model", "metric", "index_size", "reduction", "dims", "representation",
                          "ordering", "backend", "M", "ef_construction", "k"]
-    assert keys[-3:] == ["recall_by_category", "recall_by_lid_bin", "neighbors"]
+    assert keys[-4:] == ["recall_by_category", "recall_by_lid_bin", "cost_at_recall", "neighbors"]
     assert "build_params" not in keys and dense().build_params == {"M": 8, "ef_construction": 40}
 
 

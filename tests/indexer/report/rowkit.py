@@ -20,7 +20,7 @@ def dense_row(**fields: Any) -> dict[str, Any]:
         "k": 10, "seed": 0, "library_seed": 7, "library_version": "0.8.0", "order_controlled": True,
         "build_seconds": 0.5, "index_bytes": 40_000, "bytes_per_vector": 128, "cell": "c0", "ef": 10,
         "recall": 0.8, "recall_std": 0.1, "recall_ci95": [0.79, 0.81], "recall_within": None, "qps": 1234.5,
-        "qps_passes": 3, "recall_by_category": {}, "recall_by_lid_bin": [], "neighbors": None,
+        "qps_passes": 3, "recall_by_category": {}, "recall_by_lid_bin": [], "cost_at_recall": [], "neighbors": None,
     }  # fmt: skip
     row.update(fields)
     return row

@@ -17,7 +17,7 @@ def _dense(model: str, backend: str, ef: int | None, ndcg: float, size: int = 10
         order_controlled=True, build_seconds=0.1, index_bytes=1,
         bytes_per_vector=32, cell=f"{model}-{backend}-{size}", ef=ef, recall=1.0, recall_std=0.0,
         recall_ci95=[1.0, 1.0], recall_within=1.0, qps=1.0, qps_passes=3, recall_by_category={},
-        recall_by_lid_bin=[], neighbors=None, **{"ndcg@10": ndcg, "mrr@10": ndcg, "recall@100": ndcg},
+        recall_by_lid_bin=[], cost_at_recall=[], neighbors=None, **{"ndcg@10": ndcg, "mrr@10": ndcg, "recall@100": ndcg},
     )
 
 
