@@ -24,21 +24,19 @@ the scratch directory; they are not one file, so the backend is not servable.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import Field
 
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+from indexer.backends.scratch import KeptBySystem, release
 
 LIBRARY = Library(distribution="chromadb", module="chromadb", extra="chroma")
 DEFAULT_EF = 100  # ef_search: populate_create_hnsw_defaults (collection_configuration.py:448), chromadb 1.5.9
 COLLECTION = "vectors"  # Chroma wants 3-512 characters
-NOT_ONE_FILE = "Chroma keeps a directory (SQLite database and HNSW segment files), not one file"
 
 
 class ChromaParams(BuildParams):
@@ -47,11 +45,10 @@ class ChromaParams(BuildParams):
     M: int = Field(default=16, ge=2, le=512)  # max_neighbors: collection_configuration.py:446, chromadb 1.5.9
     ef_construction: int = Field(default=100, ge=1)  # ef_construction: collection_configuration.py:444
 
-    def label(self) -> str:
-        return f"M={self.M} efC={self.ef_construction}"
 
 
-class ChromaIndex:
+class ChromaIndex(KeptBySystem):
+    KEPT_AS = "Chroma keeps a directory (SQLite database and HNSW segment files)"
     name = "chroma"
 
     def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int,
@@ -121,22 +118,11 @@ class ChromaIndex:
             for root, _, files in os.walk(self._dir) if root != self._dir for f in files
         )
 
-    def save(self, path: Path) -> None:
-        raise NotImplementedError(NOT_ONE_FILE)
-
-    def load(self, path: Path, n: int) -> None:
-        raise NotImplementedError(NOT_ONE_FILE)
-
     def close(self) -> None:
         """Close the client (its system stops with its last client) and remove the directory."""
         client, directory = self._client, self._dir
         self._client = self._col = self._dir = None
-        try:
-            if client is not None:
-                client.close()
-        finally:
-            if directory is not None:
-                shutil.rmtree(directory, ignore_errors=True)
+        release(client.close if client is not None else None, directory)
 
 
 BACKEND = Backend(name="chroma", params=ChromaParams, ef_search=(DEFAULT_EF,), index=ChromaIndex,

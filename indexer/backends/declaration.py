@@ -44,8 +44,16 @@ class BuildParams(Strict):
     """
 
     def label(self) -> str:
-        """The parameters in a few characters, for progress messages and titles."""
-        return " ".join(f"{k}={v}" for k, v in self.model_dump().items())
+        """The parameters in a few characters, for progress messages and titles: an HNSW graph's as
+        `M=16 efC=200`, then any other choice that differs from its default by its value (`f32`, `halfvec`);
+        a backend without graph parameters names each (`leaf_size=4`)."""
+        values = self.model_dump()
+        graph = [f"M={values.pop('M')}"] if "M" in values else []
+        graph += [f"efC={values.pop('ef_construction')}"] if "ef_construction" in values else []
+        if not graph:
+            return " ".join(f"{k}={v}" for k, v in values.items())
+        fields = type(self).model_fields
+        return " ".join(graph + [str(v) for k, v in values.items() if v != fields[k].default])
 
 
 @dataclass(frozen=True)

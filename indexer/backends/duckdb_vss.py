@@ -51,8 +51,6 @@ class DuckdbVssParams(BuildParams):
     M: int = Field(default=16, ge=2, le=512)  # usearch default_connectivity (index.hpp:1282-1284, b833341)
     ef_construction: int = Field(default=128, ge=1)  # default_expansion_add (index.hpp:1289-1291, b833341)
 
-    def label(self) -> str:
-        return f"M={self.M} efC={self.ef_construction}"
 
 
 def _extension_path() -> Path:

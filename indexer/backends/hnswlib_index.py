@@ -30,8 +30,6 @@ class HnswlibParams(BuildParams):
     M: int = Field(default=16, ge=2, le=512)
     ef_construction: int = Field(default=200, ge=1)
 
-    def label(self) -> str:
-        return f"M={self.M} efC={self.ef_construction}"
 
 
 class HnswlibIndex:

@@ -73,8 +73,6 @@ class LancedbParams(BuildParams):
             raise ValueError(f"lancedb needs ef_construction >= M, got {self.ef_construction} < {self.M}")
         return self
 
-    def label(self) -> str:
-        return f"M={self.M} efC={self.ef_construction} {self.index_type.removeprefix('IVF_HNSW_').lower()}"
 
 
 @contextmanager

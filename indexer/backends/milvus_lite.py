@@ -27,24 +27,22 @@ close(); it is not one file, so the backend is not servable.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import Field
 
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+from indexer.backends.scratch import KeptBySystem, release
 
 LIBRARY = Library(distribution="milvus-lite", module="milvus_lite", extra="milvus-lite")
 DEFAULT_EF = 64  # FaissHnswIndex.search: params.get("ef", 64) (milvus_lite/index/faiss_hnsw.py:170)
 BATCH = 10_000  # rows per insert: bounds the Python lists alive at once
 COLLECTION, PK, VECTOR = "vectors", "id", "vector"
-NOT_ONE_FILE = "milvus-lite keeps a directory (parquet segments, manifest, faiss files), not one file"
 
 
 class MilvusLiteParams(BuildParams):
@@ -53,8 +51,6 @@ class MilvusLiteParams(BuildParams):
     M: int = Field(default=16, ge=2, le=512)  # params.get("M", 16): faiss_hnsw.py:109, milvus-lite 3.2.2
     ef_construction: int = Field(default=200, ge=1)  # params.get("efConstruction", 200): faiss_hnsw.py:110
 
-    def label(self) -> str:
-        return f"M={self.M} efC={self.ef_construction}"
 
 
 @contextmanager
@@ -70,7 +66,8 @@ def _omp_threads(n: int) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-class MilvusLiteIndex:
+class MilvusLiteIndex(KeptBySystem):
+    KEPT_AS = "milvus-lite keeps a directory (parquet segments, manifest, faiss files)"
     name = "milvus_lite"
 
     def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int,
@@ -135,22 +132,11 @@ class MilvusLiteIndex:
             for root, _, files in os.walk(self._dir) for f in files if f.endswith(".idx")
         )
 
-    def save(self, path: Path) -> None:
-        raise NotImplementedError(NOT_ONE_FILE)
-
-    def load(self, path: Path, n: int) -> None:
-        raise NotImplementedError(NOT_ONE_FILE)
-
     def close(self) -> None:
         """Close the database (it drains its background worker) and remove its directory."""
         db, directory = self._db, self._dir
         self._db = self._col = self._dir = None
-        try:
-            if db is not None:
-                db.close()
-        finally:
-            if directory is not None:
-                shutil.rmtree(directory, ignore_errors=True)
+        release(db.close if db is not None else None, directory)
 
 
 BACKEND = Backend(name="milvus_lite", params=MilvusLiteParams, ef_search=(DEFAULT_EF,), index=MilvusLiteIndex,

@@ -53,8 +53,6 @@ class PgvectorParams(BuildParams):
     ef_construction: int = Field(default=64, ge=4, le=1000)  # HNSW_DEFAULT_EF_CONSTRUCTION, src/hnsw.h:45
     storage: Literal["vector", "halfvec"] = "vector"  # vector: float4 (what users get); halfvec: float2
 
-    def label(self) -> str:
-        return f"M={self.M} efC={self.ef_construction}" + ("" if self.storage == "vector" else " halfvec")
 
     @model_validator(mode="after")
     def _ef_construction_covers_m(self) -> PgvectorParams:

@@ -51,8 +51,6 @@ class QdrantEdgeParams(BuildParams):
     ef_construction: int = Field(default=100, ge=4)
     datatype: Literal["float32", "float16"] = "float32"  # EdgeVectorParams.datatype; None stores Float32
 
-    def label(self) -> str:
-        return f"M={self.M} efC={self.ef_construction}" + ("" if self.datatype == "float32" else " f16")
 
 
 class QdrantEdgeIndex:

@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+from indexer.backends.scratch import no_answers
 
 DEFAULT_EF = 64  # usearch.compiled.DEFAULT_EXPANSION_SEARCH (2.26.6)
 LIBRARY = Library(distribution="usearch", module="usearch", extra="usearch")
@@ -39,8 +40,6 @@ class UsearchParams(BuildParams):
     # the stored scalar; bf16 is what Index(metric=...) picks on a CPU with bf16 kernels (index.py:108)
     dtype: Literal["bf16", "f16", "f32"] = "bf16"
 
-    def label(self) -> str:
-        return f"M={self.M} efC={self.ef_construction} {self.dtype}"
 
 
 class UsearchIndex:
@@ -69,8 +68,7 @@ class UsearchIndex:
         """Up to k results per query (usearch searches with max(ef, k)), padded with id -1 and nan."""
         assert self._index is not None, "build or load first"
         q = np.ascontiguousarray(queries, dtype=np.float32)
-        ids = np.full((len(q), k), -1, dtype=np.int64)
-        scores = np.full((len(q), k), np.nan, dtype=np.float32)
+        ids, scores = no_answers(len(q), k)
         if len(q) == 0:
             return ids, scores
         with self._lock:

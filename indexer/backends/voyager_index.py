@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+from indexer.backends.scratch import no_answers
 
 DEFAULT_EF = 10  # voyager 2.2.3: Index.ef of a new or loaded index (TypedIndex.h defaultEF)
 LIBRARY = Library(distribution="voyager", module="voyager", extra="voyager")
@@ -39,8 +40,6 @@ class VoyagerParams(BuildParams):
     # storage_data_type, named like other backends' storage type so rows share one column
     dtype: Storage = "float32"  # voyager 2.2.3 Index.__new__: storage_data_type=StorageDataType.Float32
 
-    def label(self) -> str:
-        return f"M={self.M} efC={self.ef_construction} {self.dtype}"
 
 
 class VoyagerIndex:
@@ -72,8 +71,7 @@ class VoyagerIndex:
 
         assert self._index is not None, "build or load first"
         q = np.ascontiguousarray(queries, dtype=np.float32)
-        ids = np.full((len(q), k), -1, dtype=np.int64)
-        scores = np.full((len(q), k), np.nan, dtype=np.float32)
+        ids, scores = no_answers(len(q), k)
         k_eff = min(k, len(self._index))
         if len(q) == 0 or k_eff == 0:
             return ids, scores
