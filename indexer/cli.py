@@ -11,16 +11,21 @@ import importlib.metadata
 import logging
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
 from indexer.common.errors import UserError
 from indexer.engine.admission import admit
-from indexer.engine.spec import SpecError, load_spec
+from indexer.engine.results import Candidate
+from indexer.engine.spec import ExperimentSpec, SpecError, load_spec, parse_spec
 from indexer.settings import get_settings
+
+if TYPE_CHECKING:
+    from indexer.engine.runner import RunResult
 
 HELP = (
     "Measure how well approximate vector search (HNSW) finds the true nearest neighbours, "
@@ -33,7 +38,7 @@ def one_line(message: str) -> str:
     return re.sub(r"\s*[\r\n]+\s*", " ", message).strip()
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code)
 
@@ -88,27 +93,82 @@ def _main(
         raise typer.Exit(2)
 
 
+CacheDir = Annotated[Path | None, typer.Option(help="where ground truth, LID and finished cells are kept for reruns")]
+Out = Annotated[Path, typer.Option("--out", help="report directory; replaced only once the report is complete")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar and no summary line")]
+Debug = Annotated[bool, typer.Option(help="debug logging, and a traceback for an unexpected failure")]
+NoLimits = Annotated[bool, typer.Option("--no-limits", help="run a spec larger than the INDEXER_MAX_* limits allow")]
+SpecPath = Annotated[Path, typer.Argument(metavar="SPEC", help="experiment spec (YAML or JSON)")]
+
+
 @app.command()
-def run(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="experiment spec (YAML or JSON)")],
-    out: Annotated[Path, typer.Option("--out", help="report directory; replaced only once the report is complete")],
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="where ground truth, LID and finished cells are kept for reruns")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar and no summary line")] = False,
-    debug: Annotated[bool, typer.Option(help="debug logging, and a traceback for an unexpected failure")] = False,
-    no_limits: Annotated[
-        bool, typer.Option("--no-limits", help="run a spec larger than the INDEXER_MAX_* limits allow")
-    ] = False,
-) -> None:
+def run(spec_path: SpecPath, out: Out, cache_dir: CacheDir = None, quiet: Quiet = False, debug: Debug = False,
+        no_limits: NoLimits = False) -> None:
     """Run an experiment and write report.{json,csv,md,html} to OUT."""
+    result = _run_spec(lambda: load_spec(spec_path), out, cache_dir, quiet=quiet, debug=debug, no_limits=no_limits)
+    if not quiet:
+        typer.echo(f"report: {out / 'report.html'} ({len(result.rows)} rows, key {result.spec.key()})")
+
+
+@app.command()
+def advise(
+    spec_path: SpecPath, out: Out,
+    target_recall: Annotated[float, typer.Option(help="the recall@k the configuration must reach")] = 0.95,
+    m: Annotated[str | None, typer.Option("--m", help="M values to try, e.g. 8,16,32")] = None,
+    ef_construction: Annotated[str | None, typer.Option(help="ef_construction values, e.g. 64,128,256")] = None,
+    cache_dir: CacheDir = None, quiet: Quiet = False, debug: Debug = False, no_limits: NoLimits = False,
+) -> None:
+    """Build every HNSW backend of SPEC over a grid of M x ef_construction (and its orderings), and print the
+    cheapest configuration reaching TARGET_RECALL by query time, build time and memory (the ef is chosen on
+    half the queries and confirmed on the other half). The report in OUT holds the whole grid."""
+
+    def spec_with_advice() -> ExperimentSpec:
+        data = load_spec(spec_path).model_dump(mode="json")
+        data["advise"] = {"target_recall": target_recall,
+                          **({"M": _numbers(m, "--m")} if m else {}),
+                          **({"ef_construction": _numbers(ef_construction, "--ef-construction")}
+                             if ef_construction else {})}
+        return parse_spec(data)
+
+    result = _run_spec(spec_with_advice, out, cache_dir, quiet=quiet, debug=debug, no_limits=no_limits)
+    advice = result.extras.advice
+    assert advice is not None
+    typer.echo(f"tried {advice.tried} configurations; {advice.reached} reach recall {advice.target_recall:g}")
+    for what, pick in (("fastest queries", advice.fastest_queries), ("fastest build", advice.fastest_build),
+                       ("smallest index", advice.smallest)):
+        typer.echo(f"{what}: {_describe(pick)}")
+    if not quiet:
+        typer.echo(f"report: {out / 'report.html'}")
+
+
+def _numbers(text: str, option: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{option} takes whole numbers separated by commas, got {text!r}") from None
+
+
+def _describe(pick: Candidate | None) -> str:
+    if pick is None:
+        return "none reaches the target"
+    params = " ".join(f"{k}={v}" for k, v in pick.build_params.items())
+    confirmed = "" if pick.confirmed else " (NOT confirmed on the held-out queries)"
+    return (f"{pick.backend} {params} ordering={pick.ordering} ef={pick.ef}: held-out recall "
+            f"{pick.held_out_recall:.3f}, {pick.qps:,.0f} qps, build {pick.build_seconds:.1f} s, "
+            f"{pick.index_bytes / 1e6:,.1f} MB{confirmed}")
+
+
+def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Path | None, *, quiet: bool,
+              debug: bool, no_limits: bool) -> RunResult:
+    """The one path of `run` and `advise`: read and admit the spec, run it with a progress bar, write the
+    report; every user error ends on one line."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from indexer.engine.runner import run_and_report
 
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        spec = load_spec(spec_path)
+        spec = read_spec()
         settings = get_settings()
         admit(spec, None if no_limits else settings.limits())  # before any work: one line naming the limit
         cache = cache_dir or settings.cache_dir
@@ -117,7 +177,7 @@ def run(
             TimeElapsedColumn(), disable=quiet, transient=False,
         ) as bar:
             task = bar.add_task(spec.name, total=1.0)
-            result = run_and_report(
+            return run_and_report(
                 spec, cache_dir=cache, out_dir=out,
                 progress=lambda f, msg: bar.update(task, completed=f, description=f"{spec.name}: {msg}"),
             )
@@ -129,8 +189,6 @@ def run(
         if debug:
             raise
         _fail(f"{type(err).__name__}: {err}", code=1)
-    if not quiet:
-        typer.echo(f"report: {out / 'report.html'} ({len(result.rows)} rows, key {spec.key()})")
 
 
 @app.command()

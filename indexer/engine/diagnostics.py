@@ -20,8 +20,9 @@ from indexer.backends import VectorIndex
 from indexer.engine.results import CostAtRecall, GraphDiagnostics, GroupDiagnostics, InDegree
 from indexer.science import graph as graphs
 from indexer.science.equal_recall import DEFAULT_MAX_EF, ef_for_targets
+from indexer.science.metrics import summarize
 
-RecallAt = Callable[[int], float]  # mean recall of the cell's queries at an ef
+PerQueryRecall = Callable[[int, np.ndarray], np.ndarray]  # per-query recall at an ef, of the queries picked
 Timer = Callable[[int], float]  # queries per second at an ef
 
 
@@ -40,21 +41,27 @@ class CountsDistances(Protocol):
 
 
 def cost_at_recall(index: VectorIndex, queries: np.ndarray, k: int, n: int, targets: Sequence[float],
-                   recall_at: RecallAt, qps_at: Timer) -> list[CostAtRecall]:
-    """Per target, the smallest ef reaching it on this index (up to min(n, 4096)), its QPS and distance
-    computations per query; ef None when even the largest ef falls short."""
+                   recall_of: PerQueryRecall, qps_at: Timer) -> list[CostAtRecall]:
+    """Per target, the smallest ef reaching it on this index (up to min(n, 4096)) on the even-numbered
+    queries, its recall on the odd ones (held out), its QPS and distance computations per query; ef None
+    when even the largest ef falls short."""
     if not targets:
         return []
+    validation, held_out = np.arange(0, len(queries), 2), np.arange(1, len(queries), 2)
     hi = max(k, min(n, DEFAULT_MAX_EF))
-    found = ef_for_targets(recall_at, targets, lo=k, hi=hi)
+    found = ef_for_targets(lambda ef: float(np.mean(recall_of(ef, validation))), targets, lo=k, hi=hi)
     out = []
     for target, answer in found.items():
         qps = dist = None
+        confirmed: dict[str, Any] = {"mean": None, "ci95": (None, None)}
         if answer.ef is not None:
             qps = qps_at(answer.ef)
+            if len(held_out):
+                confirmed = summarize(recall_of(answer.ef, held_out))
             if isinstance(index, CountsDistances):
                 dist = index.distance_computations(queries, k, answer.ef)
         out.append(CostAtRecall(target=target, ef=answer.ef, recall=answer.recall, qps=qps,
+                                held_out_recall=confirmed["mean"], held_out_ci95=list(confirmed["ci95"]),
                                 distance_computations=dist))
     return out
 

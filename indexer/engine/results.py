@@ -99,12 +99,17 @@ class BinRecall(ResultModel):
 
 
 class CostAtRecall(ResultModel):
-    """What one recall target costs on a built index: the smallest ef reaching it, and the speed there."""
+    """What one recall target costs on a built index: the smallest ef reaching it, and the speed there.
+
+    The ef is searched for on the even-numbered queries (validation) and its recall confirmed on the odd
+    ones (held out), so a choice made from these figures is not judged on the queries that made it."""
 
     target: float
     ef: int | None  # None: the largest ef tried (min(index size, 4096)) falls short
-    recall: Measure
-    qps: float | None
+    recall: Measure  # on the validation half
+    held_out_recall: Measure  # on the other half, at the same ef
+    held_out_ci95: list[Measure]  # its normal-approximation 95% interval
+    qps: float | None  # all queries, at that ef
     distance_computations: float | None  # per query, where the library counts them (faiss)
 
 
@@ -357,15 +362,43 @@ class Crossing(ResultModel):
     crosses_between: list[int] | None
 
 
-class RunExtras(ResultModel):
-    """What a run adds to its rows: space measures by label, notes, and the text-only analyses."""
+class Candidate(ResultModel):
+    """One built configuration that reached the advisor's target on the validation queries."""
 
-    OMIT_UNSET = frozenset({"model_ranking", "crossings"})
+    backend: str
+    build_params: dict[str, BuildParam]
+    ordering: str
+    seed: int
+    ef: int
+    held_out_recall: Measure  # at that ef, on the queries the ef was not chosen on
+    held_out_ci95: list[Measure]
+    confirmed: bool  # the held-out recall reaches the target too
+    qps: float
+    build_seconds: float
+    index_bytes: int
+
+
+class Advice(ResultModel):
+    """The cheapest configurations reaching target_recall, by query time, build time and memory."""
+
+    target_recall: float
+    tried: int  # built configurations (backend x M x ef_construction x ordering x seed)
+    reached: int  # of them, reaching the target on the validation queries
+    fastest_queries: Candidate | None
+    fastest_build: Candidate | None
+    smallest: Candidate | None
+
+
+class RunExtras(ResultModel):
+    """What a run adds to its rows: space measures by label, notes, the text-only analyses, the advice."""
+
+    OMIT_UNSET = frozenset({"model_ranking", "crossings", "advice"})
 
     space: dict[str, SpaceSummary] = {}
     notes: list[str] = []
     model_ranking: list[ModelRanking] | None = None  # runs of several models with IR measures
     crossings: list[Crossing] | None = None  # runs of several index sizes with IR measures
+    advice: Advice | None = None  # specs with `advise`
 
 
 def extras_to_json(extras: RunExtras | Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from indexer.common.errors import DataError, UserError
 from indexer.common.fileio import atomic_save_npy, sha256_file, staged_dir, sweep_orphans
 from indexer.common.hashing import SPACED, content_key
 from indexer.datasets import Dataset, load_dataset
+from indexer.engine.advisor import advise
 from indexer.engine.diagnostics import CellDiagnostics, cost_at_recall, diagnose
 from indexer.engine.results import (
     BinRecall,
@@ -45,7 +46,7 @@ from indexer.engine.results import (
     rows_to_json,
 )
 from indexer.engine.seeds import library_seed
-from indexer.engine.spec import Cell, ExperimentSpec, ReductionSpec, cells
+from indexer.engine.spec import Cell, ExperimentSpec, ReductionSpec, cells, recall_targets
 from indexer.science import groundtruth, lid, metrics, orderings
 from indexer.science.analysis import model_ranking, size_crossings, space_measures, space_summary
 from indexer.science.graph import k_occurrence_skewness
@@ -293,21 +294,25 @@ def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: Vector
         sweep = cell.backend.ef_values()
         index.search(s.queries, spec.k, sweep[0])  # warm-up: page in the graph, start thread pools
 
-        def recall_of(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-            """Per query recall against exact kNN in the original space, ties tolerated by score."""
-            orig_scores = scores if cell.reduction.name == "none" else groundtruth.pair_scores(
-                s.orig_base, s.orig_queries, ids, space)
-            return metrics.recall_at_k(ids, s.gt_ids, spec.k, orig_scores, s.gt_scores, higher_is_better=higher)
+        everyone = np.arange(len(s.queries))
 
-        def mean_recall_at(ef: int) -> float:
-            return float(np.mean(recall_of(*index.search(s.queries, spec.k, ef))))
+        def recall_of(ids: np.ndarray, scores: np.ndarray, picked: np.ndarray = everyone) -> np.ndarray:
+            """Per query recall (of the queries `picked`) against exact kNN in the original space, ties
+            tolerated by score."""
+            orig_scores = scores if cell.reduction.name == "none" else groundtruth.pair_scores(
+                s.orig_base, s.orig_queries[picked], ids, space)
+            return metrics.recall_at_k(ids, s.gt_ids[picked], spec.k, orig_scores, s.gt_scores[picked],
+                                       higher_is_better=higher)
+
+        def recall_of_queries(ef: int, picked: np.ndarray) -> np.ndarray:
+            return recall_of(*index.search(s.queries[picked], spec.k, ef), picked)
 
         def qps_at(ef: int) -> float:
             _, seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
             return len(s.queries) / max(seconds, 1e-9)
 
         costs = [] if sweep == [None] else cost_at_recall(
-            index, s.queries, spec.k, len(s.rows), spec.recall_targets, mean_recall_at, qps_at)
+            index, s.queries, spec.k, len(s.rows), recall_targets(spec), recall_of_queries, qps_at)
         diag = None if spec.diagnostics is None else diagnose(
             index, s.base, s.rows, sweep, space="ip" if higher else "l2", sample=spec.diagnostics.self_miss_sample,
             seed=cell.seed,
@@ -591,6 +596,8 @@ def run(
         extras.model_ranking = model_ranking(rows)
     if len(spec.index_sizes) > 1 and judged:
         extras.crossings = size_crossings(rows)
+    if spec.advise is not None:
+        extras.advice = advise(rows, spec.advise.target_recall)
     phase.progress(1.0, "done")
     return RunResult(spec=spec, rows=rows, extras=extras, indexes=index_records)
 

@@ -43,7 +43,7 @@ MAX_INTRINSIC_DIMS = 256
 MAX_INDEX_SIZES = 64
 MAX_MODELS = 16
 MAX_BACKENDS = 32
-ROW_FORMAT = 3  # 2: rows record library_version and order_controlled; 3: cost at recall, diagnostics
+ROW_FORMAT = 4  # 2: library_version, order_controlled; 3: cost at recall, diagnostics; 4: held-out recall
 MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
 MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
 MODEL_NAME_CHARS = 256
@@ -194,6 +194,19 @@ class DiagnosticsSpec(_Strict):
 
 
 RecallTarget = Annotated[float, Field(gt=0.0, le=1.0)]
+GraphSize = Annotated[int, Field(ge=2, le=512)]
+
+
+class AdviseSpec(_Strict):
+    """Find the cheapest configuration that reaches a recall: every HNSW backend of the spec is built over
+    the grid of M x ef_construction (in every ordering), the ef reaching the target is searched on half the
+    queries and confirmed on the other half, and the report names the cheapest by query time, build time
+    and memory."""
+
+    target_recall: RecallTarget = 0.95
+    M: list[GraphSize] = Field(default_factory=lambda: [8, 16, 32], min_length=1, max_length=8)
+    ef_construction: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [64, 128, 256], min_length=1, max_length=8)
 
 
 class ExperimentSpec(_Strict):
@@ -223,6 +236,11 @@ class ExperimentSpec(_Strict):
         default_factory=lambda: list(DEFAULT_RECALL_TARGETS), max_length=5,
         exclude_if=lambda v: v == list(DEFAULT_RECALL_TARGETS),  # a spec that keeps them keeps its old key
         description="for each, the smallest ef reaching it and the cost there (cost at equal recall)",
+    )
+    advise: AdviseSpec | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="build every HNSW backend over a grid of M x ef_construction and name the cheapest "
+                    "configuration that reaches target_recall (its recall target is added to recall_targets)",
     )
     diagnostics: DiagnosticsSpec | None = Field(
         default=None, exclude_if=lambda v: v is None,
@@ -332,7 +350,7 @@ class Cell(_Strict):
             "lid": spec.lid.model_dump(mode="json"),
             "clusters": spec.clusters if self.ordering == "cluster" else None,
             "lid_bins": spec.lid_bins,
-            "recall_targets": spec.recall_targets,
+            "recall_targets": recall_targets(spec),
             "diagnostics": spec.diagnostics.model_dump(mode="json") if spec.diagnostics else None,
             "libraries": _library_versions(self.backend.name),  # a new library may build another graph
             "rows": ROW_FORMAT,  # cached rows of another format are not read back
@@ -361,19 +379,37 @@ def grid_size(spec: ExperimentSpec) -> int:
     if "dense" not in spec.representations and "hybrid" not in spec.representations:
         return 0
     return (len(spec.models()) * len(spec.index_sizes) * len(spec.reductions) * len(spec.orderings)
-            * len(spec.backends) * len(spec.seeds))
+            * sum(len(built_backends(spec, b)) for b in spec.backends) * len(spec.seeds))
+
+
+def built_backends(spec: ExperimentSpec, entry: BackendSpec) -> list[BackendSpec]:
+    """The builds one backend entry stands for: itself, or with `advise` (an HNSW backend) one per point of
+    the M x ef_construction grid, its other fields as the entry gives them."""
+    if spec.advise is None or not {"M", "ef_construction"} <= set(type(entry).model_fields):
+        return [entry]
+    return [type(entry).model_validate({**entry.model_dump(), "M": m, "ef_construction": e})
+            for m, e in itertools.product(spec.advise.M, spec.advise.ef_construction)]
 
 
 def cells(spec: ExperimentSpec) -> list[Cell]:
-    """Expand the dense grid: model x index size x reduction x ordering x backend x seed."""
+    """Expand the dense grid: model x index size x reduction x ordering x backend (x advise grid) x seed."""
     if "dense" not in spec.representations and "hybrid" not in spec.representations:
         return []
+    backends = [b for entry in spec.backends for b in built_backends(spec, entry)]
     return [
         Cell(model=m, index_size=n, reduction=r, ordering=o, backend=b, seed=s)
         for m, n, r, o, b, s in itertools.product(
-            spec.models(), spec.index_sizes, spec.reductions, spec.orderings, spec.backends, spec.seeds
+            spec.models(), spec.index_sizes, spec.reductions, spec.orderings, backends, spec.seeds
         )
     ]
+
+
+def recall_targets(spec: ExperimentSpec) -> list[float]:
+    """The recall targets every cell is costed at: the spec's, and the advisor's."""
+    targets = list(spec.recall_targets)
+    if spec.advise is not None and spec.advise.target_recall not in targets:
+        targets.append(spec.advise.target_recall)
+    return sorted(targets)
 
 
 def max_reduced_dims(name: str, input_dim: int) -> int:

@@ -9,6 +9,7 @@ from indexer.engine.results import ResultModel, RunExtras
 from indexer.engine.spec import ExperimentSpec
 from indexer.report.blocks import Bullets, Section
 from indexer.report.results import Results, typed_extras, typed_rows
+from indexer.report.sections.advice import advice_section
 from indexer.report.sections.category import category_section
 from indexer.report.sections.cost import cost_section
 from indexer.report.sections.diagnostics import diagnostics_section
@@ -34,6 +35,7 @@ def document(spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any
     highlights: list[str] = []
     sections = [overview_section(res)]
     body: list[Section | None] = [
+        advice_section(typed, highlights),
         recall_section(res, highlights),
         category_section(res, highlights),
         lid_bin_section(res),

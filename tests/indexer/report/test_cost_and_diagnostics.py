@@ -29,8 +29,10 @@ def _rows() -> list[dict]:
             rows.append(dense_row(
                 ordering=ordering, ef=ef, cell=f"c{i}", recall=0.7 + ef / 200 - 0.05 * i, qps=5000.0 / ef,
                 cost_at_recall=[{"target": 0.9, "ef": 60 + 40 * i, "recall": 0.91, "qps": 90.0,
+                                 "held_out_recall": 0.9, "held_out_ci95": [0.88, 0.92],
                                  "distance_computations": None},
                                 {"target": 0.95, "ef": None if i else 150, "recall": None if i else 0.95,
+                                 "held_out_recall": None if i else 0.949, "held_out_ci95": [None, None],
                                  "qps": None if i else 30.0, "distance_computations": None}],
                 graph={"unreachable": 3 * i, "unreachable_from_all_upper": i, "zero_in_degree": 2 + i,
                        "in_degree": {"min": 0, "p1": 1, "median": 8, "p99": 30, "max": 61, "mean": 9.5},

@@ -1,0 +1,40 @@
+"""The advisor: of the configurations a run built, the cheapest that reach a target recall.
+
+Every cell's cost at equal recall already holds the smallest ef reaching each target on the even-numbered
+queries and the recall there on the odd ones (indexer.engine.diagnostics.cost_at_recall): a configuration is
+a candidate when the validation half reaches the target, and confirmed when the held-out half does too.
+The choice is among confirmed candidates (or, when none is, among the candidates, and the advice says so):
+the cheapest by queries per second at its ef, by build time, and by index size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from indexer.engine.results import Advice, Candidate, DenseRow, ResultRow
+
+
+def advise(rows: Sequence[ResultRow], target: float) -> Advice:
+    """The advice over a run's rows for `target` (one candidate per built cell)."""
+    built: dict[str, DenseRow] = {}
+    for r in rows:
+        if isinstance(r, DenseRow) and r.ef is not None:
+            built.setdefault(r.cell, r)
+    candidates = []
+    for row in built.values():
+        cost = next((c for c in row.cost_at_recall if c.target == target), None)
+        if cost is None or cost.ef is None or cost.qps is None:
+            continue
+        confirmed = cost.held_out_recall is not None and cost.held_out_recall >= target
+        candidates.append(Candidate(
+            backend=row.backend, build_params=dict(row.build_params), ordering=row.ordering, seed=row.seed,
+            ef=cost.ef, held_out_recall=cost.held_out_recall, held_out_ci95=cost.held_out_ci95,
+            confirmed=confirmed, qps=cost.qps, build_seconds=row.build_seconds, index_bytes=row.index_bytes,
+        ))
+    pool = [c for c in candidates if c.confirmed] or candidates
+    return Advice(
+        target_recall=target, tried=len(built), reached=len(candidates),
+        fastest_queries=max(pool, key=lambda c: c.qps, default=None),
+        fastest_build=min(pool, key=lambda c: c.build_seconds, default=None),
+        smallest=min(pool, key=lambda c: c.index_bytes, default=None),
+    )
