@@ -103,9 +103,13 @@ SpecPath = Annotated[Path, typer.Argument(metavar="SPEC", help="experiment spec 
 
 @app.command()
 def run(spec_path: SpecPath, out: Out, cache_dir: CacheDir = None, quiet: Quiet = False, debug: Debug = False,
-        no_limits: NoLimits = False) -> None:
+        no_limits: NoLimits = False,
+        save_indexes: Annotated[bool, typer.Option(
+            "--save-indexes", help="copy each built index into OUT/indexes/ and name it in its rows")] = False,
+        ) -> None:
     """Run an experiment and write report.{json,csv,md,html} to OUT."""
-    result = _run_spec(lambda: load_spec(spec_path), out, cache_dir, quiet=quiet, debug=debug, no_limits=no_limits)
+    result = _run_spec(lambda: load_spec(spec_path), out, cache_dir, quiet=quiet, debug=debug, no_limits=no_limits,
+                       save_indexes=save_indexes)
     if not quiet:
         typer.echo(f"report: {out / 'report.html'} ({len(result.rows)} rows, key {result.spec.key()})")
 
@@ -116,6 +120,8 @@ def advise(
     target_recall: Annotated[float, typer.Option(help="the recall@k the configuration must reach")] = 0.95,
     m: Annotated[str | None, typer.Option("--m", help="M values to try, e.g. 8,16,32")] = None,
     ef_construction: Annotated[str | None, typer.Option(help="ef_construction values, e.g. 64,128,256")] = None,
+    budget_minutes: Annotated[float | None, typer.Option(
+        help="stop building new configurations after this long (cheapest first) and advise over those built")] = None,
     cache_dir: CacheDir = None, quiet: Quiet = False, debug: Debug = False, no_limits: NoLimits = False,
 ) -> None:
     """Build every HNSW backend of SPEC over a grid of M x ef_construction (and its orderings), and print the
@@ -124,7 +130,7 @@ def advise(
 
     def spec_with_advice() -> ExperimentSpec:
         data = load_spec(spec_path).model_dump(mode="json")
-        data["advise"] = {"target_recall": target_recall,
+        data["advise"] = {"target_recall": target_recall, "budget_minutes": budget_minutes,
                           **({"M": _numbers(m, "--m")} if m else {}),
                           **({"ef_construction": _numbers(ef_construction, "--ef-construction")}
                              if ef_construction else {})}
@@ -133,7 +139,8 @@ def advise(
     result = _run_spec(spec_with_advice, out, cache_dir, quiet=quiet, debug=debug, no_limits=no_limits)
     advice = result.extras.advice
     assert advice is not None
-    typer.echo(f"tried {advice.tried} configurations; {advice.reached} reach recall {advice.target_recall:g}")
+    typer.echo(f"tried {advice.tried} configurations; {advice.reached} reach recall {advice.target_recall:g}"
+               + (f"; {advice.not_built} not built within the budget" if advice.not_built else ""))
     for what, pick in (("fastest queries", advice.fastest_queries), ("fastest build", advice.fastest_build),
                        ("smallest index", advice.smallest)):
         typer.echo(f"{what}: {_describe(pick)}")
@@ -159,7 +166,7 @@ def _describe(pick: Candidate | None) -> str:
 
 
 def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Path | None, *, quiet: bool,
-              debug: bool, no_limits: bool) -> RunResult:
+              debug: bool, no_limits: bool, save_indexes: bool = False) -> RunResult:
     """The one path of `run` and `advise`: read and admit the spec, run it with a progress bar, write the
     report; every user error ends on one line."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -178,7 +185,7 @@ def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Pat
         ) as bar:
             task = bar.add_task(spec.name, total=1.0)
             return run_and_report(
-                spec, cache_dir=cache, out_dir=out,
+                spec, cache_dir=cache, out_dir=out, save_indexes=save_indexes,
                 progress=lambda f, msg: bar.update(task, completed=f, description=f"{spec.name}: {msg}"),
             )
     except (SpecError, UserError) as err:

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from indexer.engine.results import Advice, Candidate, DenseRow, ResultRow
 
 
-def advise(rows: Sequence[ResultRow], target: float) -> Advice:
-    """The advice over a run's rows for `target` (one candidate per built cell)."""
+def advise(rows: Sequence[ResultRow], target: float, skipped: int = 0) -> Advice:
+    """The advice over a run's rows for `target` (one candidate per built cell; `skipped` were not built
+    within the budget)."""
     built: dict[str, DenseRow] = {}
     for r in rows:
         if isinstance(r, DenseRow) and r.ef is not None:
@@ -33,7 +34,7 @@ def advise(rows: Sequence[ResultRow], target: float) -> Advice:
         ))
     pool = [c for c in candidates if c.confirmed] or candidates
     return Advice(
-        target_recall=target, tried=len(built), reached=len(candidates),
+        target_recall=target, tried=len(built), reached=len(candidates), not_built=skipped,
         fastest_queries=max(pool, key=lambda c: c.qps, default=None),
         fastest_build=min(pool, key=lambda c: c.build_seconds, default=None),
         smallest=min(pool, key=lambda c: c.index_bytes, default=None),

@@ -168,7 +168,7 @@ class DenseRow(_DenseSpace):
     """One ANN cell at one ef: a dense index built in one insertion order, searched at one ef."""
 
     OMIT_UNSET = frozenset({"ndcg_at_10", "mrr_at_10", "recall_at_100", "ranking", "graph", "self_miss",
-                            "self_miss_sampled", "diagnostics_by_category", "diagnostics_by_lid_bin"})
+                            "self_miss_sampled", "diagnostics_by_category", "diagnostics_by_lid_bin", "index_file"})
 
     representation: Literal["dense"] = "dense"
     ordering: str
@@ -200,6 +200,7 @@ class DenseRow(_DenseSpace):
     self_miss_sampled: int | None = None
     diagnostics_by_category: list[GroupDiagnostics] = []
     diagnostics_by_lid_bin: list[GroupDiagnostics] = []
+    index_file: str | None = None  # the built index's copy in the report (`indexer run --save-indexes`)
     # only on datasets with relevance judgements:
     ndcg_at_10: Measure = Field(None, alias="ndcg@10")
     mrr_at_10: Measure = Field(None, alias="mrr@10")
@@ -384,6 +385,7 @@ class Advice(ResultModel):
     target_recall: float
     tried: int  # built configurations (backend x M x ef_construction x ordering x seed)
     reached: int  # of them, reaching the target on the validation queries
+    not_built: int = 0  # configurations left out when the budget ran out
     fastest_queries: Candidate | None
     fastest_build: Candidate | None
     smallest: Candidate | None

@@ -373,6 +373,24 @@ def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: Vector
     return rows, record
 
 
+class _Budget:
+    """The advisor's time budget: spent once the run has taken budget_minutes (never, without one)."""
+
+    def __init__(self, spec: ExperimentSpec) -> None:
+        minutes = spec.advise.budget_minutes if spec.advise is not None else None
+        self.deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
+        self.skipped = 0
+
+    def spent(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+
+def _build_cost(cell: Cell) -> int:
+    """A configuration's relative build cost (M x ef_construction; 0 for a backend without a graph)."""
+    params = cell.backend.build_params()
+    return int(params.get("M", 0)) * int(params.get("ef_construction", 0))
+
+
 def _diagnosed(diag: CellDiagnostics | None, ef: int | None) -> dict[str, Any]:
     """A row's diagnostics fields at its ef (none when the spec asked for none)."""
     if diag is None:
@@ -550,6 +568,9 @@ def run(
         if should_stop and should_stop():
             raise Cancelled()
 
+    budget = _Budget(spec)
+    if spec.advise is not None:  # cheapest configurations first, so a budget cuts the expensive ones
+        grid.sort(key=_build_cost)
     for model in models:
         check_stop()
         phase.fraction, phase.context = done / total, ""
@@ -576,6 +597,9 @@ def run(
                         continue
                     check_stop()
                     phase.fraction = done / total
+                    if budget.spent() and not (cache_dir / "cells" / cell.key(spec) / "rows.json").exists():
+                        budget.skipped += 1
+                        continue
                     cell_rows, record = _evaluate_cell(spec, cell, s, cache_dir, phase)
                     space_rows.extend(cell_rows)
                     index_records.append(record.model_copy(
@@ -597,7 +621,10 @@ def run(
     if len(spec.index_sizes) > 1 and judged:
         extras.crossings = size_crossings(rows)
     if spec.advise is not None:
-        extras.advice = advise(rows, spec.advise.target_recall)
+        extras.advice = advise(rows, spec.advise.target_recall, skipped=budget.skipped)
+        if budget.skipped:
+            extras.notes.append(f"The advisor's budget of {spec.advise.budget_minutes:g} minutes ran out: "
+                                f"{budget.skipped} configurations (the most expensive) were not built.")
     phase.progress(1.0, "done")
     return RunResult(spec=spec, rows=rows, extras=extras, indexes=index_records)
 
@@ -620,8 +647,12 @@ def run_and_report(
     out_dir: Path,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    save_indexes: bool = False,
 ) -> RunResult:
-    """`run`, then write the report to out_dir (atomically): what `indexer run` and the worker do."""
+    """`run`, then write the report to out_dir (atomically): what `indexer run` and the worker do.
+
+    With save_indexes the report also holds each built index that lives in one file (indexes/), and each
+    row names its copy (`index_file`), so a third party can load the graph and check the figures."""
     from indexer.report import write_report
 
     result = run(spec, cache_dir=cache_dir, progress=progress, should_stop=should_stop)
@@ -629,7 +660,7 @@ def run_and_report(
     phase = Phases(progress)
     phase.fraction = 1.0
     with phase("report"):
-        write_report(spec, result.rows, out_dir, extras=result.extras)
+        write_report(spec, result.rows, out_dir, extras=result.extras, save_indexes=save_indexes)
     # the rows as published: neighbour files relative to the report, floats rounded to what they mean
     result.rows = parse_rows(json.loads((Path(out_dir) / "report.json").read_text())["rows"])
     return result

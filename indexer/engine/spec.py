@@ -207,6 +207,9 @@ class AdviseSpec(_Strict):
     M: list[GraphSize] = Field(default_factory=lambda: [8, 16, 32], min_length=1, max_length=8)
     ef_construction: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         default_factory=lambda: [64, 128, 256], min_length=1, max_length=8)
+    # stop building new configurations after this long (cheapest first; cached ones cost nothing), and
+    # advise over those built: the answer then depends on the machine's speed, which the report says
+    budget_minutes: float | None = Field(default=None, gt=0)
 
 
 class ExperimentSpec(_Strict):

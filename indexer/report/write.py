@@ -16,7 +16,7 @@ from typing import Any
 
 from indexer.common.errors import UserError
 from indexer.common.fileio import fsync_dir, staging_path, write_durable
-from indexer.engine.results import ResultModel, RunExtras, extras_to_json
+from indexer.engine.results import DenseRow, ResultModel, RunExtras, extras_to_json
 from indexer.engine.spec import ExperimentSpec
 from indexer.report.html import render_html
 from indexer.report.markdown import render_markdown
@@ -27,11 +27,12 @@ log = logging.getLogger(__name__)
 
 REPORT_PREFIX = "report."
 NEIGHBORS_DIR = "neighbors"
+INDEXES_DIR = "indexes"
 
 
 def write_report(
     spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any]], out_dir: Path, *,
-    extras: RunExtras | Mapping[str, Any] | None = None,
+    extras: RunExtras | Mapping[str, Any] | None = None, save_indexes: bool = False,
 ) -> Path:
     """Write report.{json,csv,md,html} and the neighbour files into `out_dir`, atomically.
 
@@ -47,6 +48,8 @@ def write_report(
         tmp.mkdir(mode=0o755)
         (tmp / NEIGHBORS_DIR).mkdir()
         report_rows = _copy_neighbors(typed_rows(rows), tmp)
+        if save_indexes:
+            _copy_indexes(typed_rows(rows), report_rows, tmp)
         plain_extras = plain(extras_to_json(extras)) if extras is not None else None
         # Render everything before writing anything: a rendering bug must not cost the old report.
         csv_text = rows_to_csv(report_rows)
@@ -75,7 +78,8 @@ def write_report(
 
 
 def _check_replaceable(out_dir: Path) -> None:
-    """Only a missing path or a previous report (report.* files, neighbors/*.npy) may be replaced."""
+    """Only a missing path or a previous report (report.* files, neighbors/*.npy, indexes/<cell>/index.bin*)
+    may be replaced."""
     if out_dir.is_symlink():
         raise UserError(f"report directory {out_dir} is a symbolic link; refusing to replace it")
     if not out_dir.exists():
@@ -92,6 +96,10 @@ def _check_replaceable(out_dir: Path) -> None:
                 for p in entry.iterdir()
                 if p.suffix != ".npy" or not p.is_file() or p.is_symlink()
             ]
+            continue
+        if entry.name == INDEXES_DIR and entry.is_dir() and not entry.is_symlink():
+            foreign += [f"{INDEXES_DIR}/{p.name}" for p in entry.iterdir()
+                        if not p.is_dir() or p.is_symlink() or any(not f.name.startswith("index.bin") for f in p.iterdir())]
             continue
         foreign.append(entry.name)
     if foreign:
@@ -139,6 +147,25 @@ def _copy_neighbors(rows: Sequence[Row], dest: Path) -> list[JsonRow]:
             new["neighbors"] = copied[row.neighbors]
         out.append(new)
     return out
+
+
+def _copy_indexes(rows: Sequence[Row], published: list[JsonRow], dest: Path) -> None:
+    """Copy each built index that lives in one file (index.bin and its companions, in the row's cell
+    directory) into dest/indexes/<cell>/, and name it in the published row (`index_file`)."""
+    copied: dict[str, str] = {}
+    for row, out in zip(rows, published, strict=True):
+        if not isinstance(row, DenseRow) or not row.neighbors:
+            continue
+        cell_dir = Path(row.neighbors).parent
+        if row.cell not in copied and (cell_dir / "index.bin").is_file():
+            target = dest / INDEXES_DIR / row.cell
+            target.mkdir(parents=True)
+            for src in sorted(cell_dir.glob("index.bin*")):
+                shutil.copyfile(src, target / src.name)
+            fsync_dir(target)
+            copied[row.cell] = f"{INDEXES_DIR}/{row.cell}/index.bin"
+        if row.cell in copied:
+            out["index_file"] = copied[row.cell]
 
 
 def _copy_one(src: Path, dest: Path, used: set[str], *, qualify: bool) -> str | None:

@@ -87,3 +87,15 @@ def test_the_cli_prints_the_three_picks_and_refuses_a_bad_grid(tmp_path: Path) -
     assert [line.split(":")[0] for line in lines[1:4]] == ["fastest queries", "fastest build", "smallest index"]
     bad = subprocess.run([*cmd[:-4], "--m", "four"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--m takes whole numbers" in bad.stderr
+
+
+def test_a_spent_budget_builds_nothing_new_but_uses_every_cached_configuration(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    tight = {**SPEC, "advise": {**SPEC["advise"], "budget_minutes": 1e-9}}
+    first = run(parse_spec(tight), cache_dir=cache)
+    assert first.extras.advice is not None
+    assert (first.extras.advice.tried, first.extras.advice.not_built) == (0, 10)  # 2 orderings x (4 + exact)
+    assert any("budget" in note for note in first.extras.notes)
+    run(parse_spec(SPEC), cache_dir=cache)  # builds everything
+    again = run(parse_spec(tight), cache_dir=cache).extras.advice
+    assert again is not None and (again.tried, again.not_built) == (8, 0)  # cached cells cost nothing
