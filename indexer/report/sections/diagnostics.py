@@ -3,11 +3,17 @@ in-degrees are against the data's own hubness, and how often a point's own vecto
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from indexer.engine.results import DenseRow, GroupDiagnostics
 from indexer.report import cells
-from indexer.report.blocks import Block, Heading, Para, Section, Table, fold
+from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, fold
+from indexer.report.figures import MAX_PANELS, cap, grid, legend, ordering_style
 from indexer.report.results import ConfigKey, Results, by
 from indexer.report.values import mean
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as MplFigure
 
 TARGET = 0.95
 
@@ -37,9 +43,52 @@ def diagnostics_section(res: Results) -> Section | None:
                     table.rows.append(_line(res, config, str(ordering), crows))
                     details += _groups(res, config, str(ordering), crows)
         blocks.append(table)
+    figure = _self_miss_figure(res, rows)
+    if figure is not None:
+        blocks.append(figure)
     if details:
         blocks.append(fold(details, "Diagnostics by category and by base-LID bin, at the smallest ef"))
     return Section("diagnostics", "Why recall is lost: graph diagnostics", blocks)
+
+
+def _self_miss_figure(res: Results, rows: list[DenseRow]) -> Figure | None:
+    """Self-miss by group (category, else base-LID bin) at the smallest ef, a line per ordering, a panel
+    per backend: where in the data an ordering leaves points its own search cannot find."""
+    panels = []
+    for config in res.configs(rows):
+        crows = [r for r in rows if res.config_of(r) == config]
+        efs = sorted({r.ef for r in crows if r.ef is not None})
+        low = [r for r in crows if r.ef == efs[0]] if efs else []
+        kind, get = ("category", _by_category) if any(r.diagnostics_by_category for r in low) else (
+            "base-LID bin", _by_lid_bin)
+        if any(get(r) for r in low):
+            panels.append((config, kind, get, low, efs[0]))
+    if not panels:
+        return None
+    panels, capped = cap(panels, MAX_PANELS)
+
+    def draw() -> MplFigure:
+        fig, axes = grid(len(panels), sharey=False)
+        for ax, (config, kind, get, low, ef) in zip(axes, panels, strict=True):
+            groups = list(dict.fromkeys(g.group for r in low for g in get(r)))
+            for ordering in res.orderings:
+                orows = by(low, "ordering", ordering)
+                values = [mean(g.self_miss for r in orows for g in get(r) if g.group == name) for name in groups]
+                if all(v is None for v in values):
+                    continue
+                color, marker = ordering_style(res, ordering)
+                ax.plot(range(len(groups)), [float("nan") if v is None else v for v in values], color=color,
+                        marker=marker, label=str(ordering))
+            ax.set_xticks(range(len(groups)), [g if len(g) <= 18 else g[:17] + "…" for g in groups], rotation=30,
+                          ha="right")
+            ax.set_xlabel(kind)
+            ax.set_ylabel(f"self-miss at ef={ef}")
+            ax.set_title(res.config_label(config))
+        legend(fig, axes, title="insertion ordering")
+        return fig
+
+    return Figure("Share of base points whose own vector does not find them first, by group, at each backend's "
+                  "smallest ef: one line per insertion ordering." + capped, draw)
 
 
 def _line(res: Results, config: ConfigKey, ordering: str, rows: list[DenseRow]) -> list[str]:

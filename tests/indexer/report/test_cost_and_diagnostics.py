@@ -55,3 +55,4 @@ def test_both_sections_render_with_their_numbers() -> None:
     assert "| hnswlib | lid_asc | 3 | 3 | 1 / 8 / 30 / 61 | 1.50 | 4.00 | 0.140 | 0.110 | 0.700 | not reached |" in md
     page = render_html(spec, _rows(), None)
     assert "Pareto front" in page and "could not be drawn" not in page
+    assert "Share of base points whose own vector does not find them first" in page  # the self-miss figure
