@@ -305,6 +305,8 @@ class Distribution(ResultModel):
 
 
 class SpaceSummary(ResultModel):
+    OMIT_UNSET = frozenset({"lid_method", "lid_median_relative_error", "lid_rank_correlation"})
+
     """Why a setting loses recall, per (model, index size, reduction): LID, IsoScore, relative contrast."""
 
     lid_base: Distribution
@@ -315,6 +317,10 @@ class SpaceSummary(ResultModel):
     dims: int
     n: int
     reduction: dict[str, Any]  # the reducer's own description (indexer.science.reduce: name, dims, and its fit)
+    lid_method: Literal["exact", "approximate", "sampled"] = "exact"  # how the base LID was estimated
+    # approximate only: against exact LID on a seeded sample of the base
+    lid_median_relative_error: float | None = None
+    lid_rank_correlation: float | None = None  # Spearman: do LID orderings keep their order
 
 
 class ModelRank(ResultModel):

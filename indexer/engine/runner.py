@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -113,6 +113,8 @@ class Space:
     orig_base: np.ndarray
     orig_queries: np.ndarray
     data_hubness: float | None = None  # k-occurrence skewness of the indexed points (diagnostics only)
+    lid_method: LidMethod = "exact"  # exact, approximate (HNSW kNN graph) or sampled
+    lid_error: tuple[float, float] | None = None  # approximate: (median relative error, Spearman) on a sample
 
 
 def _hash(obj: Any) -> str:
@@ -487,11 +489,12 @@ def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray
             cache_dir / "groundtruth", f"gt-{key}-{spec.k}", lambda: _knn_over(rb, rows, rq, spec.k, metric))
     sub = rb if len(rows) == len(rb) else np.ascontiguousarray(rb[rows])
     every_point = bool({"lid_asc", "lid_desc"} & set(spec.orderings)) or spec.lid.sample >= len(rows)
-    with phase("LID"):
+    method = lid_method(spec, len(rows), every_point)
+    with phase("LID" if method != "approximate" else "LID (HNSW kNN graph)"):
         lids = groundtruth.cached(
-            cache_dir / "lid", f"lid-{key}-{spec.lid.k}-{'all' if every_point else spec.lid.sample}",
-            lambda: {"base": _base_lid(spec, sub, every_point),
-                     "queries": lid.query_lid(sub, rq, spec.lid.k, spec.metric)},
+            cache_dir / "lid", f"lid-{key}-{spec.lid.k}-{'all' if every_point else spec.lid.sample}"
+                               + ("-hnsw" if method == "approximate" else ""),
+            lambda: {**_base_lid(spec, sub, method), "queries": lid.query_lid(sub, rq, spec.lid.k, spec.metric)},
         )
     hubness = None
     if spec.diagnostics is not None and len(rows) > spec.k:
@@ -499,20 +502,42 @@ def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray
             knn = groundtruth.cached(cache_dir / "lid", f"knn-{key}-{spec.k}",
                                      lambda: {"ids": groundtruth.self_knn(sub, spec.k, metric)[0]})
             hubness = k_occurrence_skewness(knn["ids"], len(rows))
+    error = lids.get("error")
     return Space(ds, key, size, rows, rb, rq, gt["ids"], gt["scores"], within["ids"], within["scores"],
-                 lids["base"], lids["queries"], reduction, info, base, queries, hubness)
+                 lids["base"], lids["queries"], reduction, info, base, queries, hubness, method,
+                 None if error is None else (float(error[0]), float(error[1])))
 
 
-def _base_lid(spec: ExperimentSpec, sub: np.ndarray, every_point: bool) -> np.ndarray:
-    """Pointwise LID of every indexed point when an ordering needs it; else of a seeded sample (NaN
-    elsewhere), which is all the report's distribution needs and saves a full self-join."""
-    if every_point:
-        return lid.pointwise_lid(sub, spec.lid.k, spec.metric)
+LidMethod = Literal["exact", "approximate", "sampled"]
+LID_ERROR_SAMPLE = 2_000  # base points whose exact LID checks an approximate estimate
+
+
+def lid_method(spec: ExperimentSpec, n: int, every_point: bool) -> LidMethod:
+    """How the base LID is estimated: for every point (exactly up to lid.exact_up_to points, from an HNSW
+    kNN graph above, unless the spec says which) when an ordering needs it; else on a seeded sample."""
+    if not every_point:
+        return "sampled"
+    if spec.lid.method == "auto":
+        return "exact" if n <= spec.lid.exact_up_to else "approximate"
+    return spec.lid.method
+
+
+def _base_lid(spec: ExperimentSpec, sub: np.ndarray, method: str) -> dict[str, np.ndarray]:
+    """Pointwise LID of every indexed point when an ordering needs it (`base`; approximate also gives its
+    `error` against exact LID on a seeded sample); else of a seeded sample (NaN elsewhere), which is all
+    the report's distribution needs and saves a full self-join."""
+    if method == "exact":
+        return {"base": lid.pointwise_lid(sub, spec.lid.k, spec.metric)}
+    # each sampled point finds itself at distance 0, which the estimator drops: k+1 leaves k neighbours
+    if method == "approximate":
+        base = lid.approximate_pointwise_lid(sub, spec.lid.k, spec.metric, seed=spec.seeds[0])
+        sample = np.sort(np.random.default_rng(1).choice(len(sub), min(LID_ERROR_SAMPLE, len(sub)), replace=False))
+        exact = lid.query_lid(sub, sub[sample], spec.lid.k + 1, spec.metric)
+        return {"base": base, "error": np.asarray(lid.lid_error(base[sample], exact))}
     sample = np.sort(np.random.default_rng(0).choice(len(sub), spec.lid.sample, replace=False))
     out = np.full(len(sub), np.nan)
-    # each sampled point finds itself at distance 0, which the estimator drops: k+1 leaves k neighbours
     out[sample] = lid.query_lid(sub, sub[sample], spec.lid.k + 1, spec.metric)
-    return out
+    return {"base": out}
 
 
 def _check_provided(spec: ExperimentSpec, ds: Dataset, gt: dict[str, np.ndarray], base: np.ndarray,
@@ -536,8 +561,14 @@ def _space_summary(spec: ExperimentSpec, s: Space, cache_dir: Path) -> SpaceSumm
     sub = s.base if len(s.rows) == len(s.base) else s.base[s.rows]
     measures = groundtruth.cached(cache_dir / "space", f"space-{s.key}-{spec.k}",
                                   lambda: space_measures(sub, s.queries, spec.k, spec.metric))
-    return space_summary(s.lid_base, s.lid_queries, measures, dims=int(s.base.shape[1]), n=int(len(s.rows)),
-                         reduction=s.reduction_info)
+    summary = space_summary(s.lid_base, s.lid_queries, measures, dims=int(s.base.shape[1]), n=int(len(s.rows)),
+                            reduction=s.reduction_info)
+    if s.lid_method == "approximate" and s.lid_error is not None:
+        summary = summary.model_copy(update={"lid_median_relative_error": s.lid_error[0],
+                                             "lid_rank_correlation": s.lid_error[1]})
+    if s.lid_method != "exact":  # set explicitly, so it is written (it is left out when exact, as before)
+        summary.lid_method = s.lid_method
+    return summary
 
 
 def run(

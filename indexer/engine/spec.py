@@ -178,6 +178,10 @@ class ReductionSpec(_Strict):
 
 class LidSpec(_Strict):
     k: int = Field(default=20, ge=2)
+    # exact all-pairs kNN up to `exact_up_to` indexed points, an HNSW kNN graph above (auto); the report
+    # states the method and, when approximate, its error against exact LID on a sample
+    method: Literal["auto", "exact", "approximate"] = Field(default="auto", exclude_if=lambda v: v == "auto")
+    exact_up_to: int = Field(default=200_000, ge=1, exclude_if=lambda v: v == 200_000)
     sample: int = Field(
         default=5000, ge=1,
         description="base points whose LID is estimated for the report when no ordering needs every point's",

@@ -30,6 +30,11 @@ def lid_section(res: Results, extras: RunExtras, highlights: list[str]) -> Secti
                 + (f", in space {where}." if where else ".")
             )
         )
+        blocks += [Para(
+            f"Base LID in space {name} from an HNSW kNN graph ({summary.n:,} points); against exact LID on a "
+            f"seeded sample: median relative error {cells.f3(summary.lid_median_relative_error)}, Spearman rank "
+            f"correlation {cells.f3(summary.lid_rank_correlation)}.")
+            for name, summary in extras.space.items() if summary.lid_method == "approximate"]
         present = [k for k in stats_keys if any(num(getattr(s, k)) is not None for s in sets.values())]
         table = Table(["points"] + present, [])
         for name, s in sets.items():

@@ -125,3 +125,23 @@ def test_global_lid_is_the_inverse_of_the_mean_inverse():
 
     assert global_lid(np.array([2.0, 4.0, np.nan, np.inf, 0.0])) == pytest.approx(1 / ((1 / 2 + 1 / 4) / 2))
     assert np.isnan(global_lid(np.array([np.nan])))
+
+
+def test_approximate_lid_follows_exact_lid_and_its_error_is_measured_as_stated() -> None:
+    from scipy.stats import rankdata
+
+    from indexer.science.lid import approximate_pointwise_lid, lid_error, pointwise_lid
+
+    rng = np.random.default_rng(0)
+    # two subspaces of very different intrinsic dimension, so LID orders the points
+    low = rng.standard_normal((1500, 2)) @ rng.standard_normal((2, 24))
+    high = rng.standard_normal((1500, 16)) @ rng.standard_normal((16, 24))
+    x = np.vstack([low, high]).astype(np.float32)
+    exact = pointwise_lid(x, 20, "l2")
+    approx = approximate_pointwise_lid(x, 20, "l2")
+    rel, rho = lid_error(approx, exact)
+    assert rel == pytest.approx(float(np.median(np.abs(approx - exact) / exact)))
+    ra, re = rankdata(approx), rankdata(exact)
+    assert rho == pytest.approx(float(np.corrcoef(ra, re)[0, 1]))  # Spearman = Pearson of the ranks
+    assert rel < 0.02 and rho > 0.99
+    assert np.median(approx[:1500]) < np.median(approx[1500:])  # the orderings it drives keep their order
