@@ -99,3 +99,21 @@ def test_a_spent_budget_builds_nothing_new_but_uses_every_cached_configuration(t
     run(parse_spec(SPEC), cache_dir=cache)  # builds everything
     again = run(parse_spec(tight), cache_dir=cache).extras.advice
     assert again is not None and (again.tried, again.not_built) == (8, 0)  # cached cells cost nothing
+
+
+def test_the_advisor_grid_counts_toward_every_bound_on_a_spec() -> None:
+    """What a client controls with `advise` (grid lists of up to 8 values each) is counted before any work:
+    the spec's own cell cap and the service's admission limit see the expanded grid."""
+    from indexer.common.errors import UserError
+    from indexer.engine.admission import Limits, admit
+    from indexer.engine.spec import MAX_CELLS, SpecError, grid_size
+
+    spec = parse_spec(SPEC)
+    assert grid_size(spec) == len(cells(spec)) == 10
+    with pytest.raises(UserError, match="max_cells: the grid has 10 indexes to build, over the limit of 9"):
+        admit(spec, Limits(max_cells=9))
+    wide = {**SPEC, "orderings": ["random", "lid_asc", "lid_desc", "category", "cluster", "given"],
+            "backends": [{"name": "hnswlib", "ef_construction": 10 + i} for i in range(32)],
+            "advise": {"M": [4, 8, 12, 16, 24, 32, 48, 64], "ef_construction": [16, 32, 64, 128, 256, 512, 1024, 2048]}}
+    with pytest.raises(SpecError, match=f"the grid has 12288 cells .* at most {MAX_CELLS}"):
+        parse_spec(wide)
