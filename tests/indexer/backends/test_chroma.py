@@ -11,32 +11,8 @@ import pytest
 
 from tests.indexer.backends import kit
 
-pytest.importorskip("chromadb")
-
 NAME = "chroma"
 LEAN = {"M": 4, "ef_construction": 16}
-
-
-@pytest.mark.parametrize("space", ["ip", "l2"])
-def test_recall_and_scores(space: str) -> None:
-    kit.check_recall_and_scores(NAME, {}, space, ef=None)
-
-
-def test_ids_follow_the_dataset_numbering() -> None:
-    kit.check_ids_follow_the_dataset_numbering(NAME, {}, ef=None)
-
-
-def test_determinism_and_order() -> None:
-    kit.check_determinism_and_order(NAME, LEAN, ef=10)
-
-
-def test_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    kit.check_missing_extra(NAME, monkeypatch)
-
-
-def test_engine_rows(tmp_path: Path) -> None:
-    rows = kit.check_engine_rows(NAME, {}, tmp_path)
-    assert {r.ef for r in rows} == {100}
 
 
 def test_two_builds_in_one_order_differ() -> None:

@@ -11,33 +11,8 @@ import pytest
 from indexer.common.errors import UserError
 from tests.indexer.backends import kit
 
-pytest.importorskip("duckdb")
-pytest.importorskip("duckdb_extension_vss")
-
 NAME = "duckdb_vss"
 LEAN = {"M": 4, "ef_construction": 16}
-
-
-@pytest.mark.parametrize("space", ["ip", "l2"])
-def test_recall_and_scores(space: str) -> None:
-    kit.check_recall_and_scores(NAME, {}, space, ef=None)
-
-
-def test_ids_follow_the_dataset_numbering() -> None:
-    kit.check_ids_follow_the_dataset_numbering(NAME, {}, ef=None)
-
-
-def test_determinism_and_order() -> None:
-    kit.check_determinism_and_order(NAME, LEAN, ef=10)
-
-
-def test_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    kit.check_missing_extra(NAME, monkeypatch)
-
-
-def test_engine_rows(tmp_path: Path) -> None:
-    rows = kit.check_engine_rows(NAME, {}, tmp_path)
-    assert {r.ef for r in rows} == {64}
 
 
 @pytest.mark.parametrize("space", ["ip", "l2"])

@@ -39,15 +39,6 @@ def test_determinism_and_order(index_type: str) -> None:
     kit.check_determinism_and_order(NAME, {**LEAN, "index_type": index_type}, ef=10)
 
 
-def test_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    kit.check_missing_extra(NAME, monkeypatch)
-
-
-def test_engine_rows(tmp_path: Path) -> None:
-    rows = kit.check_engine_rows(NAME, {}, tmp_path)
-    assert {r.ef for r in rows} == {15}
-
-
 @pytest.mark.parametrize("index_type", TYPES)
 def test_the_plan_walks_the_hnsw_index(index_type: str) -> None:
     x, q = kit.clustered_data(n=500)

@@ -38,30 +38,8 @@ def _gone(processes: list[psutil.Process]) -> bool:
     return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)
 
 
-@pytest.mark.parametrize("space", ["ip", "l2"])
-def test_recall_and_scores(space: str) -> None:
-    kit.check_recall_and_scores(NAME, {}, space, ef=None)
-
-
 def test_halfvec_storage() -> None:
     kit.check_recall_and_scores(NAME, {"storage": "halfvec"}, "ip", ef=None, score_atol=HALF_ATOL)
-
-
-def test_ids_follow_the_dataset_numbering() -> None:
-    kit.check_ids_follow_the_dataset_numbering(NAME, {}, ef=None)
-
-
-def test_determinism_and_order() -> None:
-    kit.check_determinism_and_order(NAME, LEAN, ef=10)
-
-
-def test_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    kit.check_missing_extra(NAME, monkeypatch)
-
-
-def test_engine_rows(tmp_path: Path) -> None:
-    rows = kit.check_engine_rows(NAME, {}, tmp_path)
-    assert {r.ef for r in rows} == {40}
 
 
 def test_one_build_searches_its_hnsw_index_in_insertion_order_and_close_stops_it() -> None:

@@ -13,8 +13,6 @@ import pytest
 
 from tests.indexer.backends import kit
 
-pytest.importorskip("qdrant_edge")
-
 NAME = "qdrant_edge"
 LEAN = {"M": 4, "ef_construction": 16}
 # float16 keeps 11 significant bits: Qdrant scores the stored (rounded) vectors, ~1e-3 off the exact scores
@@ -23,11 +21,6 @@ F16_ATOL = 5e-3
 
 def _scratch() -> set[str]:
     return set(glob.glob(str(Path(tempfile.gettempdir()) / "indexer-qdrant_edge-*")))
-
-
-@pytest.mark.parametrize("space", ["ip", "l2"])
-def test_recall_and_scores(space: str) -> None:
-    kit.check_recall_and_scores(NAME, {}, space, ef=None)
 
 
 @pytest.mark.parametrize("space", ["ip", "l2"])
@@ -46,23 +39,6 @@ def test_float16_really_rounds_the_stored_vectors() -> None:
             index.close()
         err[datatype] = np.abs(scores - kit.exact_scores(x, q, ids, "ip")).max()
     assert err["float32"] < 1e-5 < err["float16"] < F16_ATOL, err
-
-
-def test_ids_follow_the_dataset_numbering() -> None:
-    kit.check_ids_follow_the_dataset_numbering(NAME, {}, ef=None)
-
-
-def test_determinism_and_order() -> None:
-    kit.check_determinism_and_order(NAME, LEAN, ef=10)
-
-
-def test_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    kit.check_missing_extra(NAME, monkeypatch)
-
-
-def test_engine_rows(tmp_path: Path) -> None:
-    rows = kit.check_engine_rows(NAME, {}, tmp_path)
-    assert {r.ef for r in rows} == {100}
 
 
 def test_searches_walk_the_graph_and_ef_is_per_search() -> None:

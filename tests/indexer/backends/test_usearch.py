@@ -10,8 +10,6 @@ import pytest
 
 from tests.indexer.backends import kit
 
-pytest.importorskip("usearch")
-
 NAME = "usearch"
 LEAN = {"M": 4, "ef_construction": 16}
 # bf16 keeps 8 significant bits: scores are computed on the rounded vectors (and query), ~1e-3 off the
@@ -23,23 +21,6 @@ BF16_ATOL = 5e-3
 @pytest.mark.parametrize(("dtype", "atol"), [("bf16", BF16_ATOL), ("f32", 1e-4)])
 def test_recall_and_scores(space: str, dtype: str, atol: float) -> None:
     kit.check_recall_and_scores(NAME, {"dtype": dtype}, space, ef=None, score_atol=atol)
-
-
-def test_ids_follow_the_dataset_numbering() -> None:
-    kit.check_ids_follow_the_dataset_numbering(NAME, {}, ef=None)
-
-
-def test_determinism_and_order() -> None:
-    kit.check_determinism_and_order(NAME, LEAN, ef=10)
-
-
-def test_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    kit.check_missing_extra(NAME, monkeypatch)
-
-
-def test_engine_rows(tmp_path: Path) -> None:
-    rows = kit.check_engine_rows(NAME, {}, tmp_path)
-    assert {r.ef for r in rows} == {64}
 
 
 @pytest.mark.parametrize("space", ["ip", "l2"])

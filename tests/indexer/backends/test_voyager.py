@@ -10,15 +10,8 @@ import pytest
 
 from tests.indexer.backends import kit
 
-pytest.importorskip("voyager")
-
 NAME = "voyager"
 LEAN = {"M": 4, "ef_construction": 16}
-
-
-@pytest.mark.parametrize("space", ["ip", "l2"])
-def test_recall_and_scores(space: str) -> None:
-    kit.check_recall_and_scores(NAME, {}, space, ef=None)
 
 
 @pytest.mark.parametrize("space", ["ip", "l2"])
@@ -27,23 +20,6 @@ def test_8bit_storage_keeps_the_distance_convention(space: str, dtype: str) -> N
     """8-bit storage: scores follow the same convention within the storage's rounding (~0.04 on unit
     vectors, hence the loose atol), and recall drops (hence the low floor, at a high ef)."""
     kit.check_recall_and_scores(NAME, {"dtype": dtype}, space, ef=100, floor=0.6, score_atol=0.08)
-
-
-def test_ids_follow_the_dataset_numbering() -> None:
-    kit.check_ids_follow_the_dataset_numbering(NAME, {}, ef=None)
-
-
-def test_determinism_and_order() -> None:
-    kit.check_determinism_and_order(NAME, LEAN, ef=10)
-
-
-def test_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    kit.check_missing_extra(NAME, monkeypatch)
-
-
-def test_engine_rows(tmp_path: Path) -> None:
-    rows = kit.check_engine_rows(NAME, {}, tmp_path)
-    assert {r.ef for r in rows} == {10}
 
 
 def test_the_seed_is_passed() -> None:
