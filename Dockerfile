@@ -1,7 +1,7 @@
 # indexer: the engine, the worker and the HTTP API in one image; `indexer` is the entrypoint.
 #   docker build -t indexer .
 #   docker run --rm -p 8000:8000 -v indexer-data:/data indexer serve --host 0.0.0.0 --port 8000
-# docker-compose.yml runs it as two services (api, worker) against PostgreSQL.
+# docker-compose.yml runs it as two services (api, worker) against PostgreSQL, and as a Ray cluster (profile `ray`).
 
 # ---- build: compilers live only here ---------------------------------------------------------------
 FROM python:3.11-slim AS build
@@ -29,9 +29,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY indexer ./indexer
 COPY app ./app
-# the deployed systems' packages (pyproject's `systems` extra), so the worker can run a spec naming any backend;
-# `--build-arg EXTRAS=` builds a smaller image with hnswlib and faiss only
-ARG EXTRAS=systems
+# the deployed systems' packages (pyproject's `systems` extra), so the worker can run a spec naming any backend,
+# and Ray (the `ray` extra), so the image is also a Ray node and the worker can use the ray executor
+# (docker-compose.yml's `ray` profile); `--build-arg EXTRAS=` builds a smaller image with hnswlib and faiss only
+ARG EXTRAS=systems,ray
 RUN pip install ".${EXTRAS:+[$EXTRAS]}" && pip check
 
 # ---- runtime --------------------------------------------------------------------------------------

@@ -99,6 +99,13 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar and 
 Debug = Annotated[bool, typer.Option(help="debug logging, and a traceback for an unexpected failure")]
 NoLimits = Annotated[bool, typer.Option("--no-limits", help="run a spec larger than the INDEXER_MAX_* limits allow")]
 SpecPath = Annotated[Path, typer.Argument(metavar="SPEC", help="experiment spec (YAML or JSON)")]
+ExecutorOption = Annotated[str | None, typer.Option(
+    "--executor", help="where cells run: local (processes on this machine) or ray (INDEXER_RAY_ADDRESS, or a "
+    "Ray started for the run); default INDEXER_EXECUTOR, else local")]
+Workers = Annotated[int | None, typer.Option(
+    "--workers", min=1, help="cells at once (each gets cores/N threads); default INDEXER_WORKERS, else every core")]
+Fresh = Annotated[bool, typer.Option(
+    "--fresh", help="rerun every cell; cached inputs (embeddings, ground truth, LID) are kept")]
 
 
 @app.command()
@@ -106,10 +113,11 @@ def run(spec_path: SpecPath, out: Out, cache_dir: CacheDir = None, quiet: Quiet 
         no_limits: NoLimits = False,
         save_indexes: Annotated[bool, typer.Option(
             "--save-indexes", help="copy each built index into OUT/indexes/ and name it in its rows")] = False,
+        executor: ExecutorOption = None, workers: Workers = None, fresh: Fresh = False,
         ) -> None:
     """Run an experiment and write report.{json,csv,md,html} to OUT."""
     result = _run_spec(lambda: load_spec(spec_path), out, cache_dir, quiet=quiet, debug=debug, no_limits=no_limits,
-                       save_indexes=save_indexes)
+                       save_indexes=save_indexes, executor=executor, workers=workers, fresh=fresh)
     if not quiet:
         typer.echo(f"report: {out / 'report.html'} ({len(result.rows)} rows, key {result.spec.key()})")
 
@@ -123,6 +131,7 @@ def advise(
     budget_minutes: Annotated[float | None, typer.Option(
         help="stop building new configurations after this long (cheapest first) and advise over those built")] = None,
     cache_dir: CacheDir = None, quiet: Quiet = False, debug: Debug = False, no_limits: NoLimits = False,
+    executor: ExecutorOption = None, workers: Workers = None, fresh: Fresh = False,
 ) -> None:
     """Build every HNSW backend of SPEC over a grid of M x ef_construction (and its orderings), and print the
     cheapest configuration reaching TARGET_RECALL by query time, build time and memory (the ef is chosen on
@@ -136,7 +145,8 @@ def advise(
                              if ef_construction else {})}
         return parse_spec(data)
 
-    result = _run_spec(spec_with_advice, out, cache_dir, quiet=quiet, debug=debug, no_limits=no_limits)
+    result = _run_spec(spec_with_advice, out, cache_dir, quiet=quiet, debug=debug, no_limits=no_limits,
+                       executor=executor, workers=workers, fresh=fresh)
     advice = result.extras.advice
     assert advice is not None
     typer.echo(f"tried {advice.tried} configurations; {advice.reached} reach recall {advice.target_recall:g}"
@@ -166,7 +176,8 @@ def _describe(pick: Candidate | None) -> str:
 
 
 def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Path | None, *, quiet: bool,
-              debug: bool, no_limits: bool, save_indexes: bool = False) -> RunResult:
+              debug: bool, no_limits: bool, save_indexes: bool = False, executor: str | None = None,
+              workers: int | None = None, fresh: bool = False) -> RunResult:
     """The one path of `run` and `advise`: read and admit the spec, run it with a progress bar, write the
     report; every user error ends on one line."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -179,13 +190,14 @@ def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Pat
         settings = get_settings()
         admit(spec, None if no_limits else settings.limits())  # before any work: one line naming the limit
         cache = cache_dir or settings.cache_dir
+        cells_on = settings.executor_config(executor, workers)
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
             TimeElapsedColumn(), disable=quiet, transient=False,
         ) as bar:
             task = bar.add_task(spec.name, total=1.0)
             return run_and_report(
-                spec, cache_dir=cache, out_dir=out, save_indexes=save_indexes,
+                spec, cache_dir=cache, out_dir=out, save_indexes=save_indexes, executor=cells_on, fresh=fresh,
                 progress=lambda f, msg: bar.update(task, completed=f, description=f"{spec.name}: {msg}"),
             )
     except (SpecError, UserError) as err:

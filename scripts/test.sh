@@ -3,7 +3,7 @@
 # (store and API tests run on SQLite and on PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-INDEXER_EXTRAS=dev,systems bash scripts/install.sh  # every backend is tested, so every system is installed
+INDEXER_EXTRAS=dev,systems,ray bash scripts/install.sh  # every backend and executor is tested, so all are installed
 # what the tests need from the system: WordNet's files (tests/indexer/datasets/test_text.py, the text-search
 # API test), Chromium (the page and docs tests), docker-compose (the compose check below) and, unless a
 # database is given, PostgreSQL (.ci/start-postgres.sh)
@@ -13,6 +13,7 @@ bash scripts/install-system.sh "${needs[@]}"
 .venv/bin/ruff check indexer app tests bench
 .venv/bin/mypy indexer app
 docker-compose -f docker-compose.yml config -q
+docker-compose -f docker-compose.yml --profile ray config -q
 if [ -z "${INDEXER_TEST_DATABASE_URL:-}" ]; then
   INDEXER_TEST_DATABASE_URL=$(bash .ci/start-postgres.sh | tail -n 1)
   export INDEXER_TEST_DATABASE_URL

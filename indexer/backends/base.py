@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+BUILD_CHUNK = 65_536  # rows of `vectors[order]` a build gathers at once: 32 MB at 128 float32 dimensions
 
 
 class VectorIndex(Protocol):
@@ -31,3 +34,16 @@ class VectorIndex(Protocol):
     def close(self) -> None:
         """Release what the index holds outside this process's memory (a server, a scratch directory);
         the runner calls it once the cell is measured, also when the cell failed."""
+
+
+def chunks(order: np.ndarray, size: int | None = None) -> Iterator[np.ndarray]:
+    """`order` in consecutive slices of `size` rows (BUILD_CHUNK unless given), the last one shorter.
+
+    A build gathers `vectors[rows]` one slice at a time instead of a permuted copy of the whole matrix.
+    BUILD_CHUNK is read on each call, so a test can shrink it.
+    """
+    step = BUILD_CHUNK if size is None else size
+    if step < 1:
+        raise ValueError(f"chunk size must be positive, got {step}")
+    for start in range(0, len(order), step):
+        yield order[start : start + step]

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.backends.scratch import KeptBySystem, release
 
@@ -79,8 +80,7 @@ class ChromaIndex(KeptBySystem):
                                                    embedding_function=None)  # None: no model to download
         self._ef = DEFAULT_EF
         batch = int(self._client.get_max_batch_size())
-        for start in range(0, len(order), batch):
-            rows = np.asarray(order[start : start + batch])
+        for rows in chunks(np.asarray(order), batch):
             self._col.add(ids=[str(i) for i in rows.tolist()], embeddings=np.ascontiguousarray(vectors[rows]))
 
     def _set_ef(self, ef: int) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.common.errors import UserError
 
@@ -103,15 +104,18 @@ class DuckdbVssIndex:
 
         self.close()
         self._con = con = self._connect()
-        ordered = np.ascontiguousarray(vectors[order], dtype=np.float32)
-        rows = pa.table({
-            "id": pa.array(np.asarray(order, dtype=np.int64)),
-            "vec": pa.FixedSizeListArray.from_arrays(pa.array(ordered.reshape(-1)), self.dim),
-        })
         con.execute(f"CREATE TABLE t (id BIGINT, vec FLOAT[{self.dim}])")
-        con.register("rows_in_order", rows)
-        con.execute("INSERT INTO t SELECT id, vec FROM rows_in_order")  # one thread: rows stay in this order
-        con.unregister("rows_in_order")
+        # one thread: each INSERT appends its rows in this order after the last, so the table (and the scan
+        # CREATE INDEX inserts from) is the same as after one INSERT of every row
+        for ids in chunks(order):
+            ordered = np.ascontiguousarray(vectors[ids], dtype=np.float32)
+            rows = pa.table({
+                "id": pa.array(np.asarray(ids, dtype=np.int64)),
+                "vec": pa.FixedSizeListArray.from_arrays(pa.array(ordered.reshape(-1)), self.dim),
+            })
+            con.register("rows_in_order", rows)
+            con.execute("INSERT INTO t SELECT id, vec FROM rows_in_order")
+            con.unregister("rows_in_order")
         con.execute(f"CREATE INDEX hnsw ON t USING HNSW (vec) WITH (metric = '{self._index_metric}', "
                     f"M = {int(self.M)}, ef_construction = {int(self.ef_construction)})")
 

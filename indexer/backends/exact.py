@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities
 from indexer.backends.faiss_base import FAISS, FaissOrderedIndex
 
@@ -22,7 +23,8 @@ class ExactIndex(FaissOrderedIndex):
         import faiss
 
         index = faiss.IndexFlatIP(self.dim) if self.metric == "ip" else faiss.IndexFlatL2(self.dim)
-        index.add(np.ascontiguousarray(vectors[order]))
+        for rows in chunks(order):  # IndexFlat appends each chunk's vectors after the last
+            index.add(np.ascontiguousarray(vectors[rows]))
         self._index, self._order = index, np.asarray(order, dtype=np.int64)
 
     def nbytes(self) -> int:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
+from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, Capabilities
 from indexer.backends.faiss_base import FAISS, FaissOrderedIndex
 from indexer.backends.hnswlib_index import HnswlibParams
@@ -46,9 +47,11 @@ class FaissHnswIndex(FaissOrderedIndex):
 
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
         index = self._new()
-        ordered = np.ascontiguousarray(vectors[order])
-        for i in range(len(ordered)):
-            index.add(ordered[i : i + 1])
+        # rows are gathered a chunk at a time, but still added one per call: a batch `add` would be reordered
+        for rows in chunks(order):
+            ordered = np.ascontiguousarray(vectors[rows])
+            for i in range(len(ordered)):
+                index.add(ordered[i : i + 1])
         self._index, self._order = index, np.asarray(order, dtype=np.int64)
 
     def graph(self) -> HnswGraph:

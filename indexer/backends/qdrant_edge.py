@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 
 DEFAULT_EF = 100  # = ef_construct's default: HnswGraphConfig.ef starts at ef_construct (config.rs:49)
@@ -87,11 +88,12 @@ class QdrantEdgeIndex:
         self._dir = tempfile.mkdtemp(prefix="indexer-qdrant_edge-")
         shard = qe.EdgeShard.create(os.path.join(self._dir, "shard"), self._config())
         self._shard = shard
-        ordered = np.asarray(vectors[order], dtype=np.float32)
-        for start in range(0, len(ordered), BATCH):
-            rows = ordered[start : start + BATCH].tolist()
+        start = 0  # point id = insertion position
+        for ids in chunks(order, BATCH):
+            rows = np.asarray(vectors[ids], dtype=np.float32).tolist()
             points = [qe.Point(start + i, row) for i, row in enumerate(rows)]
             shard.update(qe.UpdateOperation.upsert_points(points))
+            start += len(ids)
         shard.optimize()  # builds the graph now, in this thread's call
         self._order = np.asarray(order, dtype=np.int64)
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.backends.scratch import no_answers
 
@@ -60,9 +61,11 @@ class VoyagerIndex:
                    "e4m3": voyager.StorageDataType.E4M3}[self.dtype]
         index = voyager.Index(space, self.dim, M=self.M, ef_construction=self.ef_construction,
                               random_seed=self.seed, max_elements=max(1, len(order)), storage_data_type=storage)
-        # one thread: with more, voyager's threads take the next vector from a shared counter as they go
-        index.add_items(np.ascontiguousarray(vectors[order], dtype=np.float32),
-                        ids=np.asarray(order, dtype=np.int64), num_threads=1)
+        # one thread: with more, voyager's threads take the next vector from a shared counter as they go; with
+        # one, each call is a plain loop, so consecutive chunks of `order` build what one call would
+        for rows in chunks(order):
+            index.add_items(np.ascontiguousarray(vectors[rows], dtype=np.float32),
+                            ids=np.asarray(rows, dtype=np.int64), num_threads=1)
         self._index = index
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -163,12 +163,13 @@ def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
 
 
 @contextlib.contextmanager
-def staged_dir(final: Path) -> Iterator[Path]:
+def staged_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
     """A hidden sibling directory to fill; renamed to `final` when the block ends without error.
 
     On any error (Ctrl-C included) the staging directory is removed, so only complete directories
     ever carry the final name. If another process renamed its own copy into place first, ours is
-    dropped: both are complete and equivalent.
+    dropped: both are complete and equivalent. With `replace`, ours takes the place of an existing
+    `final` (moved aside first, then removed): a rerun that must not reuse it.
     """
     final = Path(final)
     tmp = staging_path(final)
@@ -179,6 +180,11 @@ def staged_dir(final: Path) -> Iterator[Path]:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        if replace and final.exists():
+            old = staging_path(final)
+            os.rename(final, old)
+            shutil.rmtree(old, ignore_errors=True)
+            _mine.pop(old, None)
         try:
             os.rename(tmp, final)
         except OSError:

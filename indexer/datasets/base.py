@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from indexer.common.errors import DataError
+from indexer.common.fileio import atomic_write
+
+# Elements checked for NaN/inf at once (16 MiB of booleans), so a memory-mapped base is never copied whole.
+_FINITE_BLOCK_ELEMENTS = 1 << 24
+
+
+def nonfinite_rows(arr: np.ndarray) -> int:
+    """How many rows of a 2-d array hold NaN or inf, checked in row blocks."""
+    rows = max(1, _FINITE_BLOCK_ELEMENTS // max(1, arr.shape[1]))
+    bad = 0
+    for start in range(0, arr.shape[0], rows):
+        block = arr[start : start + rows]
+        if not np.isfinite(block).all():
+            bad += int((~np.isfinite(block)).any(axis=1).sum())
+    return bad
+
+
+def save_rows(path: Path, shape: tuple[int, int], chunks: Iterable[np.ndarray]) -> np.ndarray:
+    """Write float32 row blocks as one `.npy` atomically; the result memory-mapped read-only.
+
+    Written sequentially, not through a writable memory map, so only one block is ever in memory
+    (dirty pages of a mapped file would count against the process until written back).
+    """
+    n, d = shape
+
+    def write(f: BinaryIO) -> None:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                  "shape": (n, d)}
+        np.lib.format.write_array_header_1_0(f, header)
+        rows = 0
+        for chunk in chunks:
+            block = np.ascontiguousarray(chunk, dtype=np.float32)
+            if block.ndim != 2 or block.shape[1] != d:
+                raise ValueError(f"a block of shape {block.shape} in a file of {d} columns")
+            rows += len(block)
+            f.write(block.data.cast("B"))
+        if rows != n:
+            raise ValueError(f"{rows} rows written for a file of {n}")
+
+    atomic_write(path, write)
+    mapped: np.ndarray = np.load(path, mmap_mode="r")
+    return mapped
 
 
 @dataclass
@@ -45,8 +90,8 @@ class Dataset:
                 raise DataError(f"{self.name}: {what} must be a 2-d array, got shape {arr.shape}")
             if arr.shape[0] == 0 or arr.shape[1] == 0:
                 raise DataError(f"{self.name}: {what} is empty (shape {arr.shape})")
-            if not np.isfinite(arr).all():
-                bad = int((~np.isfinite(arr)).any(axis=1).sum())
+            bad = nonfinite_rows(arr)
+            if bad:
                 raise DataError(f"{self.name}: {what} holds NaN or inf in {bad} rows")
         if self.base.shape[1] != self.queries.shape[1]:
             raise DataError(
@@ -55,6 +100,7 @@ class Dataset:
             )
         if self.labels is not None and len(self.labels) != len(self.base):
             raise DataError(f"{self.name}: {len(self.labels)} labels for {len(self.base)} base vectors")
+        # a float32 C-contiguous base (a read-only memory map included) is kept as it is, not copied
         self.base = np.ascontiguousarray(self.base, dtype=np.float32)
         self.queries = np.ascontiguousarray(self.queries, dtype=np.float32)
         return self

@@ -11,73 +11,45 @@ Text datasets with relevance judgements add IR metrics, BM25 (sparse) and RRF (h
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from indexer.backends import BACKENDS, VectorIndex, make_index
+from indexer.backends import BACKENDS
 from indexer.common.errors import DataError, UserError
 from indexer.common.fileio import atomic_save_npy, sha256_file, staged_dir, sweep_orphans
 from indexer.common.hashing import SPACED, content_key
 from indexer.datasets import Dataset, load_dataset
 from indexer.engine.advisor import advise
-from indexer.engine.diagnostics import CellDiagnostics, cost_at_recall, diagnose
+from indexer.engine.cell import IR_DEPTH, LidMethod, Space, ir_metrics, read_cached, space_metric
+from indexer.engine.executors import Cancelled, ExecutorConfig, cores, open_executor
+from indexer.engine.executors.base import CellResult, CellTask, Executor
+from indexer.engine.phases import Phases, Progress
 from indexer.engine.results import (
-    BinRecall,
     DenseRow,
-    GroupRecall,
     HybridRow,
     IndexRecord,
-    IRMeasures,
     ResultRow,
     RunExtras,
     SpaceSummary,
     SparseRow,
     parse_rows,
-    rows_to_json,
 )
-from indexer.engine.seeds import library_seed
-from indexer.engine.spec import Cell, ExperimentSpec, ReductionSpec, cells, recall_targets
-from indexer.science import groundtruth, lid, metrics, orderings
+from indexer.engine.spec import Cell, ExperimentSpec, ReductionSpec, cells
+from indexer.science import groundtruth, lid
 from indexer.science.analysis import model_ranking, size_crossings, space_measures, space_summary
 from indexer.science.graph import k_occurrence_skewness
 
+__all__ = ["Cancelled", "Phases", "Progress", "RunResult", "run", "run_and_report"]
+
 log = logging.getLogger(__name__)
 
-Progress = Callable[[float, str], None]
-IR_DEPTH = 100  # recall@100 needs a ranking this deep
-TIMED_PASSES = 3  # each ef's query set is searched this many times; the median pass gives qps
-
-
-class Phases:
-    """Each phase of a run (load, ground truth, LID, build, sweep, report) becomes the progress
-    message when it starts and one log line with its duration when it ends."""
-
-    def __init__(self, progress: Progress | None = None) -> None:
-        self.progress = progress or (lambda f, m: None)
-        self.fraction = 0.0  # of the whole run, when the next phase starts
-        self.context = ""  # which space (model, index size, reduction) the phases belong to
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        message = f"{self.context}: {name}" if self.context else name
-        self.progress(self.fraction, message)
-        t0 = time.perf_counter()
-        yield
-        log.info("%s: %.2f s", message, time.perf_counter() - t0)
-
-
-class Cancelled(Exception):
-    """Raised between cells when `should_stop` says so; finished cells stay cached."""
 
 
 @dataclass
@@ -88,46 +60,9 @@ class RunResult:
     indexes: list[IndexRecord] = field(default_factory=list)  # with absolute cell paths
 
 
-@dataclass
-class Space:
-    """One (model, index size, reduction): the vectors a cell indexes and what it is measured against.
-
-    `rows` are the dataset rows in the index (all of them unless an index size subsamples); every id
-    array here is in the dataset's own numbering.
-    """
-
-    dataset: Dataset
-    key: str
-    index_size: int | str
-    rows: np.ndarray
-    base: np.ndarray  # all rows, prepared and reduced (cells insert only `rows`)
-    queries: np.ndarray
-    gt_ids: np.ndarray  # exact kNN over `rows` in the ORIGINAL space
-    gt_scores: np.ndarray
-    within_ids: np.ndarray  # exact kNN over `rows` in this (reduced) space
-    within_scores: np.ndarray
-    lid_base: np.ndarray  # aligned with `rows`
-    lid_queries: np.ndarray
-    reduction: ReductionSpec
-    reduction_info: dict[str, Any]
-    orig_base: np.ndarray
-    orig_queries: np.ndarray
-    data_hubness: float | None = None  # k-occurrence skewness of the indexed points (diagnostics only)
-    lid_method: LidMethod = "exact"  # exact, approximate (HNSW kNN graph) or sampled
-    lid_error: tuple[float, float] | None = None  # approximate: (median relative error, Spearman) on a sample
-
-
 def _hash(obj: Any) -> str:
     """Cache keys of spaces and sparse runs (json.dumps' default spacing, kept so caches stay valid)."""
     return content_key(obj, separators=SPACED, default=str)
-
-
-def _search_threads() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
-def _space_metric(spec: ExperimentSpec) -> str:
-    return groundtruth.index_metric(spec.metric)
 
 
 def _knn_over(base: np.ndarray, rows: np.ndarray, queries: np.ndarray, k: int, metric: str) -> dict[str, np.ndarray]:
@@ -210,171 +145,6 @@ def _write_vectors(cache_dir: Path, s: Space) -> None:
         (tmp / "meta.json").write_text(json.dumps(meta))
 
 
-def _by_category(per_query: np.ndarray, ds: Dataset) -> dict[str, GroupRecall]:
-    if ds.query_labels is None:
-        return {}
-    groups = metrics.recall_by_group(per_query, ds.query_labels, ds.label_names)
-    return {name: GroupRecall(recall=g["mean"], n=g["n"]) for name, g in groups.items()}
-
-
-def _ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> IRMeasures:
-    """nDCG@10 and MRR@10 of the ranking a user gets (the top-k search), recall@100 of a depth-100 one."""
-    from indexer.science import ir_metrics
-
-    doc_ids = ds.doc_ids or [str(i) for i in range(len(ds.base))]
-    query_ids = ds.query_ids or [str(i) for i in range(len(ds.queries))]
-    assert ds.qrels is not None
-    out = ir_metrics.evaluate_run(ds.qrels, ir_metrics.run_from_ids(query_ids, doc_ids, top), ("ndcg@10", "mrr@10"))
-    out.update(ir_metrics.evaluate_run(ds.qrels, ir_metrics.run_from_ids(query_ids, doc_ids, deep), ("recall@100",)))
-    return IRMeasures.model_validate(out)
-
-
-def _evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cache_dir: Path, phase: Phases
-                   ) -> tuple[list[DenseRow], IndexRecord]:
-    """Build one index, serve its ef sweep, cache the finished cell atomically.
-
-    The record's `path` is left unset: meta.json holds the record without it."""
-    key = cell.key(spec)
-    cell_dir = cache_dir / "cells" / key
-    if (cell_dir / "rows.json").exists():
-        cached = [DenseRow.model_validate(r) for r in json.loads((cell_dir / "rows.json").read_text())]
-        return cached, IndexRecord.model_validate_json((cell_dir / "meta.json").read_text())
-
-    ds = s.dataset
-    space = _space_metric(spec)
-    labels = ds.labels[s.rows] if ds.labels is not None else None
-    perm = orderings.insertion_order(
-        cell.ordering, len(s.rows), rng=np.random.default_rng(cell.seed), labels=labels, lid=s.lid_base,
-        vectors=s.base[s.rows], clusters=spec.clusters, dataset=ds.name,
-    )
-    order = s.rows[perm]
-    index = make_index(cell.backend, s.base.shape[1], space, seed=cell.seed, search_threads=_search_threads())
-    try:
-        return _build_and_measure(spec, cell, s, index, order, cell_dir, phase)
-    finally:
-        index.close()  # a system's server or scratch directory goes with the cell, measured or failed
-
-
-def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, order: np.ndarray,
-                       cell_dir: Path, phase: Phases) -> tuple[list[DenseRow], IndexRecord]:
-    """Build `index` in `order`, serve the cell's ef sweep, and write the finished cell directory."""
-    key, ds, space = cell_dir.name, s.dataset, _space_metric(spec)
-    backend = BACKENDS[cell.backend.name]
-    label = f"{cell.ordering} {cell.backend.label()} seed={cell.seed}"
-    with phase(f"{label}: build"):
-        t0 = time.perf_counter()
-        index.build(s.base, order)
-        build_seconds = time.perf_counter() - t0
-
-    with staged_dir(cell_dir) as tmp, phase(f"{label}: search sweep"):
-        if backend.capabilities.servable:
-            index.save(tmp / "index.bin")
-        np.save(tmp / "rows.npy", s.rows)
-        index_bytes = index.nbytes()
-        higher = space == "ip"
-        rows: list[DenseRow] = []
-        base_row: dict[str, Any] = dict(
-            dataset=ds.name,
-            model=cell.model,
-            metric=spec.metric,
-            index_size=len(s.rows),
-            reduction=cell.reduction.label,
-            dims=int(s.base.shape[1]),
-            ordering=cell.ordering,
-            backend=cell.backend.name,
-            build_params=cell.backend.build_params(),
-            k=spec.k,
-            seed=cell.seed,
-            library_seed=library_seed(cell.seed, cell.backend.name),
-            library_version=backend.library.version(),
-            order_controlled=backend.capabilities.order_controlled,
-            build_seconds=build_seconds,
-            index_bytes=index_bytes,
-            bytes_per_vector=int(s.base.shape[1]) * 4,
-            cell=key,
-        )
-        sweep = cell.backend.ef_values()
-        index.search(s.queries, spec.k, sweep[0])  # warm-up: page in the graph, start thread pools
-
-        everyone = np.arange(len(s.queries))
-
-        def recall_of(ids: np.ndarray, scores: np.ndarray, picked: np.ndarray = everyone) -> np.ndarray:
-            """Per query recall (of the queries `picked`) against exact kNN in the original space, ties
-            tolerated by score."""
-            orig_scores = scores if cell.reduction.name == "none" else groundtruth.pair_scores(
-                s.orig_base, s.orig_queries[picked], ids, space)
-            return metrics.recall_at_k(ids, s.gt_ids[picked], spec.k, orig_scores, s.gt_scores[picked],
-                                       higher_is_better=higher)
-
-        def recall_of_queries(ef: int, picked: np.ndarray) -> np.ndarray:
-            return recall_of(*index.search(s.queries[picked], spec.k, ef), picked)
-
-        def qps_at(ef: int) -> float:
-            _, seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
-            return len(s.queries) / max(seconds, 1e-9)
-
-        costs = [] if sweep == [None] else cost_at_recall(
-            index, s.queries, spec.k, len(s.rows), recall_targets(spec), recall_of_queries, qps_at)
-        diag = None if spec.diagnostics is None else diagnose(
-            index, s.base, s.rows, sweep, space="ip" if higher else "l2", sample=spec.diagnostics.self_miss_sample,
-            seed=cell.seed,
-            data_hubness=s.data_hubness, labels=ds.labels[s.rows] if ds.labels is not None else None,
-            label_names=ds.label_names, lid=s.lid_base, lid_bins=spec.lid_bins)
-        for ef in sweep:
-            (ids, scores), seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
-            per_query = recall_of(ids, scores)
-            within = metrics.recall_at_k(ids, s.within_ids, spec.k, scores, s.within_scores, higher_is_better=higher)
-            summary = metrics.summarize(per_query)
-            tag = f"ef{ef}" if ef is not None else "exact"
-            np.save(tmp / f"neighbors-{tag}.npy", ids)
-            np.save(tmp / f"recall-{tag}.npy", per_query.astype(np.float32))
-            judged: dict[str, Any] = {}
-            if ds.qrels:
-                deep, _ = index.search(s.queries, min(IR_DEPTH, len(s.rows)), ef)
-                np.save(tmp / f"ranking-{tag}.npy", deep)
-                judged = {**dict(_ir_metrics(ds, ids, deep)), "ranking": str(cell_dir / f"ranking-{tag}.npy")}
-            rows.append(DenseRow(
-                **base_row,
-                ef=ef,
-                recall=summary["mean"],
-                recall_std=summary["std"],
-                recall_ci95=list(summary["ci95"]),
-                recall_within=float(np.mean(within)),
-                qps=len(s.queries) / max(seconds, 1e-9),
-                qps_passes=TIMED_PASSES,
-                recall_by_category=_by_category(per_query, ds),
-                recall_by_lid_bin=[BinRecall.model_validate(b)
-                                   for b in metrics.recall_by_bins(per_query, s.lid_queries, spec.lid_bins)],
-                cost_at_recall=costs,
-                neighbors=str(cell_dir / f"neighbors-{tag}.npy"),
-                **judged,
-                **_diagnosed(diag, ef),
-            ))
-        record = IndexRecord(
-            id=key,
-            dataset=ds.name,
-            model=cell.model,
-            metric=spec.metric,
-            space=space,
-            ordering=cell.ordering,
-            backend=cell.backend.name,
-            params=cell.backend.build_params(),
-            seed=cell.seed,
-            reduction=cell.reduction,
-            reduction_label=cell.reduction.label,
-            dims=int(s.base.shape[1]),
-            input_dim=int(s.orig_base.shape[1]),
-            n=int(len(s.rows)),
-            index_size=cell.index_size,
-            size_bytes=index_bytes,
-            vectors=s.key,
-            sha256={p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name.startswith(("index.bin", "rows"))},
-        )
-        (tmp / "meta.json").write_text(json.dumps(record.to_json()))
-        (tmp / "rows.json").write_text(json.dumps(rows_to_json(rows)))  # the finished marker, written last
-    return rows, record
-
-
 class _Budget:
     """The advisor's time budget: spent once the run has taken budget_minutes (never, without one)."""
 
@@ -386,36 +156,44 @@ class _Budget:
     def spent(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
+    def admit(self, _task: CellTask) -> bool:
+        """Whether a cell not yet built may start: not once the budget is spent (it is counted as skipped)."""
+        if self.spent():
+            self.skipped += 1
+            return False
+        return True
+
+
+def _space_cells(spec: ExperimentSpec, mine: list[Cell], s: Space, cache_dir: Path, executor: Executor,
+                 phase: Phases, should_stop: Callable[[], bool], budget: _Budget, fresh: bool,
+                 tick: Callable[[], None]) -> list[CellResult]:
+    """The rows and record of each cell of `mine` (one space), in grid order: cached ones read, the rest
+    run on `executor` (those the budget admits), finishing in whatever order they do."""
+    results: dict[int, CellResult] = {}
+    tasks: list[CellTask] = []
+    positions: list[int] = []
+    for i, cell in enumerate(mine):
+        cell_dir = cache_dir / "cells" / cell.key(spec)
+        finished = None if fresh else read_cached(cell_dir)
+        if finished is not None:
+            results[i] = finished
+            tick()
+        else:
+            tasks.append(CellTask(spec, cell, cell_dir, replace=fresh))
+            positions.append(i)
+
+    def done(j: int, result: CellResult) -> None:
+        results[positions[j]] = result
+        tick()
+
+    executor.run_cells(s, tasks, admit=budget.admit, should_stop=should_stop, done=done, phase=phase)
+    return [results[i] for i in sorted(results)]
+
 
 def _build_cost(cell: Cell) -> int:
     """A configuration's relative build cost (M x ef_construction; 0 for a backend without a graph)."""
     params = cell.backend.build_params()
     return int(params.get("M", 0)) * int(params.get("ef_construction", 0))
-
-
-def _diagnosed(diag: CellDiagnostics | None, ef: int | None) -> dict[str, Any]:
-    """A row's diagnostics fields at its ef (none when the spec asked for none)."""
-    if diag is None:
-        return {}
-    return {"graph": diag.graph, "self_miss": diag.self_miss[ef].fraction,
-            "self_miss_sampled": diag.self_miss[ef].sampled, "diagnostics_by_category": diag.by_category(ef),
-            "diagnostics_by_lid_bin": diag.by_lid_bin(ef)}
-
-
-def timed_passes(search: Callable[[], Any], passes: int = TIMED_PASSES) -> tuple[Any, float]:
-    """The search's result and the median wall time of `passes` runs (searches are deterministic).
-
-    The first search of a cell pays for paging in the graph and starting thread pools: callers warm
-    up before timing, and the median keeps one slow pass (a busy core) from moving the figure.
-    """
-    times = []
-    result = None
-    for _ in range(passes):
-        t0 = time.perf_counter()
-        got = search()
-        times.append(time.perf_counter() - t0)
-        result = got if result is None else result
-    return result, float(np.median(times))
 
 
 def _sparse_rows(spec: ExperimentSpec, ds: Dataset, rows: np.ndarray, cache_dir: Path) -> tuple[SparseRow, np.ndarray]:
@@ -446,7 +224,7 @@ def _sparse_rows(spec: ExperimentSpec, ds: Dataset, rows: np.ndarray, cache_dir:
     row = SparseRow(
         dataset=ds.name, index_size=len(rows), k=spec.k, build_seconds=build,
         qps=len(ds.query_texts) / max(seconds, 1e-9), index_bytes=int(nbytes), neighbors=str(neighbors),  # type: ignore[arg-type]
-        **dict(_ir_metrics(ds, got["top"], got["deep"])),
+        **dict(ir_metrics(ds, got["top"], got["deep"])),
     )
     return row, got["deep"]
 
@@ -468,13 +246,13 @@ def _hybrid_row(spec: ExperimentSpec, ds: Dataset, dense_row: DenseRow, sparse_d
         reduction=dense_row.reduction, dims=dense_row.dims, ordering=dense_row.ordering, backend=dense_row.backend,
         build_params=dict(dense_row.build_params), ef=dense_row.ef,
         k=dense_row.k, seed=dense_row.seed, cell=dense_row.cell, neighbors=str(path),
-        **dict(_ir_metrics(ds, fused[:, : spec.k], fused)),
+        **dict(ir_metrics(ds, fused[:, : spec.k], fused)),
     )
 
 
 def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray, queries: np.ndarray,
            size: int | str, reduction: ReductionSpec, cache_dir: Path, phase: Phases) -> Space:
-    metric = _space_metric(spec)
+    metric = space_metric(spec)
     rows = index_rows(len(base), size, relevant_rows(ds), seed=spec.seeds[0])
     size_key = _hash({"dataset": dataset_key, "size": size, "seed": spec.seeds[0]})
     with phase("ground truth"):
@@ -493,7 +271,7 @@ def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray
     with phase("LID" if method != "approximate" else "LID (HNSW kNN graph)"):
         lids = groundtruth.cached(
             cache_dir / "lid", f"lid-{key}-{spec.lid.k}-{'all' if every_point else spec.lid.sample}"
-                               + ("-hnsw" if method == "approximate" else ""),
+                               + (f"-{lid.APPROXIMATE_KEY}" if method == "approximate" else ""),
             lambda: {**_base_lid(spec, sub, method), "queries": lid.query_lid(sub, rq, spec.lid.k, spec.metric)},
         )
     hubness = None
@@ -508,7 +286,6 @@ def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray
                  None if error is None else (float(error[0]), float(error[1])))
 
 
-LidMethod = Literal["exact", "approximate", "sampled"]
 LID_ERROR_SAMPLE = 2_000  # base points whose exact LID checks an approximate estimate
 
 
@@ -530,7 +307,7 @@ def _base_lid(spec: ExperimentSpec, sub: np.ndarray, method: str) -> dict[str, n
         return {"base": lid.pointwise_lid(sub, spec.lid.k, spec.metric)}
     # each sampled point finds itself at distance 0, which the estimator drops: k+1 leaves k neighbours
     if method == "approximate":
-        base = lid.approximate_pointwise_lid(sub, spec.lid.k, spec.metric, seed=spec.seeds[0])
+        base = lid.approximate_pointwise_lid(sub, spec.lid.k, spec.metric, seed=spec.seeds[0], threads=cores())
         sample = np.sort(np.random.default_rng(1).choice(len(sub), min(LID_ERROR_SAMPLE, len(sub)), replace=False))
         exact = lid.query_lid(sub, sub[sample], spec.lid.k + 1, spec.metric)
         return {"base": base, "error": np.asarray(lid.lid_error(base[sample], exact))}
@@ -547,7 +324,7 @@ def _check_provided(spec: ExperimentSpec, ds: Dataset, gt: dict[str, np.ndarray]
     if ds.groundtruth.shape[1] < spec.k:
         raise DataError(f"{ds.name}: provided neighbors have {ds.groundtruth.shape[1]} columns, k={spec.k}")
     agree = groundtruth.check_groundtruth(ds.groundtruth[:, : spec.k], gt["ids"], gt["scores"], base=base,
-                                          queries=queries, k=spec.k, metric=_space_metric(spec))
+                                          queries=queries, k=spec.k, metric=space_metric(spec))
     if agree < 0.99:
         raise DataError(
             f"{ds.name}: the file's `neighbors` agree with exact search for only {agree:.1%} of queries "
@@ -577,27 +354,43 @@ def run(
     cache_dir: Path,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    executor: ExecutorConfig | None = None,
+    fresh: bool = False,
 ) -> RunResult:
-    """Run every cell of the spec's grid; reuse whatever the cache already holds."""
+    """Run every cell of the spec's grid on `executor` (None: one at a time in this process); reuse
+    whatever the cache already holds, except finished cells when `fresh` (inputs stay cached)."""
     for entry in spec.backends:  # a missing system's package fails now, not after the ground truth
         BACKENDS[entry.name].library.require(entry.name)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     sweep_cache(cache_dir)
+    stop = should_stop or (lambda: False)
+    with open_executor(executor, cache_dir) as cells_on:
+        return _run(spec, cache_dir, Phases(progress), stop, cells_on, fresh)
+
+
+def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Callable[[], bool],
+         executor: Executor, fresh: bool) -> RunResult:
     grid = cells(spec)
     models = spec.models()
     spaces = len(models) * len(spec.index_sizes) * len(spec.reductions)
     total = len(grid) + spaces + 1
     done = 0
-    phase = Phases(progress)
     rows: list[ResultRow] = []
     index_records: list[IndexRecord] = []
     extras = RunExtras()
     sparse_done: dict[int, tuple[SparseRow, np.ndarray]] = {}
 
     def check_stop() -> None:
-        if should_stop and should_stop():
+        if should_stop():
             raise Cancelled()
+
+    def tick() -> None:
+        """One more cell finished (or found cached)."""
+        nonlocal done
+        done += 1
+        phase.fraction = done / total
+        phase.progress(phase.fraction, f"{phase.context}: {done - spaces} of {len(grid)} cells")
 
     budget = _Budget(spec)
     if spec.advise is not None:  # cheapest configurations first, so a budget cuts the expensive ones
@@ -622,20 +415,13 @@ def run(
                 with phase("space measures"):
                     extras.space[label] = _space_summary(spec, s, cache_dir)
                 done += 1
+                mine = [c for c in grid if (c.model, c.index_size, c.reduction) == (model, size, reduction)]
                 space_rows: list[DenseRow] = []
-                for cell in grid:
-                    if (cell.model, cell.index_size, cell.reduction) != (model, size, reduction):
-                        continue
-                    check_stop()
-                    phase.fraction = done / total
-                    if budget.spent() and not (cache_dir / "cells" / cell.key(spec) / "rows.json").exists():
-                        budget.skipped += 1
-                        continue
-                    cell_rows, record = _evaluate_cell(spec, cell, s, cache_dir, phase)
+                for cell_rows, record in _space_cells(spec, mine, s, cache_dir, executor, phase, should_stop,
+                                                      budget, fresh, tick):
                     space_rows.extend(cell_rows)
                     index_records.append(record.model_copy(
                         update={"path": str((cache_dir / "cells" / record.id).resolve())}))
-                    done += 1
                 if set(spec.representations) & {"sparse", "hybrid"}:
                     if len(s.rows) not in sparse_done:
                         sparse_done[len(s.rows)] = _sparse_rows(spec, ds, s.rows, cache_dir)
@@ -679,6 +465,8 @@ def run_and_report(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     save_indexes: bool = False,
+    executor: ExecutorConfig | None = None,
+    fresh: bool = False,
 ) -> RunResult:
     """`run`, then write the report to out_dir (atomically): what `indexer run` and the worker do.
 
@@ -686,7 +474,8 @@ def run_and_report(
     row names its copy (`index_file`), so a third party can load the graph and check the figures."""
     from indexer.report import write_report
 
-    result = run(spec, cache_dir=cache_dir, progress=progress, should_stop=should_stop)
+    result = run(spec, cache_dir=cache_dir, progress=progress, should_stop=should_stop, executor=executor,
+                 fresh=fresh)
     sweep_orphans(Path(out_dir).parent)  # partial reports of killed runs beside this one
     phase = Phases(progress)
     phase.fraction = 1.0

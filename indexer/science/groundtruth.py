@@ -29,8 +29,12 @@ METRICS = ("cosine", "ip", "l2")
 # Extra candidates fetched from faiss before exact re-ranking: float32 rounding can push a true
 # neighbour just past position k, never far past it.
 _RERANK_EXTRA = 8
-# Float64 elements gathered at once when re-scoring pairs (32 MiB), so memory stays bounded.
+# Float64 elements gathered at once when re-scoring pairs or normalising rows (32 MiB), so memory
+# stays bounded.
 _PAIR_BLOCK_ELEMENTS = 1 << 22
+# Base rows given to faiss at once when searching for candidates: a memory-mapped base is read one
+# block at a time, and only the best candidates per query are carried from block to block.
+BASE_BLOCK = 262_144
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -51,21 +55,31 @@ def higher_is_better(metric: str) -> bool:
 
 
 def prepare_vectors(x: np.ndarray, metric: str) -> np.ndarray:
-    """Float32 C-contiguous copy; rows L2-normalised for cosine (zero rows stay zero).
+    """Float32 C-contiguous vectors; rows L2-normalised for cosine (zero rows stay zero).
 
-    Normalising once here lets every engine treat cosine as plain inner product.
+    Normalising once here lets every engine treat cosine as plain inner product. For l2 and ip,
+    input that is already float32, C-contiguous and read-only (a memory map opened "r") is returned
+    itself: nobody can write into it, so it needs no copy. Anything else, a writable array
+    included, comes back as a new array the caller may change.
     """
     _check_metric(metric)
     arr = np.asarray(x)
     if arr.ndim != 2:
         raise UserError(f"vectors must be a 2-d array, got shape {arr.shape}")
     if metric != "cosine":
+        if arr.dtype == np.float32 and arr.flags.c_contiguous and not arr.flags.writeable:
+            return x if isinstance(x, np.ndarray) else arr
         return np.array(arr, dtype=np.float32, order="C", copy=True)
-    x64 = arr.astype(np.float64)
-    norms = np.linalg.norm(x64, axis=1, keepdims=True)
-    # Zero rows have no direction; leaving them as zeros keeps them finite (score 0 to all).
-    np.divide(x64, norms, out=x64, where=norms > 0)
-    return np.ascontiguousarray(x64, dtype=np.float32)
+    out = np.empty(arr.shape, dtype=np.float32)
+    rows = max(1, _PAIR_BLOCK_ELEMENTS // max(1, arr.shape[1]))
+    for start in range(0, len(arr), rows):
+        # Row by row the same float64 operations as on the whole matrix, so the same float32 values.
+        x64 = arr[start : start + rows].astype(np.float64)
+        norms = np.linalg.norm(x64, axis=1, keepdims=True)
+        # Zero rows have no direction; leaving them as zeros keeps them finite (score 0 to all).
+        np.divide(x64, norms, out=x64, where=norms > 0)
+        out[start : start + rows] = x64
+    return out
 
 
 def pair_scores(base: np.ndarray, queries: np.ndarray, ids: np.ndarray, metric: str) -> np.ndarray:
@@ -110,10 +124,43 @@ def _sort_best_first(ids: np.ndarray, scores: np.ndarray, imetric: str) -> tuple
     return np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
 
 
+def _candidates(base: np.ndarray, queries: np.ndarray, kc: int, imetric: str, block: int) -> np.ndarray:
+    """The ids of each query's kc best float32 scores (faiss), over base blocks of `block` rows.
+
+    Each block's best are merged with the best so far (equal float32 scores by ascending id), so
+    a memory-mapped base is read block by block and never copied whole.
+    """
+    n = len(base)
+    if n <= block:
+        # faiss.knn blocks over queries and base internally, so memory stays bounded for large inputs.
+        _, ids = faiss.knn(queries, base, kc, metric=_faiss_metric(imetric))
+        return np.asarray(ids, dtype=np.int64)
+    best_scores = best_ids = None
+    for start in range(0, n, block):
+        part = np.ascontiguousarray(base[start : start + block])  # a view when base is contiguous
+        scores, ids = faiss.knn(queries, part, min(kc, len(part)), metric=_faiss_metric(imetric))
+        ids = np.where(ids >= 0, ids + start, -1).astype(np.int64)
+        if best_scores is not None and best_ids is not None:
+            scores = np.concatenate([best_scores, scores], axis=1)
+            ids = np.concatenate([best_ids, ids], axis=1)
+        # Missing results (-1) carry the worst score (+inf for l2, -inf for ip), so they sort last.
+        key = -scores if imetric == "ip" else scores
+        order = np.lexsort((ids, key), axis=-1)[:, :kc]
+        best_scores = np.take_along_axis(scores, order, axis=1)
+        best_ids = np.take_along_axis(ids, order, axis=1)
+    assert best_ids is not None
+    return best_ids
+
+
 def exact_knn_float64(
-    base: np.ndarray, queries: np.ndarray, k: int, metric: str
+    base: np.ndarray, queries: np.ndarray, k: int, metric: str, *, block: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """As `exact_knn` but with the float64 scores, for callers (LID) that need full precision."""
+    """As `exact_knn` but with the float64 scores, for callers (LID) that need full precision.
+
+    faiss searches the base `block` rows at a time (default `BASE_BLOCK`); the result does not
+    depend on the block size, except which of more than k + 8 exactly tied points are kept: faiss
+    picks among equal float32 scores (for ip it keeps the highest ids), with or without blocks.
+    """
     imetric = index_metric(metric)
     base = np.ascontiguousarray(base, dtype=np.float32)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -124,21 +171,23 @@ def exact_knn_float64(
         raise UserError(f"k must be at least 1, got {k}")
     if k > n:
         raise UserError(f"k={k} exceeds the {n} base vectors")
+    if block is not None and block < 1:
+        raise UserError(f"block must be at least 1, got {block}")
     kc = min(n, k + _RERANK_EXTRA)
-    # faiss.knn blocks over queries and base internally, so memory stays bounded for large inputs.
-    _, cand = faiss.knn(queries, base, kc, metric=_faiss_metric(imetric))
+    cand = _candidates(base, queries, kc, imetric, block or BASE_BLOCK)
     exact = pair_scores(base, queries, cand, imetric)
     ids, scores = _sort_best_first(cand, exact, imetric)
     return np.ascontiguousarray(ids[:, :k]), np.ascontiguousarray(scores[:, :k])
 
 
-def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, metric: str, *,
+              block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact kNN of prepared vectors: ids int64 (q, k) and scores float32 (q, k), best first.
 
     Scores are inner products for ip/cosine (higher is better) and squared L2 distances for l2
-    (lower is better). Ties are ordered by ascending id.
+    (lower is better). Ties are ordered by ascending id. `block` as in `exact_knn_float64`.
     """
-    ids, scores = exact_knn_float64(base, queries, k, metric)
+    ids, scores = exact_knn_float64(base, queries, k, metric, block=block)
     return ids, scores.astype(np.float32)
 
 
@@ -161,18 +210,19 @@ def _drop_self(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray,
     return kept_ids, kept_scores
 
 
-def self_knn_float64(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+def self_knn_float64(x: np.ndarray, k: int, metric: str, *,
+                     block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """As `self_knn` but with the float64 scores, for callers (LID) that need full precision."""
     n = len(x)
     if k + 1 > n:
         raise UserError(f"k={k} neighbours need at least {k + 1} vectors, got {n}")
-    ids, scores = exact_knn_float64(x, x, k + 1, metric)
+    ids, scores = exact_knn_float64(x, x, k + 1, metric, block=block)
     return _drop_self(ids, scores, k)
 
 
-def self_knn(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+def self_knn(x: np.ndarray, k: int, metric: str, *, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """kNN of every row of x among the other rows: ids int64 (n, k), scores float32 (n, k)."""
-    ids, scores = self_knn_float64(x, k, metric)
+    ids, scores = self_knn_float64(x, k, metric, block=block)
     return np.ascontiguousarray(ids), np.ascontiguousarray(scores, dtype=np.float32)
 
 
@@ -209,7 +259,7 @@ def groundtruth_agreement(
     exact = pair_scores(base, queries, np.where(in_range, prov, -1), metric)
     thr = np.asarray(computed_scores, dtype=np.float64)[:, k - 1]
     qnorm = np.linalg.norm(np.asarray(queries, dtype=np.float64), axis=1)
-    xmax = float(np.linalg.norm(np.asarray(base, dtype=np.float64), axis=1).max()) if n else 0.0
+    xmax = _max_row_norm(base)
     tol = rtol * np.maximum(np.abs(thr), qnorm * xmax)
     with np.errstate(invalid="ignore"):
         if higher_is_better(metric):
@@ -220,6 +270,13 @@ def groundtruth_agreement(
     srt = np.sort(prov, axis=1)
     distinct = ~(srt[:, 1:] == srt[:, :-1]).any(axis=1)
     return np.asarray(ok.all(axis=1) & distinct, dtype=bool)
+
+
+def _max_row_norm(x: np.ndarray) -> float:
+    """The largest float64 row norm, computed in row blocks (never a float64 copy of all of x)."""
+    rows = max(1, _PAIR_BLOCK_ELEMENTS // max(1, x.shape[1]))
+    return max((float(np.linalg.norm(np.asarray(x[s : s + rows], dtype=np.float64), axis=1).max())
+                for s in range(0, len(x), rows)), default=0.0)
 
 
 def check_groundtruth(provided: np.ndarray, computed_ids: np.ndarray, computed_scores: np.ndarray,

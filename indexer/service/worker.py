@@ -111,9 +111,11 @@ def execute_job(
         spec = parse_spec(json.loads(spec_json))
     except SpecError as err:  # validated at submit; a spec from an older version may no longer be
         raise UserError(str(err)) from None
+    from indexer.settings import get_settings
+
     root = Path(data_dir).resolve()
     result = run_and_report(spec, cache_dir=root / "cache", out_dir=root / report_dir, progress=progress,
-                            should_stop=should_stop)
+                            should_stop=should_stop, executor=get_settings().executor_config())
     indexes = []
     for record in result.indexes:
         assert record.path is not None, "the runner records where each cell lives"

@@ -11,7 +11,7 @@ import pytest
 
 from indexer.common.errors import UserError
 from indexer.datasets.synthetic import load as load_synthetic
-from indexer.engine import runner
+from indexer.engine import cell, runner
 from indexer.engine.results import DenseRow, IndexRecord
 from indexer.engine.seeds import library_seed
 from indexer.engine.spec import parse_spec
@@ -96,7 +96,7 @@ def test_second_run_reuses_cached_cells(result, cache_dir, monkeypatch):
     def no_builds(*args, **kwargs):
         raise AssertionError("a cached cell was rebuilt")
 
-    monkeypatch.setattr(runner, "make_index", no_builds)
+    monkeypatch.setattr(cell, "make_index", no_builds)
     second = runner.run(spec, cache_dir=cache_dir)
     assert second.rows == first.rows  # the cached cells come back as the very rows first built
 
