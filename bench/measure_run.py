@@ -47,11 +47,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executor", default="local")
     parser.add_argument("--cache-dir", default=None, help="default: a fresh directory (a cold run)")
+    parser.add_argument("--out", default=None, help="keep the report here (default: a scratch directory)")
     parser.add_argument("rest", nargs="*", help="more `indexer run` options, after --")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="measure-run-") as scratch:
         cache = args.cache_dir or str(Path(scratch) / "cache")
-        command = [sys.executable, "-m", "indexer.cli", "run", args.spec, "--out", str(Path(scratch) / "out"),
+        out = Path(args.out) if args.out else Path(scratch) / "out"
+        command = [sys.executable, "-m", "indexer.cli", "run", args.spec, "--out", str(out),
                    "--cache-dir", cache, "--workers", str(args.workers), "--executor", args.executor, "-q",
                    "--no-limits", *args.rest]
         t0 = time.perf_counter()
@@ -76,7 +78,7 @@ def main() -> None:
             sys.exit(f"indexer run failed with exit code {code}")
         import json
 
-        report = json.loads((Path(scratch) / "out" / "report.json").read_text())
+        report = json.loads((out / "report.json").read_text())
         rows = report["rows"]
         n, dims = rows[0]["index_size"], rows[0]["dims"]
         index_mib = max(r["index_bytes"] for r in rows) / 2**20

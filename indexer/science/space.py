@@ -35,20 +35,57 @@ def _as_metric_space(x: np.ndarray, metric: str) -> np.ndarray:
     raise UserError(f"unknown metric {metric!r}; use cosine, ip or l2")
 
 
+ISOSCORE_DIRECT_ROWS = 200_000  # above this many points, IsoScore reads a blocked covariance (see isoscore)
+_BLOCK_ROWS = 65_536
+
+
 def isoscore(x: np.ndarray) -> float:
     """IsoScore (Rudman et al. 2022) from the authors' package: 1 = isotropic, 0 = one direction.
 
     For points spread evenly over a k-dimensional subspace of R^d it is (k - 1) / (d - 1).
+    IsoScore depends on the points only through their covariance, and the package copies the points
+    twice in float64; so above ISOSCORE_DIRECT_ROWS points the covariance is accumulated a block at a
+    time and the package is given 2d points with exactly that covariance (same score, d x d memory).
     """
     from IsoScore.IsoScore import IsoScore  # imports torch: keep it off the module's import path
 
     arr = _matrix(x, "points")
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise DataError(f"IsoScore needs at least 2 points in at least 2 dimensions, got {arr.shape}")
+    if arr.shape[0] > ISOSCORE_DIRECT_ROWS:
+        cov = covariance(arr)
+        if not np.any(np.diag(cov) > 0):
+            raise DataError("IsoScore is undefined for identical points (zero covariance)")
+        return float(IsoScore(cloud_with_covariance(cov)))
     arr = np.asarray(arr, dtype=np.float64)
     if not np.any(arr.var(axis=0) > 0):
         raise DataError("IsoScore is undefined for identical points (zero covariance)")
     return float(IsoScore(arr))
+
+
+def covariance(x: np.ndarray) -> np.ndarray:
+    """The sample covariance (d x d, float64, divided by n - 1) of x's rows, a block of rows at a time."""
+    n, d = x.shape
+    mean = np.zeros(d)
+    for start in range(0, n, _BLOCK_ROWS):
+        mean += np.asarray(x[start:start + _BLOCK_ROWS], dtype=np.float64).sum(axis=0)
+    mean /= n
+    out = np.zeros((d, d))
+    for start in range(0, n, _BLOCK_ROWS):
+        block = np.asarray(x[start:start + _BLOCK_ROWS], dtype=np.float64) - mean
+        out += block.T @ block
+    cov: np.ndarray = out / (n - 1)
+    return cov
+
+
+def cloud_with_covariance(cov: np.ndarray) -> np.ndarray:
+    """2d points whose sample covariance is `cov`: +-a_i v_i for each eigenpair (lambda_i, v_i), with
+    a_i^2 = (2d - 1) lambda_i / 2 (mean zero, so the covariance is sum 2 a_i^2 v_i v_i^T / (2d - 1))."""
+    values, vectors = np.linalg.eigh(cov)
+    d = len(values)
+    scale = np.sqrt(np.clip(values, 0, None) * (2 * d - 1) / 2)
+    half = (vectors * scale).T  # row i: a_i v_i
+    return np.vstack([half, -half])
 
 
 def relative_contrast(

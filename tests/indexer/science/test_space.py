@@ -120,3 +120,19 @@ def test_space_summary(small) -> None:
     assert out["rc_median"] == pytest.approx(np.median(rc), rel=1e-4)
     assert out["rc_p90"] == pytest.approx(np.percentile(rc, 90), rel=1e-4)
     assert out["rc_infinite"] == 0 and out["rc_k"] == 10
+
+
+def test_isoscore_of_a_large_set_reads_its_blocked_covariance_and_gives_the_same_score(monkeypatch) -> None:
+    import indexer.science.space as space
+
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((3000, 12)) * np.linspace(0.1, 4.0, 12) @ np.linalg.qr(rng.standard_normal((12, 12)))[0]
+         + 5.0).astype(np.float32)
+    direct = isoscore(x)
+    monkeypatch.setattr(space, "ISOSCORE_DIRECT_ROWS", 100)
+    monkeypatch.setattr(space, "_BLOCK_ROWS", 257)  # blocks that do not divide the rows
+    np.testing.assert_allclose(space.covariance(x), np.cov(x.astype(np.float64).T), rtol=1e-9, atol=1e-12)
+    assert isoscore(x) == pytest.approx(direct, abs=1e-9)
+    assert isoscore(x) == pytest.approx(paper_isoscore(x.astype(np.float64)), abs=1e-6)
+    with pytest.raises(DataError, match="identical points"):
+        isoscore(np.ones((500, 4)))
