@@ -13,21 +13,7 @@ import pytest
 from indexer.common.errors import DataError
 from indexer.datasets import base as dataset_base
 from indexer.datasets import files, load_dataset
-from indexer.engine.spec import FileDataset
-
-
-def _spec(path, **kw) -> FileDataset:
-    return FileDataset(kind="file", path=str(path), **kw)
-
-
-def _vectors(n=50, d=8, seed=0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
-
-
-def _write_fvecs(path, rows) -> None:
-    with open(path, "wb") as f:
-        for row in rows:
-            f.write(struct.pack("<i", len(row)) + struct.pack(f"<{len(row)}f", *row))
+from tests.indexer.datasets.test_files import _spec, _vectors, _write_fvecs  # the file fixtures, shared
 
 
 def _mapped(arr: np.ndarray) -> bool:
