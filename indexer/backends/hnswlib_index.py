@@ -8,6 +8,7 @@ on first use: the spec imports this file for its declaration alone.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from indexer.backends.declaration import Backend, BuildParams, Capabilities, Lib
 if TYPE_CHECKING:
     import hnswlib
 
+    from indexer.backends.hnswlib_graph import HnswGraph as HnswlibGraph
     from indexer.backends.hnswlib_graph import ReachableCounts
     from indexer.science.graph import HnswGraph
 
@@ -89,19 +91,30 @@ class HnswlibIndex:
     def _reach(self) -> ReachableCounts:
         """What layer-0 searches can reach, read from the graph once per built or loaded index."""
         if self._reachable is None:
-            from indexer.backends.hnswlib_graph import ReachableCounts, read_graph
+            from indexer.backends.hnswlib_graph import ReachableCounts
 
-            assert self._index is not None
-            self._reachable = ReachableCounts(read_graph(self._index.__getstate__()[0], self.metric))
+            self._reachable = ReachableCounts(self._read_graph())
         return self._reachable
 
     def graph(self) -> HnswGraph:
         """The built graph in the engine's form (indexer.science.graph), for the diagnostics."""
-        from indexer.backends.hnswlib_graph import read_graph
         from indexer.science.graph import from_hnswlib
 
+        return from_hnswlib(self._read_graph())
+
+    def _read_graph(self) -> HnswlibGraph:
+        """The graph, through a save to a private temporary file read back in blocks.
+
+        `__getstate__` would copy all of level 0 (vectors included) into this process: one more index
+        size in the cell's peak. The file is removed as soon as it is read, also on error.
+        """
+        from indexer.backends.hnswlib_graph import read_graph_file
+
         assert self._index is not None
-        return from_hnswlib(read_graph(self._index.__getstate__()[0], self.metric))
+        with tempfile.TemporaryDirectory(prefix="hnswlib-graph-") as tmp:  # mode 0700: private
+            path = Path(tmp) / "index.bin"
+            self._index.save_index(str(path))
+            return read_graph_file(path, self.metric)
 
     def nbytes(self) -> int:
         assert self._index is not None

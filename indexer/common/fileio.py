@@ -158,6 +158,24 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def npy_file_of(arr: np.ndarray) -> Path | None:
+    """The .npy file `arr` maps whole (np.load with mmap_mode), or None: a view of part of it, a copy,
+    or an array in memory. Another process can then map that file instead of a second copy."""
+    if not isinstance(arr, np.memmap) or arr.filename is None or not arr.flags.c_contiguous:
+        return None
+    path = Path(arr.filename)
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+            offset = f.tell()
+    except (OSError, ValueError):
+        return None
+    whole = arr.offset == offset and tuple(arr.shape) == tuple(shape) and arr.dtype == dtype and not fortran
+    return path if whole else None
+
+
 def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
     atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
 

@@ -11,8 +11,10 @@ Text datasets with relevance judgements add IR metrics, BM25 (sparse) and RRF (h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ import numpy as np
 
 from indexer.backends import BACKENDS
 from indexer.common.errors import DataError, UserError
-from indexer.common.fileio import atomic_save_npy, sha256_file, staged_dir, sweep_orphans
+from indexer.common.fileio import atomic_save_npy, sha256_file, staged_dir, staging_path, sweep_orphans
 from indexer.common.hashing import SPACED, content_key
 from indexer.datasets import Dataset, load_dataset
 from indexer.engine.advisor import advise
@@ -365,12 +367,16 @@ def run(
     cache_dir.mkdir(parents=True, exist_ok=True)
     sweep_cache(cache_dir)
     stop = should_stop or (lambda: False)
-    with open_executor(executor, cache_dir) as cells_on:
-        return _run(spec, cache_dir, Phases(progress), stop, cells_on, fresh)
+    prepared = staging_path(cache_dir / "prepared")  # this run's prepared vectors; swept if we are killed
+    try:
+        with open_executor(executor, cache_dir) as cells_on:
+            return _run(spec, cache_dir, Phases(progress), stop, cells_on, fresh, prepared)
+    finally:
+        shutil.rmtree(prepared, ignore_errors=True)
 
 
 def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Callable[[], bool],
-         executor: Executor, fresh: bool) -> RunResult:
+         executor: Executor, fresh: bool, prepared: Path) -> RunResult:
     grid = cells(spec)
     models = spec.models()
     spaces = len(models) * len(spec.index_sizes) * len(spec.reductions)
@@ -403,8 +409,10 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
         _check_sizes(spec, ds)
         _check_judged(spec, ds)
         dataset_key = _hash({"dataset": spec.dataset.model_dump(mode="json"), "model": model})
-        base = groundtruth.prepare_vectors(ds.base, spec.metric)
+        # the prepared base is a file the cell processes map too; the raw vectors are not read again
+        base = groundtruth.prepare_to_file(ds.base, spec.metric, prepared / f"base-{dataset_key}.npy")
         queries = groundtruth.prepare_vectors(ds.queries, spec.metric)
+        ds = dataclasses.replace(ds, base=base, queries=queries)
         for size in spec.index_sizes:
             for reduction in spec.reductions:
                 check_stop()

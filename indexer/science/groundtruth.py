@@ -62,24 +62,56 @@ def prepare_vectors(x: np.ndarray, metric: str) -> np.ndarray:
     itself: nobody can write into it, so it needs no copy. Anything else, a writable array
     included, comes back as a new array the caller may change.
     """
+    arr = _checked(x, metric)
+    if _usable_as_is(arr, metric):
+        return x if isinstance(x, np.ndarray) else arr
+    out = np.empty(arr.shape, dtype=np.float32)
+    _prepare_into(arr, metric, out)
+    return out
+
+
+def prepare_to_file(x: np.ndarray, metric: str, path: Path) -> np.ndarray:
+    """`prepare_vectors`, written a block at a time into the .npy `path` and returned memory-mapped
+    read-only: the prepared set lives in the page cache, shared by every process that maps the file,
+    instead of as a private copy beside the input. Input `prepare_vectors` would keep is returned itself.
+    """
+    arr = _checked(x, metric)
+    if _usable_as_is(arr, metric):
+        return x if isinstance(x, np.ndarray) else arr
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=arr.shape)
+    _prepare_into(arr, metric, out)
+    out.flush()
+    del out
+    mapped: np.ndarray = np.load(path, mmap_mode="r")
+    return mapped
+
+
+def _checked(x: np.ndarray, metric: str) -> np.ndarray:
     _check_metric(metric)
     arr = np.asarray(x)
     if arr.ndim != 2:
         raise UserError(f"vectors must be a 2-d array, got shape {arr.shape}")
-    if metric != "cosine":
-        if arr.dtype == np.float32 and arr.flags.c_contiguous and not arr.flags.writeable:
-            return x if isinstance(x, np.ndarray) else arr
-        return np.array(arr, dtype=np.float32, order="C", copy=True)
-    out = np.empty(arr.shape, dtype=np.float32)
+    return arr
+
+
+def _usable_as_is(arr: np.ndarray, metric: str) -> bool:
+    return metric != "cosine" and arr.dtype == np.float32 and arr.flags.c_contiguous and not arr.flags.writeable
+
+
+def _prepare_into(arr: np.ndarray, metric: str, out: np.ndarray) -> None:
+    """Fill `out` (float32, arr's shape) with arr prepared for `metric`, a block of rows at a time."""
     rows = max(1, _PAIR_BLOCK_ELEMENTS // max(1, arr.shape[1]))
     for start in range(0, len(arr), rows):
+        if metric != "cosine":
+            out[start : start + rows] = arr[start : start + rows]
+            continue
         # Row by row the same float64 operations as on the whole matrix, so the same float32 values.
         x64 = arr[start : start + rows].astype(np.float64)
         norms = np.linalg.norm(x64, axis=1, keepdims=True)
         # Zero rows have no direction; leaving them as zeros keeps them finite (score 0 to all).
         np.divide(x64, norms, out=x64, where=norms > 0)
         out[start : start + rows] = x64
-    return out
 
 
 def pair_scores(base: np.ndarray, queries: np.ndarray, ids: np.ndarray, metric: str) -> np.ndarray:

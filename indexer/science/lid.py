@@ -120,30 +120,41 @@ def approximate_pointwise_lid(x: np.ndarray, k: int, metric: str, *, seed: int =
     at a time, so memory stays at the graph plus one block."""
     import hnswlib
 
-    xp = prepare_vectors(x, metric)
-    n, d = xp.shape
+    n, d = np.shape(x)
     if k + 1 > n:
         raise ValueError(f"k={k} neighbours need at least {k + 1} vectors, got {n}")
+
+    def prepared(rows: slice | np.ndarray) -> np.ndarray:
+        """Rows of x as the index sees them, prepared here: row by row the same values as preparing the
+        whole set, without a prepared copy of it (a memory map stays a map)."""
+        return prepare_vectors(x[rows], metric)
+
     index = hnswlib.Index(space="l2", dim=d)
     index.init_index(max_elements=n, M=APPROXIMATE_M, ef_construction=APPROXIMATE_EF_CONSTRUCTION, random_seed=seed + 1)
     for start in range(0, n, _BLOCK):  # one thread adds in order: the same graph as one call
-        index.add_items(xp[start:start + _BLOCK], np.arange(start, min(n, start + _BLOCK)), num_threads=1)
+        index.add_items(prepared(slice(start, start + _BLOCK)), np.arange(start, min(n, start + _BLOCK)),
+                        num_threads=1)
     index.set_ef(max(APPROXIMATE_EF, k + 1))
     out = np.empty(n, dtype=np.float64)
-    for start in range(0, n, _BLOCK):
-        block = np.ascontiguousarray(xp[start:start + _BLOCK])
+    step = max(1, min(_BLOCK, _DISTANCE_BYTES // (8 * k * d)))
+    for start in range(0, n, step):
+        block = np.ascontiguousarray(prepared(slice(start, start + step)))
         ids, _ = index.knn_query(block, k=k + 1, num_threads=threads)
         ids = ids.astype(np.int64)
         # drop each point itself (or, for a duplicate found first, the last column), then exact distances
         own = ids == np.arange(start, start + len(block))[:, None]
         keep = np.where(own.any(axis=1, keepdims=True), ~own, np.arange(k + 1)[None, :] < k)
-        neighbours = ids[keep].reshape(len(block), k)
-        sq = ((xp[neighbours].astype(np.float64) - block[:, None, :].astype(np.float64)) ** 2).sum(-1)
-        out[start:start + len(block)] = lid_mle(_euclidean(np.sort(sq, axis=1)))
+        neighbours = ids[keep]
+        # in place from here: one (block, k, d) float64 array
+        diff = prepared(neighbours).astype(np.float64).reshape(len(block), k, d)
+        diff -= block[:, None, :].astype(np.float64)
+        np.square(diff, out=diff)
+        out[start:start + len(block)] = lid_mle(_euclidean(np.sort(diff.sum(-1), axis=1)))
     return out
 
 
-_BLOCK = 16_384  # points whose neighbours' distances are recomputed at once (k x d float64 each)
+_BLOCK = 16_384  # points added to the graph at once
+_DISTANCE_BYTES = 32 << 20  # float64 neighbour differences recomputed at once (k x d x 8 bytes a point)
 
 
 def lid_error(approximate: np.ndarray, exact: np.ndarray) -> tuple[float, float]:

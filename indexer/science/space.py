@@ -19,8 +19,9 @@ def _matrix(x: np.ndarray, what: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 2 or arr.shape[0] == 0:
         raise DataError(f"{what} must be a non-empty 2-D array, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise DataError(f"{what} holds NaN or infinite values")
+    for start in range(0, len(arr), _BLOCK_ROWS):  # a block at a time: no (n, d) mask of a large set
+        if not np.all(np.isfinite(arr[start:start + _BLOCK_ROWS])):
+            raise DataError(f"{what} holds NaN or infinite values")
     return arr
 
 
@@ -104,7 +105,7 @@ def relative_contrast(
     inner products have no ratio of this kind). The mean is estimated on a seeded sample of the base.
     Returns float64 (q,); inf where the k-th neighbour is at distance 0 (duplicates).
     """
-    b = _as_metric_space(_matrix(base, "base"), metric)
+    b = _matrix(base, "base")
     q = _as_metric_space(_matrix(queries, "queries"), metric)
     if b.shape[1] != q.shape[1]:
         raise DataError(f"base has {b.shape[1]} dimensions, queries {q.shape[1]}")
@@ -112,15 +113,12 @@ def relative_contrast(
     if not 1 <= k <= n:
         raise UserError(f"k must be in 1..{n} (the base size), got {k}")
 
-    index = faiss.IndexFlatL2(b.shape[1])
-    index.add(b)
-    sq, _ = index.search(q, k)
     # faiss returns squared distances, computed in float32; rounding can make them slightly negative
-    kth = np.sqrt(np.clip(sq[:, k - 1].astype(np.float64), 0.0, None))
+    kth = np.sqrt(np.clip(_kth_squared_l2(b, q, k, metric).astype(np.float64), 0.0, None))
 
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(n, size=min(n, sample), replace=False))
-    s = b[picked].astype(np.float64)
+    s = _as_metric_space(b[picked], metric).astype(np.float64)
     s_sq = (s**2).sum(axis=1)
     mean_dist = np.empty(q.shape[0])
     for start in range(0, q.shape[0], 1024):
@@ -134,6 +132,23 @@ def relative_contrast(
     if zero:
         log.warning("relative contrast: %d queries have a k-th neighbour at distance 0 (rc = inf)", zero)
     return rc
+
+
+_SEARCH_BLOCK_BYTES = 64 << 20  # base vectors (float32) brought into the metric space and searched at once
+
+
+def _kth_squared_l2(base: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
+    """Each query's squared L2 distance to its k-th nearest base vector (in the metric space), over base
+    blocks of _SEARCH_BLOCK_BYTES: neither a faiss index holding the base nor a normalised copy of it."""
+    rows = max(1, _SEARCH_BLOCK_BYTES // (4 * base.shape[1]))
+    best = np.empty((len(queries), 0), dtype=np.float32)
+    for start in range(0, len(base), rows):
+        block = _as_metric_space(base[start:start + rows], metric)
+        dist, _ = faiss.knn(queries, block, min(k, len(block)))
+        best = np.hstack([best, dist])
+        if best.shape[1] > k:
+            best = np.partition(best, k - 1, axis=1)[:, :k]
+    return np.sort(best, axis=1)[:, k - 1]
 
 
 def _stats(values: np.ndarray, prefix: str, with_mean: bool = True) -> dict[str, float]:

@@ -1,5 +1,8 @@
 """Cells in a pool of local processes, the space's arrays memory-mapped from files written once per run.
 
+The base is the driver's own prepared file (`prepare_to_file`), linked rather than copied: driver and
+processes map one file, so its pages are in memory once whatever the worker count.
+
 The processes are spawned (a fresh interpreter: no OpenMP or BLAS state, no locks inherited mid-use),
 die with the driver (PR_SET_PDEATHSIG), and are killed on cancel: a running build does not finish first.
 A process that dies (a crash, the OOM killer) fails the run with its exit, never hangs it.
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.common.fileio import staging_path, sweep_orphans
+from indexer.common.fileio import npy_file_of, staging_path, sweep_orphans
 from indexer.engine.cell import Space, space_arrays, space_facts, space_from
 from indexer.engine.executors.base import CellResult, CellTask, ConcurrentExecutor, run_cell
 from indexer.engine.phases import Phases
@@ -77,7 +80,11 @@ class PoolExecutor(ConcurrentExecutor):
         self.space_dir = self.shared / space.key
         self.space_dir.mkdir(parents=True)
         for name, arr in space_arrays(space).items():
-            np.save(self.space_dir / f"{name}.npy", np.ascontiguousarray(arr))
+            file = npy_file_of(arr)
+            if file is not None:  # already a file the driver maps (the prepared base): map it, not a copy
+                os.symlink(file.resolve(), self.space_dir / f"{name}.npy")
+            else:
+                np.save(self.space_dir / f"{name}.npy", np.ascontiguousarray(arr))
         self.facts = space_facts(space)
         if self.pool is None:
             self.pool = cf.ProcessPoolExecutor(

@@ -76,12 +76,31 @@ def test_rows_do_not_depend_on_the_executor_or_the_worker_count(spec_dict, tmp_p
     assert [r.build_seconds for r in again.rows] == [r.build_seconds for r in on_ray.rows]
 
 
-def test_pool_processes_read_the_space_memory_mapped_and_leave_nothing_behind(spec_dict, tmp_path):
-    spec = parse_spec(spec_dict)
+def test_pool_processes_read_the_space_memory_mapped_and_leave_nothing_behind(spec_dict, tmp_path, monkeypatch):
+    from indexer.engine.executors.pool import PoolExecutor
+
+    spec = parse_spec(spec_dict)  # cosine: the prepared base is a new file, not the dataset's
     cache = tmp_path / "cache"
+    linked: dict[str, Path | None] = {}  # file name in the shared directory -> where its symlink points
+    prepare = PoolExecutor._prepare
+
+    def spy(self: PoolExecutor, space: object) -> None:
+        prepare(self, space)  # type: ignore[arg-type]
+        assert self.space_dir is not None
+        linked.update({p.name: p.resolve() if p.is_symlink() else None for p in self.space_dir.iterdir()})
+        base = np.load(self.space_dir / "base.npy")
+        np.testing.assert_allclose(np.linalg.norm(base, axis=1), 1.0, rtol=1e-5)  # the prepared vectors
+
+    monkeypatch.setattr(PoolExecutor, "_prepare", spy)
     before = children()
     runner.run(spec, cache_dir=cache, executor=ExecutorConfig("local", workers=2))
-    assert not [p for p in cache.iterdir() if p.name.startswith(".shared")]  # the run's shared arrays are gone
+    # the base the processes map is the driver's own prepared file (one copy in the page cache for all),
+    # the smaller arrays are written for them
+    target = linked["base.npy"]
+    assert target is not None and target.parent.name.startswith(".prepared")
+    assert linked["queries.npy"] is None
+    leftovers = [p.name for p in cache.iterdir() if p.name.startswith((".shared", ".prepared"))]
+    assert not leftovers  # the run's shared arrays and prepared vectors are gone
     assert children() <= before  # and so are its processes
 
 
@@ -159,6 +178,7 @@ def test_a_failing_cell_fails_the_run_with_its_own_error(spec_dict, tmp_path, mo
     with pytest.raises(UserError, match="could not be described"):
         runner.run(spec, cache_dir=tmp_path / "cache", executor=ExecutorConfig("local", workers=2))
     assert children() <= before
+    assert not [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith((".shared", ".prepared"))]
 
 
 def test_workers_below_one_and_unknown_executors_are_user_errors(tmp_path):

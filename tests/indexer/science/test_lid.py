@@ -145,3 +145,38 @@ def test_approximate_lid_follows_exact_lid_and_its_error_is_measured_as_stated()
     assert rho == pytest.approx(float(np.corrcoef(ra, re)[0, 1]))  # Spearman = Pearson of the ranks
     assert rel < 0.02 and rho > 0.99
     assert np.median(approx[:1500]) < np.median(approx[1500:])  # the orderings it drives keep their order
+
+
+def test_approximate_lid_does_not_depend_on_how_many_points_are_recomputed_at_once(monkeypatch) -> None:
+    """The neighbour distances are recomputed a bounded number of bytes at a time: blocks of 1, 7 and all
+    points give the same values, and every value equals the MLE over numpy distances to the neighbours
+    hnswlib returns."""
+    import hnswlib
+
+    from indexer.science import lid
+    from indexer.science.groundtruth import prepare_vectors
+
+    x = np.random.default_rng(4).standard_normal((600, 12)).astype(np.float32)
+    whole = lid.approximate_pointwise_lid(x, 10, "l2", seed=2)
+    scaled = x * np.random.default_rng(5).uniform(0.5, 3.0, size=(600, 1)).astype(np.float32)
+    cosine = lid.approximate_pointwise_lid(scaled, 10, "cosine", seed=2)
+    for points in (1, 7):
+        monkeypatch.setattr(lid, "_DISTANCE_BYTES", points * 8 * 10 * 12)
+        monkeypatch.setattr(lid, "_BLOCK", 50)
+        np.testing.assert_array_equal(lid.approximate_pointwise_lid(x, 10, "l2", seed=2), whole)
+        np.testing.assert_array_equal(lid.approximate_pointwise_lid(scaled, 10, "cosine", seed=2), cosine)
+    # cosine prepares the rows it reads (no normalised copy of the set): the same values as l2 over
+    # vectors normalised beforehand
+    unit = prepare_vectors(scaled, "cosine")
+    np.testing.assert_array_equal(lid.approximate_pointwise_lid(unit, 10, "l2", seed=2), cosine)
+    index = hnswlib.Index(space="l2", dim=12)  # the same graph, built here, and numpy distances
+    index.init_index(max_elements=600, M=lid.APPROXIMATE_M, ef_construction=lid.APPROXIMATE_EF_CONSTRUCTION,
+                     random_seed=3)
+    index.add_items(x, np.arange(600), num_threads=1)
+    index.set_ef(lid.APPROXIMATE_EF)
+    ids, _ = index.knn_query(x, k=11, num_threads=1)
+    for i in (0, 299, 599):
+        mine = [j for j in ids[i] if j != i][:10]
+        dist = np.sort(np.linalg.norm(x[mine].astype(np.float64) - x[i].astype(np.float64), axis=1))
+        expected = -1.0 / np.mean(np.log(dist / dist[-1]))  # Levina-Bickel MLE over the k distances
+        assert whole[i] == pytest.approx(expected, rel=1e-9)

@@ -136,3 +136,23 @@ def test_isoscore_of_a_large_set_reads_its_blocked_covariance_and_gives_the_same
     assert isoscore(x) == pytest.approx(paper_isoscore(x.astype(np.float64)), abs=1e-6)
     with pytest.raises(DataError, match="identical points"):
         isoscore(np.ones((500, 4)))
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_relative_contrast_over_base_blocks_equals_one_search(small, monkeypatch, metric) -> None:
+    """The k-th neighbour is found a base block at a time (blocks of 7 rows here, so k spans several
+    blocks): the same distances as one search, and brute force agrees; a NaN anywhere is still refused."""
+    from indexer.science import space
+
+    base, queries = small
+    whole = relative_contrast(base, queries, k=10, metric=metric, sample=10_000)
+    monkeypatch.setattr(space, "_SEARCH_BLOCK_BYTES", 7 * 4 * base.shape[1])
+    monkeypatch.setattr(space, "_BLOCK_ROWS", 7)
+    np.testing.assert_allclose(relative_contrast(base, queries, k=10, metric=metric, sample=10_000), whole,
+                               rtol=1e-6)
+    unit = (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)) if metric == "cosine" else (lambda x: x)
+    np.testing.assert_allclose(whole, brute_rc(unit(base), unit(queries), 10), rtol=1e-4)
+    broken = base.copy()
+    broken[-1, 0] = np.nan  # in the last block only
+    with pytest.raises(DataError, match="NaN"):
+        relative_contrast(broken, queries, k=10, metric=metric)
