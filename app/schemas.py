@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from indexer.report.compare import Comparison
 from indexer.service.store import IndexSummary
 
 # Bounds keep paging arguments inside what every database's integers hold.
@@ -125,6 +126,11 @@ class ExperimentPage(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+class ComparisonOut(Comparison):
+    """Experiment B against experiment A, cell by cell (indexer.report.compare): recall per query (mean of
+    B - A with its percentile bootstrap interval over the queries) and QPS B / A."""
 
 
 # ---- indexes ------------------------------------------------------------------------------------

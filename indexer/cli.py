@@ -1,4 +1,5 @@
-"""Command line: `indexer run SPEC --out DIR`, `indexer worker`, `indexer serve`, `indexer --version`.
+"""Command line: `indexer run SPEC --out DIR`, `indexer advise`, `indexer export`, `indexer compare`,
+`indexer worker`, `indexer serve`, `indexer --version`.
 
 Bad input, including a bad command line, ends with exit code 2 and one line `error: ...` on stderr,
 never a traceback; nothing half-written is left behind (cells and reports are renamed into place
@@ -7,11 +8,12 @@ only when complete).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -59,6 +61,23 @@ class _OneLineErrors(TyperGroup):
             typer.echo("error: aborted", err=True)
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+@contextlib.contextmanager
+def _one_line_errors(debug: bool) -> Iterator[None]:
+    """A user error exits 2 and an unexpected one 1, each on one `error:` line (with --debug: the traceback)."""
+    try:
+        yield
+    except (SpecError, UserError) as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail("interrupted; finished cells are cached, no report was written", code=130)
+    except typer.Exit:
+        raise
+    except Exception as err:
+        if debug:
+            raise
+        _fail(f"{type(err).__name__}: {err}", code=1)
 
 
 app = typer.Typer(
@@ -185,7 +204,7 @@ def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Pat
     from indexer.engine.runner import run_and_report
 
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with _one_line_errors(debug):
         spec = read_spec()
         settings = get_settings()
         admit(spec, None if no_limits else settings.limits())  # before any work: one line naming the limit
@@ -200,14 +219,35 @@ def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Pat
                 spec, cache_dir=cache, out_dir=out, save_indexes=save_indexes, executor=cells_on, fresh=fresh,
                 progress=lambda f, msg: bar.update(task, completed=f, description=f"{spec.name}: {msg}"),
             )
-    except (SpecError, UserError) as err:
-        _fail(str(err))
-    except KeyboardInterrupt:
-        _fail("interrupted; finished cells are cached, no report was written", code=130)
-    except Exception as err:  # an unexpected failure still ends on one line unless --debug
-        if debug:
-            raise
-        _fail(f"{type(err).__name__}: {err}", code=1)
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(metavar="RUN_A", help="report directory of the baseline run")],
+    run_b: Annotated[Path, typer.Argument(metavar="RUN_B", help="report directory of the run compared with it")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
+    fail_if_worse: Annotated[bool, typer.Option(
+        "--fail-if-worse", help="exit 1 when any matched cell's recall is significantly worse in RUN_B")] = False,
+    min_recall_drop: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="count a cell as worse only when its mean recall drops by at least this much "
+        "(and significantly)")] = 0.0,
+    resamples: Annotated[int, typer.Option(min=100, max=100_000, help="bootstrap resamples of the queries")] = 2000,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="seed of the bootstrap")] = 0,
+    debug: Debug = False,
+) -> None:
+    """Compare two runs cell by cell: recall per query (B - A with a 95% bootstrap interval) and QPS.
+
+    Cells match on dataset, model, metric, k, index size, reduction, ordering, backend, build parameters, ef
+    and seed. Exit 0, or 1 with --fail-if-worse when a cell's recall is significantly worse in RUN_B (or on an
+    unexpected failure); 2 when the directories are not reports or cannot be compared."""
+    from indexer.report.compare import compare_runs, format_comparison, read_report_dir
+
+    with _one_line_errors(debug):
+        comparison = compare_runs(read_report_dir(run_a), read_report_dir(run_b), resamples=resamples, seed=seed,
+                                  min_recall_drop=min_recall_drop)
+    typer.echo(comparison.model_dump_json(indent=1) if as_json else format_comparison(comparison))
+    if fail_if_worse and comparison.worse:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -227,6 +267,28 @@ def worker(
         kill_grace_seconds=settings.job_kill_grace_seconds,
         shutdown_grace_seconds=settings.job_shutdown_grace_seconds,
     ))
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="report directory written by `indexer run --out`")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="directory to create (or an empty one)")],
+    fmt: Annotated[str, typer.Option(
+        "--format", help="annb: ann-benchmarks' HDF5 files for their plot.py; parquet: one line per row and query")],
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="the cache `indexer run` used (annb reads the run's vectors there)")] = None,
+    debug: Debug = False,
+) -> None:
+    """Export RUN's dense rows into OUT as ann-benchmarks result files or a per-query Parquet table."""
+    from indexer.report.export import export_run
+
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with _one_line_errors(debug):
+        done = export_run(run_dir, fmt, out, cache_dir=cache_dir or get_settings().cache_dir)
+    skipped = f"; {done.skipped} sparse and hybrid rows left out" if done.skipped else ""
+    typer.echo(f"exported {done.rows} rows into {out}: {done.files} files, {done.bytes / 1e6:,.1f} MB{skipped}")
+    for line in done.notes:
+        typer.echo(line)
 
 
 @app.command()

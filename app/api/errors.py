@@ -28,7 +28,7 @@ _DESCRIPTIONS = {
     401: "Missing or wrong X-API-Key (only when the server has an API key)",
     404: "Unknown id, or nothing to serve yet",
     409: "Conflicts with the resource's state: an index whose files cannot be opened (missing or failing "
-    "their checksum), or a cancel of a finished experiment",
+    "their checksum), a cancel of a finished experiment, or a compare of one that has not succeeded",
     413: "Request body over the server's max_body_bytes",
     422: "Invalid input; `detail` names the field and the problem",
     503: "The store is unreachable",

@@ -73,7 +73,7 @@ class VoyagerIndex:
         import voyager
 
         assert self._index is not None, "build or load first"
-        q = np.ascontiguousarray(queries, dtype=np.float32)
+        q = np.require(queries, np.float32, ["C", "W"])  # voyager refuses read-only arrays (a memory map)
         ids, scores = no_answers(len(q), k)
         k_eff = min(k, len(self._index))
         if len(q) == 0 or k_eff == 0:

@@ -21,15 +21,26 @@ import numpy as np
 from indexer.backends import BACKENDS, VectorIndex, make_index
 from indexer.common.fileio import sha256_file
 from indexer.datasets import Dataset
+from indexer.engine import timing
 from indexer.engine.diagnostics import CellDiagnostics, cost_at_recall, diagnose
 from indexer.engine.phases import Phases
-from indexer.engine.results import BinRecall, DenseRow, GroupRecall, IndexRecord, IRMeasures, rows_to_json
+from indexer.engine.results import (
+    BinRecall,
+    DenseRow,
+    GroupRecall,
+    IndexRecord,
+    IRMeasures,
+    Latency,
+    rows_to_json,
+)
 from indexer.engine.seeds import library_seed
 from indexer.engine.spec import Cell, ExperimentSpec, ReductionSpec, recall_targets
 from indexer.science import groundtruth, metrics, orderings
+from indexer.science.judging import Judged, judge_answers
 
 IR_DEPTH = 100  # recall@100 needs a ranking this deep
 TIMED_PASSES = 3  # each ef's query set is searched this many times; the median pass gives qps
+LATENCY_QUERIES = 200  # searched one at a time per ef for the latency percentiles (a bound on the cell's time)
 LidMethod = Literal["exact", "approximate", "sampled"]
 
 
@@ -84,13 +95,13 @@ def ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> IRMeasures:
 
 
 def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, order: np.ndarray,
-                       cell_dir: Path, tmp: Path, phase: Phases) -> tuple[list[DenseRow], IndexRecord]:
+                       cell_dir: Path, tmp: Path, phase: Phases, threads: int) -> tuple[list[DenseRow], IndexRecord]:
     """Build `index` in `order`, serve the cell's ef sweep, and write the cell's files into `tmp` (rows
     and meta last), naming them by their final place `cell_dir`."""
     key, ds, space = cell_dir.name, s.dataset, space_metric(spec)
     backend = BACKENDS[cell.backend.name]
     label = f"{cell.ordering} {cell.backend.label()} seed={cell.seed}"
-    with phase(f"{label}: build"):
+    with phase(f"{label}: build"), timing.shared():
         t0 = time.perf_counter()
         index.build(s.base, order)
         build_seconds = time.perf_counter() - t0
@@ -114,7 +125,9 @@ def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: Vector
             build_params=cell.backend.build_params(),
             k=spec.k,
             seed=cell.seed,
-            library_seed=library_seed(cell.seed, cell.backend.name),
+            library_seed=library_seed(cell.seed, cell.backend.name) if backend.capabilities.seeded else None,
+            permutation_seed=cell.seed,
+            search_threads=threads,
             library_version=backend.library.version(),
             order_controlled=backend.capabilities.order_controlled,
             build_seconds=build_seconds,
@@ -127,20 +140,18 @@ def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: Vector
 
         everyone = np.arange(len(s.queries))
 
-        def recall_of(ids: np.ndarray, scores: np.ndarray, picked: np.ndarray = everyone) -> np.ndarray:
-            """Per query recall (of the queries `picked`) against exact kNN in the original space, ties
-            tolerated by score."""
-            orig_scores = scores if cell.reduction.name == "none" else groundtruth.pair_scores(
-                s.orig_base, s.orig_queries[picked], ids, space)
-            return metrics.recall_at_k(ids, s.gt_ids[picked], spec.k, orig_scores, s.gt_scores[picked],
-                                       higher_is_better=higher)
+        def judged(ids: np.ndarray, picked: np.ndarray = everyone) -> Judged:
+            """The answers of the queries `picked` against exact kNN in the original space, by their ids:
+            their scores are recomputed from the original vectors, never taken from the backend."""
+            return judge_answers(ids, base=s.orig_base, queries=s.orig_queries[picked], truth_ids=s.gt_ids[picked],
+                                 truth_scores=s.gt_scores[picked], k=spec.k, metric=spec.metric)
 
         def recall_of_queries(ef: int, picked: np.ndarray) -> np.ndarray:
-            return recall_of(*index.search(s.queries[picked], spec.k, ef), picked)
+            return judged(index.search(s.queries[picked], spec.k, ef)[0], picked).recall
 
-        def qps_at(ef: int) -> float:
+        def qps_at(ef: int) -> list[float]:
             _, seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
-            return len(s.queries) / max(seconds, 1e-9)
+            return [len(s.queries) / max(t, 1e-9) for t in seconds]
 
         costs = [] if sweep == [None] else cost_at_recall(
             index, s.queries, spec.k, len(s.rows), recall_targets(spec), recall_of_queries, qps_at)
@@ -150,33 +161,44 @@ def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: Vector
             data_hubness=s.data_hubness, labels=ds.labels[s.rows] if ds.labels is not None else None,
             label_names=ds.label_names, lid=s.lid_base, lid_bins=spec.lid_bins)
         for ef in sweep:
-            (ids, scores), seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
-            per_query = recall_of(ids, scores)
-            within = metrics.recall_at_k(ids, s.within_ids, spec.k, scores, s.within_scores, higher_is_better=higher)
+            (ids, _), seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
+            latency = single_query_latency(index, s.queries, spec.k, ef)
+            answers = judged(ids)
+            per_query = answers.recall
+            within = judge_answers(ids, base=s.base, queries=s.queries, truth_ids=s.within_ids,
+                                   truth_scores=s.within_scores, k=spec.k, metric=spec.metric).recall
             summary = metrics.summarize(per_query)
             tag = f"ef{ef}" if ef is not None else "exact"
             np.save(tmp / f"neighbors-{tag}.npy", ids)
             np.save(tmp / f"recall-{tag}.npy", per_query.astype(np.float32))
-            judged: dict[str, Any] = {}
+            judged_ir: dict[str, Any] = {}
             if ds.qrels:
                 deep, _ = index.search(s.queries, min(IR_DEPTH, len(s.rows)), ef)
                 np.save(tmp / f"ranking-{tag}.npy", deep)
-                judged = {**dict(ir_metrics(ds, ids, deep)), "ranking": str(cell_dir / f"ranking-{tag}.npy")}
+                judged_ir = {**dict(ir_metrics(ds, ids, deep)), "ranking": str(cell_dir / f"ranking-{tag}.npy")}
+            pass_qps = [len(s.queries) / max(t, 1e-9) for t in seconds]
             rows.append(DenseRow(
                 **base_row,
                 ef=ef,
                 recall=summary["mean"],
                 recall_std=summary["std"],
                 recall_ci95=list(summary["ci95"]),
-                recall_within=float(np.mean(within)),
-                qps=len(s.queries) / max(seconds, 1e-9),
-                qps_passes=TIMED_PASSES,
+                recall_within=float(np.nanmean(within)),
+                recall_ids=float(np.nanmean(answers.recall_ids)),
+                recall_annb=float(np.mean(answers.recall_annb)),
+                short_results=int(answers.short.sum()),
+                duplicate_results=int(answers.duplicated.sum()),
+                qps=float(np.median(pass_qps)),
+                qps_passes=len(pass_qps),
+                qps_all=[round(q, 1) for q in pass_qps],
+                latency=latency,
                 recall_by_category=by_category(per_query, ds),
                 recall_by_lid_bin=[BinRecall.model_validate(b)
                                    for b in metrics.recall_by_bins(per_query, s.lid_queries, spec.lid_bins)],
                 cost_at_recall=costs,
                 neighbors=str(cell_dir / f"neighbors-{tag}.npy"),
-                **judged,
+                recall_file=str(cell_dir / f"recall-{tag}.npy"),
+                **judged_ir,
                 **_diagnosed(diag, ef),
             ))
         record = IndexRecord(
@@ -214,20 +236,38 @@ def _diagnosed(diag: CellDiagnostics | None, ef: int | None) -> dict[str, Any]:
             "diagnostics_by_lid_bin": diag.by_lid_bin(ef)}
 
 
-def timed_passes(search: Callable[[], Any], passes: int = TIMED_PASSES) -> tuple[Any, float]:
-    """The search's result and the median wall time of `passes` runs (searches are deterministic).
+def timed_passes(search: Callable[[], Any], passes: int = TIMED_PASSES) -> tuple[Any, list[float]]:
+    """The search's result and the wall time of each of `passes` runs (searches are deterministic).
 
     The first search of a cell pays for paging in the graph and starting thread pools: callers warm
-    up before timing, and the median keeps one slow pass (a busy core) from moving the figure.
+    up before timing. The passes hold the machine's timing lock, so no other cell of any run on this
+    machine times or builds meanwhile (indexer.engine.timing); rows give the median and every pass.
     """
     times = []
     result = None
-    for _ in range(passes):
-        t0 = time.perf_counter()
-        got = search()
-        times.append(time.perf_counter() - t0)
-        result = got if result is None else result
-    return result, float(np.median(times))
+    with timing.exclusive():
+        for _ in range(passes):
+            t0 = time.perf_counter()
+            got = search()
+            times.append(time.perf_counter() - t0)
+            result = got if result is None else result
+    return result, times
+
+
+def single_query_latency(index: VectorIndex, queries: np.ndarray, k: int, ef: int | None) -> Latency:
+    """Latency of one query at a time, one client, as a user's request meets it (ann-benchmarks' and
+    VectorDBBench's p50/p95/p99): the first LATENCY_QUERIES queries, each searched alone, under the lock."""
+    sample = queries[:LATENCY_QUERIES]
+    seconds = np.empty(len(sample))
+    with timing.exclusive():
+        for i in range(len(sample)):
+            one = sample[i : i + 1]
+            t0 = time.perf_counter()
+            index.search(one, k, ef)
+            seconds[i] = time.perf_counter() - t0
+    ms = seconds * 1e3
+    return Latency(queries=len(sample), p50_ms=float(np.percentile(ms, 50)), p95_ms=float(np.percentile(ms, 95)),
+                   p99_ms=float(np.percentile(ms, 99)), qps_one_client=len(sample) / max(float(seconds.sum()), 1e-9))
 
 
 
@@ -296,7 +336,7 @@ def evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, tm
     order = s.rows[perm]
     index = make_index(cell.backend, s.base.shape[1], space_metric(spec), seed=cell.seed, search_threads=threads)
     try:
-        return _build_and_measure(spec, cell, s, index, order, cell_dir, tmp, phase)
+        return _build_and_measure(spec, cell, s, index, order, cell_dir, tmp, phase, threads)
     finally:
         index.close()  # a system's server or scratch directory goes with the cell, measured or failed
 

@@ -23,7 +23,7 @@ from indexer.science.equal_recall import DEFAULT_MAX_EF, ef_for_targets
 from indexer.science.metrics import summarize
 
 PerQueryRecall = Callable[[int, np.ndarray], np.ndarray]  # per-query recall at an ef, of the queries picked
-Timer = Callable[[int], float]  # queries per second at an ef
+Timer = Callable[[int], list[float]]  # queries per second at an ef, of each timed pass
 
 
 @runtime_checkable
@@ -50,19 +50,27 @@ def cost_at_recall(index: VectorIndex, queries: np.ndarray, k: int, n: int, targ
     validation, held_out = np.arange(0, len(queries), 2), np.arange(1, len(queries), 2)
     hi = max(k, min(n, DEFAULT_MAX_EF))
     found = ef_for_targets(lambda ef: float(np.mean(recall_of(ef, validation))), targets, lo=k, hi=hi)
+    # the smallest ef at which neither half falls short: a figure no choice of half can flatter
+    both = ef_for_targets(lambda ef: min(float(np.mean(recall_of(ef, validation))),
+                                         float(np.mean(recall_of(ef, held_out))) if len(held_out) else 1.0),
+                          targets, lo=k, hi=hi)
     out = []
     for target, answer in found.items():
         qps = dist = None
+        qps_range: list[float] | None = None
         confirmed: dict[str, Any] = {"mean": None, "ci95": (None, None)}
         if answer.ef is not None:
-            qps = qps_at(answer.ef)
+            passes = qps_at(answer.ef)
+            qps, qps_range = float(np.median(passes)), [min(passes), max(passes)]
             if len(held_out):
                 confirmed = summarize(recall_of(answer.ef, held_out))
             if isinstance(index, CountsDistances):
                 dist = index.distance_computations(queries, k, answer.ef)
-        out.append(CostAtRecall(target=target, ef=answer.ef, recall=answer.recall, qps=qps,
-                                held_out_recall=confirmed["mean"], held_out_ci95=list(confirmed["ci95"]),
-                                distance_computations=dist))
+        held = confirmed["mean"]
+        out.append(CostAtRecall(target=target, ef=answer.ef, recall=answer.recall, qps=qps, qps_range=qps_range,
+                                held_out_recall=held, held_out_ci95=list(confirmed["ci95"]),
+                                confirmed=answer.ef is not None and held is not None and held >= target,
+                                ef_both_halves=both[target].ef, distance_computations=dist))
     return out
 
 

@@ -29,10 +29,13 @@ from pydantic import (
 
 from indexer.backends import build_param_names
 from indexer.engine.spec import ReductionSpec
+from indexer.science.preflight_model import Preflight
 
 BuildParam = int | float | str | bool  # a backend's build parameter value (M=16, ef_construction=200)
 Measure = float | None  # NaN while in memory; null once published (plain JSON has no NaN)
 IR_MEASURES = ("ndcg@10", "mrr@10", "recall@100")
+# The fields of a dense row's `query_measures` file: each query's LID and relative contrast at k in its space
+QUERY_MEASURE_FIELDS = ("lid", "relative_contrast")
 
 
 class ResultModel(BaseModel):
@@ -109,7 +112,10 @@ class CostAtRecall(ResultModel):
     recall: Measure  # on the validation half
     held_out_recall: Measure  # on the other half, at the same ef
     held_out_ci95: list[Measure]  # its normal-approximation 95% interval
-    qps: float | None  # all queries, at that ef
+    confirmed: bool | None = None  # the held-out half reaches the target at that ef too (None: rows from before)
+    ef_both_halves: int | None = None  # the smallest ef at which both halves reach it (None: none up to the cap)
+    qps: float | None  # all queries, at that ef: the median of the timed passes
+    qps_range: list[float] | None = None  # the slowest and the fastest pass
     distance_computations: float | None  # per query, where the library counts them (faiss)
 
 
@@ -145,6 +151,16 @@ class GroupDiagnostics(ResultModel):
     zero_in_degree: float | None = None
 
 
+class Latency(ResultModel):
+    """One query at a time from one client, on a sample of the queries (indexer.engine.cell)."""
+
+    queries: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    qps_one_client: float
+
+
 class IRMeasures(ResultModel):
     """Retrieval quality against relevance judgements: of the top k (nDCG, MRR) and of a depth-100 ranking."""
 
@@ -168,7 +184,15 @@ class DenseRow(_DenseSpace):
     """One ANN cell at one ef: a dense index built in one insertion order, searched at one ef."""
 
     OMIT_UNSET = frozenset({"ndcg_at_10", "mrr_at_10", "recall_at_100", "ranking", "graph", "self_miss",
-                            "self_miss_sampled", "diagnostics_by_category", "diagnostics_by_lid_bin", "index_file"})
+                            "self_miss_sampled", "diagnostics_by_category", "diagnostics_by_lid_bin", "index_file",
+                            # measures newer than some cached and published rows: absent there, not null
+                            "permutation_seed", "recall_ids", "recall_annb", "short_results", "duplicate_results",
+                            "qps_all", "search_threads", "latency", "recall_file", "query_measures"})
+
+    # what depends on the machine and the executor, not on the spec: timings, thread counts, file places
+    VOLATILE: ClassVar[frozenset[str]] = frozenset({
+        "build_seconds", "qps", "qps_passes", "qps_all", "latency", "search_threads", "neighbors",
+        "recall_file", "query_measures", "ranking", "index_file"})
 
     representation: Literal["dense"] = "dense"
     ordering: str
@@ -176,7 +200,8 @@ class DenseRow(_DenseSpace):
     build_params: dict[str, BuildParam] = {}  # the backend's own, flattened into the JSON
     k: int
     seed: int
-    library_seed: int
+    library_seed: int | None  # None: the library takes no seed
+    permutation_seed: int | None = None  # seeds the insertion order's generator (None: rows from before)
     library_version: str  # of the package the backend runs on (indexer.backends.declaration.Library)
     order_controlled: bool  # the library inserted in `ordering`; False: left out of ordering comparisons
     build_seconds: float
@@ -188,12 +213,25 @@ class DenseRow(_DenseSpace):
     recall_std: Measure
     recall_ci95: list[Measure]
     recall_within: Measure  # against exact search in the index's own (reduced) space
-    qps: float
+    # the peers' definitions beside ours (indexer.science.judging), from the same exactly rescored ids:
+    recall_ids: Measure = None  # plain id-set intersection, no ties (VectorDBBench)
+    recall_annb: Measure = None  # ann-benchmarks': distance <= k-th true distance + 1e-3, repeats counted
+    short_results: int | None = None  # queries answered with fewer than k distinct ids
+    duplicate_results: int | None = None  # answers holding an id twice
+    qps: float  # the median of the timed passes, the whole query set at once on `search_threads`
     qps_passes: int
+    qps_all: list[float] = []  # every timed pass
+    search_threads: int | None = None  # the threads a batch search could use
+    latency: Latency | None = None  # one query at a time, one client
     recall_by_category: dict[str, GroupRecall]
     recall_by_lid_bin: list[BinRecall]
     cost_at_recall: list[CostAtRecall]  # per spec recall target; empty for a backend without ef
     neighbors: str | None  # the .npy of returned ids; relative to the report once published (None: lost)
+    # the .npy of per-query recall@k (float32, query order), published beside `neighbors` (None: not kept)
+    recall_file: str | None = None
+    # the .npy of its space's per-query difficulty (a float64 record per query, in query order, with the fields
+    # QUERY_MEASURE_FIELDS), one file shared by the rows of a space, published beside `neighbors` (None: not kept)
+    query_measures: str | None = None
     # only when the spec asks for diagnostics (the graph's only where the backend exposes it):
     graph: GraphDiagnostics | None = None
     self_miss: Measure = None  # of the sampled base points, at this ef
@@ -340,6 +378,17 @@ class ModelRank(ResultModel):
         data: dict[str, Any] = handler(self)
         return {(self.measure if k == "score" else k): v for k, v in data.items()}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_measure(cls, data: Any) -> Any:
+        """Its JSON back: the one key that is not a field is the measure, and its value the score."""
+        if not isinstance(data, Mapping) or "measure" in data:
+            return data
+        named = [k for k in data if k not in cls.model_fields]
+        if len(named) != 1:
+            return data  # the fields' own checks say what is missing or extra
+        return {**{k: v for k, v in data.items() if k != named[0]}, "measure": named[0], "score": data[named[0]]}
+
 
 class ModelRanking(ResultModel):
     """The models ranked under one search setting, and the largest rank change against exact search."""
@@ -381,6 +430,7 @@ class Candidate(ResultModel):
     held_out_ci95: list[Measure]
     confirmed: bool  # the held-out recall reaches the target too
     qps: float
+    qps_range: list[float] | None = None  # slowest and fastest timed pass
     build_seconds: float
     index_bytes: int
 
@@ -393,15 +443,31 @@ class Advice(ResultModel):
     reached: int  # of them, reaching the target on the validation queries
     not_built: int = 0  # configurations left out when the budget ran out
     fastest_queries: Candidate | None
+    # candidates whose QPS range overlaps the fastest's: the timing cannot tell them apart
+    fastest_queries_ties: list[Candidate] = []
     fastest_build: Candidate | None
     smallest: Candidate | None
+
+
+class Provenance(ResultModel):
+    """The machine and libraries a run's figures came from, and how many cells ran at once."""
+
+    python: str
+    libraries: dict[str, str]  # distribution -> version (numpy, scipy, faiss-cpu, hnswlib)
+    cpu: str
+    executor: str  # inprocess, local, ray
+    cells_at_once: int  # builds overlap up to this many; timed searches never overlap (indexer.engine.timing)
+    threads_per_cell: int
 
 
 class RunExtras(ResultModel):
     """What a run adds to its rows: space measures by label, notes, the text-only analyses, the advice."""
 
-    OMIT_UNSET = frozenset({"model_ranking", "crossings", "advice"})
+    OMIT_UNSET = frozenset({"model_ranking", "crossings", "advice", "preflight", "provenance"})
 
+    provenance: Provenance | None = None
+
+    preflight: dict[str, Preflight] = {}  # the data checks of each space, keyed like `space`
     space: dict[str, SpaceSummary] = {}
     notes: list[str] = []
     model_ranking: list[ModelRanking] | None = None  # runs of several models with IR measures

@@ -33,7 +33,9 @@ from indexer.engine.cell import IR_DEPTH, LidMethod, Space, ir_metrics, read_cac
 from indexer.engine.executors import Cancelled, ExecutorConfig, cores, open_executor
 from indexer.engine.executors.base import CellResult, CellTask, Executor
 from indexer.engine.phases import Phases, Progress
+from indexer.engine.provenance import provenance
 from indexer.engine.results import (
+    QUERY_MEASURE_FIELDS,
     DenseRow,
     HybridRow,
     IndexRecord,
@@ -44,7 +46,7 @@ from indexer.engine.results import (
     parse_rows,
 )
 from indexer.engine.spec import Cell, ExperimentSpec, ReductionSpec, cells
-from indexer.science import groundtruth, lid
+from indexer.science import groundtruth, lid, preflight
 from indexer.science.analysis import model_ranking, size_crossings, space_measures, space_summary
 from indexer.science.graph import k_occurrence_skewness
 
@@ -125,6 +127,8 @@ def _reduce(reduction: ReductionSpec, base: np.ndarray, queries: np.ndarray, met
     reducer = fit_reduction(reduction, base, reduction.seed)
     rb = groundtruth.prepare_vectors(reducer.transform(base), metric)
     rq = groundtruth.prepare_vectors(reducer.transform(queries), metric)
+    # the loader refused NaN/inf in the input; an FFT or a projection of large values can overflow float32
+    preflight.require_finite(rb, rq, f"after reduction {reduction.label}")
     return rb, rq, reducer.describe()
 
 
@@ -334,12 +338,52 @@ def _check_provided(spec: ExperimentSpec, ds: Dataset, gt: dict[str, np.ndarray]
         )
 
 
+def _space_measures(spec: ExperimentSpec, s: Space, cache_dir: Path) -> dict[str, np.ndarray]:
+    """IsoScore and each query's relative contrast in `s`, cached with the space."""
+    sub = s.base if len(s.rows) == len(s.base) else s.base[s.rows]
+    return groundtruth.cached(cache_dir / "space", f"space-{s.key}-{spec.k}",
+                              lambda: space_measures(sub, s.queries, spec.k, spec.metric))
+
+
+def _query_measures(spec: ExperimentSpec, s: Space, cache_dir: Path) -> Path:
+    """Each query's difficulty in `s` (QUERY_MEASURE_FIELDS, query order): one file per space, which the
+    space's rows name (`query_measures`) and the report publishes beside their neighbours."""
+    path = cache_dir / "space" / f"queries-{s.key}-{spec.k}.npy"
+    if not path.exists():
+        out = np.empty(len(s.queries), dtype=[(name, "<f8") for name in QUERY_MEASURE_FIELDS])
+        out["lid"] = s.lid_queries
+        out["relative_contrast"] = _space_measures(spec, s, cache_dir)["relative_contrast"]
+        atomic_save_npy(path, out)
+    return path
+
+
+def _preflight(spec: ExperimentSpec, s: Space, label: str, cache_dir: Path) -> preflight.Preflight:
+    """The data checks of `s` (indexer.science.preflight), cached with the space (its JSON as bytes in the
+    npz cache). A ground truth that disagrees with brute force stops the run: every recall would be wrong."""
+    sub = s.base if len(s.rows) == len(s.base) else s.base[s.rows]
+    orig = s.orig_base if len(s.rows) == len(s.orig_base) else s.orig_base[s.rows]
+    reduced = s.reduction.name != "none"
+
+    def compute() -> dict[str, np.ndarray]:
+        pre = preflight.preflight(
+            base=sub, queries=s.queries, k=spec.k, metric=spec.metric, gt_base=orig, gt_queries=s.orig_queries,
+            gt_ids=s.gt_ids, gt_scores=s.gt_scores, ids=s.rows, within_ids=s.within_ids if reduced else None,
+            within_scores=s.within_scores if reduced else None, seed=spec.seeds[0])
+        for check in (pre.groundtruth, pre.groundtruth_within):
+            if check is not None and check.mismatches:
+                raise DataError(f"{label}: the ground truth disagrees with float64 brute force for {check.mismatches} "
+                                f"of {check.sample} sampled queries (e.g. query {check.example[0]}); remove "
+                                f"{cache_dir / 'groundtruth'} and run again")
+        return {"json": np.frombuffer(pre.model_dump_json().encode(), dtype=np.uint8)}
+
+    got = groundtruth.cached(cache_dir / "preflight", f"preflight-{s.key}-{spec.k}-v{preflight.VERSION}", compute)
+    return preflight.Preflight.model_validate_json(got["json"].tobytes())
+
+
 def _space_summary(spec: ExperimentSpec, s: Space, cache_dir: Path) -> SpaceSummary:
     """The space measures of `s` (indexer.science.analysis), their costly part cached with the space: a rerun of
     a finished spec should not redo a PCA and a kNN search."""
-    sub = s.base if len(s.rows) == len(s.base) else s.base[s.rows]
-    measures = groundtruth.cached(cache_dir / "space", f"space-{s.key}-{spec.k}",
-                                  lambda: space_measures(sub, s.queries, spec.k, spec.metric))
+    measures = _space_measures(spec, s, cache_dir)
     summary = space_summary(s.lid_base, s.lid_queries, measures, dims=int(s.base.shape[1]), n=int(len(s.rows)),
                             reduction=s.reduction_info)
     if s.lid_method == "approximate" and s.lid_error is not None:
@@ -384,7 +428,7 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
     done = 0
     rows: list[ResultRow] = []
     index_records: list[IndexRecord] = []
-    extras = RunExtras()
+    extras = RunExtras(provenance=provenance(executor))
     sparse_done: dict[int, tuple[SparseRow, np.ndarray]] = {}
 
     def check_stop() -> None:
@@ -419,15 +463,19 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
                 label = "/".join(str(p) for p in (model, f"n={size}", reduction.label) if p is not None)
                 phase.fraction, phase.context = done / total, label
                 s = _space(spec, ds, dataset_key, base, queries, size, reduction, cache_dir, phase)
+                with phase("pre-flight"):  # before any build; set by assignment, so the extras write it
+                    extras.preflight = {**extras.preflight, label: _preflight(spec, s, label, cache_dir)}
+                extras.notes += [f"Pre-flight, {label}: {w}" for w in extras.preflight[label].warnings]
                 _write_vectors(cache_dir, s)
                 with phase("space measures"):
                     extras.space[label] = _space_summary(spec, s, cache_dir)
+                    measures_file = str(_query_measures(spec, s, cache_dir))
                 done += 1
                 mine = [c for c in grid if (c.model, c.index_size, c.reduction) == (model, size, reduction)]
                 space_rows: list[DenseRow] = []
                 for cell_rows, record in _space_cells(spec, mine, s, cache_dir, executor, phase, should_stop,
                                                       budget, fresh, tick):
-                    space_rows.extend(cell_rows)
+                    space_rows.extend(r.model_copy(update={"query_measures": measures_file}) for r in cell_rows)
                     index_records.append(record.model_copy(
                         update={"path": str((cache_dir / "cells" / record.id).resolve())}))
                 if set(spec.representations) & {"sparse", "hybrid"}:

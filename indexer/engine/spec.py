@@ -43,7 +43,8 @@ MAX_INTRINSIC_DIMS = 256
 MAX_INDEX_SIZES = 64
 MAX_MODELS = 16
 MAX_BACKENDS = 32
-ROW_FORMAT = 4  # 2: library_version, order_controlled; 3: cost at recall, diagnostics; 4: held-out recall
+ROW_FORMAT = 5  # 2: library_version, order_controlled; 3: cost at recall, diagnostics; 4: held-out recall;
+# 5: recall from exactly rescored ids, the peers' definitions, latency, timed passes under the timing lock
 MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
 MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
 MODEL_NAME_CHARS = 256
@@ -135,6 +136,9 @@ DatasetSpec = Annotated[
 BACKEND_MODELS: dict[str, type[BackendEntry]] = {
     name: entry_model(backend, module=__name__) for name, backend in BACKENDS.items()
 }
+# Every model is published here under the name it was created with (`UsearchBackend`), since pickle (the
+# local pool, Ray) finds a class by module and name: a model only in the dict above cannot travel.
+globals().update({model.__name__: model for model in BACKEND_MODELS.values()})
 HnswlibBackend = BACKEND_MODELS["hnswlib"]
 FaissHnswBackend = BACKEND_MODELS["faiss_hnsw"]
 ExactBackend = BACKEND_MODELS["exact"]

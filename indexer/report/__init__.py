@@ -17,6 +17,9 @@ One module per concern:
     figures     matplotlib drawn to inline SVG, and the style every figure shares
     values      loose values (JSON, numpy, None) to numbers, means and sort keys
     cells       numbers to the text of a table cell
+    published   a report directory read back (its dense rows and their files)
+    export      `indexer export`: the formats' registry and the atomic output directory
+    export_annb, export_parquet   one module per format
 """
 
 from indexer.report.html import render_html

@@ -20,6 +20,7 @@ from indexer.report.sections.lid_space import lid_section
 from indexer.report.sections.model_ranking import model_ranking_section
 from indexer.report.sections.notes import notes_section
 from indexer.report.sections.overview import overview_section
+from indexer.report.sections.preflight import preflight_section
 from indexer.report.sections.recall import recall_section
 from indexer.report.sections.reduction import reduction_section
 from indexer.report.sections.speed import speed_section
@@ -33,7 +34,7 @@ def document(spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any
     res = Results(spec, typed_rows(rows))
     typed = typed_extras(extras)
     highlights: list[str] = []
-    sections = [overview_section(res)]
+    sections = [s for s in (preflight_section(typed), overview_section(res)) if s is not None]  # data checks first
     body: list[Section | None] = [
         advice_section(typed, highlights),
         recall_section(res, highlights),
@@ -43,7 +44,7 @@ def document(spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any
         cost_section(res),
         lid_section(res, typed, highlights),
         reduction_section(res),
-        speed_section(res),
+        speed_section(res, typed),
         ir_section(res),
         model_ranking_section(res, typed, highlights),
         index_size_section(res, highlights),

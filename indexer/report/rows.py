@@ -21,7 +21,7 @@ MAIN_COLUMNS = (
     "recall_within", *IR_METRICS, "build_seconds", "qps", "index_bytes", "bytes_per_vector",
 )  # fmt: skip
 TAIL_COLUMNS = ("recall_by_category", "recall_by_lid_bin", "cost_at_recall", "graph", "diagnostics_by_category",
-                "diagnostics_by_lid_bin", "neighbors")
+                "diagnostics_by_lid_bin", "neighbors", "recall_file", "query_measures")
 
 # Decimals each measure means: recall of k <= 1000 results needs 4, a time in seconds 4, a rate 1.
 ROUNDING = {"qps": 1, "build_seconds": 4}

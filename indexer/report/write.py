@@ -135,18 +135,30 @@ def _copy_neighbors(rows: Sequence[Row], dest: Path) -> list[JsonRow]:
     out: list[JsonRow] = []
     # The engine names files per cell directory (cells/<key>/neighbors-ef40.npy): where a basename is
     # shared by several sources, the copy is named <directory>-<basename> instead.
-    sources = {r.neighbors for r in rows if r.neighbors}
+    sources = {f for r in rows for f in _published_files(r).values() if f}
     shared = {n for n in (Path(x).name for x in sources) if sum(Path(x).name == n for x in sources) > 1}
     for row in rows:
         new = round_row(plain(row.to_json()))
         new.pop("ranking", None)  # the depth-100 ranking in the cache: an input of hybrid rows, not a result
-        if row.neighbors:
-            if row.neighbors not in copied:
-                src = Path(row.neighbors)
-                copied[row.neighbors] = _copy_one(src, dest, used, qualify=src.name in shared)
-            new["neighbors"] = copied[row.neighbors]
+        for field, source in _published_files(row).items():
+            if not source:
+                continue
+            if source not in copied:
+                src = Path(source)
+                copied[source] = _copy_one(src, dest, used, qualify=src.name in shared)
+            new[field] = copied[source]
         out.append(new)
     return out
+
+
+def _published_files(row: Row) -> dict[str, str | None]:
+    """The files of a row that the report carries: its neighbours and, for dense rows, per-query recall and
+    its space's per-query measures."""
+    files = {"neighbors": row.neighbors}
+    if isinstance(row, DenseRow):
+        files["recall_file"] = row.recall_file
+        files["query_measures"] = row.query_measures
+    return files
 
 
 def _copy_indexes(rows: Sequence[Row], published: list[JsonRow], dest: Path) -> None:

@@ -26,6 +26,8 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order
 from scipy.stats import skew
 
+from indexer.science.groundtruth import pair_scores
+
 if TYPE_CHECKING:
     from indexer.backends.hnswlib_graph import HnswGraph as HnswlibGraph
 
@@ -308,11 +310,10 @@ def self_miss(
     out = []
     for ef in ef_values:
         top_id = np.empty(len(chosen), dtype=np.int64)
-        top_score = np.empty(len(chosen), dtype=np.float64)
         for start in range(0, len(chosen), _SEARCH_BLOCK):
-            got, scores = search(queries[start : start + _SEARCH_BLOCK], 1, ef)
+            got, _ = search(queries[start : start + _SEARCH_BLOCK], 1, ef)
             top_id[start : start + _SEARCH_BLOCK] = np.asarray(got)[:, 0]
-            top_score[start : start + _SEARCH_BLOCK] = np.asarray(scores, dtype=np.float64)[:, 0]
+        top_score = _exact_top_scores(x, ids, queries, top_id, metric)
         tied = top_score >= norms - tol if metric == "ip" else top_score <= tol
         found = (top_id == own) | ((top_id >= 0) & tied)  # NaN compares False: a miss
         missed = ~found[by_row]
@@ -320,6 +321,17 @@ def self_miss(
                             fraction=float(missed.mean()) if len(missed) else float("nan"),
                             rows=own[by_row], missed=missed))
     return tuple(out)
+
+
+def _exact_top_scores(x: np.ndarray, ids: np.ndarray, queries: np.ndarray, top_id: np.ndarray,
+                      metric: Literal["ip", "l2"]) -> np.ndarray:
+    """The exact float64 score of each query against the point a search put first (by its id, never the
+    backend's score, which a quantised store only approximates); NaN for -1 or an id not indexed."""
+    by_id = np.argsort(ids, kind="stable")
+    pos = np.minimum(np.searchsorted(ids[by_id], top_id), len(ids) - 1)
+    known = (top_id >= 0) & (ids[by_id][pos] == top_id)
+    where = np.where(known, by_id[pos], -1)[:, None]
+    return pair_scores(x, queries, where, metric)[:, 0]
 
 
 # --- by group ---------------------------------------------------------------------------------------

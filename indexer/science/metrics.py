@@ -96,6 +96,55 @@ def recall_at_k(
         return np.where(denom > 0, matches / np.maximum(denom, 1), np.nan).astype(np.float64)
 
 
+def recall_ids(found: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
+    """Per-query |found[:, :k] ∩ truth[:, :k]| / k with no tie tolerance: the plain id-set intersection
+    VectorDBBench reports. Repeated and padding (-1) ids never count."""
+    return recall_at_k(found, truth, k)
+
+
+ANNB_EPSILON = 1e-3  # ann-benchmarks' `knn_threshold`: the k-th true distance + 1e-3 (plotting/metrics.py)
+
+
+def annb_distances(scores: np.ndarray, metric: str) -> np.ndarray:
+    """Engine scores as ann-benchmarks' distances, whose epsilon is absolute: angular (cosine) is 1 - cos,
+    euclidean is the L2 distance (not squared); an inner product, which ann-benchmarks has no metric for,
+    is its negative. NaN (padding) stays NaN."""
+    s = np.asarray(scores, dtype=np.float64)
+    if metric == "cosine":
+        return 1.0 - s
+    if metric == "l2":
+        return np.sqrt(np.maximum(s, 0.0))
+    if metric == "ip":
+        return -s
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def recall_annb(found_distances: np.ndarray, truth_distances: np.ndarray, k: int,
+                epsilon: float = ANNB_EPSILON) -> np.ndarray:
+    """Per-query recall as ann-benchmarks counts it (`get_recall_values`): each of the first k returned
+    entries whose distance is at most the k-th true distance + `epsilon` counts, divided by k.
+
+    Faithful to their definition, so it differs from ours on purpose: a repeated id counts each time it
+    is returned, and the tolerance is absolute. Padding (NaN or infinite distance) never counts."""
+    f = np.asarray(found_distances, dtype=np.float64)[:, :k]
+    t = np.asarray(truth_distances, dtype=np.float64)
+    if f.ndim != 2 or t.ndim != 2 or len(f) != len(t) or t.shape[1] < k:
+        raise ValueError(f"distances {f.shape} and truth {t.shape} do not fit recall@{k}")
+    threshold = t[:, k - 1][:, None] + epsilon
+    with np.errstate(invalid="ignore"):
+        counted = np.isfinite(f) & (f <= threshold)
+    return np.asarray(counted.sum(axis=1) / k, dtype=np.float64)
+
+
+def answer_shape(found: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: (short, duplicated). Short: fewer than k distinct valid ids among the first k (padding
+    -1 or a short answer); duplicated: an id returned twice among them."""
+    f = np.asarray(found, dtype=np.int64)[:, :k]
+    valid = f >= 0
+    distinct = (valid & _first_occurrence(f)).sum(axis=1)
+    return distinct < k, distinct < valid.sum(axis=1)
+
+
 def summarize(per_query: np.ndarray) -> dict[str, Any]:
     """Mean, sample std, normal-approximation 95% CI of the mean (clipped to [0, 1]) and n.
 

@@ -20,7 +20,8 @@ from indexer.backends import BACKENDS, new_index
 from indexer.common.errors import UserError
 from indexer.common.fileio import sha256_file
 from indexer.engine.results import IndexRecord
-from indexer.science import groundtruth, metrics
+from indexer.science import groundtruth
+from indexer.science.judging import judge_answers
 
 
 class ArtifactError(RuntimeError):
@@ -101,7 +102,7 @@ class LoadedIndex:
         """Per-query recall@k of the approximate search at each ef, shape (len(efs), q), as the runner
         measures a cell's rows: exact truth (ids and scores) over the rows this index holds, in the
         original space, and tie-tolerant matching, so a returned id as near as the k-th true neighbour
-        counts (metrics.recall_at_k). A reduced index's answers are re-scored in the original space."""
+        counts (indexer.science.judging: every returned id re-scored exactly in the original space)."""
         in_space = self._to_space(queries)  # validates the queries
         space = self._space()
         if self.reducer is None:
@@ -115,10 +116,9 @@ class LoadedIndex:
         truth = self.rows[positions]
         out = np.empty((len(efs), len(in_space)), dtype=np.float64)
         for i, ef in enumerate(efs):
-            found, scores = self.index.search(in_space, k, ef)
-            if self.reducer is not None:
-                scores = groundtruth.pair_scores(base, original, found, space)
-            out[i] = metrics.recall_at_k(found, truth, k, scores, truth_scores, higher_is_better=space == "ip")
+            found, _ = self.index.search(in_space, k, ef)  # the backend's scores are never trusted
+            out[i] = judge_answers(found, base=base, queries=original, truth_ids=truth, truth_scores=truth_scores,
+                                   k=k, metric=space).recall
         return out
 
     def _space(self) -> str:

@@ -19,6 +19,7 @@ from app.api.routes.datasets import PATH_KINDS
 from app.schemas import (
     MAX_OFFSET,
     MAX_PAGE,
+    ComparisonOut,
     ExperimentCreated,
     ExperimentOut,
     ExperimentPage,
@@ -29,6 +30,7 @@ from app.schemas import (
 from indexer.datasets.models import DERIVED_MODELS
 from indexer.engine.admission import admit
 from indexer.engine.spec import DEFAULT_MODEL, ExperimentSpec
+from indexer.report.compare import PublishedRun, compare_runs, published_run
 from indexer.service.store import FINISHED
 from indexer.settings import Settings
 
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 API_MODELS = frozenset({DEFAULT_MODEL, *DERIVED_MODELS})
 
 router = APIRouter(prefix="/experiments", tags=["experiments"], responses=error_responses(401))
+
+# A comparison's work: matched cells x queries x bootstrap resamples, about 1.2e8 draws a second on one core
+# here, so at most about 3.5 s (every example study is below it; `indexer compare` has no limit).
+MAX_COMPARE_DRAWS = 400_000_000
 
 MEDIA_TYPES: dict[str, str] = {
     "json": "application/json",
@@ -232,3 +238,43 @@ def get_neighbors(experiment_id: str, name: str, store: StoreDep, settings: Sett
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"experiment {job.id} has no neighbour file {name!r}")
     return FileResponse(path, media_type="application/octet-stream", filename=name,
                         headers={"X-Content-Type-Options": "nosniff"})
+
+
+@router.get(
+    "/{experiment_id}/compare/{other_id}",
+    response_model=ComparisonOut,
+    responses=error_responses(404, 409, 422),
+)
+def compare_experiments(
+    experiment_id: str,
+    other_id: str,
+    store: StoreDep,
+    settings: SettingsDep,
+    min_recall_drop: Annotated[float, Query(ge=0.0, le=1.0, description=(
+        "count a cell as worse only when its mean recall drops by at least this much (and significantly)"))] = 0.0,
+) -> ComparisonOut:
+    """Experiment `other_id` (B) against `experiment_id` (A), as `indexer compare` does: dense cells matched on
+    dataset, model, metric, k, index size, reduction, ordering, backend, build parameters, ef and seed; per
+    cell the mean recall of each, the mean over queries of B - A with its 95% percentile bootstrap interval
+    (2,000 resamples of the queries, seed 0) and QPS B / A.
+
+    404 for an unknown id; 409 unless both have succeeded; 422 when they cannot be compared (different
+    datasets or query counts, no matching cell). Bounded: each per-query array holds at most the server's
+    max_queries values (read from the file's header first), and matched cells x queries x resamples at most
+    400,000,000 draws (422 past it; about 3.5 s of one core)."""
+    jobs = [_get_or_404(store, experiment_id), _get_or_404(store, other_id)]  # both known before any 409
+    runs = [_published(settings, job) for job in jobs]
+    comparison = compare_runs(runs[0], runs[1], min_recall_drop=min_recall_drop,
+                              max_queries=settings.max_queries, max_draws=MAX_COMPARE_DRAWS)
+    return ComparisonOut.model_validate(comparison.model_dump())
+
+
+def _published(settings: Settings, job: Any) -> PublishedRun:
+    """A succeeded job's published rows and report directory (409 otherwise)."""
+    if job.status != "succeeded":
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"experiment {job.id} is {job.status}: only succeeded experiments can be compared")
+    folder = report_dir(settings, job)
+    if folder is None or job.rows is None or not folder.is_dir():
+        raise HTTPException(status.HTTP_409_CONFLICT, f"experiment {job.id} has no report to compare")
+    return published_run(job.id, folder, job.spec, job.rows)

@@ -28,10 +28,17 @@ def advice_section(extras: RunExtras, highlights: list[str]) -> Section | None:
     if unconfirmed:
         blocks.append(Bullets(["No configuration's held-out recall reaches the target: these picks reached it "
                                "on the validation queries only."]))
+    ties = advice.fastest_queries_ties
+    if ties:
+        blocks.append(Bullets([f"The fastest by queries is not told apart by the timing from {len(ties)} other "
+                               f"configuration{'s' if len(ties) > 1 else ''} (their timed passes overlap): "
+                               + "; ".join(f"{c.backend} {_params(c)} {c.ordering} ef {c.ef}" for c in ties[:5])
+                               + ("; ..." if len(ties) > 5 else "")]))
     if advice.fastest_queries is not None:
         pick = advice.fastest_queries
+        verb = "answers fastest" if not ties else f"is among the {len(ties) + 1} fastest, which the timing cannot rank"
         highlights.append(f"Advice: for recall {advice.target_recall:g}, {pick.backend} "
-                          f"{_params(pick)} in {pick.ordering} order at ef {pick.ef} answers fastest "
+                          f"{_params(pick)} in {pick.ordering} order at ef {pick.ef} {verb} "
                           f"({pick.qps:,.0f} qps, held-out recall {cells.f3(pick.held_out_recall)}).")
     return Section("advice", f"Advice: the cheapest way to recall {advice.target_recall:g}", blocks)
 

@@ -27,7 +27,9 @@ def cost_section(res: Results) -> Section | None:
     blocks: list[Block] = [Para(
         f"For each built index, the smallest ef that reaches each target recall@{res.k} (doubling from k, "
         "then bisection, on the same index), and the queries per second there; distance computations per "
-        "query where the library counts them (faiss). Comparing orderings at equal recall compares their cost; "
+        "query where the library counts them (faiss). The ef is chosen on the even-numbered queries and confirmed "
+        "on the odd ones; where the odd ones fall short the cell says so, with the smallest ef both halves "
+        "reach. Comparing orderings at equal recall compares their cost; "
         "at a fixed ef it compares different recalls. Means over seeds; – : not reached by ef "
         "min(index size, 4096)."
     )]
@@ -68,7 +70,11 @@ def _cost_cell(costs: list[CostAtRecall]) -> str:
     ef, qps = mean(c.ef for c in costs), mean(c.qps for c in costs)
     dist = mean(c.distance_computations for c in costs)
     text = f"{cells.count(ef)} · {cells.compact(qps)}"
-    return text + (f" · {cells.count(dist)}" if dist is not None else "")
+    text += f" · {cells.count(dist)}" if dist is not None else ""
+    if any(c.confirmed is False for c in costs):  # the held-out half fell short at the chosen ef
+        both = mean(c.ef_both_halves for c in costs)
+        text += f" (not confirmed; both halves: ef {cells.count(both) if both is not None else 'none'})"
+    return text
 
 
 def _points(res: Results, rows: list[DenseRow]) -> list[tuple[float, float]]:

@@ -46,7 +46,8 @@ def recall_section(res: Results, highlights: list[str]) -> Section:
                 if len(res.orderings) > 1
                 else f" ({res.orderings[0] if res.orderings else 'one'} insertion ordering)."
             )
-        )
+        ),
+        Para(_definitions(res)),
     ]
     spreads: list[tuple[float, str, str, str, float, str, float]] = []
     tables: list[Block] = []
@@ -230,3 +231,20 @@ def _ci(rows: Iterable[DenseRow]) -> tuple[float, float] | None:
             los.append(lo)
             his.append(hi)
     return (sum(los) / len(los), sum(his) / len(his)) if los else None
+
+
+def _definitions(res: Results) -> str:
+    """One line on how recall is counted here and by the peers, with the run's own gap between them."""
+    pairs = [(r.recall, r.recall_ids, r.recall_annb) for r in res.dense
+             if r.recall is not None and r.recall_ids is not None and r.recall_annb is not None]
+    gap = ""
+    if pairs:
+        ids_gap = max(abs(a - b) for a, b, _ in pairs) * 100
+        annb_gap = max(abs(a - c) for a, _, c in pairs) * 100
+        gap = (f" In this run they differ from ours by at most {ids_gap:.2f} points (ids) and {annb_gap:.2f} "
+               "points (ann-benchmarks); rows carry all three (recall, recall_ids, recall_annb).")
+    return ("How recall is counted: from the returned ids alone, each re-scored exactly from the original "
+            "vectors (never the backend's own scores); a distinct id counts when it is a true neighbour or "
+            "ties the k-th true score, repeats once, padding never. VectorDBBench counts the plain id "
+            "intersection (no ties); ann-benchmarks counts every returned entry within the k-th true distance "
+            "+ 1e-3, repeats each time." + gap)

@@ -144,3 +144,25 @@ def check_engine_rows(name: str, entry: dict[str, Any], tmp_path: Path, *, floor
         assert r.order_controlled is declared.capabilities.order_controlled
         assert r.recall is not None and r.recall >= floor, (r.ef, r.recall)
     return rows
+
+
+def comparable(row: Any) -> dict[str, Any]:
+    """A row without what may differ between runs of the same spec: timings, threads, file locations."""
+    from indexer.engine.results import DenseRow
+
+    data: dict[str, Any] = row.model_dump(mode="json", exclude=DenseRow.VOLATILE)
+    for cost in data.get("cost_at_recall") or []:
+        cost.pop("qps", None)
+        cost.pop("qps_range", None)
+    return data
+
+
+def assert_same_rows(a: Any, b: Any) -> None:
+    """Two runs of one spec gave the same rows (timings aside) and the same neighbour files."""
+    from indexer.engine.results import DenseRow
+
+    assert len(a.rows) == len(b.rows)
+    for x, y in zip(a.rows, b.rows, strict=True):
+        assert isinstance(x, DenseRow) and isinstance(y, DenseRow)
+        assert comparable(x) == comparable(y)
+        np.testing.assert_array_equal(np.load(x.neighbors), np.load(y.neighbors))

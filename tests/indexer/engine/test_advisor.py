@@ -26,9 +26,10 @@ SPEC = {
 }
 
 
-def _row(cell: str, qps: float, build: float, size: int, held_out: float) -> DenseRow:
+def _row(cell: str, qps: float, build: float, size: int, held_out: float,
+         qps_range: list[float] | None = None) -> DenseRow:
     cost = {"target": 0.9, "ef": 50, "recall": 0.91, "held_out_recall": held_out, "held_out_ci95": [0.8, 1.0],
-            "qps": qps, "distance_computations": None}
+            "qps": qps, "qps_range": qps_range, "distance_computations": None}
     row = parse_rows([dense_row(cell=cell, build_seconds=build, index_bytes=size, cost_at_recall=[cost])])[0]
     assert isinstance(row, DenseRow)
     return row
@@ -44,6 +45,15 @@ def test_the_cheapest_confirmed_configuration_is_picked_for_each_cost() -> None:
     only_unconfirmed = advise([_row("c", 900.0, 0.5, 5, 0.85)], 0.9)
     assert only_unconfirmed.fastest_queries and not only_unconfirmed.fastest_queries.confirmed
     assert advise([], 0.9).fastest_queries is None
+
+
+def test_configurations_whose_timed_passes_overlap_are_not_ranked() -> None:
+    rows = [_row("a", 300.0, 1.0, 10, 0.95, [280.0, 320.0]), _row("b", 290.0, 1.0, 10, 0.95, [250.0, 295.0]),
+            _row("c", 200.0, 1.0, 10, 0.95, [190.0, 210.0])]
+    advice = advise(rows, 0.9)
+    assert advice.fastest_queries and advice.fastest_queries.qps == 300.0
+    assert [c.qps for c in advice.fastest_queries_ties] == [290.0]  # b's passes reach a's; c's do not
+    assert advise(rows[:1] + rows[2:], 0.9).fastest_queries_ties == []
 
 
 def test_the_grid_builds_every_m_and_ef_construction_of_each_hnsw_backend() -> None:

@@ -58,6 +58,12 @@ def test_the_ef_found_for_each_target_reaches_it_on_the_saved_index(result: tupl
             assert recall(cost.ef - 1, validation) < cost.target
         assert cost.held_out_recall == pytest.approx(recall(cost.ef, held_out), abs=1e-4)  # confirmed on the odd
         assert cost.held_out_ci95[0] <= cost.held_out_recall <= cost.held_out_ci95[1]
+        assert cost.confirmed is (recall(cost.ef, held_out) >= cost.target)
+        both = cost.ef_both_halves  # the smallest ef at which neither half falls short
+        assert both is not None and min(recall(both, validation), recall(both, held_out)) >= cost.target - 1e-9
+        if both > 10:
+            assert min(recall(both - 1, validation), recall(both - 1, held_out)) < cost.target
+        assert cost.qps_range is not None and cost.qps_range[0] <= cost.qps <= cost.qps_range[1]
     faiss_row = next(r for r in rows if r.backend == "faiss_hnsw")
     assert all(c.distance_computations and c.distance_computations > 0 for c in faiss_row.cost_at_recall)
     assert all(r.cost_at_recall == [] for r in rows if r.backend == "exact")

@@ -13,12 +13,10 @@ import pytest
 from indexer.common.errors import UserError
 from indexer.engine import runner
 from indexer.engine.executors import Cancelled, ExecutorConfig
-from indexer.engine.results import DenseRow
 from indexer.engine.spec import parse_spec
+from tests.indexer.backends.kit import assert_same_rows
 
 ray = pytest.importorskip("ray")  # installed by scripts/test.sh (the `ray` extra); a missing one fails there
-
-TIMINGS = {"build_seconds", "qps", "qps_passes", "neighbors", "ranking", "index_file"}
 
 
 @pytest.fixture
@@ -33,22 +31,6 @@ def children() -> set[int]:
     multiprocessing's resource tracker, which the first spawn starts for the life of the interpreter."""
     return {p.pid for p in psutil.Process().children(recursive=True)
             if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline())}
-
-
-def comparable(row: DenseRow) -> dict:
-    """A row without what may differ between runs of the same spec: timings and file locations."""
-    data = row.model_dump(mode="json", exclude=TIMINGS)
-    for cost in data.get("cost_at_recall") or []:
-        cost.pop("qps", None)
-    return data
-
-
-def assert_same_rows(a: runner.RunResult, b: runner.RunResult) -> None:
-    assert len(a.rows) == len(b.rows)
-    for x, y in zip(a.rows, b.rows, strict=True):
-        assert isinstance(x, DenseRow) and isinstance(y, DenseRow)
-        assert comparable(x) == comparable(y)
-        np.testing.assert_array_equal(np.load(x.neighbors), np.load(y.neighbors))
 
 
 @pytest.fixture(scope="module")

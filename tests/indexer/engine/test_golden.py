@@ -12,11 +12,12 @@ import json
 import os
 from pathlib import Path
 
+from indexer.engine.results import DenseRow
 from indexer.engine.runner import run_and_report
 from indexer.engine.spec import parse_spec
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny-report-rows.json"
-VOLATILE = {"build_seconds", "qps", "neighbors", "cell"}
+VOLATILE = DenseRow.VOLATILE | {"cell"}
 
 
 def _stable(rows: list[dict]) -> list[dict]:
@@ -25,7 +26,8 @@ def _stable(rows: list[dict]) -> list[dict]:
     for row in rows:
         kept = {k: v for k, v in row.items() if k not in VOLATILE}
         if "cost_at_recall" in kept:
-            kept["cost_at_recall"] = [{k: v for k, v in c.items() if k != "qps"} for c in kept["cost_at_recall"]]
+            kept["cost_at_recall"] = [{k: v for k, v in c.items() if k not in ("qps", "qps_range")}
+                                      for c in kept["cost_at_recall"]]
         out.append(kept)
     return out
 

@@ -15,6 +15,8 @@ from indexer.engine.results import (
     HybridRow,
     IndexRecord,
     JobResult,
+    ModelRank,
+    ModelRanking,
     RunExtras,
     SparseRow,
     extras_to_json,
@@ -110,6 +112,19 @@ def test_extras_leave_out_the_analyses_a_run_did_not_make() -> None:
     assert extras_to_json(RunExtras()) == {"space": {}, "notes": []}
     assert Distribution(n=0).to_json() == {"n": 0}
     assert extras_to_json(RunExtras(crossings=[]))["crossings"] == []
+
+
+def test_a_model_ranking_reads_back_from_its_json() -> None:
+    """The report renders from the extras' JSON: a ranking written under its measure's name reads back."""
+    rank = ModelRank(measure="ndcg@10", model="m", score=0.5, rank=1, exact_rank=2, change=1)
+    extras = RunExtras(model_ranking=[ModelRanking(index_size=10, reduction="none", ordering="random",
+                                                   backend="hnswlib", build_params={"M": 8}, ef=10, seed=0,
+                                                   ranking=[rank], max_change=1)])
+    written = json.loads(json.dumps(extras_to_json(extras)))
+    assert written["model_ranking"][0]["ranking"][0] == {"model": "m", "ndcg@10": 0.5, "rank": 1, "exact_rank": 2,
+                                                          "change": 1}
+    back = RunExtras.model_validate(written)
+    assert back.model_ranking is not None and back.model_ranking[0].ranking[0] == rank
 
 
 def test_the_one_json_cleaner_serves_the_report_and_the_store() -> None:

@@ -9,7 +9,10 @@ import pytest
 from scipy import stats
 
 from indexer.science.metrics import (
+    annb_distances,
+    answer_shape,
     quantile_bins,
+    recall_annb,
     recall_at_k,
     recall_by_bins,
     recall_by_group,
@@ -175,3 +178,33 @@ def test_recall_by_bins_against_brute_force() -> None:
         sel = [p for p, v in zip(pq, values, strict=True) if lo <= v < hi or (r["bin"] == 3 and v == hi)]
         assert r["n"] == len(sel) and r["recall"] == pytest.approx(np.mean(sel))
     assert rows[-1]["n"] == 2 and rows[-1]["recall"] == pytest.approx(pq[[0, 5]].mean())
+
+
+def test_ann_benchmarks_recall_as_their_source_counts_it() -> None:
+    """Their get_recall_values/knn_threshold re-implemented here: each of the first k returned distances
+    within the k-th true distance + 1e-3 counts, repeats included; inf padding never."""
+    rng = np.random.default_rng(0)
+    truth = np.sort(rng.random((50, 12)), axis=1)
+    found = np.sort(truth + rng.normal(0, 2e-3, truth.shape), axis=1)
+    found[3, 4] = found[3, 3]  # a repeat counts twice
+    found[5, 7:] = np.inf  # padding
+    expected = []
+    for i in range(len(found)):
+        t = truth[i][10 - 1] + 1e-3
+        expected.append(sum(1 for d in found[i][:10] if d <= t) / 10)
+    np.testing.assert_allclose(recall_annb(found, truth, 10), expected)
+
+
+def test_annb_distances_follow_their_metrics() -> None:
+    a, b = np.array([3.0, 4.0]) / 5, np.array([1.0, 0.0])
+    cos = float(a @ b)
+    assert annb_distances(np.array([[cos]]), "cosine")[0, 0] == pytest.approx(1 - cos)  # angular: 1 - cos
+    assert annb_distances(np.array([[25.0]]), "l2")[0, 0] == pytest.approx(5.0)  # euclidean, not squared
+    assert annb_distances(np.array([[2.0]]), "ip")[0, 0] == -2.0
+
+
+def test_answer_shape_counts_short_and_repeated_answers() -> None:
+    found = np.array([[1, 2, 3], [1, 1, 2], [1, 2, -1], [4, 4, -1]])
+    short, dup = answer_shape(found, 3)
+    assert short.tolist() == [len({x for x in r if x >= 0}) < 3 for r in found.tolist()]
+    assert dup.tolist() == [len([x for x in r if x >= 0]) > len({x for x in r if x >= 0}) for r in found.tolist()]

@@ -1,0 +1,63 @@
+"""The timing lock: a timed search waits for builds of other processes, builds overlap one another."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import pytest
+
+from indexer.engine import timing
+
+
+def _hold(mode: str, seconds: float, path: str, ready: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
+    import os
+
+    os.environ[timing.LOCK_ENV] = path
+    with timing.shared() if mode == "shared" else timing.exclusive():
+        ready.set()
+        time.sleep(seconds)
+
+
+@pytest.fixture
+def lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    path = str(tmp_path / "timing.lock")
+    monkeypatch.setenv(timing.LOCK_ENV, path)
+    return path
+
+
+def _in_other_process(mode: str, seconds: float, lock: str) -> mp.Process:
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_hold, args=(mode, seconds, lock, ready))
+    proc.start()
+    assert ready.wait(30)
+    return proc
+
+
+def test_a_timed_search_waits_for_a_build_elsewhere(lock: str) -> None:
+    proc = _in_other_process("shared", 1.5, lock)
+    t0 = time.monotonic()
+    with timing.exclusive():
+        waited = time.monotonic() - t0
+    proc.join()
+    assert waited >= 1.0  # it did not time while the other process built
+
+
+def test_builds_overlap_each_other(lock: str) -> None:
+    proc = _in_other_process("shared", 1.5, lock)
+    t0 = time.monotonic()
+    with timing.shared():
+        waited = time.monotonic() - t0
+    proc.join()
+    assert waited < 0.5
+
+
+def test_a_killed_holder_releases_the_lock(lock: str) -> None:
+    proc = _in_other_process("exclusive", 60, lock)
+    proc.kill()
+    proc.join()
+    t0 = time.monotonic()
+    with timing.exclusive():
+        assert time.monotonic() - t0 < 2
