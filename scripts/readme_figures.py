@@ -1,0 +1,193 @@
+"""The README's study figures, generated from runs: never typed, so never stale.
+
+    python scripts/readme_figures.py summarize OUT_DIR NAME   # keep a run's rows as docs/runs/NAME.json
+    python scripts/readme_figures.py write                    # regenerate every marked block of README.md
+    python scripts/readme_figures.py check                    # exit 1 when README.md differs (a test runs this)
+
+A block of README.md between `<!-- figures:TABLE:RUN -->` and `<!-- /figures -->` is the output of the table
+function TABLE over the committed summary docs/runs/RUN.json (the rows of a report.json, without per-query
+files and breakdowns). Every study runs at least three seeds; a table shows the mean over seeds and the
+range, and a difference is called one only when it has the same sign in every seed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "docs" / "runs"
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- figures:(?P<table>[\w-]+):(?P<run>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
+# what a summary keeps of each row: what the tables read, not the per-query files and breakdowns
+KEEP = ("dataset", "metric", "index_size", "ordering", "backend", "M", "ef_construction", "ef", "k", "seed",
+        "recall", "recall_ids", "recall_annb", "build_seconds", "qps", "library_version", "order_controlled",
+        "cost_at_recall", "self_miss", "short_results", "duplicate_results")
+Row = dict[str, Any]
+
+
+def summarize(out_dir: Path, name: str) -> Path:
+    """docs/runs/NAME.json from a report directory: its spec, provenance and the kept fields of its rows."""
+    report = json.loads((out_dir / "report.json").read_text())
+    rows = [{k: r[k] for k in KEEP if k in r} for r in report["rows"] if r.get("representation") == "dense"]
+    extras = report.get("extras") or {}
+    summary = {"spec": report["spec"], "provenance": extras.get("provenance"), "rows": rows}
+    RUNS.mkdir(parents=True, exist_ok=True)
+    path = RUNS / f"{name}.json"
+    path.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def load(run: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((RUNS / f"{run}.json").read_text())
+    return data
+
+
+# --- numbers as the tables print them -----------------------------------------------------------------------
+
+
+def spread(values: Sequence[float], digits: int = 3) -> str:
+    """Mean over seeds, and the range when the seeds differ at the printed precision."""
+    m = mean(values)
+    lo, hi = min(values), max(values)
+    text = f"{m:.{digits}f}"
+    if f"{lo:.{digits}f}" != f"{hi:.{digits}f}":
+        text += f" ({lo:.{digits}f}–{hi:.{digits}f})"
+    return text
+
+
+def points(diffs: Sequence[float], replicated: bool = True) -> str:
+    """A difference in points over seeds: its mean, range, and whether every seed agrees on its sign; a
+    system whose builds do not vary with the seed made one measurement, whatever the number of seeds."""
+    pts = [100 * d for d in diffs]
+    text = f"{mean(pts):+.1f} ({min(pts):+.1f} to {max(pts):+.1f})"
+    if not replicated:
+        return f"{mean(pts):+.1f} one build"
+    if all(p >= 0.05 for p in pts) or all(p <= -0.05 for p in pts):  # a sign that shows at the printed 0.1
+        return text + " every seed"
+    return text + " mixed"
+
+
+def thousands(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+# --- the deployed systems (README study 5) --------------------------------------------------------------------
+
+
+def _systems(spec: dict[str, Any]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Per system, in spec order: its first entry (its own defaults) and its last (the common settings);
+    a spec names each system once per study part, the defaults first (examples/systems-*.yaml)."""
+    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for entry in spec["backends"]:
+        if entry["name"] != "exact":
+            out[entry["name"]] = (out.get(entry["name"], (entry, entry))[0], entry)
+    return out
+
+
+def _rows_of(rows: list[Row], entry: dict[str, Any], ordering: str = "random") -> list[Row]:
+    """The rows an entry of the spec built: its backend and, where given, its build parameters and ef."""
+    efs = entry.get("ef_search")
+    out = [r for r in rows if r["backend"] == entry["name"] and r["ordering"] == ordering
+           and all(r.get(p) == entry[p] for p in ("M", "ef_construction") if p in entry)
+           and (efs is None or r["ef"] in efs)]
+    return out
+
+
+def systems_defaults(run: dict[str, Any]) -> str:
+    """Each system at its own defaults and at the spec's common settings: recall, build time, speed."""
+    rows, systems = run["rows"], _systems(run["spec"])
+    hnswlib_build = mean(r["build_seconds"] for r in _rows_of(rows, systems["hnswlib"][1]))
+    lines = ["| system | defaults (M / efC / ef) | recall@10 at defaults | recall@10 at M 16 / efC 128 / ef 64 "
+             "| build s at common | build vs hnswlib | qps at common |",
+             "|---|---|---|---|---|---|---|"]
+    for name, (own, common) in systems.items():
+        mine, at_common = _rows_of(rows, own), _rows_of(rows, common)
+        build = mean(r["build_seconds"] for r in at_common)
+        lines.append(
+            f"| {name} | {own['M']} / {own['ef_construction']} / {mine[0]['ef']} "
+            f"| {spread([r['recall'] for r in mine])} | {spread([r['recall'] for r in at_common])} "
+            f"| {build:.1f} | {build / hnswlib_build:.1f}x | {thousands(mean(r['qps'] for r in at_common))} |")
+    return "\n".join(lines) + "\n"
+
+
+def systems_defaults_range(run: dict[str, Any]) -> str:
+    """One sentence: the lowest and highest recall a user gets at a system's defaults."""
+    rows, systems = run["rows"], _systems(run["spec"])
+    means = {name: mean(r["recall"] for r in _rows_of(rows, own)) for name, (own, _) in systems.items()}
+    common = [mean(r["recall"] for r in _rows_of(rows, c)) for _, c in systems.values()]
+    lo, hi = min(means, key=means.__getitem__), max(means, key=means.__getitem__)
+    return (f"At its defaults a user gets between {means[lo]:.3f} ({lo}) and {means[hi]:.3f} ({hi}) recall@10 "
+            f"(means over {len(run['spec']['seeds'])} seeds); at common settings every system lands within "
+            f"{min(common):.3f}–{max(common):.3f}.\n")
+
+
+def systems_gap(run: dict[str, Any]) -> str:
+    """One sentence: how far the peers' recall definitions sit from ours at each system's defaults."""
+    rows, parts = run["rows"], []
+    for name, (own, _) in _systems(run["spec"]).items():
+        mine = _rows_of(rows, own)
+        annb = mean(r["recall_annb"] - r["recall"] for r in mine) * 100
+        ids = mean(r["recall"] - r["recall_ids"] for r in mine) * 100
+        parts.append(f"{name} (ef {mine[0]['ef']}) {annb:+.2f} / {ids:+.2f}")
+    return ("ann-benchmarks' recall minus ours / ours minus the plain id intersection, in points, at each "
+            "system's defaults (mean over seeds): " + "; ".join(parts) + ".\n")
+
+
+def systems_ordering(run: dict[str, Any]) -> str:
+    """Recall per ordering inside each order-controlled system, and lid_desc - lid_asc over seeds."""
+    rows = run["rows"]
+    lines = ["| system (M 16 / efC 128 / ef 64) | LID-ordered builds vary by seed | random | lid_asc | lid_desc "
+             "| lid_desc - lid_asc (pts, range over seeds) |",
+             "|---|---|---|---|---|---|"]
+    for name, (_, entry) in _systems(run["spec"]).items():
+        by = {o: sorted(_rows_of(rows, entry, o), key=lambda r: r["seed"])
+              for o in ("random", "lid_asc", "lid_desc")}
+        diffs = [d["recall"] - a["recall"] for d, a in zip(by["lid_desc"], by["lid_asc"], strict=True)]
+        varies = len({r["recall"] for r in by["lid_asc"] + by["lid_desc"]}) > 2
+        lines.append(f"| {name} | {'yes' if varies else 'no'} | {spread([r['recall'] for r in by['random']])} "
+                     f"| {spread([r['recall'] for r in by['lid_asc']])} "
+                     f"| {spread([r['recall'] for r in by['lid_desc']])} | {points(diffs, varies)} |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "systems-defaults": systems_defaults,
+    "systems-defaults-range": systems_defaults_range,
+    "systems-gap": systems_gap,
+    "systems-ordering": systems_ordering,
+}
+
+
+def render(text: str) -> str:
+    """README text with every marked block regenerated from its run."""
+    def block(m: re.Match[str]) -> str:
+        return m.group(1) + TABLES[m.group("table")](load(m.group("run"))) + m.group(5)
+
+    return BLOCK.sub(block, text)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 1 and argv[0] == "summarize" and len(argv) == 3:
+        print(summarize(Path(argv[1]), argv[2]))
+        return 0
+    if argv == ["write"]:
+        README.write_text(render(README.read_text()))
+        return 0
+    if argv == ["check"]:
+        current = README.read_text()
+        if render(current) != current:
+            print("README.md's figures differ from docs/runs: run `python scripts/readme_figures.py write`")
+            return 1
+        return 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

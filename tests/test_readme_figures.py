@@ -1,0 +1,58 @@
+"""The README's study figures are what scripts/readme_figures.py makes of the committed run summaries, and
+that script's arithmetic agrees with a recomputation written here from the summaries' rows."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from statistics import mean
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("readme_figures", ROOT / "scripts" / "readme_figures.py")
+assert spec is not None and spec.loader is not None
+figures = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(figures)
+
+
+def test_the_readme_figures_equal_what_the_script_makes_of_the_runs() -> None:
+    text = (ROOT / "README.md").read_text()
+    blocks = list(figures.BLOCK.finditer(text))
+    assert blocks, "README.md has no generated figures"
+    assert figures.render(text) == text, "run `python scripts/readme_figures.py write` after a new run"
+
+
+def test_every_generated_study_ran_at_least_three_seeds() -> None:
+    runs = {m.group("run") for m in figures.BLOCK.finditer((ROOT / "README.md").read_text())}
+    for run in runs:
+        summary = json.loads((ROOT / "docs" / "runs" / f"{run}.json").read_text())
+        assert len(summary["spec"]["seeds"]) >= 3, run
+        assert {r["seed"] for r in summary["rows"]} == set(summary["spec"]["seeds"]), run
+
+
+@pytest.mark.parametrize("run", ["systems-glove"])
+def test_the_defaults_table_is_the_mean_over_seeds_of_each_systems_rows(run: str) -> None:
+    summary = json.loads((ROOT / "docs" / "runs" / f"{run}.json").read_text())
+    table = figures.systems_defaults(summary)
+    first: dict[str, dict] = {}
+    for entry in summary["spec"]["backends"]:  # a system's first entry is its own defaults
+        first.setdefault(entry["name"], entry)
+    first.pop("exact", None)
+    for name, entry in first.items():
+        by_seed = {r["seed"]: r["recall"] for r in summary["rows"] if r["backend"] == name
+                   and r["ordering"] == "random" and r["ef"] in entry["ef_search"] and r["M"] == entry["M"]
+                   and r["ef_construction"] == entry["ef_construction"]}  # a system listed twice: one cell
+        assert sorted(by_seed) == summary["spec"]["seeds"]
+        recalls = list(by_seed.values())
+        line = next(x for x in table.splitlines() if x.startswith(f"| {name} |"))
+        assert line.split(" | ")[2].startswith(f"{mean(recalls):.3f}")
+
+
+def test_a_difference_is_called_one_only_when_every_seed_agrees() -> None:
+    assert figures.points([0.01, 0.02, 0.005]).endswith("every seed")
+    assert figures.points([0.01, -0.02, 0.005]).endswith("mixed")
+    assert figures.points([0.0, 0.0, 0.0]).endswith("mixed")
+    assert figures.points([0.0002, 0.0001, 0.0003]).endswith("mixed")  # below the printed precision
+    assert figures.points([0.01, 0.01, 0.01], replicated=False).endswith("one build")
