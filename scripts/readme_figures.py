@@ -27,7 +27,8 @@ BLOCK = re.compile(r"(<!-- figures:(?P<table>[\w-]+):(?P<run>[\w-]+) -->\n)(?P<b
 # what a summary keeps of each row: what the tables read, not the per-query files and breakdowns
 KEEP = ("dataset", "metric", "index_size", "ordering", "backend", "M", "ef_construction", "ef", "k", "seed",
         "recall", "recall_ids", "recall_annb", "build_seconds", "qps", "library_version", "order_controlled",
-        "cost_at_recall", "self_miss", "short_results", "duplicate_results")
+        "cost_at_recall", "self_miss", "short_results", "duplicate_results", "recall_by_category",
+        "recall_by_lid_bin")
 Row = dict[str, Any]
 
 
@@ -36,7 +37,10 @@ def summarize(out_dir: Path, name: str) -> Path:
     report = json.loads((out_dir / "report.json").read_text())
     rows = [{k: r[k] for k in KEEP if k in r} for r in report["rows"] if r.get("representation") == "dense"]
     extras = report.get("extras") or {}
-    summary = {"spec": report["spec"], "provenance": extras.get("provenance"), "rows": rows}
+    space = {label: {part: {k: v for k, v in summary.items() if k in ("n", "median", "p10", "p90")}
+                     for part, summary in measures.items() if part in ("lid_base", "lid_queries")}
+             for label, measures in (extras.get("space") or {}).items()}
+    summary = {"spec": report["spec"], "provenance": extras.get("provenance"), "space": space, "rows": rows}
     RUNS.mkdir(parents=True, exist_ok=True)
     path = RUNS / f"{name}.json"
     path.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
@@ -156,7 +160,85 @@ def systems_ordering(run: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- insertion order and intrinsic dimensionality (README study 1) ---------------------------------------------
+
+
+def compact(values: Sequence[float]) -> str:
+    """Mean over seeds ± half the range, for wide tables."""
+    half = (max(values) - min(values)) / 2
+    return f"{mean(values):.3f}" + (f"±{half:.3f}" if f"{half:.3f}" != "0.000" else "")
+
+
+def _recalls(rows: list[Row], **where: Any) -> list[float]:
+    """Recall of the rows matching `where`, one per seed, in seed order."""
+    chosen = [r for r in rows if all(r.get(k) == v for k, v in where.items())]
+    return [r["recall"] for r in sorted(chosen, key=lambda r: r["seed"])]
+
+
+def _hnsw_backends(run: dict[str, Any]) -> list[str]:
+    return [e["name"] for e in run["spec"]["backends"] if e.get("ef_search")]
+
+
+def ordering_table(run: dict[str, Any]) -> str:
+    """Recall@k per ordering (rows) and backend x ef (columns), mean over seeds ± half the range."""
+    rows, spec = run["rows"], run["spec"]
+    cols = [(b, ef) for e in spec["backends"] if e.get("ef_search") for b, ef in
+            ((e["name"], ef) for ef in e["ef_search"])]
+    head = ["ordering"] + [f"{b} ef={ef}" if i == 0 or cols[i - 1][0] != b else f"ef={ef}"
+                           for i, (b, ef) in enumerate(cols)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for ordering in spec["orderings"]:
+        cells = [compact(_recalls(rows, backend=b, ef=ef, ordering=ordering)) for b, ef in cols]
+        lines.append(f"| {ordering} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ordering_effect(run: dict[str, Any]) -> str:
+    """lid_desc - lid_asc per backend and ef, in points over seeds, and whether every seed agrees."""
+    rows, spec, parts = run["rows"], run["spec"], []
+    for entry in spec["backends"]:
+        for ef in entry.get("ef_search") or []:
+            d = _recalls(rows, backend=entry["name"], ef=ef, ordering="lid_desc")
+            a = _recalls(rows, backend=entry["name"], ef=ef, ordering="lid_asc")
+            parts.append(f"{entry['name']} ef={ef} {points([x - y for x, y in zip(d, a, strict=True)])}")
+    return (f"Inserting high-LID points first (lid_desc) against low-LID points first (lid_asc), recall@{spec['k']} "
+            f"in points over seeds {spec['seeds']}: " + "; ".join(parts) + ".\n")
+
+
+def ordering_breakdown(run: dict[str, Any]) -> str:
+    """Where the loss sits: the category losing most between lid_desc and lid_asc, and recall by query-LID
+    bin, for the first backend at its middle ef (means over seeds)."""
+    rows, spec = run["rows"], run["spec"]
+    backend = _hnsw_backends(run)[0]
+    efs = next(e["ef_search"] for e in spec["backends"] if e["name"] == backend)
+    ef = efs[len(efs) // 2]
+
+    def of(ordering: str) -> list[Row]:
+        return [r for r in rows if r["backend"] == backend and r["ef"] == ef and r["ordering"] == ordering]
+
+    def by_category(ordering: str) -> dict[str, float]:
+        names = of(ordering)[0]["recall_by_category"]
+        return {n: mean(r["recall_by_category"][n]["recall"] for r in of(ordering)) for n in names}
+
+    def by_bin(ordering: str) -> str:
+        bins = len(of(ordering)[0]["recall_by_lid_bin"])
+        return " / ".join(f"{mean(r['recall_by_lid_bin'][b]['recall'] for r in of(ordering)):.3f}"
+                          for b in range(bins))
+
+    desc, asc = by_category("lid_desc"), by_category("lid_asc")
+    worst = max(desc, key=lambda n: desc[n] - asc[n]) if desc else None
+    lid = next(iter(run["space"].values()))["lid_base"]
+    category = (f"the category losing most from lid_desc to lid_asc is {worst} ({desc[worst]:.3f} to "
+                f"{asc[worst]:.3f}); " if worst is not None else "")
+    return (f"{backend} at ef={ef}: {category}recall by query-LID bin, lowest LID first: lid_desc "
+            f"{by_bin('lid_desc')}, lid_asc {by_bin('lid_asc')}. Pointwise LID of the base (MLE, "
+            f"k={spec['lid']['k']}): median {lid['median']:.1f}, p10 {lid['p10']:.1f}, p90 {lid['p90']:.1f}.\n")
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "ordering-table": ordering_table,
+    "ordering-effect": ordering_effect,
+    "ordering-breakdown": ordering_breakdown,
     "systems-defaults": systems_defaults,
     "systems-defaults-range": systems_defaults_range,
     "systems-gap": systems_gap,
