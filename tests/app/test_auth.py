@@ -14,6 +14,7 @@ PROTECTED = [
     ("GET", "/datasets"), ("GET", "/experiments"), ("GET", "/experiments/abc"),
     ("POST", "/experiments/abc/cancel"), ("GET", "/experiments/abc/report"), ("GET", "/indexes"),
     ("POST", "/indexes/abc/search"), ("POST", "/indexes/abc/evaluate"), ("GET", "/"),
+    ("GET", "/experiments/abc/compare/def"),
 ]
 
 

@@ -58,6 +58,13 @@ def test_every_executor_gives_the_in_process_rows(name: str, tmp_path: Path, loc
     pool = runner.run(spec, cache_dir=tmp_path / "pool", executor=ExecutorConfig("local", workers=2))
     on_ray = runner.run(spec, cache_dir=tmp_path / "ray", executor=ExecutorConfig("ray", workers=2))
     assert len(alone.rows) == 2
+    seeded = BACKENDS[name].capabilities.seeded
+    for row in alone.rows:  # what the library got, and the insertion order's generator
+        assert isinstance(row, DenseRow) and (row.library_seed is None) == (not seeded)
+        assert row.permutation_seed == row.seed
+    assert alone.extras.provenance is not None and pool.extras.provenance is not None
+    assert (alone.extras.provenance.executor, pool.extras.provenance.executor) == ("inprocess", "local")
+    assert pool.extras.provenance.cells_at_once == 2
     if BACKENDS[name].capabilities.deterministic:
         assert_same_rows(alone, pool)
         assert_same_rows(alone, on_ray)
