@@ -28,7 +28,7 @@ BLOCK = re.compile(r"(<!-- figures:(?P<table>[\w-]+):(?P<run>[\w-]+) -->\n)(?P<b
 KEEP = ("dataset", "metric", "index_size", "ordering", "backend", "M", "ef_construction", "ef", "k", "seed",
         "recall", "recall_ids", "recall_annb", "build_seconds", "qps", "library_version", "order_controlled",
         "cost_at_recall", "self_miss", "short_results", "duplicate_results", "recall_by_category",
-        "recall_by_lid_bin")
+        "recall_by_lid_bin", "graph")
 Row = dict[str, Any]
 
 
@@ -235,7 +235,72 @@ def ordering_breakdown(run: dict[str, Any]) -> str:
             f"k={spec['lid']['k']}): median {lid['median']:.1f}, p10 {lid['p10']:.1f}, p90 {lid['p90']:.1f}.\n")
 
 
+# --- why recall is lost and what winning it back costs (README study 6) ------------------------------------------
+
+
+def _cost(row: Row, target: float) -> dict[str, Any] | None:
+    return next((c for c in row.get("cost_at_recall") or [] if c["target"] == target), None)
+
+
+def _range_int(values: Sequence[float]) -> str:
+    text = f"{mean(values):.0f}"
+    return text + (f" ({min(values):.0f}–{max(values):.0f})" if min(values) != max(values) else "")
+
+
+def diagnostics_table(run: dict[str, Any], target: float = 0.95) -> str:
+    """Per ordering and backend, at the lowest ef: recall, stranded points, self-miss; and the cost of
+    reaching `target` (ef, whether the held-out half confirms it, distance computations where counted)."""
+    rows, spec = run["rows"], run["spec"]
+    lines = [f"| ordering | backend | recall@{spec['k']} ef={{ef}} | unreachable | no in-links | self-miss ef={{ef}} "
+             f"| ef for {target:g} | held-out confirms | distances/query at {target:g} |", "|---|---|---|---|---|---|---|---|---|"]
+    low = None
+    for ordering in spec["orderings"]:
+        for backend in _hnsw_backends(run):
+            mine = [r for r in rows if r["backend"] == backend and r["ordering"] == ordering]
+            low = min(r["ef"] for r in mine)
+            at = sorted((r for r in mine if r["ef"] == low), key=lambda r: r["seed"])
+            costs = [c for c in (_cost(r, target) for r in at) if c is not None]
+            efs = [c["ef"] for c in costs if c["ef"] is not None]
+            dist = [c["distance_computations"] for c in costs if c.get("distance_computations")]
+            graph = [r["graph"] for r in at if r.get("graph")]
+            confirmed = sum(1 for c in costs if c.get("confirmed"))
+            lines.append(
+                f"| {ordering} | {backend} | {compact([r['recall'] for r in at])} "
+                f"| {_range_int([g['unreachable'] for g in graph]) if graph else '–'} "
+                f"| {_range_int([g['zero_in_degree'] for g in graph]) if graph else '–'} "
+                f"| {compact([r['self_miss'] for r in at])} "
+                f"| {_range_int(efs) if len(efs) == len(costs) and efs else 'not reached'} "
+                f"| {confirmed} of {len(costs)} seeds | {_range_int(dist) if dist else '–'} |")
+    lines[0] = lines[0].replace("{ef}", str(low))
+    return "\n".join(lines) + "\n"
+
+
+def diagnostics_effect(run: dict[str, Any], target: float = 0.95) -> str:
+    """The price of lid_asc against lid_desc at equal recall: the ratio of the ef each needs per seed, and
+    the self-miss at the lowest ef, per backend, with whether every seed agrees."""
+    rows, parts = run["rows"], []
+    for backend in _hnsw_backends(run):
+        def of(ordering: str, backend: str = backend) -> list[Row]:
+            mine = [r for r in rows if r["backend"] == backend and r["ordering"] == ordering]
+            low = min(r["ef"] for r in mine)
+            return sorted((r for r in mine if r["ef"] == low), key=lambda r: r["seed"])
+
+        asc, desc = of("lid_asc"), of("lid_desc")
+        ratios = [a_c["ef"] / d_c["ef"] for a_c, d_c in ((_cost(a, target), _cost(d, target))
+                                                        for a, d in zip(asc, desc, strict=True))
+                  if a_c and d_c and a_c["ef"] and d_c["ef"]]
+        agree = "every seed" if ratios and (all(x > 1 for x in ratios) or all(x < 1 for x in ratios)) else "mixed"
+        miss = [100 * (a["self_miss"] - d["self_miss"]) for a, d in zip(asc, desc, strict=True)]
+        miss_agree = "every seed" if all(m > 0 for m in miss) or all(m < 0 for m in miss) else "mixed"
+        parts.append(f"{backend}: lid_asc needs {mean(ratios):.2f}x the ef of lid_desc for {target:g} "
+                     f"({min(ratios):.2f}–{max(ratios):.2f}x, {agree}); self-miss, lid_asc minus lid_desc: "
+                     f"{mean(miss):+.1f} points ({min(miss):+.1f} to {max(miss):+.1f}, {miss_agree})")
+    return "; ".join(parts) + ".\n"
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "diagnostics-table": diagnostics_table,
+    "diagnostics-effect": diagnostics_effect,
     "ordering-table": ordering_table,
     "ordering-effect": ordering_effect,
     "ordering-breakdown": ordering_breakdown,
