@@ -19,7 +19,8 @@ from app.api.errors import install_error_handlers
 from app.api.routes import datasets, experiments, health, indexes, pages
 from app.docs import install_docs
 from app.index_cache import IndexCache
-from app.limits import BodySizeLimit
+from app.limits import BodyDeadline, BodySizeLimit, ServerLimits
+from app.openapi import install_schema_rules
 from app.threads import limit_threads
 from indexer.service.store import Store
 from indexer.settings import Settings, get_settings
@@ -49,14 +50,16 @@ def _index_loader(data_dir: Path) -> Callable[[Path], Any]:
 
 
 def create_app(
-    settings: Settings | None = None, store: Store | None = None, *, configure_threads: bool = True
+    settings: Settings | None = None, store: Store | None = None, *, configure_threads: bool = True,
+    limits: ServerLimits | None = None,
 ) -> FastAPI:
     """Build the app; the store opens (and migrates) at startup unless one is given.
 
     `configure_threads=False` leaves the process's thread limits alone (an app embedded in a
-    process that has its own, such as a test run).
+    process that has its own, such as a test run). `limits` default to the environment's.
     """
     settings = settings or get_settings()
+    limits = limits or ServerLimits()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +86,7 @@ def create_app(
         redoc_url=None,
     )
     install_docs(app)
+    install_schema_rules(app)
     install_error_handlers(app)
     app.include_router(health.router)
     # without a key the check is left out entirely (and the schema shows no security scheme); an empty
@@ -91,6 +95,8 @@ def create_app(
     for module in (datasets, experiments, indexes, pages):
         app.include_router(module.router, dependencies=guard)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    # added last, so it runs first: BodySizeLimit reads the body through its deadline
+    app.add_middleware(BodyDeadline, seconds=limits.body_timeout_seconds)
     return app
 
 

@@ -37,7 +37,8 @@ def plausible_id(value: str) -> bool:
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: Python's JSON parser reads Infinity and NaN, which no float of a request may be
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # ---- errors -------------------------------------------------------------------------------------
@@ -150,11 +151,17 @@ class IndexPage(BaseModel):
 class SearchRequest(_Request):
     """Exactly one of `vectors` (already in the index's space) or `texts` (text indexes only)."""
 
+    # the rule of _exactly_one, in the schema too: a body valid by the schema is one the API takes
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["vectors"], "properties": {"vectors": {"type": "array"}, "texts": {"type": "null"}}},
+        {"required": ["texts"], "properties": {"texts": {"type": "array"}, "vectors": {"type": "null"}}},
+    ]})
+
     vectors: Vectors | None = None
     texts: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
     k: PositiveInt = Field(default=10, description="results per query; at most the server's max_k")
     ef: PositiveInt | None = Field(
-        default=None, description="search breadth, at least k and at most the server's max_ef; default: k"
+        default=None, description="search breadth, at most the server's max_ef; below k (and by default) k"
     )
 
     @model_validator(mode="after")
@@ -180,7 +187,8 @@ class EvaluateRequest(_Request):
     vectors: Vectors | None = None
     k: PositiveInt = Field(default=10, description="recall@k; at most the server's max_k")
     ef: Annotated[list[PositiveInt], Field(min_length=1, max_length=32)] = Field(
-        default_factory=lambda: [16, 32, 64]
+        default_factory=lambda: [16, 32, 64],
+        description="search breadths, each at most the server's max_ef; one below k is measured as k",
     )
 
 

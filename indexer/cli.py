@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
+import math
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -112,6 +113,14 @@ def _main(
         raise typer.Exit(2)
 
 
+def _finite(value: float | None) -> float | None:
+    """Every float option's check: click reads `inf` and `nan` as floats, and no recall, budget or interval
+    means anything at them (a usage error: exit 2, one line)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
 CacheDir = Annotated[Path | None, typer.Option(help="where ground truth, LID and finished cells are kept for reruns")]
 Out = Annotated[Path, typer.Option("--out", help="report directory; replaced only once the report is complete")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar and no summary line")]
@@ -144,10 +153,12 @@ def run(spec_path: SpecPath, out: Out, cache_dir: CacheDir = None, quiet: Quiet 
 @app.command()
 def advise(
     spec_path: SpecPath, out: Out,
-    target_recall: Annotated[float, typer.Option(help="the recall@k the configuration must reach")] = 0.95,
+    target_recall: Annotated[float, typer.Option(
+        callback=_finite, help="the recall@k the configuration must reach")] = 0.95,
     m: Annotated[str | None, typer.Option("--m", help="M values to try, e.g. 8,16,32")] = None,
     ef_construction: Annotated[str | None, typer.Option(help="ef_construction values, e.g. 64,128,256")] = None,
     budget_minutes: Annotated[float | None, typer.Option(
+        callback=_finite,
         help="stop building new configurations after this long (cheapest first) and advise over those built")] = None,
     cache_dir: CacheDir = None, quiet: Quiet = False, debug: Debug = False, no_limits: NoLimits = False,
     executor: ExecutorOption = None, workers: Workers = None, fresh: Fresh = False,
@@ -229,7 +240,8 @@ def compare(
     fail_if_worse: Annotated[bool, typer.Option(
         "--fail-if-worse", help="exit 1 when any matched cell's recall is significantly worse in RUN_B")] = False,
     min_recall_drop: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="count a cell as worse only when its mean recall drops by at least this much "
+        min=0.0, max=1.0, callback=_finite,
+        help="count a cell as worse only when its mean recall drops by at least this much "
         "(and significantly)")] = 0.0,
     resamples: Annotated[int, typer.Option(min=100, max=100_000, help="bootstrap resamples of the queries")] = 2000,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="seed of the bootstrap")] = 0,
@@ -253,7 +265,7 @@ def compare(
 @app.command()
 def worker(
     once: Annotated[bool, typer.Option(help="run at most one job, then exit")] = False,
-    poll_seconds: Annotated[float, typer.Option(help="how often to look for a job")] = 1.0,
+    poll_seconds: Annotated[float, typer.Option(callback=_finite, help="how often to look for a job")] = 1.0,
 ) -> None:
     """Run the experiment jobs submitted to the API, one after another, until stopped."""
     from indexer.service.worker import run_worker
@@ -299,9 +311,12 @@ def serve(
     """Serve the HTTP API: submit experiments, follow jobs, read results."""
     import uvicorn
 
+    from indexer.settings import ServerLimits
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # one process: scale with replicas; searches run concurrently in the server's thread pool
-    uvicorn.run("app.main:app", host=host, port=port, log_level="info")
+    # one process: scale with replicas; searches run concurrently in the server's thread pool.
+    # Keep-alive timeout and connection limit (INDEXER_KEEP_ALIVE_SECONDS, INDEXER_MAX_CONNECTIONS)
+    uvicorn.run("app.main:app", host=host, port=port, log_level="info", **ServerLimits().uvicorn_options())
 
 
 def main() -> None:  # pragma: no cover

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from indexer.backends.declaration import MAX_EF
 from indexer.common.errors import UserError
 from indexer.engine.admission import Limits
 from indexer.engine.executors import EXECUTORS, ExecutorConfig
@@ -28,7 +30,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch: int = 1024  # query vectors or texts
     max_k: int = 1000
-    max_ef: int = 4096
+    max_ef: int = MAX_EF  # the same ceiling as a spec's ef_search values
     max_results_per_request: int = 100_000  # queries x k (x ef values, for evaluate)
     max_text_chars: int = 2000  # one query text; the model reads its first 256 tokens anyway
     max_title_chars: int = 200  # one hit's title in a response
@@ -66,6 +68,23 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'indexer.db').resolve()}"
+
+
+class ServerLimits(BaseSettings):
+    """Per-connection limits of the HTTP server, from the environment (prefix INDEXER_)."""
+
+    model_config = SettingsConfigDict(env_prefix="INDEXER_", extra="ignore")
+
+    # 30 s lets the largest body (max_body_bytes, 8 MiB) arrive at 2.3 Mbit/s
+    body_timeout_seconds: float = 30.0  # from a request's headers to the last byte of its body; 408 after
+    keep_alive_seconds: int = 5  # an idle connection between requests is closed after this
+    # concurrent connections and requests; past it uvicorn answers 503. Each may buffer a body of up
+    # to max_body_bytes, so 100 bound the buffered bodies to 800 MiB by default
+    max_connections: int = 100
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        """The keyword arguments of `uvicorn.run` that apply these limits."""
+        return {"timeout_keep_alive": self.keep_alive_seconds, "limit_concurrency": self.max_connections}
 
 
 @lru_cache

@@ -25,20 +25,23 @@ RUNS = ROOT / "docs" / "runs"
 README = ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- figures:(?P<table>[\w-]+):(?P<run>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
 # what a summary keeps of each row: what the tables read, not the per-query files and breakdowns
-KEEP = ("dataset", "metric", "index_size", "ordering", "backend", "M", "ef_construction", "ef", "k", "seed",
-        "recall", "recall_ids", "recall_annb", "build_seconds", "qps", "library_version", "order_controlled",
-        "cost_at_recall", "self_miss", "short_results", "duplicate_results", "recall_by_category",
-        "recall_by_lid_bin", "graph")
+KEEP = ("dataset", "model", "metric", "index_size", "reduction", "dims", "representation", "ordering", "backend",
+        "M", "ef_construction", "ef", "k", "seed", "recall", "recall_within", "recall_ids", "recall_annb",
+        "ndcg@10", "mrr@10", "build_seconds", "qps", "library_version", "order_controlled", "cost_at_recall",
+        "self_miss", "short_results", "duplicate_results", "recall_by_category", "recall_by_lid_bin", "graph")
+SPACE_SCALARS = ("isoscore", "lid_global", "dims", "n")  # and the median/p10/p90 of the distributions
 Row = dict[str, Any]
 
 
 def summarize(out_dir: Path, name: str) -> Path:
     """docs/runs/NAME.json from a report directory: its spec, provenance and the kept fields of its rows."""
     report = json.loads((out_dir / "report.json").read_text())
-    rows = [{k: r[k] for k in KEEP if k in r} for r in report["rows"] if r.get("representation") == "dense"]
+    rows = [{k: r[k] for k in KEEP if k in r} for r in report["rows"]]
     extras = report.get("extras") or {}
-    space = {label: {part: {k: v for k, v in summary.items() if k in ("n", "median", "p10", "p90")}
-                     for part, summary in measures.items() if part in ("lid_base", "lid_queries")}
+    space = {label: {part: ({k: v for k, v in summary.items() if k in ("n", "median", "p10", "p90")}
+                            if isinstance(summary, dict) else summary)
+                     for part, summary in measures.items()
+                     if part in ("lid_base", "lid_queries", "relative_contrast") or part in SPACE_SCALARS}
              for label, measures in (extras.get("space") or {}).items()}
     summary = {"spec": report["spec"], "provenance": extras.get("provenance"), "space": space, "rows": rows}
     RUNS.mkdir(parents=True, exist_ok=True)
@@ -298,12 +301,211 @@ def diagnostics_effect(run: dict[str, Any], target: float = 0.95) -> str:
     return "; ".join(parts) + ".\n"
 
 
+# --- dimensionality reduction (README study 2) -------------------------------------------------------------------
+
+
+def _space_of(run: dict[str, Any], reduction: str) -> dict[str, Any]:
+    """The space measures of the (first) space indexed under `reduction`."""
+    return next(v for k, v in run["space"].items() if k.split("/")[-1] == reduction)
+
+
+def _reductions(run: dict[str, Any]) -> list[tuple[str, int]]:
+    """(reduction label, dims) in the order the rows first show them."""
+    seen: dict[str, int] = {}
+    for r in run["rows"]:
+        seen.setdefault(r["reduction"], r["dims"])
+    return list(seen.items())
+
+
+REDUCTION_NAMES = {"none": "none", "fft-low": "fft, low frequencies", "fft-energy": "fft, most energy",
+                   "pca": "pca", "random_projection": "random projection", "truncate": "truncate (Matryoshka)"}
+
+
+def _method(label: str) -> str:
+    return label if label == "none" else label.rsplit("-", 1)[0]
+
+
+def reduction_table(run: dict[str, Any]) -> str:
+    """Per reduction and dims: recall of exact search in the reduced space and of HNSW against the reduced
+    space's own kNN and against the original's, with the reduced space's LID and IsoScore."""
+    rows = run["rows"]
+    hnsw = next(e for e in run["spec"]["backends"] if e.get("ef_search"))
+    low, high = min(hnsw["ef_search"]), max(hnsw["ef_search"])
+    lines = ["| reduction | dims | bytes/vector | (a) exact kNN in the reduced space | (b) HNSW ef="
+             f"{high} vs the reduced space's own kNN | (c) HNSW ef={high} vs original | HNSW ef={low} vs original "
+             "| median LID (base) | IsoScore |", "|---|---|---|---|---|---|---|---|---|"]
+    for label, dims in _reductions(run):
+        def of(backend: str, ef: int | None, label: str = label) -> list[Row]:
+            return sorted((r for r in rows if r["reduction"] == label and r["backend"] == backend and r["ef"] == ef
+                           and r.get("ordering") == "random"), key=lambda r: r["seed"])
+
+        exact, at_high, at_low = of("exact", None), of(hnsw["name"], high), of(hnsw["name"], low)
+        space = _space_of(run, label)
+        lines.append(f"| {REDUCTION_NAMES.get(_method(label), _method(label))} | {dims} | {dims * 4} "
+                     f"| {spread([r['recall'] for r in exact])} | {spread([r['recall_within'] for r in at_high])} "
+                     f"| {spread([r['recall'] for r in at_high])} | {spread([r['recall'] for r in at_low])} "
+                     f"| {space['lid_base']['median']:.1f} | {space['isoscore']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def reduction_effect(run: dict[str, Any]) -> str:
+    """One sentence: at the largest reduced dimension, how much of the true neighbourhood exact search keeps
+    under each method, and what happens to the LID."""
+    rows = run["rows"]
+    top = max(d for label, d in _reductions(run) if label != "none")
+    kept = {_method(label): mean(r["recall"] for r in rows if r["reduction"] == label and r["backend"] == "exact")
+            for label, d in _reductions(run) if d == top and label != "none"}
+    order = sorted(kept, key=kept.__getitem__)
+    lid = {m: _space_of(run, f"{m}-{top}")["lid_base"]["median"] for m in kept}
+    return (f"At {top} dimensions exact search in the reduced space finds, of the true top-{run['spec']['k']}: "
+            + "; ".join(f"{REDUCTION_NAMES.get(m, m)} {kept[m]:.3f}" for m in order)
+            + f". The median LID of the base is {_space_of(run, 'none')['lid_base']['median']:.1f} unreduced and "
+            + "; ".join(f"{lid[m]:.1f} ({REDUCTION_NAMES.get(m, m)})" for m in order) + f" at {top} dimensions.\n")
+
+
+# --- dense vs sparse as the index grows (README study 3) -------------------------------------------------------
+
+
+def _ndcg(rows: list[Row], **where: Any) -> list[float]:
+    chosen = [r for r in rows if all(r.get(k) == v for k, v in where.items())]
+    return [r["ndcg@10"] for r in sorted(chosen, key=lambda r: (r.get("seed") is None, r.get("seed") or 0))]
+
+
+def dense_sparse_table(run: dict[str, Any]) -> str:
+    """nDCG@10 per index size: dense exact at each dimension and HNSW on the unreduced vectors (its recall@10
+    against exact kNN in brackets), BM25, and hybrid fusion of each dense space with BM25 (means over seeds,
+    range where the seeds differ)."""
+    rows, spec = run["rows"], run["spec"]
+    hnsw = next(e for e in spec["backends"] if e.get("ef_search"))
+    name, ef = hnsw["name"], hnsw["ef_search"][0]
+    spaces = _reductions({"rows": [r for r in rows if r["representation"] == "dense"]})
+    (full, full_dims) = spaces[0]
+    head = ["index size", f"dense {full_dims}-d exact", f"dense {full_dims}-d {name} ef={ef} (recall)"]
+    head += [f"dense {d}-d ({label}) exact" for label, d in spaces[1:]]
+    head += ["BM25"] + [f"hybrid {d}-d exact" for _, d in spaces]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for size in sorted({r["index_size"] for r in rows}):
+        graph = [r for r in rows if r["index_size"] == size and r["reduction"] == full and r["backend"] == name
+                 and r["representation"] == "dense"]
+        cells = [f"{size:,}", spread(_ndcg(rows, index_size=size, reduction=full, backend="exact",
+                                           representation="dense")),
+                 f"{spread([r['ndcg@10'] for r in graph])} ({mean(r['recall'] for r in graph):.2f})"]
+        cells += [spread(_ndcg(rows, index_size=size, reduction=label, backend="exact", representation="dense"))
+                  for label, _ in spaces[1:]]
+        cells.append(spread(_ndcg(rows, index_size=size, representation="sparse")))
+        cells += [spread(_ndcg(rows, index_size=size, reduction=label, backend="exact", representation="hybrid"))
+                  for label, _ in spaces]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def dense_sparse_effect(run: dict[str, Any]) -> str:
+    """One sentence: the unreduced dense lead over BM25 at the smallest and largest index, and the smallest
+    index at which BM25 reaches each reduced dense space (exact search)."""
+    rows = run["rows"]
+    sizes = sorted({r["index_size"] for r in rows})
+
+    def gap(size: int, label: str) -> float:
+        dense = mean(_ndcg(rows, index_size=size, reduction=label, backend="exact", representation="dense"))
+        return dense - mean(_ndcg(rows, index_size=size, representation="sparse"))
+
+    def hybrid_leads(size: int, label: str) -> bool:
+        hybrid = mean(_ndcg(rows, index_size=size, reduction=label, backend="exact", representation="hybrid"))
+        dense = mean(_ndcg(rows, index_size=size, reduction=label, backend="exact", representation="dense"))
+        return hybrid > max(dense, mean(_ndcg(rows, index_size=size, representation="sparse")))
+
+    labels = [label for label, _ in _reductions({"rows": [r for r in rows if r["representation"] == "dense"]})]
+    crossing, fusion = [], []
+    for label in labels[1:]:
+        over = next((s for s in sizes if gap(s, label) <= 0), None)
+        crossing.append(f"{label} at {over:,} documents" if over else f"{label} at no size")
+    for label in labels:
+        behind = [s for s in sizes if not hybrid_leads(s, label)]
+        fusion.append(f"{label} at every size" if not behind else
+                      f"{label} not at {', '.join(f'{s:,}' for s in behind)}")
+    return (f"Dense (unreduced, exact) minus BM25, nDCG@10: {100 * gap(sizes[0], labels[0]):+.1f} points at "
+            f"{sizes[0]:,} documents, {100 * gap(sizes[-1], labels[0]):+.1f} at {sizes[-1]:,}. BM25 reaches the "
+            f"reduced dense spaces (exact search): " + ", ".join(crossing) + ". Hybrid fusion beats both its "
+            "dense space and BM25: " + "; ".join(fusion) + ".\n")
+
+
+# --- model rankings under approximate search (README study 4) ----------------------------------------------------
+
+
+def _rank(scores: dict[str, float]) -> dict[str, int]:
+    return {m: i + 1 for i, m in enumerate(sorted(scores, key=lambda m: -scores[m]))}
+
+
+def _settings(run: dict[str, Any]) -> list[tuple[str, int]]:
+    return [(e["name"], ef) for e in run["spec"]["backends"] for ef in e.get("ef_search") or []]
+
+
+def model_ranking_table(run: dict[str, Any], ordering: str = "random") -> str:
+    """nDCG@10 per model, exact and through each HNSW setting (random order): mean over seeds, the rank of
+    the mean, and recall against exact kNN."""
+    rows, models = run["rows"], run["spec"]["dataset"]["models"]
+    settings = _settings(run)
+
+    def ndcg(model: str, backend: str, ef: int | None) -> list[float]:
+        return _ndcg(rows, model=model, backend=backend, ef=ef, ordering=ordering, representation="dense")
+
+    exact = {m: mean(ndcg(m, "exact", None)) for m in models}
+    ranks = {s: _rank({m: mean(ndcg(m, *s)) for m in models}) for s in settings}
+    exact_rank = _rank(exact)
+    head = ["model", "exact"] + [f"{b} ef={ef}" for b, ef in settings]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in sorted(models, key=exact_rank.__getitem__):
+        cells = [m, f"{spread(ndcg(m, 'exact', None))} ({exact_rank[m]})"]
+        for s in settings:
+            recall = [r["recall"] for r in rows if r["model"] == m and r["backend"] == s[0] and r["ef"] == s[1]
+                      and r["ordering"] == ordering and r["representation"] == "dense"]
+            moved = "**" if ranks[s][m] != exact_rank[m] else ""
+            cells.append(f"{spread(ndcg(m, *s))} ({moved}{ranks[s][m]}{moved}), recall {mean(recall):.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def model_ranking_effect(run: dict[str, Any]) -> str:
+    """One sentence: each model's rank under exact search and the ranks it takes through HNSW, counted over
+    every (HNSW setting, ordering, seed), ranks computed within one seed."""
+    rows, spec = run["rows"], run["spec"]
+    models, settings = spec["dataset"]["models"], _settings(run)
+
+    def ndcg(model: str, backend: str, ef: int | None, ordering: str, seed: int) -> float:
+        return next(r["ndcg@10"] for r in rows if r["model"] == model and r["backend"] == backend and r["ef"] == ef
+                    and r["ordering"] == ordering and r["representation"] == "dense" and r["seed"] == seed)
+
+    exact_ranks: dict[str, set[int]] = {m: set() for m in models}
+    through: dict[str, dict[int, int]] = {m: {} for m in models}
+    total = 0
+    for ordering in spec["orderings"]:
+        for seed in spec["seeds"]:
+            for m, rank in _rank({m: ndcg(m, "exact", None, ordering, seed) for m in models}).items():
+                exact_ranks[m].add(rank)
+            for backend, ef in settings:
+                total += 1
+                for m, rank in _rank({m: ndcg(m, backend, ef, ordering, seed) for m in models}).items():
+                    through[m][rank] = through[m].get(rank, 0) + 1
+    parts = []
+    for m in sorted(models, key=lambda m: min(exact_ranks[m])):
+        ranks = ", ".join(f"{rank} in {n}" for rank, n in sorted(through[m].items(), key=lambda kv: -kv[1]))
+        parts.append(f"{m} {'/'.join(map(str, sorted(exact_ranks[m])))} exact, through HNSW {ranks}")
+    return (f"Rank under exact search, and the ranks each model takes through HNSW over all {total} (setting, "
+            f"ordering {' and '.join(spec['orderings'])}, seed) combinations: " + "; ".join(parts) + ".\n")
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "dense-sparse-table": dense_sparse_table,
+    "dense-sparse-effect": dense_sparse_effect,
     "diagnostics-table": diagnostics_table,
     "diagnostics-effect": diagnostics_effect,
+    "model-ranking-table": model_ranking_table,
+    "model-ranking-effect": model_ranking_effect,
     "ordering-table": ordering_table,
     "ordering-effect": ordering_effect,
     "ordering-breakdown": ordering_breakdown,
+    "reduction-table": reduction_table,
+    "reduction-effect": reduction_effect,
     "systems-defaults": systems_defaults,
     "systems-defaults-range": systems_defaults_range,
     "systems-gap": systems_gap,

@@ -29,7 +29,8 @@ def test_every_generated_study_ran_at_least_three_seeds() -> None:
     for run in runs:
         summary = json.loads((ROOT / "docs" / "runs" / f"{run}.json").read_text())
         assert len(summary["spec"]["seeds"]) >= 3, run
-        assert {r["seed"] for r in summary["rows"]} == set(summary["spec"]["seeds"]), run
+        dense = [r for r in summary["rows"] if r.get("representation", "dense") == "dense"]  # BM25 has no seed
+        assert {r["seed"] for r in dense} == set(summary["spec"]["seeds"]), run
 
 
 @pytest.mark.parametrize("run", ["systems-glove"])
@@ -56,3 +57,31 @@ def test_a_difference_is_called_one_only_when_every_seed_agrees() -> None:
     assert figures.points([0.0, 0.0, 0.0]).endswith("mixed")
     assert figures.points([0.0002, 0.0001, 0.0003]).endswith("mixed")  # below the printed precision
     assert figures.points([0.01, 0.01, 0.01], replicated=False).endswith("one build")
+
+
+def test_the_reduction_table_is_the_mean_over_seeds_of_each_reductions_rows() -> None:
+    summary = json.loads((ROOT / "docs" / "runs" / "reduction.json").read_text())
+    table = figures.reduction_table(summary).splitlines()
+    labels = list(dict.fromkeys(r["reduction"] for r in summary["rows"]))
+    assert len(table) == 2 + len(labels)
+    for label, line in zip(labels, table[2:], strict=True):
+        rows = [r for r in summary["rows"] if r["reduction"] == label]
+        exact = [r["recall"] for r in rows if r["backend"] == "exact"]
+        at40 = [r["recall_within"] for r in rows if r["backend"] == "hnswlib" and r["ef"] == 40]
+        assert len(at40) == 3
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[1] == str(rows[0]["dims"])
+        assert cells[3].startswith(f"{mean(exact):.3f}") and cells[4].startswith(f"{mean(at40):.3f}")
+
+
+def test_the_model_ranks_are_the_order_of_the_mean_ndcg() -> None:
+    summary = json.loads((ROOT / "docs" / "runs" / "model-ranking.json").read_text())
+    table = figures.model_ranking_table(summary).splitlines()[2:]
+    models = summary["spec"]["dataset"]["models"]
+    exact = {m: mean(r["ndcg@10"] for r in summary["rows"] if r["model"] == m and r["backend"] == "exact"
+                     and r["ordering"] == "random") for m in models}
+    by_rank = sorted(models, key=lambda m: exact[m], reverse=True)
+    assert [line.split("|")[1].strip() for line in table] == by_rank  # listed best first
+    for rank, (m, line) in enumerate(zip(by_rank, table, strict=True), start=1):
+        assert line.split("|")[2].strip().endswith(f"({rank})")
+        assert line.split("|")[2].strip().startswith(f"{exact[m]:.3f}")

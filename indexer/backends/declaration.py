@@ -9,13 +9,16 @@ never name them. Nothing here imports an index library: the spec imports every d
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
+from annotated_types import Le
 from pydantic import Field, create_model, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from indexer.backends.presets import PRESET_FIELDS, PRESETS, preset_names
@@ -26,9 +29,15 @@ if TYPE_CHECKING:
     from indexer.backends.base import VectorIndex
 
 Space = Literal["ip", "l2"]  # what an index searches by; a spec's cosine is ip over normalised vectors
-MAX_EF_SEARCH = 64
+MAX_EF_SEARCH = 64  # ef values in one sweep
 SEARCH_FIELD = "ef_search"  # the one search parameter: a sweep of ef, served by one build
-EfSweep = list[Annotated[int, Field(ge=1)]]
+# Ceilings on every backend's parameters, checked when the spec is validated: a cell's memory and time grow
+# with each (ef_search 1e9 took 7 GiB on 400 points), and no library refuses them itself. A library's own
+# lower limit (pgvector's) stays in its model.
+MAX_EF = 4096  # an ef_search value; also the API's max_ef for a search request (indexer.settings)
+MAX_M = 512
+MAX_EF_CONSTRUCTION = 4096
+CEILINGS = {"M": MAX_M, "ef_construction": MAX_EF_CONSTRUCTION}  # build parameters, by name
 PRESET_FIELD = "preset"  # names a system whose default M, ef_construction and ef sweep fill the entry
 if TYPE_CHECKING:  # a Literal over a registry's keys is known only at run time
     PresetName = str
@@ -106,6 +115,7 @@ class Backend:
     # the index class: index(dim, space, seed=library seed, search_threads=n, **build parameters)
     index: Callable[..., VectorIndex]
     library: Library
+    max_ef: int = MAX_EF  # the largest ef_search value: the shared ceiling, or the library's own when lower
 
 
 class BackendEntry(Strict):
@@ -182,6 +192,20 @@ def _is_none(value: Any) -> bool:
     return value is None
 
 
+def _capped(name: str, info: FieldInfo) -> FieldInfo:
+    """A build parameter's field with its ceiling (CEILINGS), or its model's own when that is lower.
+
+    Applied in the spec's entry, so the one rule covers every backend, whatever its own file declares.
+    """
+    ceiling = CEILINGS.get(name)
+    if ceiling is None:
+        return info
+    own = [m.le for m in info.metadata if isinstance(m, Le) and isinstance(m.le, int)]
+    field = copy.copy(info)  # the backend's model keeps its own field
+    field.metadata = [m for m in info.metadata if not isinstance(m, Le)] + [Le(min([ceiling, *own]))]
+    return field
+
+
 def entry_model(backend: Backend, module: str) -> type[BackendEntry]:
     """The spec's model of `backend`: `name`, its build parameters, then its ef sweep when it has one.
 
@@ -195,11 +219,12 @@ def entry_model(backend: Backend, module: str) -> type[BackendEntry]:
             default=None, exclude_if=_is_none,
             description="a system whose default M, ef_construction and ef sweep fill the fields left out",
         ))
-    fields.update({f: (info.annotation, info) for f, info in backend.params.model_fields.items()})
+    fields.update({f: (info.annotation, _capped(f, info)) for f, info in backend.params.model_fields.items()})
     if backend.ef_search is not None:
         default = list(backend.ef_search)
         fields[SEARCH_FIELD] = (
-            EfSweep, Field(default_factory=lambda: list(default), min_length=1, max_length=MAX_EF_SEARCH)
+            list[Annotated[int, Field(ge=1, le=backend.max_ef)]],
+            Field(default_factory=lambda: list(default), min_length=1, max_length=MAX_EF_SEARCH),
         )
     class_name = "".join(part.capitalize() for part in backend.name.split("_")) + "Backend"
     model = create_model(class_name, __base__=BackendEntry, __module__=module, **fields)

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+from indexer.backends.shared_setting import SharedSetting
 
 if TYPE_CHECKING:
     import hnswlib
@@ -43,7 +44,8 @@ class HnswlibIndex:
         self.M, self.ef_construction, self.seed = M, ef_construction, seed
         self.search_threads = search_threads
         self._index: hnswlib.Index | None = None
-        self._lock = threading.Lock()
+        self._ef = SharedSetting[int](lambda ef: self._live().set_ef(ef))  # concurrent searches at one ef
+        self._reach_lock = threading.Lock()
         self._reachable: ReachableCounts | None = None
 
     def _new(self, max_elements: int) -> hnswlib.Index:
@@ -61,6 +63,7 @@ class HnswlibIndex:
         # the rows one by one, so consecutive chunks of `order` build the graph one call would
         for rows in chunks(order):
             index.add_items(vectors[rows], ids=rows, num_threads=1)
+        self._ef.forget()
         self._index, self._reachable = index, None
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -73,9 +76,8 @@ class HnswlibIndex:
         k_eff = min(k, self._index.get_current_count())
         labels = np.full((len(queries), k_eff), -1, dtype=np.int64)
         dist = np.full((len(queries), k_eff), np.nan, dtype=np.float32)
-        with self._lock:
-            self._index.set_ef(max(ef or k_eff, k_eff))
-            reach = self._reach()
+        reach = self._reach()
+        with self._ef.holding(max(ef or k_eff, k_eff)):
             answerable = (
                 np.full(len(queries), k_eff) if k_eff <= reach.safe_k else reach.for_queries(queries, k_eff)
             )
@@ -90,11 +92,16 @@ class HnswlibIndex:
 
     def _reach(self) -> ReachableCounts:
         """What layer-0 searches can reach, read from the graph once per built or loaded index."""
-        if self._reachable is None:
-            from indexer.backends.hnswlib_graph import ReachableCounts
+        with self._reach_lock:
+            if self._reachable is None:
+                from indexer.backends.hnswlib_graph import ReachableCounts
 
-            self._reachable = ReachableCounts(self._read_graph())
-        return self._reachable
+                self._reachable = ReachableCounts(self._read_graph())
+            return self._reachable
+
+    def _live(self) -> hnswlib.Index:
+        assert self._index is not None, "build or load first"
+        return self._index
 
     def graph(self) -> HnswGraph:
         """The built graph in the engine's form (indexer.science.graph), for the diagnostics."""
@@ -129,6 +136,7 @@ class HnswlibIndex:
 
         index = hnswlib.Index(space=self.metric, dim=self.dim)
         index.load_index(str(path), max_elements=n)
+        self._ef.forget()
         self._index, self._reachable = index, None
 
     def close(self) -> None:

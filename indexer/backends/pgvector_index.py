@@ -88,6 +88,10 @@ class PgvectorIndex:
         try:
             self._conn = self._server.connect()
             self._load(vectors, order)
+        except psycopg.errors.ProgramLimitExceeded as err:  # e.g. over 2000 dimensions (4000 of halfvec)
+            self.close()
+            # the data, not the machine: a UserError fails the job at once instead of retrying it
+            raise UserError(f"pgvector cannot index these vectors: {err}") from None
         except psycopg.OperationalError as err:
             crashed = self._server.logged("Illegal instruction")
             self.close()
@@ -182,6 +186,6 @@ class PgvectorIndex:
 
 
 BACKEND = Backend(name="pgvector", params=PgvectorParams, ef_search=(DEFAULT_EF,), index=PgvectorIndex,
-                  library=LIBRARY, capabilities=Capabilities(
+                  library=LIBRARY, max_ef=MAX_EF, capabilities=Capabilities(
                       spaces=frozenset({"ip", "l2"}), order_controlled=True, deterministic=False, graph=False,
                       seeded=False, servable=False))

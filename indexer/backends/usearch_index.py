@@ -18,7 +18,6 @@ it and searching. The index is kept in memory and saved to one file (usearch's o
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +27,7 @@ from pydantic import Field
 from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.backends.scratch import no_answers
+from indexer.backends.shared_setting import SharedSetting
 
 DEFAULT_EF = 64  # usearch.compiled.DEFAULT_EXPANSION_SEARCH (2.26.6)
 LIBRARY = Library(distribution="usearch", module="usearch", extra="usearch")
@@ -53,7 +53,7 @@ class UsearchIndex:
         self.seed = seed  # usearch takes no seed: its level generator is default-constructed
         self.search_threads = max(1, search_threads)  # usearch reads 0 as "every core"
         self._index: Any = None  # usearch.index.Index
-        self._lock = threading.Lock()
+        self._expansion = SharedSetting[int](self._set_expansion)  # concurrent searches at one ef
 
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
         from usearch.index import Index
@@ -64,6 +64,7 @@ class UsearchIndex:
         # with one it inserts the rows in turn, and chunked calls save byte-identical files (tested)
         for rows in chunks(order):
             index.add(rows.astype(np.uint64), np.ascontiguousarray(vectors[rows], dtype=np.float32), threads=1)
+        self._expansion.forget()
         self._index = index
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -73,8 +74,7 @@ class UsearchIndex:
         ids, scores = no_answers(len(q), k)
         if len(q) == 0:
             return ids, scores
-        with self._lock:
-            self._index.expansion_search = ef or DEFAULT_EF
+        with self._expansion.holding(ef or DEFAULT_EF):
             found = self._index.search(q, k, threads=self.search_threads)
         # a batch carries `counts` (its keys past a count are filler); one query comes back already trimmed
         counts = np.asarray(found.counts) if len(q) > 1 else np.array([len(found.keys)])
@@ -89,6 +89,9 @@ class UsearchIndex:
         scores[:, :width] = np.where(valid, got, np.nan)
         return ids, scores
 
+    def _set_expansion(self, ef: int) -> None:
+        self._index.expansion_search = ef
+
     def nbytes(self) -> int:
         assert self._index is not None
         return int(self._index.serialized_length)
@@ -101,6 +104,7 @@ class UsearchIndex:
         from usearch.index import Index
 
         # restore reads ndim, metric and dtype from the file's header; `load` copies it into memory
+        self._expansion.forget()
         self._index = Index.restore(str(path), view=False)
         if self._index is None:
             raise FileNotFoundError(f"no usearch index at {path}")

@@ -23,6 +23,7 @@ from indexer.common.fileio import sha256_file
 from indexer.datasets import Dataset
 from indexer.engine import timing
 from indexer.engine.diagnostics import CellDiagnostics, cost_at_recall, diagnose
+from indexer.engine.latency import single_query_latency
 from indexer.engine.phases import Phases
 from indexer.engine.results import (
     BinRecall,
@@ -30,7 +31,6 @@ from indexer.engine.results import (
     GroupRecall,
     IndexRecord,
     IRMeasures,
-    Latency,
     rows_to_json,
 )
 from indexer.engine.seeds import library_seed
@@ -40,7 +40,6 @@ from indexer.science.judging import Judged, judge_answers
 
 IR_DEPTH = 100  # recall@100 needs a ranking this deep
 TIMED_PASSES = 3  # each ef's query set is searched this many times; the median pass gives qps
-LATENCY_QUERIES = 200  # searched one at a time per ef for the latency percentiles (a bound on the cell's time)
 LidMethod = Literal["exact", "approximate", "sampled"]
 
 
@@ -154,7 +153,8 @@ def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: Vector
             return [len(s.queries) / max(t, 1e-9) for t in seconds]
 
         costs = [] if sweep == [None] else cost_at_recall(
-            index, s.queries, spec.k, len(s.rows), recall_targets(spec), recall_of_queries, qps_at)
+            index, s.queries, spec.k, len(s.rows), recall_targets(spec), recall_of_queries, qps_at,
+            max_ef=backend.max_ef)
         diag = None if spec.diagnostics is None else diagnose(
             index, s.base, s.rows, sweep, space="ip" if higher else "l2", sample=spec.diagnostics.self_miss_sample,
             seed=cell.seed,
@@ -252,23 +252,6 @@ def timed_passes(search: Callable[[], Any], passes: int = TIMED_PASSES) -> tuple
             times.append(time.perf_counter() - t0)
             result = got if result is None else result
     return result, times
-
-
-def single_query_latency(index: VectorIndex, queries: np.ndarray, k: int, ef: int | None) -> Latency:
-    """Latency of one query at a time, one client, as a user's request meets it (ann-benchmarks' and
-    VectorDBBench's p50/p95/p99): the first LATENCY_QUERIES queries, each searched alone, under the lock."""
-    sample = queries[:LATENCY_QUERIES]
-    seconds = np.empty(len(sample))
-    with timing.exclusive():
-        for i in range(len(sample)):
-            one = sample[i : i + 1]
-            t0 = time.perf_counter()
-            index.search(one, k, ef)
-            seconds[i] = time.perf_counter() - t0
-    ms = seconds * 1e3
-    return Latency(queries=len(sample), p50_ms=float(np.percentile(ms, 50)), p95_ms=float(np.percentile(ms, 95)),
-                   p99_ms=float(np.percentile(ms, 99)), qps_one_client=len(sample) / max(float(seconds.sum()), 1e-9))
-
 
 
 # The arrays of a Space, by field name: what an executor shares once per space (files to memory-map, or

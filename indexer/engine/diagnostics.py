@@ -41,14 +41,15 @@ class CountsDistances(Protocol):
 
 
 def cost_at_recall(index: VectorIndex, queries: np.ndarray, k: int, n: int, targets: Sequence[float],
-                   recall_of: PerQueryRecall, qps_at: Timer) -> list[CostAtRecall]:
-    """Per target, the smallest ef reaching it on this index (up to min(n, 4096)) on the even-numbered
+                   recall_of: PerQueryRecall, qps_at: Timer, max_ef: int = DEFAULT_MAX_EF) -> list[CostAtRecall]:
+    """Per target, the smallest ef reaching it on this index (up to min(n, max_ef), the backend's own
+    ceiling: pgvector's is 1,000) on the even-numbered
     queries, its recall on the odd ones (held out), its QPS and distance computations per query; ef None
     when even the largest ef falls short."""
     if not targets:
         return []
     validation, held_out = np.arange(0, len(queries), 2), np.arange(1, len(queries), 2)
-    hi = max(k, min(n, DEFAULT_MAX_EF))
+    hi = max(k, min(n, max_ef))
     found = ef_for_targets(lambda ef: float(np.mean(recall_of(ef, validation))), targets, lo=k, hi=hi)
     # the smallest ef at which neither half falls short: a figure no choice of half can flatter
     both = ef_for_targets(lambda ef: min(float(np.mean(recall_of(ef, validation))),

@@ -152,13 +152,16 @@ class GroupDiagnostics(ResultModel):
 
 
 class Latency(ResultModel):
-    """One query at a time from one client, on a sample of the queries (indexer.engine.cell)."""
+    """One query per call from one client and from `clients` concurrent clients, on a sample of the
+    queries (indexer.engine.latency)."""
 
     queries: int
     p50_ms: float
     p95_ms: float
     p99_ms: float
     qps_one_client: float
+    clients: int | None = None  # the concurrent clients of qps_clients: one per core (absent before format 6)
+    qps_clients: float | None = None
 
 
 class IRMeasures(ResultModel):

@@ -16,13 +16,13 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from indexer.backends import BACKENDS
+from indexer.backends.declaration import MAX_EF_CONSTRUCTION, MAX_M, BackendEntry, entry_model
 from indexer.backends.declaration import MAX_EF_SEARCH as MAX_EF_SEARCH
-from indexer.backends.declaration import BackendEntry, entry_model
 from indexer.backends.presets import DEFAULT_K, PRESETS
 from indexer.common.hashing import canonical_json, content_key
 from indexer.engine import seeds
 from indexer.engine.strict import MAX_ECHO_CHARS as MAX_ECHO_CHARS
-from indexer.engine.strict import MAX_REPORTED_PROBLEMS, clip
+from indexer.engine.strict import MAX_REPORTED_PROBLEMS, clip, error_message
 from indexer.engine.strict import Strict as _Strict
 from indexer.science.equal_recall import DEFAULT_RECALL_TARGETS
 from indexer.science.orderings import ORDERINGS
@@ -43,8 +43,9 @@ MAX_INTRINSIC_DIMS = 256
 MAX_INDEX_SIZES = 64
 MAX_MODELS = 16
 MAX_BACKENDS = 32
-ROW_FORMAT = 5  # 2: library_version, order_controlled; 3: cost at recall, diagnostics; 4: held-out recall;
-# 5: recall from exactly rescored ids, the peers' definitions, latency, timed passes under the timing lock
+ROW_FORMAT = 6  # 2: library_version, order_controlled; 3: cost at recall, diagnostics; 4: held-out recall;
+# 5: recall from exactly rescored ids, the peers' definitions, latency, timed passes under the timing lock;
+# 6: QPS of concurrent clients
 MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
 MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
 MODEL_NAME_CHARS = 256
@@ -202,7 +203,7 @@ class DiagnosticsSpec(_Strict):
 
 
 RecallTarget = Annotated[float, Field(gt=0.0, le=1.0)]
-GraphSize = Annotated[int, Field(ge=2, le=512)]
+GraphSize = Annotated[int, Field(ge=2, le=MAX_M)]
 
 
 class AdviseSpec(_Strict):
@@ -213,7 +214,7 @@ class AdviseSpec(_Strict):
 
     target_recall: RecallTarget = 0.95
     M: list[GraphSize] = Field(default_factory=lambda: [8, 16, 32], min_length=1, max_length=8)
-    ef_construction: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+    ef_construction: list[Annotated[int, Field(ge=1, le=MAX_EF_CONSTRUCTION)]] = Field(
         default_factory=lambda: [64, 128, 256], min_length=1, max_length=8)
     # stop building new configurations after this long (cheapest first; cached ones cost nothing), and
     # advise over those built: the answer then depends on the machine's speed, which the report says
@@ -453,11 +454,11 @@ class SpecError(ValueError):
 
 
 def _format_validation_error(err: ValidationError) -> str:
-    errors = err.errors(include_url=False, include_input=False, include_context=False)
+    errors = err.errors(include_url=False, include_context=False)
     problems = []
     for e in errors[:MAX_REPORTED_PROBLEMS]:
         loc = clip(".".join(clip(str(p)) for p in e["loc"])) or "spec"
-        problems.append(f"{loc}: {clip(e['msg'])}")
+        problems.append(f"{loc}: {error_message(e)}")
     return summarize_problems(problems, len(errors))
 
 

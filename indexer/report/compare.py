@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from indexer.common.errors import UserError
 from indexer.engine.results import BuildParam, Measure, ResultModel
+from indexer.report.published import read_report_json
 from indexer.science.paired import (
     DEFAULT_CONFIDENCE,
     DEFAULT_RESAMPLES,
@@ -137,15 +138,10 @@ def published_run(label: str, folder: Path, spec: Mapping[str, Any] | None,
 
 def read_report_dir(path: Path) -> PublishedRun:
     """A report directory written by `indexer run` (report.json, neighbors/); UserError when it is not one."""
-    if not path.is_dir():
-        raise UserError(f"{path} is not a report directory: no such directory")
-    document = path / "report.json"
-    if not document.is_file():
-        raise UserError(f"{path} is not a report directory: it has no report.json")
     try:
-        report = _ReportDocument.model_validate_json(document.read_bytes())
+        report = _ReportDocument.model_validate(read_report_json(path))
     except ValidationError as err:
-        raise UserError(f"{document} is not a report: {err.errors()[0]['msg']}") from None
+        raise UserError(f"{path / 'report.json'} is not a report: {err.errors()[0]['msg']}") from None
     spec = report.spec.model_dump() if report.spec is not None else None
     return published_run(str(path), path, spec, report.rows)
 

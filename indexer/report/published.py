@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -43,8 +44,10 @@ def describe(row: DenseRow) -> str:
     return " ".join(p for p in parts if p)
 
 
-def read_published(directory: Path) -> Published:
-    """The report in `directory`; UserError when it is not a report directory with at least one dense row."""
+def read_report_json(directory: Path) -> dict[str, Any]:
+    """report.json of a report directory as JSON, with `rows` a list; UserError when it is not one. The one
+    reader of a published report: the exporters parse its rows as this version writes them, a comparison
+    reads them leniently (indexer.report.compare), so reports of other versions still compare."""
     document = directory / "report.json"
     if not directory.is_dir():
         raise UserError(f"{directory} is not a report directory: no such directory")
@@ -52,9 +55,20 @@ def read_published(directory: Path) -> Published:
         raise UserError(f"{directory} is not a report directory: it has no report.json (see `indexer run --out`)")
     try:
         data = json.loads(document.read_bytes())
-        rows = parse_rows(data["rows"])
-    except (ValueError, TypeError, KeyError, ValidationError) as err:  # JSONDecodeError is a ValueError
+        if not isinstance(data, dict) or not isinstance(data["rows"], list):
+            raise TypeError("its rows are not a list")
+    except (ValueError, TypeError, KeyError) as err:  # JSONDecodeError is a ValueError
         raise UserError(f"{document} is not a report: {_reason(err)}") from None
+    return data
+
+
+def read_published(directory: Path) -> Published:
+    """The report in `directory`; UserError when it is not a report directory with at least one dense row."""
+    data = read_report_json(directory)
+    try:
+        rows = parse_rows(data["rows"])
+    except (ValueError, TypeError, ValidationError) as err:
+        raise UserError(f"{directory / 'report.json'} is not a report: {_reason(err)}") from None
     dense = [r for r in rows if isinstance(r, DenseRow)]
     if not dense:
         raise UserError(f"{directory} has no dense rows: only approximate searches of vectors are exported")

@@ -78,17 +78,18 @@ def server_env(data_dir: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-def start_server(data_dir: Path, **settings: str) -> Server:
-    """Start `uvicorn app.main:app` and wait until /health answers."""
+def start_server(data_dir: Path, *, cli: bool = False, **settings: str) -> Server:
+    """Start `uvicorn app.main:app` (or, with `cli`, `indexer serve`, as deployed) and wait until /health
+    answers."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = server_env(data_dir, **settings)
     log = data_dir / "server.log"
     for _ in range(3):  # the free port can be taken between probing and binding: retry
         port = _free_port()
+        command = (["indexer.cli", "serve"] if cli else ["uvicorn", "app.main:app", "--log-level", "warning"])
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
-                 "--log-level", "warning"],
+                [sys.executable, "-m", *command, "--host", "127.0.0.1", "--port", str(port)],
                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
             )
         url = f"http://127.0.0.1:{port}"

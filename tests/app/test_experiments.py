@@ -5,11 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.app.apiharness import Server
 from tests.app.apiharness import make_spec as spec
 
 
@@ -254,12 +256,36 @@ def test_rows_name_neighbour_files_relative_to_the_report_and_serve_them(
     np.testing.assert_array_equal(served, expected)
 
 
-@pytest.mark.parametrize("name", ["..%2Freport.json", ".hidden.npy", "report.json", "missing.npy"])
+@pytest.mark.parametrize("name", ["..%2Freport.json", ".hidden.npy", "report.json", "missing.npy",
+                                  "n" * 252 + ".npy", "n" * 4092 + ".npy", "%C3%A9" * 127 + ".npy", "x%00.npy"],
+                         ids=["dotdot", "hidden", "not-npy", "missing", "256-bytes", "4096-bytes",
+                              "258-bytes-of-utf8", "nul"])
 def test_neighbour_names_outside_the_folder_are_404(
     index_client: httpx.Client, built: dict[str, Any], name: str
 ) -> None:
+    """Names the file system refuses (over 255 bytes, a NUL) are missing names, not a 500."""
     r = index_client.get(f"/experiments/{built['experiment']['id']}/neighbors/{name}")
-    assert r.status_code == 404
+    assert r.status_code == 404 and r.headers["content-type"] == "application/json", r.text[:300]
+    assert len(r.content) < 1000
+
+
+def test_a_symlink_in_the_neighbours_folder_is_not_followed(
+    index_client: httpx.Client, index_server: Server, built: dict[str, Any], tmp_path: Path
+) -> None:
+    """A link to a file outside the report is 404; the report's own files are served as before."""
+    exp = built["experiment"]
+    served = next(r["neighbors"] for r in exp["rows"])
+    folder = next((index_server.data_dir / "reports" / exp["id"]).glob(f"*/{served}")).parent
+    secret = tmp_path / "secret.npy"
+    secret.write_bytes(b"not for clients")
+    link = folder / "linked.npy"
+    link.symlink_to(secret)
+    try:
+        r = index_client.get(f"/experiments/{exp['id']}/neighbors/linked.npy")
+        assert r.status_code == 404 and b"not for clients" not in r.content
+    finally:
+        link.unlink()
+    assert index_client.get(f"/experiments/{exp['id']}/{served}").status_code == 200
 
 
 def test_cancelling_a_finished_experiment_is_409(index_client: httpx.Client, built: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""Body size limit: the ASGI middleware alone (lying headers) and through a real server (chunked too)."""
+"""Body size limit: the ASGI middleware alone (lying headers) and through a real server (chunked too); the
+body deadline's middleware alone (tests/app/test_connection_limits.py drives it through a real server)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from app.limits import BodySizeLimit
+from app.limits import BodyDeadline, BodySizeLimit
 from tests.app.apiharness import Server, make_spec, start_thread_server
 
 LIMIT = 4096
@@ -78,6 +79,49 @@ def test_no_content_length_counted() -> None:
 
 def test_exactly_at_limit_passes() -> None:
     assert _call(10, [b"x" * 10], [])["status"] == 200
+
+
+def _deadline(seconds: float, receive: Any, app_reads: int) -> list[MutableMapping[str, Any]]:
+    """Run BodyDeadline over an app that reads `app_reads` messages, then answers 200; return what was sent."""
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    async def app(scope: Any, recv: Any, snd: Any) -> None:
+        for _ in range(app_reads):
+            await recv()
+        await snd({"type": "http.response.start", "status": 200, "headers": []})
+        await snd({"type": "http.response.body", "body": b"ok"})
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    asyncio.run(BodyDeadline(app, seconds)(scope, receive, send))
+    return sent
+
+
+def test_a_stalled_body_gets_408_and_nothing_the_app_sends_after() -> None:
+    async def stalled() -> dict[str, Any]:
+        await asyncio.sleep(60)
+        raise AssertionError("the deadline did not stop the read")
+
+    sent = _deadline(0.05, stalled, app_reads=1)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [408]
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == {"detail": "request body not received within 0.05 s"}
+
+
+def test_reads_after_the_body_have_no_deadline() -> None:
+    """A wait for the client to disconnect, once the body is in (as a streamed response does), is not cut."""
+    messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(0.3)  # past the deadline
+        return {"type": "http.disconnect"}
+
+    sent = _deadline(0.05, receive, app_reads=2)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200]
 
 
 # ---- through a real server ----------------------------------------------------------------------

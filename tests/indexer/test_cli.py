@@ -116,6 +116,14 @@ SPEC_CASES = {
     "fvecs with a partial row": (_fvecs_with_a_partial_row, "not a whole number of rows"),
     "newlines in a message": (
         lambda t, s: {**s, "dataset": {"kind": "file", "path": str(t / "two\nlines.npy")}}, "two lines.npy"),
+    "ef_search over the ceiling": (
+        lambda t, s: {**s, "backends": [{"name": "faiss_hnsw", "ef_search": [1_000_000_000]}]},
+        "backends.0.faiss_hnsw.ef_search.0: Input should be less than or equal to 4096, got 1000000000"),
+    "ef_construction over the ceiling": (
+        lambda t, s: {**s, "backends": [{"name": "milvus_lite", "ef_construction": 1_000_000_000}]},
+        "backends.0.milvus_lite.ef_construction: Input should be less than or equal to 4096, got 1000000000"),
+    "an infinite budget": (lambda t, s: {**s, "advise": {"budget_minutes": float("inf")}},
+                           "advise.budget_minutes: Input should be a finite number, got inf"),
 }
 
 

@@ -7,6 +7,7 @@ spec's content key, so an identical spec maps to the same job and is never run t
 from __future__ import annotations
 
 import logging
+import stat
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,7 +30,7 @@ from app.schemas import (
 )
 from indexer.datasets.models import DERIVED_MODELS
 from indexer.engine.admission import admit
-from indexer.engine.spec import DEFAULT_MODEL, ExperimentSpec
+from indexer.engine.spec import DEFAULT_MODEL, ExperimentSpec, clip
 from indexer.report.compare import PublishedRun, compare_runs, published_run
 from indexer.service.store import FINISHED
 from indexer.settings import Settings
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 # embedding models a request may name: the packaged one and those derived from packaged weights
 API_MODELS = frozenset({DEFAULT_MODEL, *DERIVED_MODELS})
 
-router = APIRouter(prefix="/experiments", tags=["experiments"], responses=error_responses(401))
+router = APIRouter(prefix="/experiments", tags=["experiments"], responses=error_responses(401, 503))
 
 # A comparison's work: matched cells x queries x bootstrap resamples, about 1.2e8 draws a second on one core
 # here, so at most about 3.5 s (every example study is below it; `indexer compare` has no limit).
@@ -233,11 +234,25 @@ def get_neighbors(experiment_id: str, name: str, store: StoreDep, settings: Sett
     job = _get_or_404(store, experiment_id)
     folder = report_dir(settings, job) if job.status == "succeeded" else None
     plain = name.endswith(".npy") and "/" not in name and "\\" not in name and not name.startswith(".")
-    path = folder / "neighbors" / name if folder is not None and plain else None
-    if path is None or not path.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"experiment {job.id} has no neighbour file {name!r}")
+    path = _neighbour_file(folder, name) if folder is not None and plain else None
+    if path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"experiment {job.id} has no neighbour file {clip(name)!r}")
     return FileResponse(path, media_type="application/octet-stream", filename=name,
                         headers={"X-Content-Type-Options": "nosniff"})
+
+
+def _neighbour_file(folder: Path, name: str) -> Path | None:
+    """`neighbors/<name>` in the report folder if it is a regular file, not a symbolic link (the engine
+    writes none), that resolves inside the folder; None for anything else, including a name the file
+    system refuses (over 255 bytes: ENAMETOOLONG) or a NUL character (ValueError)."""
+    path = folder / "neighbors" / name
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None
+        resolved = path.resolve(strict=True)
+    except (OSError, ValueError):
+        return None
+    return resolved if resolved.is_relative_to(folder) else None
 
 
 @router.get(
@@ -250,7 +265,7 @@ def compare_experiments(
     other_id: str,
     store: StoreDep,
     settings: SettingsDep,
-    min_recall_drop: Annotated[float, Query(ge=0.0, le=1.0, description=(
+    min_recall_drop: Annotated[float, Query(ge=0.0, le=1.0, allow_inf_nan=False, description=(
         "count a cell as worse only when its mean recall drops by at least this much (and significantly)"))] = 0.0,
 ) -> ComparisonOut:
     """Experiment `other_id` (B) against `experiment_id` (A), as `indexer compare` does: dense cells matched on

@@ -33,7 +33,7 @@ from indexer.settings import Settings
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/indexes", tags=["indexes"], responses=error_responses(401))
+router = APIRouter(prefix="/indexes", tags=["indexes"], responses=error_responses(401, 503))
 
 
 def _unprocessable(message: str) -> HTTPException:
@@ -119,9 +119,7 @@ def _check_texts(texts: list[str], settings: Settings) -> None:
             )
 
 
-def _check_ef(ef: int, k: int, settings: Settings, field: str = "ef") -> None:
-    if ef < k:
-        raise _unprocessable(f"{field}: {ef} is below k={k}; ef must be at least k")
+def _check_ef(ef: int, settings: Settings, field: str = "ef") -> None:
     if ef > settings.max_ef:
         raise _unprocessable(f"{field}: {ef} exceeds the server's max_ef of {settings.max_ef}")
 
@@ -152,12 +150,13 @@ def get_index(index_id: str, store: StoreDep) -> IndexOut:
 
 @router.post("/{index_id}/search", response_model=SearchOut, responses=error_responses(404, 409, 413, 422))
 def search(index_id: str, body: SearchRequest, services: ServicesDep) -> JSONResponse:
-    """k nearest neighbours of each vector (or embedded text), in the dataset's own numbering."""
+    """k nearest neighbours of each vector (or embedded text), in the dataset's own numbering; an ef below
+    k searches with k."""
     settings = services.settings
     index = _load(index_id, services)
     _check_k(body.k, index, settings)
     if body.ef is not None:
-        _check_ef(body.ef, body.k, settings)
+        _check_ef(body.ef, settings)
     field, asked = ("texts", body.texts) if body.texts is not None else ("vectors", body.vectors)
     assert asked is not None  # the model guarantees exactly one
     _check_results(len(asked), body.k, settings, field)
@@ -169,7 +168,7 @@ def search(index_id: str, body: SearchRequest, services: ServicesDep) -> JSONRes
     else:
         assert body.vectors is not None  # the model guarantees exactly one
         queries = _queries(body.vectors, index, settings, "vectors")
-    ids, scores = index.search(queries, body.k, body.ef)
+    ids, scores = index.search(queries, body.k, max(body.ef, body.k) if body.ef is not None else None)
     results = [
         [
             {"id": int(i), "score": _score(s), "title": _clip(index.title(int(i)), settings.max_title_chars)}
@@ -188,14 +187,15 @@ def evaluate(index_id: str, body: EvaluateRequest, services: ServicesDep) -> Eva
     """Recall@k per ef against exact search over the index's own vectors, per query and on average.
 
     Measured as the report measures it: a returned id exactly as near as the k-th true neighbour is a
-    hit, and a reduced index is judged against exact search in the original space.
+    hit, and a reduced index is judged against exact search in the original space. An ef below k is
+    measured, and reported, as k: every backend searches with at least k.
     """
     settings = services.settings
     index = _load(index_id, services)
     _check_k(body.k, index, settings)
-    efs = list(dict.fromkeys(body.ef))  # keep order, drop repeats
-    for pos, ef in enumerate(efs):
-        _check_ef(ef, body.k, settings, field=f"ef[{pos}]")
+    for pos, ef in enumerate(body.ef):
+        _check_ef(ef, settings, field=f"ef[{pos}]")
+    efs = list(dict.fromkeys(max(ef, body.k) for ef in body.ef))  # keep order, drop repeats
     if body.vectors is not None:
         queries, source = _queries(body.vectors, index, settings, "vectors"), "given"
     else:

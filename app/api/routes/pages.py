@@ -10,14 +10,14 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
 
 from app.api.deps import SettingsDep, StoreDep
 from app.api.errors import error_responses
 from app.api.routes.experiments import report_formats
 
-router = APIRouter(tags=["pages"], responses=error_responses(401))
+router = APIRouter(tags=["pages"], responses=error_responses(401, 503))
 
 PAGE_SIZE = 200
 
@@ -49,7 +49,10 @@ def _row(job: Any, formats: Sequence[str]) -> str:
     )
 
 
-@router.get("/", response_class=HTMLResponse, responses={200: {"content": {"text/html": {}}}})
+# response_class=Response, not HTMLResponse: FastAPI documents every response of a route in the route's
+# media type, and the errors are JSON
+@router.get("/", response_class=Response,
+            responses={200: {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}})
 def index_page(store: StoreDep, settings: SettingsDep) -> HTMLResponse:
     """The newest experiments; reports link to GET /experiments/{id}/report."""
     jobs, total = store.list(offset=0, limit=PAGE_SIZE)

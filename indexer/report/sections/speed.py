@@ -84,17 +84,26 @@ def _timing_note(extras: RunExtras | None) -> str:
     return text
 
 
+def _mean_or_dash(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return cells.compact(mean(known)) if known else "-"
+
+
 def _latency_table(res: Results, rows: list[DenseRow]) -> Table | None:
     """Single-query latency percentiles per configuration and ef (one client, one query at a time)."""
     if not rows:
         return None
-    table = Table(["backend", "ef", "p50 ms", "p95 ms", "p99 ms", "qps, 1 client"], [],
-                  caption="One query at a time from one client (means over orderings and seeds)")
+    clients = sorted({r.latency.clients for r in rows if r.latency is not None and r.latency.clients})
+    many = f"qps, {'/'.join(map(str, clients))} clients" if clients else "qps, concurrent clients"
+    table = Table(["backend", "ef", "p50 ms", "p95 ms", "p99 ms", "qps, 1 client", many], [],
+                  caption="One query per call, from one client and from one client per core at once (threads of "
+                          "one process, as the API serves requests); means over orderings and seeds")
     for config in res.configs(rows):
         crows = [r for r in rows if res.config_of(r) == config]
         for ef in sorted({r.ef for r in crows}, key=lambda e: -1 if e is None else e):
             at = [r.latency for r in crows if r.ef == ef and r.latency is not None]
             table.rows.append([res.config_label(config), "exact" if ef is None else str(ef),
                                f"{mean(x.p50_ms for x in at):.3f}", f"{mean(x.p95_ms for x in at):.3f}",
-                               f"{mean(x.p99_ms for x in at):.3f}", cells.compact(mean(x.qps_one_client for x in at))])
+                               f"{mean(x.p99_ms for x in at):.3f}", cells.compact(mean(x.qps_one_client for x in at)),
+                               _mean_or_dash([x.qps_clients for x in at])])
     return table

@@ -96,9 +96,9 @@ def test_cell_keys_keep_their_value(tiny_spec_dict, monkeypatch):
                         lambda backend: {"hnswlib": "0.0.0", "faiss-cpu": "0.0.0", "bm25s": "absent"})
     spec = parse_spec({**tiny_spec_dict, "orderings": ["random", "cluster"]})
     grid = cells(spec)
-    # changed on purpose with ROW_FORMAT 5 (recall from exactly rescored ids): cached rows are not read back
+    # changed on purpose with ROW_FORMAT 6 (QPS of concurrent clients): cached rows are not read back
     got = [grid[0].key(spec), grid[-1].key(spec)]
-    assert got == ["28df9963640eadb7", "c6ef19946337f6d5"], got
+    assert got == ["4c90d5d4f62aceaf", "53c9b150d6bd7df1"], got
 
 
 # ---- orderings: names from the registry in indexer/science/orderings.py ---------------------------------
