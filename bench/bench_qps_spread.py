@@ -5,7 +5,7 @@ worker against two, in one run of this script.
 
 One hnswlib configuration in four orderings (random, lid_asc, lid_desc, category) searched at the same ef
 values. With one worker nothing else runs while a cell times its searches; with two, the other cell is
-building. The cells take the machine's timing lock (indexer/engine/timing.py) so that no timed pass overlaps
+building. The cells take the machine's timing lock (indexer/common/timing.py) so that no timed pass overlaps
 a build: the spread (fastest / slowest ordering at one ef) with two workers should then stay within 1.2x of
 one worker's.
 """

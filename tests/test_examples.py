@@ -197,7 +197,7 @@ def caches(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
 
 @pytest.fixture(scope="module")
 def timing_lock(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A timing lock of this module's own: the machine's (indexer.engine.timing) would make these runs wait
+    """A timing lock of this module's own: the machine's (indexer.common.timing) would make these runs wait
     for every other run's timed searches on the machine, which a smoke test does not measure."""
     return tmp_path_factory.mktemp("timing") / "indexer-timing.lock"
 

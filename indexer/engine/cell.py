@@ -19,9 +19,9 @@ from typing import Any, Literal
 import numpy as np
 
 from indexer.backends import BACKENDS, VectorIndex, make_index
+from indexer.common import timing
 from indexer.common.fileio import sha256_file
 from indexer.datasets import Dataset
-from indexer.engine import timing
 from indexer.engine.diagnostics import CellDiagnostics, cost_at_recall, diagnose
 from indexer.engine.latency import single_query_latency
 from indexer.engine.phases import Phases
@@ -100,10 +100,10 @@ def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: Vector
     key, ds, space = cell_dir.name, s.dataset, space_metric(spec)
     backend = BACKENDS[cell.backend.name]
     label = f"{cell.ordering} {cell.backend.label()} seed={cell.seed}"
-    with phase(f"{label}: build"), timing.shared():
+    with phase(f"{label}: build"), timing.shared() as building:
         t0 = time.perf_counter()
         index.build(s.base, order)
-        build_seconds = time.perf_counter() - t0
+        build_seconds = time.perf_counter() - t0 - building.paused  # not the seconds it let timers run
 
     with phase(f"{label}: search sweep"):
         if backend.capabilities.servable:
@@ -160,9 +160,11 @@ def _build_and_measure(spec: ExperimentSpec, cell: Cell, s: Space, index: Vector
             seed=cell.seed,
             data_hubness=s.data_hubness, labels=ds.labels[s.rows] if ds.labels is not None else None,
             label_names=ds.label_names, lid=s.lid_base, lid_bins=spec.lid_bins)
+        with timing.exclusive():  # the whole sweep's timed phases in one turn (indexer.common.timing)
+            timed = {ef: (timed_passes(functools.partial(index.search, s.queries, spec.k, ef)),
+                          single_query_latency(index, s.queries, spec.k, ef)) for ef in sweep}
         for ef in sweep:
-            (ids, _), seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
-            latency = single_query_latency(index, s.queries, spec.k, ef)
+            ((ids, _), seconds), latency = timed[ef]
             answers = judged(ids)
             per_query = answers.recall
             within = judge_answers(ids, base=s.base, queries=s.queries, truth_ids=s.within_ids,
@@ -241,7 +243,7 @@ def timed_passes(search: Callable[[], Any], passes: int = TIMED_PASSES) -> tuple
 
     The first search of a cell pays for paging in the graph and starting thread pools: callers warm
     up before timing. The passes hold the machine's timing lock, so no other cell of any run on this
-    machine times or builds meanwhile (indexer.engine.timing); rows give the median and every pass.
+    machine times or builds meanwhile (indexer.common.timing); rows give the median and every pass.
     """
     times = []
     result = None

@@ -6,7 +6,7 @@ latency percentiles of one client sending one query at a time, and the QPS of `c
 clients doing the same. Clients are threads of this process, as the API's request handlers are, so a
 backend that holds the GIL or a lock while it searches shows it here (VectorDBBench uses processes; a
 library that releases the GIL scales the same either way). Every pass holds the machine's timing lock
-exclusively (indexer.engine.timing), so no other cell builds or times meanwhile.
+exclusively (indexer.common.timing), so no other cell builds or times meanwhile.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from indexer.backends import VectorIndex
-from indexer.engine import timing
+from indexer.common import timing
 from indexer.engine.results import Latency
 
 LATENCY_QUERIES = 200  # searched one at a time per ef, by one client and by every client (a bound on time)

@@ -459,7 +459,7 @@ class Provenance(ResultModel):
     libraries: dict[str, str]  # distribution -> version (numpy, scipy, faiss-cpu, hnswlib)
     cpu: str
     executor: str  # inprocess, local, ray
-    cells_at_once: int  # builds overlap up to this many; timed searches never overlap (indexer.engine.timing)
+    cells_at_once: int  # builds overlap up to this many; timed searches never overlap (indexer.common.timing)
     threads_per_cell: int
 
 

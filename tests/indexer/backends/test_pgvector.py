@@ -86,7 +86,9 @@ def test_points_are_linked_in_the_insertion_order() -> None:
         index.close()
     found = ids[:, 0] == order
     first, last = found[: len(order) // 5].mean(), found[-len(order) // 5 :].mean()
-    assert last > first + 0.2, (first, last)
+    # pgvector draws levels from an unseeded random(): typically 0.06 against 0.3, once 0.06 against 0.25 under
+    # load; with no order effect the two would be equal
+    assert last > first + 0.1 and last > 2 * first, (first, last)
 
 
 def test_pgvector_limits_are_checked_before_any_server_starts() -> None:
