@@ -10,7 +10,8 @@ import numpy as np
 
 from indexer.common import timing
 
-BUILD_CHUNK = 16_384  # rows of `vectors[order]` a build gathers at once: 8 MiB at 128 float32 dimensions, 48 at 768
+BUILD_CHUNK = 4_096  # rows of `vectors[order]` a build gathers at once: 2 MiB at 128 float32 dimensions, 12 at 768;
+# between two, a build steps aside for a cell timing its searches (indexer.common.timing)
 
 
 class VectorIndex(Protocol):
