@@ -8,7 +8,7 @@ in one message; FastAPI reads the whole body into memory before parsing anyway.
 uvicorn (0.55, with httptools or h11) times out only idle keep-alive connections, between requests: a
 client that sends headers and part of a body, then stalls, holds its connection and its task for ever.
 BodyDeadline answers such a request 408 and closes the connection. A client that stalls inside its
-headers never reaches the app; `max_connections` bounds how many such connections there can be.
+headers never reaches the app: in `indexer serve`, app/http_protocol.py answers it 408 and closes it.
 """
 
 from __future__ import annotations

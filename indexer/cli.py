@@ -22,7 +22,8 @@ import typer
 from typer.core import TyperGroup
 
 from indexer.common.errors import UserError
-from indexer.engine.admission import admit
+from indexer.engine.admission import admit, describe_estimate
+from indexer.engine.executors import cores
 from indexer.engine.results import Candidate
 from indexer.engine.spec import ExperimentSpec, SpecError, load_spec, parse_spec
 from indexer.settings import get_settings
@@ -134,19 +135,21 @@ Workers = Annotated[int | None, typer.Option(
     "--workers", min=1, help="cells at once (each gets cores/N threads); default INDEXER_WORKERS, else every core")]
 Fresh = Annotated[bool, typer.Option(
     "--fresh", help="rerun every cell; cached inputs (embeddings, ground truth, LID) are kept")]
+DryRun = Annotated[bool, typer.Option(
+    "--dry-run", help="validate and admit the spec, print its estimated size and work, and run nothing")]
 
 
 @app.command()
 def run(spec_path: SpecPath, out: Out, cache_dir: CacheDir = None, quiet: Quiet = False, debug: Debug = False,
         no_limits: NoLimits = False,
         save_indexes: Annotated[bool, typer.Option(
-            "--save-indexes", help="copy each built index into OUT/indexes/ and name it in its rows")] = False,
-        executor: ExecutorOption = None, workers: Workers = None, fresh: Fresh = False,
+            "--save-indexes", help="hard-link (or copy) each built index into OUT/indexes/ and name it in its rows")] = False,
+        executor: ExecutorOption = None, workers: Workers = None, fresh: Fresh = False, dry_run: DryRun = False,
         ) -> None:
     """Run an experiment and write report.{json,csv,md,html} to OUT."""
     result = _run_spec(lambda: load_spec(spec_path), out, cache_dir, quiet=quiet, debug=debug, no_limits=no_limits,
-                       save_indexes=save_indexes, executor=executor, workers=workers, fresh=fresh)
-    if not quiet:
+                       save_indexes=save_indexes, executor=executor, workers=workers, fresh=fresh, dry_run=dry_run)
+    if result is not None and not quiet:
         typer.echo(f"report: {out / 'report.html'} ({len(result.rows)} rows, key {result.spec.key()})")
 
 
@@ -161,7 +164,7 @@ def advise(
         callback=_finite,
         help="stop building new configurations after this long (cheapest first) and advise over those built")] = None,
     cache_dir: CacheDir = None, quiet: Quiet = False, debug: Debug = False, no_limits: NoLimits = False,
-    executor: ExecutorOption = None, workers: Workers = None, fresh: Fresh = False,
+    executor: ExecutorOption = None, workers: Workers = None, fresh: Fresh = False, dry_run: DryRun = False,
 ) -> None:
     """Build every HNSW backend of SPEC over a grid of M x ef_construction (and its orderings), and print the
     cheapest configuration reaching TARGET_RECALL by query time, build time and memory (the ef is chosen on
@@ -176,7 +179,9 @@ def advise(
         return parse_spec(data)
 
     result = _run_spec(spec_with_advice, out, cache_dir, quiet=quiet, debug=debug, no_limits=no_limits,
-                       executor=executor, workers=workers, fresh=fresh)
+                       executor=executor, workers=workers, fresh=fresh, dry_run=dry_run)
+    if result is None:
+        return
     advice = result.extras.advice
     assert advice is not None
     typer.echo(f"tried {advice.tried} configurations; {advice.reached} reach recall {advice.target_recall:g}"
@@ -207,9 +212,9 @@ def _describe(pick: Candidate | None) -> str:
 
 def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Path | None, *, quiet: bool,
               debug: bool, no_limits: bool, save_indexes: bool = False, executor: str | None = None,
-              workers: int | None = None, fresh: bool = False) -> RunResult:
+              workers: int | None = None, fresh: bool = False, dry_run: bool = False) -> RunResult | None:
     """The one path of `run` and `advise`: read and admit the spec, run it with a progress bar, write the
-    report; every user error ends on one line."""
+    report; every user error ends on one line. A dry run stops after admission, printing the estimate."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from indexer.engine.runner import run_and_report
@@ -218,7 +223,10 @@ def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Pat
     with _one_line_errors(debug):
         spec = read_spec()
         settings = get_settings()
-        admit(spec, None if no_limits else settings.limits())  # before any work: one line naming the limit
+        est = admit(spec, None if no_limits else settings.limits())  # before any work: one line naming the limit
+        if dry_run:
+            typer.echo(describe_estimate(est, cores()))
+            return None
         cache = cache_dir or settings.cache_dir
         cells_on = settings.executor_config(executor, workers)
         with Progress(
@@ -315,8 +323,11 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # one process: scale with replicas; searches run concurrently in the server's thread pool.
-    # Keep-alive timeout and connection limit (INDEXER_KEEP_ALIVE_SECONDS, INDEXER_MAX_CONNECTIONS)
-    uvicorn.run("app.main:app", host=host, port=port, log_level="info", **ServerLimits().uvicorn_options())
+    # Keep-alive timeout and connection limit (INDEXER_KEEP_ALIVE_SECONDS, INDEXER_MAX_CONNECTIONS); the
+    # protocol bounds each request head in time and size (INDEXER_HEADER_TIMEOUT_SECONDS) and answers 503 in
+    # JSON. Both named as strings: the engine never imports app
+    uvicorn.run("app.main:app", host=host, port=port, log_level="info", http="app.http_protocol:HttpProtocol",
+                **ServerLimits().uvicorn_options())
 
 
 def main() -> None:  # pragma: no cover

@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexer.backends.declaration import MAX_EF
@@ -46,10 +47,13 @@ class Settings(BaseSettings):
     max_queries: int = Limits.max_queries
     max_clusters: int = Limits.max_clusters
     max_embedded_texts: int = Limits.max_embedded_texts
+    max_work: float = Field(default=Limits.max_work, gt=0, allow_inf_nan=False)  # estimated core-hours
+    max_index_bytes: int = Limits.max_index_bytes
 
     def limits(self) -> Limits:
         return Limits(max_cells=self.max_cells, max_base_bytes=self.max_base_bytes, max_queries=self.max_queries,
-                      max_clusters=self.max_clusters, max_embedded_texts=self.max_embedded_texts)
+                      max_clusters=self.max_clusters, max_embedded_texts=self.max_embedded_texts,
+                      max_work=self.max_work, max_index_bytes=self.max_index_bytes)
 
     def executor_config(self, executor: str | None = None, workers: int | None = None) -> ExecutorConfig:
         """The executor a run uses: the command line's choice over these settings."""
@@ -76,11 +80,14 @@ class ServerLimits(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INDEXER_", extra="ignore")
 
     # 30 s lets the largest body (max_body_bytes, 8 MiB) arrive at 2.3 Mbit/s
-    body_timeout_seconds: float = 30.0  # from a request's headers to the last byte of its body; 408 after
-    keep_alive_seconds: int = 5  # an idle connection between requests is closed after this
-    # concurrent connections and requests; past it uvicorn answers 503. Each may buffer a body of up
-    # to max_body_bytes, so 100 bound the buffered bodies to 800 MiB by default
-    max_connections: int = 100
+    body_timeout_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)  # from a request's headers to the last byte of its body; 408 after
+    # from a connection's opening, or a request's first byte, to the end of its headers; 408 and closed after
+    # (a connection that sent nothing is closed without an answer). In `indexer serve` (app/http_protocol.py)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    keep_alive_seconds: int = Field(default=5, ge=1)  # an idle connection between requests is closed after this
+    # concurrent connections and requests; past it the server answers 503 (JSON, with Retry-After). Each may
+    # buffer a body of up to max_body_bytes, so 100 bound the buffered bodies to 800 MiB by default
+    max_connections: int = Field(default=100, ge=1)
 
     def uvicorn_options(self) -> dict[str, Any]:
         """The keyword arguments of `uvicorn.run` that apply these limits."""

@@ -93,11 +93,15 @@ def _user_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail})
 
 
+STORE_RETRY_AFTER_SECONDS = 5  # a store restart or a busy SQLite lock usually clears within seconds
+
+
 def _store_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
     # the driver's message names the database host: logged, never sent
     log.warning("%s %s: store unavailable: %s", request.method, request.url.path, clip(str(exc).split("\n", 1)[0]))
     return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-                        content={"detail": "the store is unreachable or busy: retry later"})
+                        content={"detail": "the store is unreachable or busy: retry later"},
+                        headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
 
 
 async def _unparsable_body_handler(request: Request, exc: Exception) -> Response:

@@ -24,7 +24,6 @@ the scratch directory; they are not one file, so the backend is not servable.
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from typing import Any
 
@@ -34,6 +33,7 @@ from pydantic import Field
 from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.backends.scratch import KeptBySystem, release
+from indexer.common.fileio import scratch_dir
 
 LIBRARY = Library(distribution="chromadb", module="chromadb", extra="chroma")
 DEFAULT_EF = 100  # ef_search: populate_create_hnsw_defaults (collection_configuration.py:448), chromadb 1.5.9
@@ -72,7 +72,7 @@ class ChromaIndex(KeptBySystem):
 
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
         self.close()
-        self._dir = tempfile.mkdtemp(prefix="indexer-chroma-")
+        self._dir = str(scratch_dir("indexer-chroma-"))
         self._open()
         hnsw = {"space": self.metric, "max_neighbors": self.M, "ef_construction": self.ef_construction,
                 "ef_search": DEFAULT_EF}
@@ -126,6 +126,6 @@ class ChromaIndex(KeptBySystem):
 
 
 BACKEND = Backend(name="chroma", params=ChromaParams, ef_search=(DEFAULT_EF,), index=ChromaIndex,
-                  library=LIBRARY,
+                  build_cost=1.8, library=LIBRARY,
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=False,
                                             deterministic=False, graph=False, seeded=False, servable=False))

@@ -116,6 +116,9 @@ class Backend:
     index: Callable[..., VectorIndex]
     library: Library
     max_ef: int = MAX_EF  # the largest ef_search value: the shared ceiling, or the library's own when lower
+    # seconds to build, relative to hnswlib's at the same n, dims, M and ef_construction (admission's cost model,
+    # indexer.engine.work; measured by bench/bench_work.py): a database's inserts, server and files cost more
+    build_cost: float = 1.0
 
 
 class BackendEntry(Strict):

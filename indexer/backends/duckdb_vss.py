@@ -166,6 +166,6 @@ class DuckdbVssIndex:
 
 
 BACKEND = Backend(name="duckdb_vss", params=DuckdbVssParams, ef_search=(DEFAULT_EF,), index=DuckdbVssIndex,
-                  library=LIBRARY, capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
+                  library=LIBRARY, build_cost=2.8, capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
                                                              deterministic=True, graph=False, seeded=False,
                                                              servable=False))

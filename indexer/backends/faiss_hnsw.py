@@ -97,5 +97,6 @@ class FaissHnswIndex(FaissOrderedIndex):
 
 
 BACKEND = Backend(name="faiss_hnsw", params=FaissHnswParams, ef_search=(16,), index=FaissHnswIndex, library=FAISS,
+                  build_cost=1.2,
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
                                             deterministic=True, graph=True, seeded=True))

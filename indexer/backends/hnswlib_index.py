@@ -8,7 +8,7 @@ on first use: the spec imports this file for its declaration alone.
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +19,7 @@ from pydantic import Field
 from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.backends.shared_setting import SharedSetting
+from indexer.common.fileio import scratch_dir
 
 if TYPE_CHECKING:
     import hnswlib
@@ -118,10 +119,13 @@ class HnswlibIndex:
         from indexer.backends.hnswlib_graph import read_graph_file
 
         assert self._index is not None
-        with tempfile.TemporaryDirectory(prefix="hnswlib-graph-") as tmp:  # mode 0700: private
-            path = Path(tmp) / "index.bin"
+        tmp = scratch_dir("hnswlib-graph-")  # private, and swept after a kill -9 (indexer.common.fileio)
+        try:
+            path = tmp / "index.bin"
             self._index.save_index(str(path))
             return read_graph_file(path, self.metric)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def nbytes(self) -> int:
         assert self._index is not None

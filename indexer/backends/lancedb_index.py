@@ -39,7 +39,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +50,7 @@ from pydantic import Field, model_validator
 from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.common.errors import UserError
+from indexer.common.fileio import scratch_dir
 
 DEFAULT_EF = 15  # lance's ef for k=10 when none is given: k + k / 2 (HnswQueryParams, lance-index 13.0.0)
 LIBRARY = Library(distribution="lancedb", module="lancedb", extra="lancedb")
@@ -134,7 +134,7 @@ class LancedbIndex:
         with _one_rayon_thread() as lancedb:
             from lancedb.index import HnswFlat, HnswSq
 
-            self._dir = tempfile.mkdtemp(prefix="indexer-lancedb-")  # after the check: a refusal leaves nothing
+            self._dir = str(scratch_dir("indexer-lancedb-"))  # after the check: a refusal leaves nothing
             config = HnswSq if self.index_type == "IVF_HNSW_SQ" else HnswFlat
             table = lancedb.connect(self._dir).create_table("t", rows)
             table.create_index("vector", config=config(
@@ -209,6 +209,6 @@ def _exact_and_sorted(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray,
 
 
 BACKEND = Backend(name="lancedb", params=LancedbParams, ef_search=(DEFAULT_EF,), index=LancedbIndex,
-                  library=LIBRARY, capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
+                  library=LIBRARY, build_cost=1.4, capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
                                                              deterministic=True, graph=False, seeded=False,
                                                              servable=False))

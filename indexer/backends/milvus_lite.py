@@ -27,7 +27,6 @@ close(); it is not one file, so the backend is not servable.
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from pydantic import Field
 from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.backends.scratch import KeptBySystem, release
+from indexer.common.fileio import scratch_dir
 
 LIBRARY = Library(distribution="milvus-lite", module="milvus_lite", extra="milvus-lite")
 DEFAULT_EF = 64  # FaissHnswIndex.search: params.get("ef", 64) (milvus_lite/index/faiss_hnsw.py:170)
@@ -85,7 +85,7 @@ class MilvusLiteIndex(KeptBySystem):
         from milvus_lite import CollectionSchema, DataType, FieldSchema, MilvusLite
 
         self.close()
-        self._dir = tempfile.mkdtemp(prefix="indexer-milvus_lite-")
+        self._dir = str(scratch_dir("indexer-milvus_lite-"))
         self._db = MilvusLite(self._dir)
         schema = CollectionSchema(fields=[
             FieldSchema(name=PK, dtype=DataType.INT64, is_primary=True),
@@ -140,6 +140,6 @@ class MilvusLiteIndex(KeptBySystem):
 
 
 BACKEND = Backend(name="milvus_lite", params=MilvusLiteParams, ef_search=(DEFAULT_EF,), index=MilvusLiteIndex,
-                  library=LIBRARY,
+                  build_cost=1.3, library=LIBRARY,
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=False,
                                             deterministic=True, graph=False, seeded=False, servable=False))

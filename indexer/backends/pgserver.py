@@ -6,27 +6,31 @@ scratch directory made for this server alone that holds the data directory and t
 port is opened: listen_addresses is empty). postgres refuses to run as root, so as root both run as the
 existing `nobody` user; as anyone else, as ourselves.
 
-The postmaster is our child and gets SIGKILL when the thread that started it dies (PR_SET_PDEATHSIG, set
-after the uid change, which would clear it; its backends exit when it does). `stop()` asks for a fast
+The postmaster is our child and gets SIGQUIT when the thread that started it dies (PR_SET_PDEATHSIG, set
+after the uid change, which would clear it): an immediate shutdown, which stops its backends and removes its
+System V shared-memory segment (a SIGKILL would leave the segment behind until reboot, one per kill -9 of
+ours). The scratch directory is named after us (indexer.common.fileio.scratch_dir), so the next run sweeps
+it, stopping a postmaster that somehow outlived us. `stop()` asks for a fast
 shutdown (SIGINT), waits, kills if it must, and removes the scratch directory. Durability is off (fsync,
 full_page_writes, WAL minimal): the data lives exactly as long as the server.
 """
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import os
 import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
+import sys
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from indexer.common.fileio import scratch_dir
 
 PORT = 5432  # names the socket file only; the socket lives in a directory of our own
 USER = "postgres"  # the database superuser initdb creates
@@ -62,22 +66,31 @@ def _run_as() -> tuple[int, int] | None:
     return nobody.pw_uid, nobody.pw_gid
 
 
-def _child_setup(ids: tuple[int, int] | None, parent: int) -> Callable[[], None]:
-    """What the child runs between fork and exec: drop to `ids`, then die with the parent."""
+# Between fork and exec, the child of a process with threads (lancedb's runtime, BLAS pools, ...) may run
+# only async-signal-safe code: a preexec_fn runs Python there, and with it every os.register_at_fork hook
+# (lancedb's restarts its event loop in the child and warns of deadlocks). So subprocess forks (vfork)
+# with nothing to run, and this fresh single-threaded interpreter drops to `ids` and asks for the parent-death
+# signal (after the uid change, which clears it, and inherited by exec) before it becomes the program.
+# The uid change happens here rather than by Popen's user=: as `nobody` our interpreter may be unreachable.
+_EXEC_AS = f"""\
+import ctypes, os, signal, sys
+parent, uid, gid, program = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if uid >= 0:
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+if ctypes.CDLL(None, use_errno=True).prctl({PR_SET_PDEATHSIG}, signal.SIGQUIT, 0, 0, 0) != 0:
+    sys.exit(1)
+if os.getppid() != parent:  # the parent died before prctl: nobody would ever stop us
+    sys.exit(1)
+os.execv(program, sys.argv[4:])
+"""
 
-    def setup() -> None:
-        if ids is not None:
-            os.setgroups([])
-            os.setgid(ids[1])
-            os.setuid(ids[0])
-        # after the uid change: changing credentials clears the parent-death signal
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            os._exit(1)
-        if os.getppid() != parent:  # the parent died before prctl: nobody would ever stop us
-            os._exit(1)
 
-    return setup
+def _exec_as(ids: tuple[int, int] | None, parent: int) -> list[str]:
+    """The command prefix that runs a program as `ids` (None: ourselves), dying with the thread that started it."""
+    uid, gid = ids if ids is not None else (-1, -1)
+    return [sys.executable, "-I", "-S", "-c", _EXEC_AS, str(parent), str(uid), str(gid)]
 
 
 def _stop(process: subprocess.Popen[bytes], scratch: str, timeout: float = 15.0) -> None:
@@ -99,7 +112,7 @@ class PgServer:
 
     def __init__(self, settings: Mapping[str, str] | None = None, *, prefix: str = "indexer-pgserver-",
                  start_timeout: float = 60.0) -> None:
-        self.dir = tempfile.mkdtemp(prefix=prefix)
+        self.dir = str(scratch_dir(prefix))
         self._finalizer: Any = None
         try:
             self._start({**SETTINGS, **(settings or {})}, start_timeout)
@@ -115,18 +128,16 @@ class PgServer:
             os.chown(self.dir, *ids)
         data = os.path.join(self.dir, "data")
         log_path = os.path.join(self.dir, "server.log")
-        setup = _child_setup(ids, os.getpid())
+        run_as = _exec_as(ids, os.getpid())
         with open(log_path, "ab") as log:
             initdb = [str(bin_dir() / "initdb"), "-D", data, "-U", USER, "--auth=trust", "--encoding=UTF8",
                       "--no-locale", "--no-sync", "--no-instructions"]
-            subprocess.run(initdb, stdout=log, stderr=subprocess.STDOUT, check=True, preexec_fn=setup,
-                           cwd=self.dir)
+            subprocess.run([*run_as, *initdb], stdout=log, stderr=subprocess.STDOUT, check=True, cwd=self.dir)
             args = [str(bin_dir() / "postgres"), "-D", data, "-k", self.dir, "-p", str(PORT)]
             for key, value in settings.items():
                 args += ["-c", f"{key}={value}"]
             self.process: subprocess.Popen[bytes] = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=setup,
-                cwd=self.dir)
+                [*run_as, *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir)
         self._finalizer = weakref.finalize(self, _stop, self.process, self.dir)
         self._wait_ready(start_timeout)
 

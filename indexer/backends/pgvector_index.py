@@ -186,6 +186,6 @@ class PgvectorIndex:
 
 
 BACKEND = Backend(name="pgvector", params=PgvectorParams, ef_search=(DEFAULT_EF,), index=PgvectorIndex,
-                  library=LIBRARY, max_ef=MAX_EF, capabilities=Capabilities(
+                  build_cost=3.0, library=LIBRARY, max_ef=MAX_EF, capabilities=Capabilities(
                       spaces=frozenset({"ip", "l2"}), order_controlled=True, deterministic=False, graph=False,
                       seeded=False, servable=False))

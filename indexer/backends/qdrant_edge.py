@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +37,7 @@ from pydantic import Field
 
 from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+from indexer.common.fileio import scratch_dir
 
 DEFAULT_EF = 100  # = ef_construct's default: HnswGraphConfig.ef starts at ef_construct (config.rs:49)
 BATCH = 4096  # points per upsert: only bounds the Python lists alive at once, the ids fix the link order
@@ -85,7 +85,7 @@ class QdrantEdgeIndex:
         import qdrant_edge as qe
 
         self.close()
-        self._dir = tempfile.mkdtemp(prefix="indexer-qdrant_edge-")
+        self._dir = str(scratch_dir("indexer-qdrant_edge-"))
         shard = qe.EdgeShard.create(os.path.join(self._dir, "shard"), self._config())
         self._shard = shard
         start = 0  # point id = insertion position
@@ -138,6 +138,6 @@ class QdrantEdgeIndex:
 
 
 BACKEND = Backend(name="qdrant_edge", params=QdrantEdgeParams, ef_search=(DEFAULT_EF,), index=QdrantEdgeIndex,
-                  library=LIBRARY, capabilities=Capabilities(
+                  build_cost=2.0, library=LIBRARY, capabilities=Capabilities(
                       spaces=frozenset({"ip", "l2"}), order_controlled=True, deterministic=False, graph=False,
                       seeded=False, servable=False))

@@ -114,6 +114,6 @@ class UsearchIndex:
 
 
 BACKEND = Backend(name="usearch", params=UsearchParams, ef_search=(DEFAULT_EF,), index=UsearchIndex,
-                  library=LIBRARY,
+                  build_cost=0.8, library=LIBRARY,
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
                                             deterministic=True, graph=False, seeded=False))

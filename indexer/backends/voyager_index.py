@@ -133,6 +133,6 @@ class VoyagerIndex:
 
 
 BACKEND = Backend(name="voyager", params=VoyagerParams, ef_search=(DEFAULT_EF,), index=VoyagerIndex,
-                  library=LIBRARY,
+                  build_cost=1.2, library=LIBRARY,
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
                                             deterministic=True, graph=False, seeded=True))

@@ -1,4 +1,5 @@
-"""Files that are either complete or absent: every artifact the engine writes goes through here."""
+"""Files that are either complete or absent: every artifact the engine writes goes through here, and so do
+the scratch directories in TMPDIR; both carry their owner, so what a killed process left is swept."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -61,9 +66,10 @@ def staging_path(final: Path, kind: str = "tmp") -> Path:
     return path
 
 
-def _owner_gone(match: re.Match[str]) -> bool | None:
-    """True when the owner was a process on this host that has exited; None when it was elsewhere."""
-    if match["host"] != _host():
+def _owner_gone(match: re.Match[str], host: str | None = None) -> bool | None:
+    """True when the owner was a process on this host (`host`: as the name spells it) that has exited;
+    None when it was elsewhere."""
+    if match["host"] != (host or _host()):
         return None
     started = _start_time(int(match["pid"]))
     return started is None or started != int(match["start"])
@@ -111,6 +117,126 @@ def _remove_mine() -> None:
     for path, pid in list(_mine.items()):
         if pid == os.getpid() and (path.exists() or path.is_symlink()):  # a forked child keeps its parent's
             _remove(path)
+
+
+# Scratch directories in TMPDIR (a deployed system's files, a Ray session, a Ray task's cell) carry their
+# owner the same way: `{prefix}{host}~{pid}~{start}~{random}` (prefix: `indexer-chroma-`, ...), the host as
+# 8 hex digits of its name's hash so that a Ray session's unix sockets still fit in 107 bytes below it.
+# Their users remove them; `sweep_scratch` removes those whose owner was killed, and first stops what still
+# runs in them (a postmaster, Ray's agents).
+_SCRATCH = re.compile(r"^[A-Za-z0-9_.-]+-(?P<host>[0-9a-f]{8})~(?P<pid>\d+)~(?P<start>\d+)~[0-9a-f]{6}$")
+STOP_GRACE_SECONDS = 1.0  # SIGTERM, then this long, then SIGKILL
+# the watcher: waits for EOF on stdin (its owner closed the pipe or died), then removes the directory
+_WATCH = ("import sys; sys.path.insert(0, sys.argv[2]); "
+          "from indexer.common.fileio import _remove_at_eof; _remove_at_eof(sys.argv[1])")
+
+
+@functools.cache
+def _host_tag() -> str:
+    return hashlib.sha256(_host().encode()).hexdigest()[:8]
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new private directory in TMPDIR named `prefix` (ending in `-`, as for mkdtemp) and this process, so
+    that a kill -9 of this process leaves nothing that `sweep_scratch` cannot tell is orphaned."""
+    assert prefix.endswith("-"), prefix
+    pid = os.getpid()
+    owner = f"{prefix}{_host_tag()}~{pid}~{_start_time(pid) or 0}~"
+    while True:
+        path = Path(tempfile.gettempdir()) / f"{owner}{uuid.uuid4().hex[:6]}"
+        try:
+            path.mkdir(mode=0o700)
+            return path
+        except FileExistsError:
+            continue
+
+
+def sweep_scratch(root: Path | None = None) -> int:
+    """Remove the scratch directories in `root` (TMPDIR) whose owner on this host is gone, with whatever still
+    runs in them; returns how many. A live owner's directory is never touched, nor another host's, nor any
+    when /proc cannot tell owners apart. As root, directories a server left as `nobody` go too."""
+    root = Path(root) if root is not None else Path(tempfile.gettempdir())
+    if _start_time(os.getpid()) is None:
+        return 0
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return 0
+    removed = 0
+    for path in entries:
+        owned = _SCRATCH.match(path.name)
+        if owned and _owner_gone(owned, _host_tag()) and path.is_dir() and not path.is_symlink():
+            remove_scratch(path)
+            removed += not path.exists()  # another user's, when we are not root, stays
+    return removed
+
+
+def remove_scratch(path: Path) -> None:
+    """Stop the processes that still work in `path` (their owner is gone or done with them), then remove it."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return
+    real = os.path.realpath(path)
+    for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGKILL):
+        pids = _working_in(real)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while any(_running(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _working_in(directory: str) -> list[int]:
+    """The processes (ours, and anyone's as root) whose working directory or an open file is inside
+    `directory`: a server's log and data files, a Ray process's logs and sockets."""
+    inside = directory.rstrip(os.sep) + os.sep
+    found = []
+    for pid in _pids():
+        links = []
+        with contextlib.suppress(OSError):
+            links.append(os.readlink(f"/proc/{pid}/cwd"))
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        if any(link == directory or link.startswith(inside) for link in links):
+            found.append(pid)
+    return found
+
+
+def _pids() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) != os.getpid()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie has stopped: it only waits for its parent to read its status)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+def watch_scratch(path: Path) -> subprocess.Popen[bytes]:
+    """A small process that removes `path` (stopping what works in it) once this process closes the returned
+    process's stdin or dies, kill -9 included: the kernel closes the pipe either way. In a session of its
+    own, so a Ctrl-C or a signal to our process group does not stop it first."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    return subprocess.Popen([sys.executable, "-c", _WATCH, str(path), package_root], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _remove_at_eof(path: str) -> None:
+    while sys.stdin.buffer.read(1 << 16):
+        pass
+    remove_scratch(Path(path))
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:

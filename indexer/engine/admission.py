@@ -9,10 +9,12 @@ always applies them; the CLI applies them unless told to lift them (`indexer run
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from indexer.common.errors import UserError
+from indexer.engine.executors import cores
 from indexer.engine.spec import DEFAULT_MODEL, ExperimentSpec, cells
+from indexer.engine.work import Work, work
 
 # Corpus sizes the packages ship (counted once; loading them to count would cost what we guard against)
 GLOVE_VECTORS, GLOVE_DIM = 400_000, 50
@@ -31,6 +33,12 @@ class Limits:
     max_queries: int = 100_000
     max_clusters: int = 10_000
     max_embedded_texts: int = 500_000  # documents and queries x models; about 25 min at 330 texts/s
+    # the estimated total work (indexer.engine.work) in core-hours: 4 hours on 2 cores; the largest README
+    # example estimates 0.34
+    max_work: float = 8.0
+    # one cell's vectors and graph links, as built: each worker holds one, so with 2 workers and the largest base
+    # the peak is about 2 x 6 + 2 x 2 GiB (indexer.engine.work.Work.peak_bytes), inside 24 GiB
+    max_index_bytes: int = 6 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class Estimate:
     dim: int | None  # the native dimension (the largest, over models)
     queries: int | None
     embedded_texts: int
+    work: Work | None = None  # None where a size depends on a user's file
 
     @property
     def base_bytes(self) -> int | None:
@@ -55,17 +64,25 @@ def estimate(spec: ExperimentSpec) -> Estimate:
     grid = max(len(cells(spec)), 1)
     if data.kind == "synthetic":
         subspaces = len(data.intrinsic_dims)
-        return Estimate(grid, subspaces * data.points_per_subspace, data.ambient_dim,
-                        subspaces * data.queries_per_subspace, 0)
-    if data.kind == "glove":
-        return Estimate(grid, data.n, GLOVE_DIM, data.queries, 0)
-    if data.kind == "text":
+        est = Estimate(grid, subspaces * data.points_per_subspace, data.ambient_dim,
+                       subspaces * data.queries_per_subspace, 0)
+    elif data.kind == "glove":
+        est = Estimate(grid, data.n, GLOVE_DIM, data.queries, 0)
+    elif data.kind == "text":
         total = CORPUS_DOCUMENTS[data.corpus]
         base = min(total, data.limit) if data.limit is not None else total
         dims = [MODEL_DIMS.get(m) for m in data.models]
         dim = None if None in dims else max(d for d in dims if d is not None)
-        return Estimate(grid, base, dim, data.queries, (base + data.queries) * len(data.models))
-    return Estimate(grid, None, None, None, 0)  # file and beir: sized when loaded
+        est = Estimate(grid, base, dim, data.queries, (base + data.queries) * len(data.models))
+    else:
+        return Estimate(grid, None, None, None, 0)  # file and beir: sized when loaded
+    models = spec.models()
+    native: dict[str | None, int | None] = (
+        {m: MODEL_DIMS.get(m or "", est.dim) for m in models} if data.kind == "text" else {None: est.dim})
+    known = {m: d for m, d in native.items() if d is not None}
+    if len(known) < len(native):
+        return est  # a local model directory: its dimension is known once it is loaded
+    return replace(est, work=work(spec, est.base_vectors, known, est.queries, est.embedded_texts))
 
 
 def _bytes(n: int) -> str:
@@ -94,6 +111,14 @@ def problems(spec: ExperimentSpec, limits: Limits) -> list[str]:
     if est.embedded_texts > limits.max_embedded_texts:
         found.append(f"max_embedded_texts: {est.embedded_texts:,} texts to embed (documents and queries x "
                      f"models), over the limit of {limits.max_embedded_texts:,}")
+    if est.work is not None:
+        hours = est.work.core_seconds / 3600
+        if hours > limits.max_work:
+            found.append(f"max_work: the spec's estimated work is {est.work.describe(cores())}, over the limit of "
+                         f"{limits.max_work:,} core-hours")
+        if est.work.largest_index_bytes > limits.max_index_bytes:
+            found.append(f"max_index_bytes: its largest index (vectors and graph links) is estimated at "
+                         f"{_bytes(est.work.largest_index_bytes)}, over the limit of {_bytes(limits.max_index_bytes)}")
     found.extend(_fit_problems(spec, est))
     return found
 
@@ -115,6 +140,21 @@ def _fit_problems(spec: ExperimentSpec, est: Estimate) -> list[str]:
         if "cluster" in spec.orderings and spec.clusters > smallest:
             found.append(f"clusters: {spec.clusters:,} exceeds the smallest index's {smallest:,} vectors")
     return found
+
+
+def describe_estimate(est: Estimate, cores: int) -> str:
+    """What a dry run prints: the grid, the data and the estimated work, one fact per line."""
+    lines = [f"cells: {est.cells:,} indexes to build"]
+    if est.base_vectors is not None:
+        lines.append(f"base: {est.base_vectors:,} vectors x {est.dim} dims"
+                     + (f" ({_bytes(est.base_bytes)} as float32)" if est.base_bytes is not None else ""))
+    if est.queries is not None:
+        lines.append(f"queries: {est.queries:,}")
+    if est.embedded_texts:
+        lines.append(f"texts to embed: {est.embedded_texts:,}")
+    lines.append(f"work: {est.work.describe(cores)}" if est.work is not None
+                 else "work: not estimated (the dataset's size is known once its file is read)")
+    return "\n".join(lines)
 
 
 def admit(spec: ExperimentSpec, limits: Limits | None) -> Estimate:

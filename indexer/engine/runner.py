@@ -25,7 +25,14 @@ import numpy as np
 
 from indexer.backends import BACKENDS
 from indexer.common.errors import DataError, UserError
-from indexer.common.fileio import atomic_save_npy, sha256_file, staged_dir, staging_path, sweep_orphans
+from indexer.common.fileio import (
+    atomic_save_npy,
+    sha256_file,
+    staged_dir,
+    staging_path,
+    sweep_orphans,
+    sweep_scratch,
+)
 from indexer.common.hashing import SPACED, content_key
 from indexer.datasets import Dataset, load_dataset
 from indexer.engine.advisor import advise
@@ -410,6 +417,8 @@ def run(
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     sweep_cache(cache_dir)
+    if removed := sweep_scratch():  # what killed runs' systems and Ray left in TMPDIR
+        log.info("removed %d scratch directories of processes that are gone", removed)
     stop = should_stop or (lambda: False)
     prepared = staging_path(cache_dir / "prepared")  # this run's prepared vectors; swept if we are killed
     try:

@@ -162,7 +162,7 @@ def _published_files(row: Row) -> dict[str, str | None]:
 
 
 def _copy_indexes(rows: Sequence[Row], published: list[JsonRow], dest: Path) -> None:
-    """Copy each built index that lives in one file (index.bin and its companions, in the row's cell
+    """Put each built index that lives in one file (index.bin and its companions, in the row's cell
     directory) into dest/indexes/<cell>/, and name it in the published row (`index_file`)."""
     copied: dict[str, str] = {}
     for row, out in zip(rows, published, strict=True):
@@ -173,11 +173,21 @@ def _copy_indexes(rows: Sequence[Row], published: list[JsonRow], dest: Path) -> 
             target = dest / INDEXES_DIR / row.cell
             target.mkdir(parents=True)
             for src in sorted(cell_dir.glob("index.bin*")):
-                shutil.copyfile(src, target / src.name)
+                _link_or_copy(src, target / src.name)
             fsync_dir(target)
             copied[row.cell] = f"{INDEXES_DIR}/{row.cell}/index.bin"
         if row.cell in copied:
             out["index_file"] = copied[row.cell]
+
+
+def _link_or_copy(src: Path, target: Path) -> None:
+    """A hard link to the cached file where the filesystem allows (an index can be gigabytes), else a copy
+    (another filesystem, links refused). Sharing the inode is safe: the cache and the report only ever
+    replace a file (write a new one, rename it over), never write into one."""
+    try:
+        os.link(src, target)
+    except OSError:  # EXDEV, EPERM, EMLINK, ENOTSUP, ...
+        shutil.copyfile(src, target)
 
 
 def _copy_one(src: Path, dest: Path, used: set[str], *, qualify: bool) -> str | None:

@@ -569,6 +569,7 @@ def run_worker(
     """
     import sqlalchemy as sa
 
+    from indexer.common.fileio import sweep_scratch
     from indexer.service.store import Store
 
     quiet_library_loggers()
@@ -589,6 +590,8 @@ def run_worker(
             previous[sig] = signal.signal(sig, on_signal)
     try:
         store.migrate()
+        if removed := sweep_scratch():  # what the systems and Ray of killed jobs left in TMPDIR
+            log.info("worker %s: removed %d scratch directories of processes that are gone", worker_id, removed)
         log.info("worker %s: waiting for jobs (lease %.0fs)", worker_id, worker.lease)
         while not shutdown.is_set():
             try:

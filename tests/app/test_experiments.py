@@ -237,6 +237,21 @@ def test_a_spec_over_the_limits_is_refused_before_it_is_queued(client: httpx.Cli
     assert all(item["name"] != "terabytes" for item in listed)
 
 
+def test_a_spec_asking_for_days_of_work_is_refused_with_its_estimate(client: httpx.Client) -> None:
+    """Every other limit passes (896 builds, 2 GiB of base vectors): the estimated work refuses it."""
+    dataset = {"kind": "synthetic", "intrinsic_dims": [16, 32, 64, 128], "points_per_subspace": 250_000,
+               "queries_per_subspace": 250, "ambient_dim": 512}
+    r = client.post("/experiments", json=spec(
+        "days", dataset=dataset, backends=[{"name": "hnswlib"}, {"name": "faiss_hnsw"}],
+        orderings=["given", "random", "lid_asc", "lid_desc", "category", "category_interleaved", "cluster"],
+        advise={"M": [8, 16, 32, 64, 128, 256, 512, 384], "ef_construction": [64, 128, 256, 512, 1024, 2048, 4096,
+                                                                              3000]}))
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "max_work" in detail and "core-hours" in detail and "largest index" in detail, detail
+    assert "max_cells" not in detail and "max_base_bytes" not in detail, detail
+
+
 def test_rows_name_neighbour_files_relative_to_the_report_and_serve_them(
     index_client: httpx.Client, built: dict[str, Any], loaded: Any
 ) -> None:

@@ -53,7 +53,7 @@ def test_routes_are_503_json_while_the_store_is_down(pg_api: tuple[PrivatePostgr
                 r = c.request(method, path, json=body)
                 assert r.status_code == 503, (method, path, r.status_code, r.text[:500])
                 assert r.headers["content-type"] == "application/json", (method, path)
-                assert r.json() == STORE_DOWN, (method, path)
+                assert r.json() == STORE_DOWN and r.headers["retry-after"] == "5", (method, path)
             health = c.get("/health")
             assert health.status_code == 503 and health.json() == {"status": "degraded", "store": False}
         finally:

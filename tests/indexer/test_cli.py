@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +242,23 @@ def test_a_reduction_wider_than_the_data_stops_before_any_work(tmp_path):
             "backends": [{"name": "exact"}], "reductions": [{"name": "pca", "dims": 64}]}
     proc = _run(["run", str(_write(tmp_path, spec)), "--out", str(tmp_path / "out"), "--quiet"], tmp_path)
     assert "more dimensions than the input's 50" in _one_error_line(proc)
+
+
+def test_a_dry_run_prints_the_estimate_and_runs_nothing(tiny_spec_dict, tmp_path):
+    out, data = tmp_path / "out", tmp_path / "data"
+    proc = subprocess.run([sys.executable, "-m", "indexer.cli", "run", str(_write(tmp_path, tiny_spec_dict)), "--out",
+                           str(out), "--dry-run"], capture_output=True, text=True, timeout=300,
+                          env={"INDEXER_DATA_DIR": str(data), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert "cells: 9 indexes to build" in proc.stdout and "base: 1,200 vectors x 32 dims" in proc.stdout
+    assert re.search(r"work: [\d.]+ core-hours \(build [\d.]+ s, .*\); about [\d.]+ s on \d+ cores", proc.stdout), proc.stdout
+    assert not out.exists() and not data.exists()
+
+
+def test_a_spec_over_the_work_limit_exits_2_with_its_estimate(tiny_spec_dict, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "indexer.cli", "run", str(_write(tmp_path, tiny_spec_dict)), "--out",
+                           str(tmp_path / "out"), "--dry-run"], capture_output=True, text=True, timeout=300,
+                          env={"INDEXER_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin",
+                               "INDEXER_MAX_WORK": "0.000001"})
+    line = _one_error_line(proc)
+    assert "max_work: the spec's estimated work is" in line and "over the limit of 1e-06 core-hours" in line, line

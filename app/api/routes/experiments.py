@@ -127,7 +127,8 @@ def submit_experiment(
 
     `file` and `beir` datasets, and models other than the packaged and derived ones, are refused
     (422): no file path from a request is ever opened. So is a spec whose estimated size exceeds the
-    server's limits (cells, base vectors x dims, queries, clusters, texts to embed), or whose
+    server's limits (cells, base vectors x dims, queries, clusters, texts to embed, the estimated total work in
+    core-hours and the largest index's bytes; the 422 gives the estimate), or whose
     parameters cannot fit its data (a reduction to more dimensions than the input has, k over n).
     """
     if spec.dataset.kind in PATH_KINDS:

@@ -5,18 +5,27 @@ read-only copy. A task writes its cell into a scratch directory of its own machi
 bytes: the driver alone writes the cache and the report, so the cluster needs no shared filesystem. Each
 task asks for as many CPUs as the cell uses threads, so Ray never runs more cells than there are cores.
 A cancelled run cancels its running tasks with force (their worker processes are killed).
+
+A Ray started here keeps its session (logs, sockets, spilled objects) in a scratch directory named after
+the driver (indexer.common.fileio.scratch_dir), removed by close(). Its GCS, raylet and head processes die
+with the driver (Ray's own parent-death signal), but its dashboard and runtime-env agents, which the raylet
+of Ray 2.60 cannot run without, would outlive a kill -9 of the driver by a minute (each first tries to tell
+the dead GCS, with a 60 s timeout): a watcher process stops them and removes the directory as soon as the
+driver is gone, and the next run's sweep does if the watcher was killed too.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
+import os
+import shutil
+import subprocess
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 from indexer.common.errors import UserError
-from indexer.common.fileio import staged_dir
+from indexer.common.fileio import remove_scratch, scratch_dir, staged_dir, sweep_scratch, watch_scratch
 from indexer.engine.cell import Space, space_arrays, space_facts, space_from
 from indexer.engine.executors.base import CellResult, CellTask, ConcurrentExecutor, cell_threads
 from indexer.engine.phases import Phases
@@ -24,18 +33,25 @@ from indexer.engine.results import DenseRow, IndexRecord
 
 log = logging.getLogger(__name__)
 CellFiles = tuple[list[DenseRow], IndexRecord, dict[str, bytes]]
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the NUL
+# below Ray's temp dir: its session (named for the date and the driver's pid) and the longest socket's path
+SESSION_SOCKET = "/session_2000-01-01_00-00-00_000000_{pid}/sockets/plasma_store"
 
 
 def ray_cell(task: CellTask, facts: Space, arrays: dict[str, Any], threads: int) -> CellFiles:
     """In a Ray worker: run one cell in a scratch directory and return its rows, record and files."""
     from indexer.engine.cell import evaluate_cell
 
+    sweep_scratch()  # on a cluster's node, what tasks killed by a cancel left
     space = space_from(facts, arrays)
-    with cell_threads(threads), tempfile.TemporaryDirectory(prefix="indexer-cell-") as scratch:
-        tmp = Path(scratch)
-        rows, record = evaluate_cell(task.spec, task.cell, space, task.cell_dir, tmp, threads=threads,
-                                     phase=Phases())
+    tmp = scratch_dir("indexer-cell-")
+    try:
+        with cell_threads(threads):
+            rows, record = evaluate_cell(task.spec, task.cell, space, task.cell_dir, tmp, threads=threads,
+                                         phase=Phases())
         files = {p.name: p.read_bytes() for p in sorted(tmp.iterdir())}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return rows, record, files
 
 
@@ -53,6 +69,8 @@ class RayExecutor(ConcurrentExecutor):
     def __init__(self, workers: int | None, address: str | None) -> None:
         ray = _ray()
         self.started = not ray.is_initialized()
+        self.session: Path | None = None  # the scratch directory of a Ray started here
+        self.watcher: subprocess.Popen[bytes] | None = None
         if self.started:
             from indexer.engine.executors import cores
 
@@ -60,8 +78,13 @@ class RayExecutor(ConcurrentExecutor):
                                        "logging_level": logging.WARNING}
             if address:
                 ray.init(address=address, **options)
-            else:  # a Ray of our own on this machine, as wide as asked
-                ray.init(num_cpus=workers or cores(), **options)
+            else:  # a Ray of our own on this machine, as wide as asked, its session in our scratch directory
+                try:
+                    options.update(self._own_session())
+                    ray.init(num_cpus=workers or cores(), **options)
+                except BaseException:
+                    self._remove_session()
+                    raise
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.workers = workers or cpus
         self.threads = max(1, cpus // self.workers)  # each task's num_cpus: the cluster holds `workers` cells
@@ -109,7 +132,34 @@ class RayExecutor(ConcurrentExecutor):
             except Exception:  # noqa: BLE001  (cancelled tasks raise; that is the point)
                 pass
 
+    def _own_session(self) -> dict[str, Any]:
+        """Ray's temp dir in a scratch directory of ours, watched; nothing when its sockets would not fit
+        below TMPDIR (Ray then keeps its default, unswept)."""
+        self.session = scratch_dir("ray-")
+        if len(os.fsencode(self.session)) + len(SESSION_SOCKET.format(pid=os.getpid())) > SOCKET_PATH_MAX:
+            log.warning("TMPDIR %s is too long for Ray's unix sockets below a scratch directory; Ray keeps its "
+                        "session in its default temp dir, which no sweep removes", self.session.parent)
+            self._remove_session()
+            return {}
+        self.watcher = watch_scratch(self.session)
+        return {"_temp_dir": str(self.session)}
+
+    def _remove_session(self) -> None:
+        """Remove the session directory (stopping whatever Ray left in it), then let the watcher go."""
+        if self.session is not None:
+            remove_scratch(self.session)
+            self.session = None
+        if self.watcher is not None:
+            assert self.watcher.stdin is not None
+            self.watcher.stdin.close()
+            try:
+                self.watcher.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.watcher.kill()
+            self.watcher = None
+
     def close(self) -> None:
         self.arrays = None
         if self.started:
             _ray().shutdown()
+            self._remove_session()

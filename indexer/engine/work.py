@@ -1,0 +1,167 @@
+"""What a spec's work costs, from the spec alone: core-seconds to build and search, bytes of the largest index.
+
+A grid of a few hundred bytes can ask for days: 1,000,000 x 512 vectors with M up to 512 and ef_construction
+up to 4,096 over seven orderings is 896 builds. Counting cells or base size apart misses it, so each cell's
+work is estimated with a cost model of HNSW (the number of distance computations, each costing the
+dimension plus a fixed overhead), and admission refuses a spec whose total exceeds `max_work`.
+
+The model, with constants fitted on this project's reference machine (one core, hnswlib 0.8, random unit
+vectors, the hardest data for a graph; bench/bench_work.py re-measures every backend beside it):
+- building one point costs ln(n) (d + 32) M^(1/3) efC^(2/3) x BUILD_SECONDS: on 17 shapes (n 2k-80k, d 16-384,
+  M 4-128, efC 16-800) measured / estimated lay between 0.55 and 1.85;
+- a query at ef costs ln(n) (d + 32) M^(1/3) ef^0.85 x SEARCH_SECONDS, never more than visiting every point
+  once (n (d + 32) x VISIT_SECONDS: a graph's visits are random reads, several times a BLAS scan's cost);
+- a brute-force scan (ground truth, the exact backend, exact LID) costs n d / BRUTE_MADDS_PER_SECOND;
+- a backend other than hnswlib multiplies its build by its declared `build_cost` (a database's inserts,
+  its server and its files cost more than a library's).
+Real data with a low intrinsic dimension builds faster than random vectors, so the estimate leans high.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from indexer.backends import BACKENDS
+from indexer.engine.spec import Cell, ExperimentSpec, cells
+
+BUILD_SECONDS = 1.8e-9
+SEARCH_SECONDS = 1.0e-9
+SEARCH_EF_POWER = 0.85
+DIST_OVERHEAD = 32  # a distance computation costs about as much as 32 more dimensions (fetch, heap, visited set)
+VISIT_SECONDS = 4.0e-10  # one dimension of one visited point in a graph search (hnswlib at ef 640 on 10k points)
+BRUTE_MADDS_PER_SECOND = 1.0e10  # BLAS inner products on one core
+EMBED_TEXTS_PER_SECOND = 330.0  # all-MiniLM-L6-v2 on 2 cores
+# Each ef of a cell searches its queries about this often: three timed passes, the latency sample's single
+# queries and concurrent clients, the probes of cost at equal recall, and the warm-up.
+SEARCHES_PER_EF = 6
+LID_ORDERINGS = frozenset({"lid_asc", "lid_desc"})  # orderings that need every point's LID
+LINK_BYTES = 4  # an HNSW link is a 32-bit id; the bottom layer holds up to 2M per point
+
+
+@dataclass(frozen=True)
+class CellWork:
+    """One cell's estimated cost."""
+
+    build_seconds: float
+    search_seconds: float
+    index_bytes: int  # its vectors and its bottom-layer links
+
+    @property
+    def seconds(self) -> float:
+        return self.build_seconds + self.search_seconds
+
+
+@dataclass(frozen=True)
+class Work:
+    """A spec's estimated cost: core-seconds over every cell and shared step, and the largest index."""
+
+    build_seconds: float
+    search_seconds: float
+    shared_seconds: float  # ground truth, LID and embedding, once per space
+    largest_index_bytes: int
+    largest_space_bytes: int  # the largest base, in its native dims, as float32
+
+    def peak_bytes(self, workers: int) -> int:
+        """Memory at the busiest moment: the original and the prepared base (memory-mapped and shared by the
+        workers), and one index per worker, each as large as the largest."""
+        return 2 * self.largest_space_bytes + workers * self.largest_index_bytes
+
+    @property
+    def core_seconds(self) -> float:
+        return self.build_seconds + self.search_seconds + self.shared_seconds
+
+    def describe(self, cores: int) -> str:
+        """One line: the total in core-hours and its parts, and the wall time it means on `cores` cores."""
+        return (f"{self.core_seconds / 3600:,.2f} core-hours (build {_duration(self.build_seconds)}, search "
+                f"{_duration(self.search_seconds)}, ground truth/LID/embedding {_duration(self.shared_seconds)}); "
+                f"about {_duration(self.core_seconds / max(cores, 1))} on {cores} cores; largest index "
+                f"{_bytes(self.largest_index_bytes)}, peak memory about {_bytes(self.peak_bytes(cores))} with "
+                f"{cores} workers")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:,.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:,.1f} min"
+    return f"{seconds / 3600:,.1f} h"
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:,.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def build_seconds(n: int, dims: int, M: int, ef_construction: int) -> float:
+    """One core's seconds to insert n points into an HNSW graph (hnswlib; see the module's model)."""
+    if n < 2:
+        return 0.0
+    per_point = math.log(n) * (dims + DIST_OVERHEAD) * math.pow(M, 1 / 3) * math.pow(ef_construction, 2 / 3)
+    return BUILD_SECONDS * n * per_point
+
+
+def query_seconds(n: int, dims: int, M: int, ef: int) -> float:
+    """One core's seconds for one query at `ef` on an HNSW graph of n points; at most a visit to every point."""
+    scan = n * (dims + DIST_OVERHEAD) * VISIT_SECONDS
+    if n < 2:
+        return scan
+    graph = SEARCH_SECONDS * math.log(n) * (dims + DIST_OVERHEAD) * math.pow(M, 1 / 3) * math.pow(ef, SEARCH_EF_POWER)
+    return min(graph, scan)
+
+
+def cell_work(cell: Cell, n: int, dims: int, queries: int) -> CellWork:
+    """The cost of one cell on n base points of `dims` dimensions, searched by `queries` queries per ef."""
+    backend = BACKENDS[cell.backend.name]
+    params = cell.backend.build_params()
+    vectors = n * dims * 4
+    if "M" not in params or "ef_construction" not in params:  # exact: a copy, then a scan per query
+        scan = queries * n * dims / BRUTE_MADDS_PER_SECOND
+        return CellWork(vectors / 1e9, SEARCHES_PER_EF * scan, vectors)
+    M, efc = int(params["M"]), int(params["ef_construction"])
+    build = build_seconds(n, dims, M, efc) * backend.build_cost
+    search = sum(SEARCHES_PER_EF * queries * query_seconds(n, dims, M, ef or 1) for ef in cell.backend.ef_values())
+    return CellWork(build, search, vectors + n * 2 * M * LINK_BYTES)
+
+
+def work(spec: ExperimentSpec, base: int | None, dims: Mapping[str | None, int] | None, queries: int | None,
+         embedded_texts: int = 0) -> Work | None:
+    """The spec's estimated cost over its base of `base` points, each model's vectors of `dims[model]` native
+    dimensions; None when a size is known only once a user's file is read."""
+    if base is None or dims is None or queries is None:
+        return None
+    built = search = 0.0
+    largest = 0
+    spaces: set[tuple[int, int]] = set()  # (index size, dims): each gets its own ground truth
+    natives: set[tuple[int, int]] = set()  # (index size, native dims): exact kNN and LID, per model
+    for cell in cells(spec):
+        n = base if cell.index_size == "all" else min(base, cell.index_size)
+        native = dims[cell.model]
+        d = cell.reduction.dims or native
+        one = cell_work(cell, n, d, queries)
+        built += one.build_seconds
+        search += one.search_seconds
+        largest = max(largest, one.index_bytes)
+        spaces.add((n, d))
+        natives.add((n, native))
+    shared = sum(queries * n * d / BRUTE_MADDS_PER_SECOND for n, d in spaces | natives)
+    shared += sum(_lid_seconds(spec, n, d) for n, d in natives)
+    shared += embedded_texts / EMBED_TEXTS_PER_SECOND
+    space_bytes = max((n * d * 4 for n, d in natives), default=0)
+    return Work(built, search, shared, largest, space_bytes)
+
+
+def _lid_seconds(spec: ExperimentSpec, n: int, dims: int) -> float:
+    """Pointwise LID: every point's k nearest neighbours when an ordering needs them (all pairs up to
+    `exact_up_to`, an HNSW graph above), else a sample's."""
+    if not LID_ORDERINGS & set(spec.orderings):
+        return min(spec.lid.sample, n) * n * dims / BRUTE_MADDS_PER_SECOND
+    exact = spec.lid.method == "exact" or (spec.lid.method == "auto" and n <= spec.lid.exact_up_to)
+    if exact:
+        return n * n * dims / BRUTE_MADDS_PER_SECOND
+    return build_seconds(n, dims, 16, 200) + n * query_seconds(n, dims, 16, 2 * spec.lid.k)
