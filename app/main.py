@@ -74,7 +74,7 @@ def create_app(
             ),
         )
         log.info("serving data dir %s, store %s", settings.data_dir, _redacted(settings))
-        _load_text_models(app.state.services.store)
+        _load_text_models(app.state.services.store, settings.cache_dir)
         yield
 
     app = FastAPI(
@@ -100,7 +100,7 @@ def create_app(
     return app
 
 
-def _load_text_models(store: Store) -> None:
+def _load_text_models(store: Store, cache_dir: Path) -> None:
     """Load the embedding model of every text index now, so the first text search does not pay for it
     (11.6 s once); a model that fails to load is logged, and its searches answer 422 as before."""
     from indexer.datasets.embed import load_model
@@ -108,7 +108,7 @@ def _load_text_models(store: Store) -> None:
     for model in store.index_models():
         started = time.perf_counter()
         try:
-            load_model(model)
+            load_model(model, cache_dir)
         except Exception as err:  # noqa: BLE001 - the server still serves everything else
             log.warning("embedding model %s not loaded at start: %s", model, err)
             continue

@@ -9,7 +9,7 @@ from typing import Any, get_args
 
 from fastapi import FastAPI
 
-from indexer.engine.spec import ReductionSpec
+from indexer.model.options import ReductionSpec
 
 
 def _reduction_rules() -> dict[str, Any]:

@@ -116,7 +116,7 @@ class ExperimentOut(BaseModel):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     spec: dict[str, Any]
-    rows: list[dict[str, Any]] | None = None  # the published rows as JSON (indexer.engine.results.rows_to_json)
+    rows: list[dict[str, Any]] | None = None  # the published rows as JSON (indexer.model.results.rows_to_json)
     report_formats: list[ReportFormat] = Field(
         default_factory=list, description="formats served by GET /experiments/{id}/report"
     )

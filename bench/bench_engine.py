@@ -77,7 +77,7 @@ def _engine_build(spec: Any, base: np.ndarray, queries: np.ndarray) -> None:
 def _raw_build(spec: Any, base: np.ndarray, queries: np.ndarray) -> None:
     import hnswlib
 
-    from indexer.engine.seeds import library_seed
+    from indexer.model.seeds import library_seed
 
     backend = next(b for b in spec.backends if b.name == "hnswlib")
     order = _order(len(base))

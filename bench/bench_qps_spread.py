@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from indexer.engine.executors import ExecutorConfig
-from indexer.engine.results import DenseRow
 from indexer.engine.runner import run
 from indexer.engine.spec import parse_spec
+from indexer.model.results import DenseRow
 
 ORDERINGS = ["random", "lid_asc", "lid_desc", "category"]
 EFS = [10, 40, 160]

@@ -23,9 +23,9 @@ from typer.core import TyperGroup
 
 from indexer.common.errors import UserError
 from indexer.engine.admission import admit, describe_estimate
-from indexer.engine.executors import cores
-from indexer.engine.results import Candidate
+from indexer.engine.executors import cores, executor_config
 from indexer.engine.spec import ExperimentSpec, SpecError, load_spec, parse_spec
+from indexer.model.results import Candidate
 from indexer.settings import get_settings
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Pat
     report; every user error ends on one line. A dry run stops after admission, printing the estimate."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from indexer.engine.runner import run_and_report
+    from indexer.pipeline import run_and_report
 
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     with _one_line_errors(debug):
@@ -228,7 +228,8 @@ def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Pat
             typer.echo(describe_estimate(est, cores()))
             return None
         cache = cache_dir or settings.cache_dir
-        cells_on = settings.executor_config(executor, workers)
+        cells_on = executor_config(executor or settings.executor, workers if workers is not None else settings.workers,
+                                   settings.ray_address)
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
             TimeElapsedColumn(), disable=quiet, transient=False,

@@ -10,9 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexer.backends.declaration import MAX_EF
-from indexer.common.errors import UserError
 from indexer.engine.admission import Limits
-from indexer.engine.executors import EXECUTORS, ExecutorConfig
 
 
 class Settings(BaseSettings):
@@ -36,7 +34,8 @@ class Settings(BaseSettings):
     max_text_chars: int = 2000  # one query text; the model reads its first 256 tokens anyway
     max_title_chars: int = 200  # one hit's title in a response
     search_threads: int = 1  # threads per request; the server is concurrent across requests
-    # where a job's cells run (indexer.engine.executors): local processes or Ray; cells at once (None: all cores)
+    # where a job's cells run (indexer.engine.executors.config.executor_config checks them): local processes or
+    # Ray; cells at once (None: all cores)
     executor: str = "local"
     workers: int | None = None
     ray_address: str | None = None  # a Ray cluster's head, host:port or ray://...; None: a local Ray per run
@@ -54,16 +53,6 @@ class Settings(BaseSettings):
         return Limits(max_cells=self.max_cells, max_base_bytes=self.max_base_bytes, max_queries=self.max_queries,
                       max_clusters=self.max_clusters, max_embedded_texts=self.max_embedded_texts,
                       max_work=self.max_work, max_index_bytes=self.max_index_bytes)
-
-    def executor_config(self, executor: str | None = None, workers: int | None = None) -> ExecutorConfig:
-        """The executor a run uses: the command line's choice over these settings."""
-        name = executor or self.executor
-        if name not in EXECUTORS:
-            raise UserError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")
-        count = workers if workers is not None else self.workers
-        if count is not None and count < 1:
-            raise UserError(f"workers must be at least 1, got {count}")
-        return ExecutorConfig(name=name, workers=count, ray_address=self.ray_address)  # type: ignore[arg-type]
 
     @property
     def cache_dir(self) -> Path:

@@ -26,9 +26,9 @@ import pytest
 import yaml
 
 from indexer.datasets.text import wordnet_dir
-from indexer.engine.results import DenseRow, ResultRow, parse_rows
 from indexer.engine.runner import lid_method
 from indexer.engine.spec import ExperimentSpec, built_backends, parse_spec
+from indexer.model.results import DenseRow, ResultRow, parse_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -22,7 +22,7 @@ from starlette.routing import Match, Mount
 from app.schemas import ErrorBody
 from indexer.common.errors import UserError
 from indexer.engine.spec import MAX_REPORTED_PROBLEMS, SpecError, clip, summarize_problems
-from indexer.engine.strict import error_message
+from indexer.model.strict import error_message
 
 log = logging.getLogger(__name__)
 

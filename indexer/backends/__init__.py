@@ -25,7 +25,8 @@ from indexer.backends import (
 from indexer.backends.base import VectorIndex
 from indexer.backends.declaration import Backend, BackendEntry
 from indexer.common.errors import UserError
-from indexer.engine.seeds import library_seed
+from indexer.model.results import register_build_params
+from indexer.model.seeds import library_seed
 
 BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (
     hnswlib_index.BACKEND,
@@ -46,7 +47,7 @@ def new_index(name: str, dim: int, space: str, *, params: Mapping[str, Any], see
               search_threads: int = 1) -> VectorIndex:
     """A new, empty index of backend `name` with build parameters `params` (checked by its model).
 
-    The library gets a seed derived from the spec's `seed` (indexer.engine.seeds).
+    The library gets a seed derived from the spec's `seed` (indexer.model.seeds).
     """
     backend = BACKENDS[name]
     backend.library.require(name)
@@ -70,5 +71,7 @@ def build_param_names() -> list[str]:
     """Every registered backend's build parameter names, each once, in registry order (M, ef_construction)."""
     return list(dict.fromkeys(name for backend in BACKENDS.values() for name in backend.params.model_fields))
 
+
+register_build_params(build_param_names)  # rows read back from JSON find their build parameters by these names
 
 __all__ = ["BACKENDS", "Backend", "BackendEntry", "VectorIndex", "build_param_names", "make_index", "new_index"]

@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from indexer.backends.presets import PRESET_FIELDS, PRESETS, preset_names
 from indexer.common.errors import UserError
-from indexer.engine.strict import Strict
+from indexer.model.strict import Strict
 
 if TYPE_CHECKING:
     from indexer.backends.base import VectorIndex

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from indexer.backends.faiss_base import FaissOrderedIndex
-from indexer.science.graph import HnswGraph
+from indexer.model.graph import HnswGraph
 
 
 def read_faiss_graph(index: Any, order: np.ndarray) -> HnswGraph:

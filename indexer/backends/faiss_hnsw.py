@@ -19,7 +19,7 @@ from indexer.backends.faiss_base import FAISS, FaissOrderedIndex
 from indexer.backends.hnswlib_index import HnswlibParams
 
 if TYPE_CHECKING:
-    from indexer.science.graph import HnswGraph
+    from indexer.model.graph import HnswGraph
 
 
 class FaissHnswParams(HnswlibParams):

@@ -36,6 +36,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
+from indexer.model.graph import HnswGraph as ModelGraph
+
 _COUNT_MASK = 0xFFFF  # hnswlib keeps a link list's length in the low 16 bits of its header word
 _TIE = 1e-5  # relative gap under which float32 rounding might reverse a comparison
 
@@ -434,3 +436,14 @@ def _topological_order(dag: sp.csr_matrix) -> list[int]:
             if indegree[child] == 0:
                 ready.append(child)
     return order
+
+
+def to_model_graph(graph: HnswGraph) -> ModelGraph:
+    """The graph in the form every reader fills (indexer.model.graph), upper layers as dicts, for the diagnostics."""
+    levels = np.asarray(graph.levels, dtype=np.int64)
+    upper = tuple(
+        {int(v): graph.upper_neighbors(int(v), level) for v in np.flatnonzero(levels >= level)}
+        for level in range(1, int(levels.max()) + 1)
+    )
+    return ModelGraph(layer0=graph.layer0, upper=upper, levels=levels, entry_point=int(graph.entry_point),
+                     labels=np.asarray(graph.labels, dtype=np.int64))

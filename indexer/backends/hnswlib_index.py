@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from indexer.backends.hnswlib_graph import HnswGraph as HnswlibGraph
     from indexer.backends.hnswlib_graph import ReachableCounts
-    from indexer.science.graph import HnswGraph
+    from indexer.model.graph import HnswGraph
 
 
 class HnswlibParams(BuildParams):
@@ -105,10 +105,10 @@ class HnswlibIndex:
         return self._index
 
     def graph(self) -> HnswGraph:
-        """The built graph in the engine's form (indexer.science.graph), for the diagnostics."""
-        from indexer.science.graph import from_hnswlib
+        """The built graph in the form every reader fills (indexer.model.graph), for the diagnostics."""
+        from indexer.backends.hnswlib_graph import to_model_graph
 
-        return from_hnswlib(self._read_graph())
+        return to_model_graph(self._read_graph())
 
     def _read_graph(self) -> HnswlibGraph:
         """The graph, through a save to a private temporary file read back in blocks.

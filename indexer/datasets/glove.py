@@ -13,7 +13,7 @@ import numpy as np
 
 from indexer.common.errors import DataError
 from indexer.datasets.base import Dataset
-from indexer.engine.spec import GloveDataset
+from indexer.model.datasets import GloveDataset
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from indexer.common.errors import UserError
 from indexer.common.fileio import atomic_save_npy
 from indexer.common.hashing import content_key
 from indexer.datasets.base import Dataset, save_rows
-from indexer.engine.spec import SyntheticDataset
+from indexer.model.datasets import SyntheticDataset
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 from indexer.common.errors import DataError
 from indexer.datasets.base import Dataset
 from indexer.datasets.embed import cache_path, embed_texts
-from indexer.engine.spec import DEFAULT_MODEL, TextDataset
+from indexer.model.datasets import DEFAULT_MODEL, TextDataset
 
 log = logging.getLogger(__name__)
 

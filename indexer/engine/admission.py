@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from indexer.common.errors import UserError
-from indexer.engine.executors import cores
-from indexer.engine.spec import DEFAULT_MODEL, ExperimentSpec, cells
+from indexer.engine.executors.config import cores
+from indexer.engine.spec import ExperimentSpec, cells
 from indexer.engine.work import Work, work
+from indexer.model.datasets import DEFAULT_MODEL
 
 # Corpus sizes the packages ship (counted once; loading them to count would cost what we guard against)
 GLOVE_VECTORS, GLOVE_DIM = 400_000, 50

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from indexer.engine.results import Advice, Candidate, DenseRow, ResultRow
+from indexer.model.results import Advice, Candidate, DenseRow, ResultRow
 
 
 def advise(rows: Sequence[ResultRow], target: float, skipped: int = 0) -> Advice:

@@ -25,7 +25,9 @@ from indexer.datasets import Dataset
 from indexer.engine.diagnostics import CellDiagnostics, cost_at_recall, diagnose
 from indexer.engine.latency import single_query_latency
 from indexer.engine.phases import Phases
-from indexer.engine.results import (
+from indexer.engine.spec import Cell, ExperimentSpec, recall_targets
+from indexer.model.options import ReductionSpec
+from indexer.model.results import (
     BinRecall,
     DenseRow,
     GroupRecall,
@@ -33,8 +35,7 @@ from indexer.engine.results import (
     IRMeasures,
     rows_to_json,
 )
-from indexer.engine.seeds import library_seed
-from indexer.engine.spec import Cell, ExperimentSpec, ReductionSpec, recall_targets
+from indexer.model.seeds import library_seed
 from indexer.science import groundtruth, metrics, orderings
 from indexer.science.judging import Judged, judge_answers
 

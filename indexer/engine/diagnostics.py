@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from indexer.backends import VectorIndex
-from indexer.engine.results import CostAtRecall, GraphDiagnostics, GroupDiagnostics, InDegree
+from indexer.model.results import CostAtRecall, GraphDiagnostics, GroupDiagnostics, InDegree
 from indexer.science import graph as graphs
 from indexer.science.equal_recall import DEFAULT_MAX_EF, ef_for_targets
 from indexer.science.metrics import summarize

@@ -19,7 +19,7 @@ import numpy as np
 
 from indexer.backends import VectorIndex
 from indexer.common import timing
-from indexer.engine.results import Latency
+from indexer.model.results import Latency
 
 LATENCY_QUERIES = 200  # searched one at a time per ef, by one client and by every client (a bound on time)
 

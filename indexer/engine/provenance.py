@@ -11,7 +11,7 @@ import platform
 from pathlib import Path
 
 from indexer.engine.executors.base import Executor
-from indexer.engine.results import Provenance
+from indexer.model.results import Provenance
 
 LIBRARIES = ("numpy", "scipy", "faiss-cpu", "hnswlib")
 

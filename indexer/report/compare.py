@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from indexer.common.errors import UserError
-from indexer.engine.results import BuildParam, Measure, ResultModel
+from indexer.model.results import BuildParam, Measure, ResultModel
 from indexer.report.published import read_report_json
 from indexer.science.paired import (
     DEFAULT_CONFIDENCE,
@@ -73,7 +73,7 @@ class Cell(BaseModel):
 
 
 class PublishedRow(ResultModel):
-    """What a comparison reads of a published dense row (indexer.engine.results.DenseRow). Every other
+    """What a comparison reads of a published dense row (indexer.model.results.DenseRow). Every other
     field is ignored, so reports written by other versions of the engine (fields added or gone, another
     cell key) still compare. Build parameters are gathered from the flattened JSON as DenseRow does."""
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from indexer.engine.results import ResultModel, RunExtras
 from indexer.engine.spec import ExperimentSpec
+from indexer.model.results import ResultModel, RunExtras
 from indexer.report.blocks import Bullets, Section
 from indexer.report.results import Results, typed_extras, typed_rows
 from indexer.report.sections.advice import advice_section

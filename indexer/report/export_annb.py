@@ -36,7 +36,7 @@ import numpy as np
 from indexer.common.errors import UserError
 from indexer.common.fileio import sha256_file
 from indexer.common.hashing import content_key
-from indexer.engine.results import DenseRow, IndexRecord
+from indexer.model.results import DenseRow, IndexRecord
 from indexer.report.published import Published, describe
 from indexer.science import groundtruth
 from indexer.science.metrics import annb_distances

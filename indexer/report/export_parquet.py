@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from indexer.common.errors import UserError
-from indexer.engine.results import QUERY_MEASURE_FIELDS, BuildParam, DenseRow
+from indexer.model.results import QUERY_MEASURE_FIELDS, BuildParam, DenseRow
 from indexer.report.published import Published, describe
 
 FILE = "queries.parquet"

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from indexer import __version__
-from indexer.engine.results import ResultModel, RunExtras
 from indexer.engine.spec import ExperimentSpec
+from indexer.model.results import ResultModel, RunExtras
 from indexer.report.blocks import Block, Bullets, Figure, Group, Heading, Para, Pre, numeric_columns
 from indexer.report.document import document
 

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from indexer.common.errors import UserError
-from indexer.engine.results import DenseRow, parse_rows
+from indexer.model.results import DenseRow, parse_rows
 
 
 @dataclass(frozen=True)

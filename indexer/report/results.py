@@ -1,6 +1,6 @@
 """The results grouped the way the report reads them: the spec's order first, then whatever the rows add.
 
-The report reads typed rows (indexer.engine.results): a DenseRow per ANN cell and ef, a SparseRow per BM25
+The report reads typed rows (indexer.model.results): a DenseRow per ANN cell and ef, a SparseRow per BM25
 index, a HybridRow per fusion. Grouping keys are the fields every kind of row has (GroupKey).
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from indexer.backends import BACKENDS, build_param_names
-from indexer.engine.results import DenseRow, HybridRow, ResultModel, RunExtras, SparseRow, parse_rows
 from indexer.engine.spec import ExperimentSpec
+from indexer.model.results import DenseRow, HybridRow, ResultModel, RunExtras, SparseRow, parse_rows
 from indexer.report.cells import MISSING
 from indexer.report.values import num, sortable
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from indexer.common.jsonvalues import plain
-from indexer.engine.results import ResultModel, rows_to_json
+from indexer.model.results import ResultModel, rows_to_json
 
 JsonRow = dict[str, Any]  # a row as published: plain JSON
 

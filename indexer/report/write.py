@@ -16,8 +16,8 @@ from typing import Any
 
 from indexer.common.errors import UserError
 from indexer.common.fileio import fsync_dir, staging_path, write_durable
-from indexer.engine.results import DenseRow, ResultModel, RunExtras, extras_to_json
 from indexer.engine.spec import ExperimentSpec
+from indexer.model.results import DenseRow, ResultModel, RunExtras, extras_to_json
 from indexer.report.html import render_html
 from indexer.report.markdown import render_markdown
 from indexer.report.results import Row, typed_rows
@@ -36,7 +36,7 @@ def write_report(
 ) -> Path:
     """Write report.{json,csv,md,html} and the neighbour files into `out_dir`, atomically.
 
-    Typed rows and extras (indexer.engine.results) become plain JSON here, once; the report works on that.
+    Typed rows and extras (indexer.model.results) become plain JSON here, once; the report works on that.
     Refuses (UserError) to replace a directory holding anything but a previous report, so a wrong
     path never deletes a user's files.
     """

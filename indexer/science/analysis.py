@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from indexer.backends import build_param_names
-from indexer.engine.results import (
+from indexer.model.results import (
     BuildParam,
     Crossing,
     Distribution,

@@ -8,8 +8,8 @@ data's own k-occurrence skewness is computed beside it, so hubness the data brin
 dimension) can be told apart from hubness the construction adds. `self_miss` is the search-side
 symptom, measured through any backend's search callable.
 
-One representation, `HnswGraph`, is filled by every reader (`from_hnswlib` here, for
-`indexer.backends.hnswlib_graph.read_graph`; `indexer.backends.faiss_graph` for faiss). Nodes are the
+One representation, `HnswGraph` (indexer.model.graph), is filled by every reader (`to_model_graph` in
+`indexer.backends.hnswlib_graph`; `indexer.backends.faiss_graph` for faiss). Nodes are the
 index's internal ids; `labels` maps them to dataset rows, and every per-point result is reported on
 dataset rows (ascending), so results from indexes built in different insertion orders line up.
 No index library is imported here: the functions take arrays, a graph, or a search callable.
@@ -19,17 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order
 from scipy.stats import skew
 
+from indexer.model.graph import HnswGraph
 from indexer.science.groundtruth import pair_scores
-
-if TYPE_CHECKING:
-    from indexer.backends.hnswlib_graph import HnswGraph as HnswlibGraph
 
 SearchFn = Callable[[np.ndarray, int, int | None], tuple[np.ndarray, np.ndarray]]
 """(queries, k, ef) -> (ids, scores), ids in dataset numbering: any backend's `VectorIndex.search`."""
@@ -37,56 +35,6 @@ SearchFn = Callable[[np.ndarray, int, int | None], tuple[np.ndarray, np.ndarray]
 SELF_MISS_MIN_SAMPLE = 10_000  # below it the standard error of a fraction near 1% exceeds 0.1 point
 SELF_TIE_RTOL = 1e-6  # a rank-1 score this close (relative to |x|^2) to the self score is a tie
 _SEARCH_BLOCK = 10_000  # queries per search call, so a backend never holds the whole sample at once
-
-
-@dataclass(frozen=True, eq=False)
-class HnswGraph:
-    """An HNSW graph over internal ids, as every reader fills it.
-
-    `levels` follows hnswlib: a node's top level, 0 for a node on layer 0 only (faiss counts levels
-    from 1; its reader converts). `upper[l - 1]` holds level l's out-links of the nodes on it.
-    """
-
-    layer0: sp.csr_matrix  # (n, n): row i = the layer-0 out-links of internal node i
-    upper: tuple[dict[int, np.ndarray], ...]  # upper[l - 1][node] = node's out-links on level l >= 1
-    levels: np.ndarray  # (n,) int64 top level of each node
-    entry_point: int
-    labels: np.ndarray  # (n,) int64 internal node -> dataset row
-
-    def __post_init__(self) -> None:
-        n = len(self.levels)
-        if self.layer0.shape != (n, n) or len(self.labels) != n:
-            raise ValueError(f"layer0 {self.layer0.shape}, {n} levels and {len(self.labels)} labels disagree")
-        if n == 0 or not 0 <= self.entry_point < n:
-            raise ValueError(f"entry point {self.entry_point} is not a node of a {n}-node graph")
-        if len(self.upper) != int(self.levels.max()):
-            raise ValueError(f"{len(self.upper)} upper levels for a top level of {int(self.levels.max())}")
-        if len(np.unique(self.labels)) != n:
-            raise ValueError("labels must name each dataset row once")
-
-    @property
-    def n(self) -> int:
-        return int(len(self.levels))
-
-    @property
-    def max_level(self) -> int:
-        return len(self.upper)
-
-    def start_nodes(self) -> np.ndarray:
-        """Every node a greedy descent can end on, so every layer-0 start: nodes with a level >= 1,
-        and the entry point (the only start of a graph with no upper level)."""
-        return np.union1d(np.flatnonzero(self.levels >= 1), [self.entry_point]).astype(np.int64)
-
-
-def from_hnswlib(graph: HnswlibGraph) -> HnswGraph:
-    """The same graph as `indexer.backends.hnswlib_graph.read_graph` returns, upper layers as dicts."""
-    levels = np.asarray(graph.levels, dtype=np.int64)
-    upper = tuple(
-        {int(v): graph.upper_neighbors(int(v), level) for v in np.flatnonzero(levels >= level)}
-        for level in range(1, int(levels.max()) + 1)
-    )
-    return HnswGraph(layer0=graph.layer0, upper=upper, levels=levels, entry_point=int(graph.entry_point),
-                     labels=np.asarray(graph.labels, dtype=np.int64))
 
 
 # --- reachability and in-degree ---------------------------------------------------------------------

@@ -24,8 +24,7 @@ from scipy.sparse.csgraph import connected_components
 
 from indexer.common.errors import DataError
 from indexer.datasets.base import nonfinite_rows
-from indexer.science.groundtruth import exact_knn_float64, higher_is_better
-from indexer.science.preflight_model import (
+from indexer.model.preflight import (
     NEAR_DEPTH,
     NEAR_FRACTION,
     TIE_RTOL,
@@ -36,6 +35,7 @@ from indexer.science.preflight_model import (
     Preflight,
     VectorCheck,
 )
+from indexer.science.groundtruth import exact_knn_float64, higher_is_better
 
 VERSION = 1  # of the checks: part of the cache key, so a changed check is not read from an old cache
 # Elements (rows x dims) read from the base at once: 16 MiB of float32, 32 MiB once in float64.

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.fft
 
 from indexer.common.errors import DataError, UserError
-from indexer.engine.spec import ReductionSpec
+from indexer.model.options import ReductionSpec
 
 log = logging.getLogger(__name__)
 

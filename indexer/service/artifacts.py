@@ -19,7 +19,7 @@ import numpy as np
 from indexer.backends import BACKENDS, new_index
 from indexer.common.errors import UserError
 from indexer.common.fileio import sha256_file
-from indexer.engine.results import IndexRecord
+from indexer.model.results import IndexRecord
 from indexer.science import groundtruth
 from indexer.science.judging import judge_answers
 
@@ -48,6 +48,7 @@ class LoadedIndex:
     rows: np.ndarray  # dataset rows this index holds (an index-size subset, or all)
     reducer: Any = None
     original_base: np.ndarray | None = None  # every dataset row, prepared, before reduction (reduced indexes)
+    cache_dir: Path | None = None  # the cache it was built in: a derived embedding model lives there too
     _model: Any = field(default=None, repr=False)
     _exact: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -144,7 +145,8 @@ class LoadedIndex:
 
         with self._lock:
             if self._model is None:
-                self._model = load_model(str(self.model))
+                assert self.cache_dir is not None, "a text index is loaded from its cache"
+                self._model = load_model(str(self.model), self.cache_dir)
         return np.asarray(self._model.encode(texts, batch_size=64, show_progress_bar=False), dtype=np.float32)
 
     def title(self, row: int) -> str | None:
@@ -191,5 +193,5 @@ def open_index(path: Path, *, data_dir: Path) -> LoadedIndex:
         id=meta.id, meta=meta, index=index, base=arrays["base"],
         queries=arrays.get("original_queries", arrays["queries"]), titles=vmeta.get("titles"),
         rows=np.load(cell_dir / "rows.npy", allow_pickle=False), reducer=reducer,
-        original_base=arrays.get("original_base"),
+        original_base=arrays.get("original_base"), cache_dir=cell_dir.parent.parent,
     )

@@ -41,8 +41,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
 from indexer.common.jsonvalues import plain
-from indexer.engine.results import IndexRecord, ResultModel, rows_to_json
 from indexer.engine.spec import ExperimentSpec
+from indexer.model.results import IndexRecord, ResultModel, rows_to_json
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class JobView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     report_dir: str | None
-    # The published result rows as JSON (indexer.engine.results.rows_to_json of DenseRow, SparseRow, HybridRow):
+    # The published result rows as JSON (indexer.model.results.rows_to_json of DenseRow, SparseRow, HybridRow):
     # what the API serves. None in `Store.list` pages (kept small); set by `get` once succeeded.
     rows: list[dict[str, Any]] | None
     lease_expired: bool = False  # running, but nobody renewed the lease in time: computed at read
@@ -187,7 +187,7 @@ class IndexSummary(BaseModel):
 
 class IndexView(IndexSummary):
     """One built index with where it lives: `path` is relative to data_dir; `meta` is the runner's full
-    record (indexer.engine.results.IndexRecord as JSON)."""
+    record (indexer.model.results.IndexRecord as JSON)."""
 
     path: str
     meta: dict[str, Any]

@@ -65,7 +65,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from indexer.common.errors import UserError
 
 if TYPE_CHECKING:
-    from indexer.engine.results import JobResult
+    from indexer.engine.executors import ExecutorConfig
+    from indexer.model.results import JobResult
     from indexer.service.store import JobView, Store
     from indexer.settings import Settings
 
@@ -103,9 +104,9 @@ def execute_job(
     spec_json: str, data_dir: str, report_dir: str, progress: Progress, should_stop: ShouldStop
 ) -> JobResult:
     """The real job: run the experiment through the engine's one path, write its report."""
-    from indexer.engine.results import JobResult
-    from indexer.engine.runner import run_and_report
     from indexer.engine.spec import SpecError, parse_spec
+    from indexer.model.results import JobResult
+    from indexer.pipeline import run_and_report
 
     try:
         spec = parse_spec(json.loads(spec_json))
@@ -115,7 +116,7 @@ def execute_job(
 
     root = Path(data_dir).resolve()
     result = run_and_report(spec, cache_dir=root / "cache", out_dir=root / report_dir, progress=progress,
-                            should_stop=should_stop, executor=get_settings().executor_config())
+                            should_stop=should_stop, executor=_executor(get_settings()))
     indexes = []
     for record in result.indexes:
         assert record.path is not None, "the runner records where each cell lives"
@@ -614,3 +615,10 @@ def run_worker(
         store.close()
     log.info("worker %s: stopped", worker_id)
     return 0
+
+
+def _executor(settings: Settings) -> ExecutorConfig:
+    """Where this worker's jobs run their cells: INDEXER_EXECUTOR, INDEXER_WORKERS, INDEXER_RAY_ADDRESS."""
+    from indexer.engine.executors import executor_config
+
+    return executor_config(settings.executor, settings.workers, settings.ray_address)

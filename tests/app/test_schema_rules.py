@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.main import create_app
 from app.schemas import SearchRequest
-from indexer.engine.spec import ReductionSpec
+from indexer.model.options import ReductionSpec
 from indexer.settings import Settings
 
 REDUCTIONS: list[dict[str, Any]] = [

@@ -30,7 +30,7 @@ def test_text_models_are_loaded_at_start(tmp_path: Path, monkeypatch: pytest.Mon
     store.add_indexes(job.id, [_record("a1", "all-MiniLM-L6-v2"), _record("a2", "all-MiniLM-L6-v2"),
                                _record("a3", None)])
     loaded: list[str] = []
-    monkeypatch.setattr(indexer.datasets.embed, "load_model", loaded.append)
+    monkeypatch.setattr(indexer.datasets.embed, "load_model", lambda name, cache_dir: loaded.append(name))
     with TestClient(create_app(settings, store, configure_threads=False)) as client:
         assert loaded == ["all-MiniLM-L6-v2"]  # once per model, before any request
         assert client.get("/health").status_code == 200

@@ -48,7 +48,7 @@ def test_search_by_text_equals_brute_force_with_the_model_loaded_directly(text_s
     from sentence_transformers import SentenceTransformer
 
     from indexer.datasets.text import load as load_text
-    from indexer.engine.spec import TextDataset
+    from indexer.model.datasets import TextDataset
 
     texts = ["a domestic animal that purrs", "a large body of salt water"]
     with text_server.client() as c:

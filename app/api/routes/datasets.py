@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from app.api.errors import error_responses
 from app.schemas import BuiltinDatasetOut, DatasetKindOut, DatasetsOut
-from indexer.engine.spec import (
+from indexer.model.datasets import (
     DEFAULT_MODEL,
     BeirDataset,
     FileDataset,

@@ -30,7 +30,8 @@ from app.schemas import (
 )
 from indexer.datasets.models import DERIVED_MODELS
 from indexer.engine.admission import admit
-from indexer.engine.spec import DEFAULT_MODEL, ExperimentSpec, clip
+from indexer.engine.spec import ExperimentSpec, clip
+from indexer.model.datasets import DEFAULT_MODEL
 from indexer.report.compare import PublishedRun, compare_runs, published_run
 from indexer.service.store import FINISHED
 from indexer.settings import Settings

@@ -16,37 +16,22 @@ BLAS, faiss, the index's search threads) to the cores divided by the cells runni
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # this module stays light: the settings import it, and the API imports the settings
+from indexer.engine.executors.config import (
+    EXECUTORS,
+    Cancelled,
+    ExecutorConfig,
+    ExecutorName,
+    cores,
+    executor_config,
+)
+
+if TYPE_CHECKING:
     from indexer.engine.executors.base import Executor
 
-class Cancelled(Exception):
-    """Raised when `should_stop` says so: pending cells never start, running ones are stopped, and the
-    cells already finished stay cached."""
+__all__ = ["EXECUTORS", "Cancelled", "ExecutorConfig", "ExecutorName", "cores", "executor_config", "open_executor"]
 
-
-ExecutorName = Literal["local", "ray"]
-EXECUTORS: tuple[ExecutorName, ...] = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class ExecutorConfig:
-    """Which executor and how wide. `workers` None: every core of this machine (local), every CPU the
-    Ray cluster has (ray)."""
-
-    name: ExecutorName = "local"
-    workers: int | None = None
-    ray_address: str | None = None  # None: a Ray started for the run, on this machine
-
-
-def cores() -> int:
-    """The cores this process may run on (its CPU affinity, which a container's cpuset narrows)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def open_executor(config: ExecutorConfig | None, cache_dir: os.PathLike[str] | str) -> Executor:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from indexer.common.fileio import staged_dir
 from indexer.engine.cell import Space, evaluate_cell
-from indexer.engine.executors import Cancelled
+from indexer.engine.executors.config import Cancelled
 from indexer.engine.phases import Phases
-from indexer.engine.results import DenseRow, IndexRecord
 from indexer.engine.spec import Cell, ExperimentSpec
+from indexer.model.results import DenseRow, IndexRecord
 
 log = logging.getLogger(__name__)
 

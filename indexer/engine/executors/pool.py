@@ -63,7 +63,7 @@ class PoolExecutor(ConcurrentExecutor):
     name = "local"
 
     def __init__(self, workers: int, cache_dir: Path) -> None:
-        from indexer.engine.executors import cores
+        from indexer.engine.executors.config import cores
 
         self.workers = workers
         self.threads = max(1, cores() // workers)

@@ -29,7 +29,7 @@ from indexer.common.fileio import remove_scratch, scratch_dir, staged_dir, sweep
 from indexer.engine.cell import Space, space_arrays, space_facts, space_from
 from indexer.engine.executors.base import CellResult, CellTask, ConcurrentExecutor, cell_threads
 from indexer.engine.phases import Phases
-from indexer.engine.results import DenseRow, IndexRecord
+from indexer.model.results import DenseRow, IndexRecord
 
 log = logging.getLogger(__name__)
 CellFiles = tuple[list[DenseRow], IndexRecord, dict[str, bytes]]
@@ -72,7 +72,7 @@ class RayExecutor(ConcurrentExecutor):
         self.session: Path | None = None  # the scratch directory of a Ray started here
         self.watcher: subprocess.Popen[bytes] | None = None
         if self.started:
-            from indexer.engine.executors import cores
+            from indexer.engine.executors.config import cores
 
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                        "logging_level": logging.WARNING}

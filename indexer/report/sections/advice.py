@@ -3,7 +3,7 @@ and by memory, with its held-out recall."""
 
 from __future__ import annotations
 
-from indexer.engine.results import Candidate, RunExtras
+from indexer.model.results import Candidate, RunExtras
 from indexer.report import cells
 from indexer.report.blocks import Block, Bullets, Para, Section, Table
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from indexer.engine.results import CostAtRecall, DenseRow
+from indexer.model.results import CostAtRecall, DenseRow
 from indexer.report import cells
 from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table
 from indexer.report.figures import MAX_PANELS, cap, grid, legend, ordering_style

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from indexer.engine.results import DenseRow, GroupDiagnostics
+from indexer.model.results import DenseRow, GroupDiagnostics
 from indexer.report import cells
 from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, fold
 from indexer.report.figures import MAX_PANELS, cap, grid, legend, ordering_style

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer.engine.results import DenseRow
+from indexer.model.results import DenseRow
 from indexer.report import cells
 from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, fold
 from indexer.report.figures import MAX_PANELS, cap, grid, legend, ordering_style

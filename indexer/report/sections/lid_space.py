@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer.engine.results import Distribution, RunExtras
+from indexer.model.results import Distribution, RunExtras
 from indexer.report import cells
 from indexer.report.blocks import Block, Figure, Heading, Para, Pre, Section, Table
 from indexer.report.figures import PALETTE, grid, legend

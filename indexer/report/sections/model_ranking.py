@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from indexer.engine.results import ModelRanking, RunExtras
+from indexer.model.results import ModelRanking, RunExtras
 from indexer.report import cells
 from indexer.report.blocks import Para, Section, Table
 from indexer.report.results import BUILD_PARAMS, ColKey, Results

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from indexer.engine.results import RunExtras
+from indexer.model.results import RunExtras
 from indexer.report.blocks import Bullets, Section
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from indexer.engine.spec import ExperimentSpec, FileDataset, GloveDataset, SyntheticDataset, TextDataset
+from indexer.engine.spec import ExperimentSpec
+from indexer.model.datasets import FileDataset, GloveDataset, SyntheticDataset, TextDataset
 from indexer.report.blocks import Bullets, Para, Section
 from indexer.report.results import Results
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from indexer.engine.results import RunExtras
-from indexer.report import cells
-from indexer.report.blocks import Block, Bullets, Para, Section, Table
-from indexer.science.preflight_model import (
+from indexer.model.preflight import (
     NEAR_DEPTH,
     NEAR_FRACTION,
     TIE_RTOL,
@@ -15,6 +12,9 @@ from indexer.science.preflight_model import (
     Preflight,
     VectorCheck,
 )
+from indexer.model.results import RunExtras
+from indexer.report import cells
+from indexer.report.blocks import Block, Bullets, Para, Section, Table
 
 
 def preflight_section(extras: RunExtras) -> Section | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from indexer.engine.results import DenseRow
+from indexer.model.results import DenseRow
 from indexer.report import cells
 from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table
 from indexer.report.cells import MISSING, TIE

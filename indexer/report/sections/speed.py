@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from indexer.engine.results import DenseRow, RunExtras, SparseRow
+from indexer.model.results import DenseRow, RunExtras, SparseRow
 from indexer.report import cells
 from indexer.report.blocks import Block, Para, Section, Table
 from indexer.report.cells import MISSING

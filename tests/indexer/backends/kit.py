@@ -148,7 +148,7 @@ def check_engine_rows(name: str, entry: dict[str, Any], tmp_path: Path, *, floor
 
 def comparable(row: Any) -> dict[str, Any]:
     """A row without what may differ between runs of the same spec: timings, threads, file locations."""
-    from indexer.engine.results import DenseRow
+    from indexer.model.results import DenseRow
 
     data: dict[str, Any] = row.model_dump(mode="json", exclude=DenseRow.VOLATILE)
     for cost in data.get("cost_at_recall") or []:
@@ -159,7 +159,7 @@ def comparable(row: Any) -> dict[str, Any]:
 
 def assert_same_rows(a: Any, b: Any) -> None:
     """Two runs of one spec gave the same rows (timings aside) and the same neighbour files."""
-    from indexer.engine.results import DenseRow
+    from indexer.model.results import DenseRow
 
     assert len(a.rows) == len(b.rows)
     for x, y in zip(a.rows, b.rows, strict=True):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from indexer.backends import make_index
-from indexer.engine.seeds import library_seed
 from indexer.engine.spec import ExactBackend, FaissHnswBackend, HnswlibBackend
+from indexer.model.seeds import library_seed
 
 
 def _data(n: int = 2000, d: int = 24, q: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -18,8 +18,8 @@ import pytest
 from indexer.backends import BACKENDS
 from indexer.engine import runner
 from indexer.engine.executors import ExecutorConfig
-from indexer.engine.results import DenseRow
 from indexer.engine.spec import parse_spec
+from indexer.model.results import DenseRow
 from tests.indexer.backends.kit import assert_same_rows, clustered_data
 
 ray = pytest.importorskip("ray")  # installed by scripts/test.sh (the `ray` extra); a missing one fails there

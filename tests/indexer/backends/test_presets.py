@@ -15,8 +15,8 @@ from indexer.backends import BACKENDS
 from indexer.backends.declaration import takes_preset
 from indexer.backends.presets import DEFAULT_K, PRESETS, markdown_table
 from indexer.engine import runner
-from indexer.engine.results import DenseRow
 from indexer.engine.spec import BACKEND_MODELS, ExperimentSpec, SpecError, parse_spec
+from indexer.model.results import DenseRow
 
 REPO = Path(__file__).resolve().parents[3]
 HNSW_BACKENDS = ("hnswlib", "faiss_hnsw")

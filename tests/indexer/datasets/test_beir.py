@@ -11,7 +11,7 @@ from indexer.common.errors import DataError
 from indexer.datasets import load_dataset
 from indexer.datasets.beir import load, read_jsonl, read_qrels
 from indexer.datasets.embed import embed_texts
-from indexer.engine.spec import DEFAULT_MODEL, BeirDataset
+from indexer.model.datasets import DEFAULT_MODEL, BeirDataset
 
 DOCS = [
     {"_id": "d1", "title": "Python", "text": "A programming language with dynamic typing."},

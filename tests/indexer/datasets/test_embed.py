@@ -7,7 +7,7 @@ import pytest
 
 from indexer.common.errors import DataError
 from indexer.datasets.embed import cache_path, embed_texts, model_identity, model_path
-from indexer.engine.spec import DEFAULT_MODEL
+from indexer.model.datasets import DEFAULT_MODEL
 
 
 def test_unknown_model_name_is_a_data_error(tmp_path):
@@ -17,7 +17,7 @@ def test_unknown_model_name_is_a_data_error(tmp_path):
 
 def test_directory_without_model_files_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="modules.json"):
-        model_path(str(tmp_path))
+        model_path(str(tmp_path), tmp_path)
 
 
 def test_empty_texts_and_bad_kind(tmp_path):
@@ -34,16 +34,16 @@ def test_cache_key_separates_texts_kind_and_model(tmp_path):
     others = {
         cache_path(["a", "bc"], DEFAULT_MODEL, tmp_path),  # same characters, other split
         cache_path(["ab", "c"], DEFAULT_MODEL, tmp_path, kind="query"),
-        cache_path(["ab", "c"], str(model_path(DEFAULT_MODEL)), tmp_path),  # same weights, as a path
+        cache_path(["ab", "c"], str(model_path(DEFAULT_MODEL, tmp_path)), tmp_path),  # same weights, as a path
     }
     assert key not in others and len(others) == 3
 
 
 def test_local_model_identity_changes_with_its_files(tmp_path):
     (tmp_path / "modules.json").write_text("[]")
-    before = model_identity(str(tmp_path))
+    before = model_identity(str(tmp_path), tmp_path)
     (tmp_path / "extra.bin").write_bytes(b"1")
-    assert model_identity(str(tmp_path)) != before
+    assert model_identity(str(tmp_path), tmp_path) != before
 
 
 @pytest.mark.slow

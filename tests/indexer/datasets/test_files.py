@@ -11,7 +11,7 @@ import pytest
 from indexer.common.errors import DataError
 from indexer.datasets import load_dataset
 from indexer.datasets.files import load
-from indexer.engine.spec import FileDataset
+from indexer.model.datasets import FileDataset
 
 
 def _spec(path, **kw) -> FileDataset:

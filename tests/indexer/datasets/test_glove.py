@@ -10,7 +10,7 @@ import pytest
 from indexer.common.errors import DataError
 from indexer.datasets import load_dataset
 from indexer.datasets.glove import load
-from indexer.engine.spec import GloveDataset
+from indexer.model.datasets import GloveDataset
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 
 from indexer.common.errors import UserError
 from indexer.datasets import load_dataset, synthetic
-from indexer.engine.spec import SyntheticDataset
+from indexer.model.datasets import SyntheticDataset
 
 
 def _spec(**kw) -> SyntheticDataset:

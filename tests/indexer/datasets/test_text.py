@@ -19,7 +19,7 @@ from indexer.datasets.text import (
     split_bbc,
     split_wordnet,
 )
-from indexer.engine.spec import DEFAULT_MODEL, TextDataset
+from indexer.model.datasets import DEFAULT_MODEL, TextDataset
 
 WN = Path("/usr/share/wordnet")
 DATA_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from indexer.engine.advisor import advise
-from indexer.engine.results import DenseRow, parse_rows
 from indexer.engine.runner import run
 from indexer.engine.spec import built_backends, cells, parse_spec
+from indexer.model.results import DenseRow, parse_rows
 from tests.indexer.report.rowkit import dense_row
 
 SPEC = {

@@ -11,9 +11,9 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order
 
-from indexer.engine.results import DenseRow
 from indexer.engine.runner import run
 from indexer.engine.spec import parse_spec
+from indexer.model.results import DenseRow
 
 
 @pytest.fixture(scope="module")

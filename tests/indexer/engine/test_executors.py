@@ -164,14 +164,13 @@ def test_a_failing_cell_fails_the_run_with_its_own_error(spec_dict, tmp_path, mo
 
 
 def test_workers_below_one_and_unknown_executors_are_user_errors(tmp_path):
-    from indexer.settings import Settings
+    from indexer.engine.executors import executor_config
 
     with pytest.raises(UserError, match="workers must be at least 1"):
-        Settings(workers=0).executor_config()
+        executor_config("local", 0, None)
     with pytest.raises(UserError, match="unknown executor 'dask'"):
-        Settings().executor_config("dask")
-    assert Settings(executor="ray", ray_address="head:6379").executor_config(workers=3) == ExecutorConfig(
-        "ray", 3, "head:6379")
+        executor_config("dask", None, None)
+    assert executor_config("ray", 3, "head:6379") == ExecutorConfig("ray", 3, "head:6379")
 
 
 def test_threads_per_cell_divide_the_cores(tmp_path):

@@ -12,9 +12,9 @@ import json
 import os
 from pathlib import Path
 
-from indexer.engine.results import DenseRow
-from indexer.engine.runner import run_and_report
 from indexer.engine.spec import parse_spec
+from indexer.model.results import DenseRow
+from indexer.pipeline import run_and_report
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny-report-rows.json"
 VOLATILE = DenseRow.VOLATILE | {"cell"}

@@ -11,8 +11,8 @@ import pytest
 from indexer.common.errors import DataError
 from indexer.datasets.synthetic import load as load_synthetic
 from indexer.engine import runner
-from indexer.engine.results import RunExtras, extras_to_json
 from indexer.engine.spec import parse_spec
+from indexer.model.results import RunExtras, extras_to_json
 from indexer.report.markdown import render_markdown
 from indexer.science import groundtruth
 

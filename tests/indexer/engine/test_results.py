@@ -9,7 +9,7 @@ import pickle
 import pytest
 from pydantic import ValidationError
 
-from indexer.engine.results import (
+from indexer.model.results import (
     DenseRow,
     Distribution,
     HybridRow,

@@ -12,9 +12,9 @@ import pytest
 from indexer.common.errors import UserError
 from indexer.datasets.synthetic import load as load_synthetic
 from indexer.engine import cell, runner
-from indexer.engine.results import DenseRow, IndexRecord
-from indexer.engine.seeds import library_seed
 from indexer.engine.spec import parse_spec
+from indexer.model.results import DenseRow, IndexRecord
+from indexer.model.seeds import library_seed
 
 
 def _normalized(x: np.ndarray) -> np.ndarray:
@@ -72,7 +72,7 @@ def test_hnswlib_cell_equals_raw_library_in_the_category_order(result):
     queries = _normalized(ds.queries.astype(np.float64)).astype(np.float32)
     order = np.argsort(ds.labels, kind="stable")  # category: contiguous by label, stable inside
     raw = hnswlib.Index(space="ip", dim=base.shape[1])
-    # the spec's seed 0 reaches hnswlib as a derived seed (indexer.engine.seeds), as the report states
+    # the spec's seed 0 reaches hnswlib as a derived seed (indexer.model.seeds), as the report states
     raw.init_index(max_elements=len(base), M=8, ef_construction=40, random_seed=library_seed(0, "hnswlib"))
     raw.add_items(base[order], ids=order, num_threads=1)
     raw.set_ef(10)

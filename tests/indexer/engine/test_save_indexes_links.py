@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from indexer import pipeline
 from indexer.common.fileio import sha256_file
-from indexer.engine import runner
 from indexer.engine.spec import parse_spec
 
 SPEC = {
@@ -24,7 +24,7 @@ SPEC = {
 
 def saved(cache: Path, out: Path, **kwargs: bool) -> list[tuple[Path, Path]]:
     """Run with --save-indexes; each index file of the report, with the cached file it comes from."""
-    result = runner.run_and_report(parse_spec(SPEC), cache_dir=cache, out_dir=out, save_indexes=True, **kwargs)
+    result = pipeline.run_and_report(parse_spec(SPEC), cache_dir=cache, out_dir=out, save_indexes=True, **kwargs)
     pairs = []
     for record in result.indexes:
         cell = Path(record.path)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Rows shaped exactly as the engine writes them (indexer.engine.results), for report tests that need
+"""Rows shaped exactly as the engine writes them (indexer.model.results), for report tests that need
 many rows of chosen values without running the engine."""
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from typer.testing import CliRunner, Result
 from indexer.cli import app
 from indexer.common.errors import UserError
 from indexer.engine.executors import ExecutorConfig
-from indexer.engine.runner import run_and_report
 from indexer.engine.spec import parse_spec
+from indexer.pipeline import run_and_report
 from indexer.report.compare import (
     PublishedRun,
     compare_runs,

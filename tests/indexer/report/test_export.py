@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 
 from indexer.cli import app
 from indexer.datasets import load_dataset
-from indexer.engine.results import DenseRow, parse_rows
-from indexer.engine.runner import index_rows, run_and_report
+from indexer.engine.runner import index_rows
 from indexer.engine.spec import ExperimentSpec, parse_spec
+from indexer.model.results import DenseRow, parse_rows
+from indexer.pipeline import run_and_report
 from indexer.report import export
 
 K = 10

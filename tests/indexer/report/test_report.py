@@ -68,7 +68,7 @@ def _distribution(median: float, histogram: bool) -> dict:
     return out | ({"histogram": {"edges": [0.0, 5.0, 10.0, 20.0], "counts": [10, 30, 5]}} if histogram else {})
 
 
-# The run's extras as the engine writes them (indexer.engine.results.RunExtras)
+# The run's extras as the engine writes them (indexer.model.results.RunExtras)
 EXTRAS = {
     "space": {"none": {
         "lid_base": _distribution(5.4, True), "lid_queries": _distribution(5.5, False), "lid_global": 7.1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.engine.results import Crossing, DenseRow, ModelRanking, SparseRow
+from indexer.model.results import Crossing, DenseRow, ModelRanking, SparseRow
 from indexer.science.analysis import distribution, model_ranking, size_crossings, space_summary
 
 

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from indexer.backends.hnswlib_graph import read_graph
+from indexer.backends.hnswlib_graph import read_graph, to_model_graph
 from indexer.backends.hnswlib_index import HnswlibIndex
 from indexer.science.graph import (
     HnswGraph,
     breakdown,
-    from_hnswlib,
     graph_stats,
     k_occurrence,
     k_occurrence_skewness,
@@ -128,7 +127,7 @@ def test_hnswlib_graph_against_networkx_and_raw_links(lean_hnswlib: tuple[Hnswli
     index, x = lean_hnswlib
     assert index._index is not None
     state = index._index.__getstate__()[0]
-    graph = from_hnswlib(read_graph(state, "l2"))
+    graph = to_model_graph(read_graph(state, "l2"))
     s = graph_stats(graph)
     assert s.unreachable > 0 and s.unreachable_from_all_upper > 0  # the case under test occurs
 
@@ -269,7 +268,7 @@ def test_raw_hnswlib_misses_agree_with_the_graph_that_strands_them() -> None:
     raw = hnswlib.Index(space="l2", dim=16)
     raw.init_index(max_elements=len(x), M=4, ef_construction=10, random_seed=1)
     raw.add_items(x, num_threads=1)
-    s = graph_stats(from_hnswlib(read_graph(raw.__getstate__()[0], "l2")))
+    s = graph_stats(to_model_graph(read_graph(raw.__getstate__()[0], "l2")))
     lost = s.rows[s.unreachable_from_all_upper_mask]
     assert len(lost) > 0
     raw.set_ef(200)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from indexer.common.errors import DataError, UserError
-from indexer.engine.spec import ReductionSpec
+from indexer.model.options import ReductionSpec
 from indexer.science.reduce import REDUCTIONS, fit_reduction
 
 

@@ -31,8 +31,8 @@ from indexer.service.worker import (
 )
 
 if TYPE_CHECKING:
-    from indexer.engine.results import JobResult
     from indexer.engine.spec import ExperimentSpec
+    from indexer.model.results import JobResult
     from indexer.service.store import JobView, Store
     from indexer.settings import Settings
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 def result_saying(tag: str, indexes: list[Any] | None = None) -> JobResult:
     """A job's result of one (BM25) row whose `dataset` is `tag`: how a target tells the test what it did."""
-    from indexer.engine.results import JobResult, SparseRow
+    from indexer.model.results import JobResult, SparseRow
 
     row = SparseRow.model_validate({"dataset": tag, "index_size": 1, "k": 1, "build_seconds": 0.0, "qps": 1.0,
                                     "index_bytes": 1, "neighbors": None, "ndcg@10": 0.5, "mrr@10": 0.5,

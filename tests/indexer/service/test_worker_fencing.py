@@ -29,7 +29,7 @@ from tests.indexer.service.test_worker import (
 )
 
 if TYPE_CHECKING:
-    from indexer.engine.results import JobResult
+    from indexer.model.results import JobResult
     from indexer.service.store import Store
     from indexer.settings import Settings
 

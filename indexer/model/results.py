@@ -13,7 +13,7 @@ relevance judgements) is absent rather than null.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -27,15 +27,24 @@ from pydantic import (
     model_validator,
 )
 
-from indexer.backends import build_param_names
-from indexer.engine.spec import ReductionSpec
-from indexer.science.preflight_model import Preflight
+from indexer.model.options import ReductionSpec
+from indexer.model.preflight import Preflight
 
 BuildParam = int | float | str | bool  # a backend's build parameter value (M=16, ef_construction=200)
 Measure = float | None  # NaN while in memory; null once published (plain JSON has no NaN)
 IR_MEASURES = ("ndcg@10", "mrr@10", "recall@100")
 # The fields of a dense row's `query_measures` file: each query's LID and relative contrast at k in its space
 QUERY_MEASURE_FIELDS = ("lid", "relative_contrast")
+
+# Where every registered backend's build parameter names (M, ef_construction, storage...) come from: the registry,
+# a floor above, hands its lister over when it is built (indexer.backends), so a flattened row read back knows
+# its parameters, also those of a backend registered later.
+_build_param_names: list[Callable[[], Iterable[str]]] = []
+
+
+def register_build_params(names: Callable[[], Iterable[str]]) -> None:
+    """Declare where the build parameter names come from: keys of a flattened row that go in `build_params`."""
+    _build_param_names.append(names)
 
 
 class ResultModel(BaseModel):
@@ -69,10 +78,11 @@ class ResultModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _gather_build_params(cls, data: Any) -> Any:
-        """Flattened build parameters (a row read back from JSON) into `build_params`."""
+        """Flattened build parameters (a row read back from JSON) into `build_params`: the keys the backend
+        registry declared (register_build_params); any other unknown key is refused."""
         if "build_params" not in cls.model_fields or not isinstance(data, Mapping) or "build_params" in data:
             return data
-        names = set(build_param_names())
+        names = {name for lister in _build_param_names for name in lister()}
         return {**{k: v for k, v in data.items() if k not in names},
                 "build_params": {k: v for k, v in data.items() if k in names}}
 
