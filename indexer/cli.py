@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 from indexer.common.errors import UserError
 from indexer.engine.admission import admit, describe_estimate
 from indexer.engine.executors import cores, executor_config
-from indexer.engine.spec import ExperimentSpec, SpecError, load_spec, parse_spec
+from indexer.engine.spec import ExperimentSpec, load_spec, parse_spec
 from indexer.model.results import Candidate
 from indexer.settings import get_settings
 
@@ -70,7 +70,7 @@ def _one_line_errors(debug: bool) -> Iterator[None]:
     """A user error exits 2 and an unexpected one 1, each on one `error:` line (with --debug: the traceback)."""
     try:
         yield
-    except (SpecError, UserError) as err:
+    except UserError as err:  # SpecError among them
         _fail(str(err))
     except KeyboardInterrupt:
         _fail("interrupted; finished cells are cached, no report was written", code=130)

@@ -21,7 +21,7 @@ from starlette.routing import Match, Mount
 
 from app.schemas import ErrorBody
 from indexer.common.errors import UserError
-from indexer.engine.spec import MAX_REPORTED_PROBLEMS, SpecError, clip, summarize_problems
+from indexer.engine.spec import MAX_REPORTED_PROBLEMS, clip, summarize_problems
 from indexer.model.strict import error_message
 
 log = logging.getLogger(__name__)
@@ -135,4 +135,3 @@ def install_error_handlers(app: FastAPI) -> None:
     for error in STORE_UNAVAILABLE:
         app.add_exception_handler(error, _store_unavailable_handler)
     app.add_exception_handler(UserError, _user_error_handler)
-    app.add_exception_handler(SpecError, _user_error_handler)

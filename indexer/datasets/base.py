@@ -54,7 +54,7 @@ def save_rows(path: Path, shape: tuple[int, int], chunks: Iterable[np.ndarray]) 
     return mapped
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Dataset:
     """Base and query vectors plus whatever the source knows about them.
 

@@ -44,7 +44,7 @@ TIMED_PASSES = 3  # each ef's query set is searched this many times; the median 
 LidMethod = Literal["exact", "approximate", "sampled"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Space:
     """One (model, index size, reduction): the vectors a cell indexes and what it is measured against.
 

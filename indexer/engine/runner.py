@@ -296,9 +296,11 @@ def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray
                                      lambda: {"ids": groundtruth.self_knn(sub, spec.k, metric)[0]})
             hubness = k_occurrence_skewness(knn["ids"], len(rows))
     error = lids.get("error")
-    return Space(ds, key, size, rows, rb, rq, gt["ids"], gt["scores"], within["ids"], within["scores"],
-                 lids["base"], lids["queries"], reduction, info, base, queries, hubness, method,
-                 None if error is None else (float(error[0]), float(error[1])))
+    return Space(dataset=ds, key=key, index_size=size, rows=rows, base=rb, queries=rq, gt_ids=gt["ids"],
+                 gt_scores=gt["scores"], within_ids=within["ids"], within_scores=within["scores"],
+                 lid_base=lids["base"], lid_queries=lids["queries"], reduction=reduction, reduction_info=info,
+                 orig_base=base, orig_queries=queries, data_hubness=hubness, lid_method=method,
+                 lid_error=None if error is None else (float(error[0]), float(error[1])))
 
 
 LID_ERROR_SAMPLE = 2_000  # base points whose exact LID checks an approximate estimate

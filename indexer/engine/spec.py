@@ -19,6 +19,7 @@ from indexer.backends import BACKENDS
 from indexer.backends.declaration import MAX_EF_CONSTRUCTION, MAX_M, BackendEntry, entry_model
 from indexer.backends.declaration import MAX_EF_SEARCH as MAX_EF_SEARCH
 from indexer.backends.presets import DEFAULT_K, PRESETS
+from indexer.common.errors import UserError
 from indexer.common.hashing import canonical_json, content_key
 from indexer.model import seeds
 from indexer.model.datasets import (
@@ -325,7 +326,7 @@ def reduction_dims_problem(spec: ExperimentSpec, input_dim: int) -> str | None:
     return summarize_problems(problems[:MAX_REPORTED_PROBLEMS], len(problems)) if problems else None
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A spec that does not parse or validate; the message names the bad field."""
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class HnswGraph:
     """An HNSW graph over internal ids, as every reader fills it.
 

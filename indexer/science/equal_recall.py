@@ -25,7 +25,7 @@ DEFAULT_RECALL_TARGETS: tuple[float, ...] = (0.9, 0.95, 0.99)
 DEFAULT_MAX_EF = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EfSearch:
     """The answer for one target: ef is None when recall_at(hi) < target (recall is then None too);
     evaluations counts the ef values measured for this answer (memo hits are free)."""

@@ -103,7 +103,7 @@ def skewness(values: np.ndarray) -> float:
     return float(skew(v, bias=True))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class InDegreeStats:
     """The layer-0 in-degree distribution, by its tails: p1 and min show the starved, p99 and max the hubs.
     Percentiles interpolate linearly (numpy's default)."""
@@ -123,7 +123,7 @@ class InDegreeStats:
                    mean=float(d.mean()))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class GraphStats:
     """The graph statistics of one built index; per-point arrays follow `rows` (dataset rows, ascending)."""
 
@@ -195,7 +195,7 @@ def k_occurrence_skewness(knn_ids: np.ndarray, n: int) -> float:
 # --- self search --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class SelfMiss:
     """At one ef, the sampled points a search for their own vector did not return at rank 1.
 
@@ -299,7 +299,7 @@ def on_rows(rows: np.ndarray, values: np.ndarray, target_rows: np.ndarray) -> np
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GroupStat:
     """One measure over one group. For a boolean mask `total` is a count and `mean` a fraction."""
 

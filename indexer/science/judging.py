@@ -15,7 +15,7 @@ import numpy as np
 from indexer.science import groundtruth, metrics
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Judged:
     """Per query: recall in the three definitions, and the shape of the answer."""
 

@@ -38,7 +38,7 @@ class Interval:
         return bool(value < self.low or value > self.high)  # NaN compares False: never excludes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PairedDifference:
     """Mean of per-query values in each run, their paired difference (mean of b - a) and its interval.
 

@@ -225,3 +225,23 @@ def test_a_k_dependent_preset_takes_the_specs_own_k(name: str, k: int, ef: int) 
 
     assert parse_spec(entry()).backends[0].ef_values() == [ef]
     assert parse_spec(entry(ef_search=[12])).backends[0].ef_values() == [12]  # given explicitly: kept
+
+
+def test_presets_are_data_checked_when_loaded(tmp_path) -> None:
+    """presets.yaml is the one place the values live; a wrong rule-bound ef, an unknown rule or field is refused
+    at load, so the data and the rules cannot drift apart."""
+    import pydantic
+
+    from indexer.backends.presets import PRESETS_FILE, load_presets
+
+    assert load_presets(PRESETS_FILE) == PRESETS
+    good = "weaviate:\n  system: Weaviate\n  M: 32\n  ef_construction: 128\n  ef_search: [100]\n" \
+           "  ef_rule: weaviate\n  source: config.go\n  version: v1\n"
+    path = tmp_path / "p.yaml"
+    path.write_text(good)
+    assert load_presets(path)["weaviate"].ef_at_k(50) == 400
+    for bad, error in ((good.replace("[100]", "[99]"), ValueError), (good.replace("rule: weaviate", "rule: nope"),
+                       pydantic.ValidationError), (good + "  mystery: 1\n", pydantic.ValidationError)):
+        path.write_text(bad)
+        with pytest.raises(error):
+            load_presets(path)
