@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexer.backends.declaration import MAX_EF
@@ -18,7 +18,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".indexer-data")
     database_url: str | None = None  # default: SQLite inside data_dir
-    api_key: str | None = None
+    api_key: SecretStr | None = None  # never printed: repr and logs show '**********'
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 3
     job_cancel_poll_seconds: float = 1.0  # how often a worker looks for a cancel of its running job

@@ -59,7 +59,7 @@ async def require_api_key(
     expected = request.app.state.services.settings.api_key
     if not expected:
         return
-    if key is None or not secrets.compare_digest(key.encode(), expected.encode()):
+    if key is None or not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail=f"missing or wrong {API_KEY_HEADER} header",
