@@ -44,6 +44,7 @@ from indexer.engine.executors.base import CellResult, CellTask, Executor
 from indexer.engine.phases import Phases, Progress
 from indexer.engine.provenance import provenance
 from indexer.engine.spec import Cell, ExperimentSpec, cells
+from indexer.engine.work import cell_work
 from indexer.model.options import ReductionSpec
 from indexer.model.results import (
     QUERY_MEASURE_FIELDS,
@@ -196,6 +197,13 @@ def _space_cells(spec: ExperimentSpec, mine: list[Cell], s: Space, cache_dir: Pa
         else:
             tasks.append(CellTask(spec, cell, cell_dir, replace=fresh))
             positions.append(i)
+
+    if budget.deadline is None and len(tasks) > 1:
+        # longest first (the work model's estimate), so the last cells to finish are short ones and no worker
+        # idles beside one long build at the end; a budget keeps its own order (cheapest first)
+        n, dims, queries = len(s.rows), int(s.base.shape[1]), len(s.queries)
+        order = sorted(range(len(tasks)), key=lambda j: -cell_work(tasks[j].cell, n, dims, queries).seconds)
+        tasks, positions = [tasks[j] for j in order], [positions[j] for j in order]
 
     def done(j: int, result: CellResult) -> None:
         results[positions[j]] = result

@@ -137,3 +137,24 @@ def test_index_records_point_at_saved_cells(result):
         meta = json.loads((cell / "meta.json").read_text())
         assert {**meta, "path": rec.path} == rec.to_json()  # meta.json is the record without its path
         assert (cell / "index.bin").exists()
+
+
+def test_cells_start_longest_first_unless_a_budget_orders_them(tiny_spec_dict, tmp_path, monkeypatch):
+    """The executor gets a space's cells in decreasing estimated work (no worker idles beside one long build at
+    the end), and the rows still come back in grid order."""
+    from indexer.engine.executors.inprocess import InProcessExecutor
+
+    started: list[str] = []
+    original = InProcessExecutor.run_cells
+
+    def recording(self, space, tasks, **kwargs):
+        started.extend(t.cell.backend.label() for t in tasks)
+        return original(self, space, tasks, **kwargs)
+
+    monkeypatch.setattr(InProcessExecutor, "run_cells", recording)
+    spec = parse_spec({**tiny_spec_dict, "orderings": ["random"],
+                       "backends": [{"name": "exact"}, {"name": "hnswlib", "M": 4, "ef_construction": 16},
+                                    {"name": "hnswlib", "M": 24, "ef_construction": 120}]})
+    rows = runner.run(spec, cache_dir=tmp_path).rows
+    assert started == ["hnswlib M=24 efC=120", "hnswlib M=4 efC=16", "exact"]
+    assert [r.backend for r in rows if hasattr(r, "backend")][:1] == ["exact"]  # grid order kept
