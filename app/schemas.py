@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from indexer.report.compare import Comparison
-from indexer.service.store import IndexSummary
+from indexer.service.views import IndexSummary
 
 # Bounds keep paging arguments inside what every database's integers hold.
 MAX_PAGE = 500

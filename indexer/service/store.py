@@ -31,244 +31,23 @@ import logging
 import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from indexer.common.jsonvalues import plain
 from indexer.engine.spec import ExperimentSpec
 from indexer.model.results import IndexRecord, ResultModel, rows_to_json
+from indexer.service.database import alembic_config, make_engine
+from indexer.service.tables import STATUSES, JobStatus, experiments, indexes, utcnow
+from indexer.service.views import IndexView, JobView, index_record, index_view, job_view, to_json
 
 log = logging.getLogger(__name__)
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 AttemptState = Literal["owned", "cancel_requested", "lost"]
-STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
-FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-_SQLITE_BUSY_SECONDS = 30.0
 _MIGRATING = threading.Lock()
 _PG_MIGRATION_LOCK = 7_461_023_115  # pg_advisory_xact_lock key: one migrator at a time
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """UTC in, timezone-aware UTC out, on both databases (SQLite keeps no offset, so it stores naive UTC)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; use datetime.now(UTC)")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
-
-metadata = sa.MetaData()
-
-# Keep in step with migrations/versions: the migrations create the schema, these tables query it.
-experiments = sa.Table(
-    "experiments",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("spec", JSONType, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("progress", sa.Float, nullable=False, server_default="0"),
-    sa.Column("message", sa.Text, nullable=True),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("max_attempts", sa.Integer, nullable=False),
-    sa.Column("worker_id", sa.String(200), nullable=True),
-    sa.Column("lease_expires_at", UTCDateTime, nullable=True),
-    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
-    sa.Column("queued_at", UTCDateTime, nullable=False),
-    sa.Column("started_at", UTCDateTime, nullable=True),
-    sa.Column("finished_at", UTCDateTime, nullable=True),
-    sa.Column("report_dir", sa.Text, nullable=True),
-    sa.Column("rows", JSONType, nullable=True),
-    sa.CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="ck_experiments_status"),
-    sa.CheckConstraint("progress >= 0 AND progress <= 1", name="ck_experiments_progress"),
-    sa.Index("ix_experiments_status_queued_at", "status", "queued_at"),
-    sa.Index("ix_experiments_created_at", "created_at"),
-)
-
-indexes = sa.Table(
-    "indexes",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("experiment_id", sa.String(64), sa.ForeignKey("experiments.id", name="fk_indexes_experiment"),
-              nullable=False),
-    sa.Column("dataset", sa.Text, nullable=False),
-    sa.Column("ordering", sa.String(64), nullable=False),
-    sa.Column("backend", sa.String(64), nullable=False),
-    sa.Column("params", JSONType, nullable=False),
-    sa.Column("reduction", sa.String(200), nullable=False),
-    sa.Column("dims", sa.Integer, nullable=False),
-    sa.Column("metric", sa.String(16), nullable=False),
-    sa.Column("model", sa.Text, nullable=True),
-    sa.Column("n", sa.Integer, nullable=False),
-    sa.Column("dim", sa.Integer, nullable=False),
-    sa.Column("size_bytes", sa.BigInteger, nullable=False),
-    sa.Column("path", sa.Text, nullable=False),
-    sa.Column("meta", JSONType, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Index("ix_indexes_experiment_id", "experiment_id"),
-)
-
-
-class JobView(BaseModel):
-    """One experiment job as the API and CLI see it. `report_dir` is relative to data_dir."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    name: str
-    spec: dict[str, Any]
-    status: JobStatus
-    progress: float
-    message: str | None
-    error: str | None
-    attempts: int
-    max_attempts: int
-    worker_id: str | None
-    lease_expires_at: datetime | None
-    cancel_requested: bool
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    report_dir: str | None
-    # The published result rows as JSON (indexer.model.results.rows_to_json of DenseRow, SparseRow, HybridRow):
-    # what the API serves. None in `Store.list` pages (kept small); set by `get` once succeeded.
-    rows: list[dict[str, Any]] | None
-    lease_expired: bool = False  # running, but nobody renewed the lease in time: computed at read
-
-
-class IndexSummary(BaseModel):
-    """What a built index (a grid cell) is, as the API lists it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    experiment_id: str
-    dataset: str
-    ordering: str
-    backend: str
-    params: dict[str, Any]
-    reduction: str
-    dims: int
-    metric: str
-    model: str | None
-    n: int
-    dim: int
-    size_bytes: int
-
-
-class IndexView(IndexSummary):
-    """One built index with where it lives: `path` is relative to data_dir; `meta` is the runner's full
-    record (indexer.model.results.IndexRecord as JSON)."""
-
-    path: str
-    meta: dict[str, Any]
-    created_at: datetime
-
-
-def to_json(value: Any) -> Any:
-    """Plain JSON for the database (indexer.common.jsonvalues.plain, strict): NaN/inf -> null, which
-    PostgreSQL needs, and an error for anything with no JSON form."""
-    return plain(value, strict=True)
-
-
-def _make_engine(url: str) -> Engine:
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(
-        url, connect_args={"timeout": _SQLITE_BUSY_SECONDS, "check_same_thread": False}
-    )
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take transaction control from the sqlite3 module so that BEGIN is ours (see _on_begin).
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_SECONDS * 1000)}")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses at most the last commits
-        cur.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Writers take the write lock up front: a deferred transaction that reads and then writes can fail
-        # with SQLITE_BUSY (no wait) when another writer committed in between.
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
-
-
-def alembic_config(url: str | None = None, connection: Connection | None = None) -> Any:
-    """An alembic Config built in code (no alembic.ini): scripts inside the package."""
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if url is not None:
-        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    if connection is not None:
-        cfg.attributes["connection"] = connection
-    return cfg
-
-
-def _lease_expired(status: str, lease_expires_at: datetime | None) -> bool:
-    """A running job whose worker stopped renewing its lease (it may yet be reclaimed): not healthy."""
-    return status == "running" and lease_expires_at is not None and lease_expires_at < utcnow()
-
-
-def _job_view(row: Any, with_rows: bool = True) -> JobView:
-    m = row._mapping
-    return JobView(
-        id=m["id"], name=m["name"], spec=m["spec"], status=m["status"], progress=m["progress"],
-        message=m["message"], error=m["error"], attempts=m["attempts"], max_attempts=m["max_attempts"],
-        worker_id=m["worker_id"], lease_expires_at=m["lease_expires_at"],
-        cancel_requested=bool(m["cancel_requested"]), created_at=m["created_at"], updated_at=m["updated_at"],
-        started_at=m["started_at"], finished_at=m["finished_at"], report_dir=m["report_dir"],
-        rows=m["rows"] if with_rows else None,
-        lease_expired=_lease_expired(m["status"], m["lease_expires_at"]),
-    )
-
-
-def _index_view(row: Any) -> IndexView:
-    return IndexView.model_validate(dict(row._mapping))
-
-
-def index_record(record: IndexRecord | Mapping[str, Any]) -> IndexRecord:
-    """An index record as the store takes it: typed, or its JSON (validated here)."""
-    return record if isinstance(record, IndexRecord) else IndexRecord.model_validate(record)
 
 
 def _index_values(experiment_id: str, record: IndexRecord, now: datetime) -> dict[str, Any]:
@@ -301,7 +80,7 @@ class Store:
     def __init__(self, url: str, *, max_attempts: int = 3) -> None:
         self.url = url
         self.max_attempts = max_attempts
-        self.engine = _make_engine(url)
+        self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(sqlite_immediate=True)
 
@@ -389,7 +168,7 @@ class Store:
 
     def _get(self, conn: Connection, job_id: str) -> JobView | None:
         row = conn.execute(sa.select(experiments).where(experiments.c.id == job_id)).first()
-        return _job_view(row) if row is not None else None
+        return job_view(row) if row is not None else None
 
     def list(
         self, status: JobStatus | None = None, offset: int = 0, limit: int = 50
@@ -406,7 +185,7 @@ class Store:
                 .order_by(experiments.c.created_at.desc(), experiments.c.id)
                 .offset(max(offset, 0)).limit(max(limit, 0))
             ).all()
-        return [_job_view(r, with_rows=False) for r in rows], int(total)
+        return [job_view(r, with_rows=False) for r in rows], int(total)
 
     def cancel(self, job_id: str) -> JobView | None:
         """Queued: cancelled at once, never runs. Running: cancel_requested; its worker notices within
@@ -602,7 +381,7 @@ class Store:
     def list_indexes(self) -> builtins.list[IndexView]:
         with self._read() as conn:
             rows = conn.execute(sa.select(indexes).order_by(indexes.c.created_at.desc(), indexes.c.id)).all()
-        return [_index_view(r) for r in rows]
+        return [index_view(r) for r in rows]
 
     def page_indexes(self, offset: int = 0, limit: int = 50) -> tuple[builtins.list[IndexView], int]:
         """A page of indexes, newest first, and how many there are in all."""
@@ -612,7 +391,7 @@ class Store:
                 sa.select(indexes).order_by(indexes.c.created_at.desc(), indexes.c.id)
                 .offset(max(offset, 0)).limit(max(limit, 0))
             ).all()
-        return [_index_view(r) for r in rows], int(total)
+        return [index_view(r) for r in rows], int(total)
 
     def index_models(self) -> builtins.list[str]:
         """The embedding models of the text indexes (distinct), e.g. to load them at server start."""
@@ -623,4 +402,4 @@ class Store:
     def get_index(self, index_id: str) -> IndexView | None:
         with self._read() as conn:
             row = conn.execute(sa.select(indexes).where(indexes.c.id == index_id)).first()
-        return _index_view(row) if row is not None else None
+        return index_view(row) if row is not None else None

@@ -33,7 +33,7 @@ from indexer.engine.admission import admit
 from indexer.engine.spec import ExperimentSpec, clip
 from indexer.model.datasets import DEFAULT_MODEL
 from indexer.report.compare import PublishedRun, compare_runs, published_run
-from indexer.service.store import FINISHED
+from indexer.service.tables import FINISHED
 from indexer.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from app.schemas import (
     plausible_id,
 )
 from indexer.service.artifacts import ArtifactError
-from indexer.service.store import IndexSummary, IndexView
+from indexer.service.views import IndexSummary, IndexView
 from indexer.settings import Settings
 
 log = logging.getLogger(__name__)

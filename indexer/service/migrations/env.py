@@ -1,4 +1,4 @@
-"""Alembic environment, configured in code by `indexer.service.store.alembic_config` (no alembic.ini).
+"""Alembic environment, configured in code by `indexer.service.database.alembic_config` (no alembic.ini).
 
 `Store.migrate()` passes an open connection in `config.attributes["connection"]`; without one (e.g.
 `alembic_config(url)` used from a shell) an engine is made from the `sqlalchemy.url` option.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from indexer.service.store import metadata
+from indexer.service.tables import metadata
 
 config = context.config
 
@@ -39,7 +39,7 @@ def run_migrations_online() -> None:
         return
     url = config.get_main_option("sqlalchemy.url")
     if not url:
-        raise RuntimeError("alembic: pass a connection or set sqlalchemy.url (see indexer.service.store.alembic_config)")
+        raise RuntimeError("alembic: pass a connection or set sqlalchemy.url (see indexer.service.database.alembic_config)")
     engine = create_engine(url)
     try:
         with engine.begin() as conn:

@@ -134,7 +134,7 @@ def test_the_one_json_cleaner_serves_the_report_and_the_store() -> None:
     import pytest
 
     from indexer.common.jsonvalues import plain
-    from indexer.service.store import to_json
+    from indexer.service.views import to_json
 
     value = {"a": np.float32(0.5), "b": [np.int64(3), float("nan")], "c": Path("/x"), 4: np.bool_(True),
              "d": np.arange(2)}

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from indexer.engine.spec import ExperimentSpec, parse_spec
-from indexer.service.store import IndexView, JobView, Store
+from indexer.service.store import Store
+from indexer.service.views import IndexView, JobView
 
 INDEX_RECORD = {
     "id": "cell1", "dataset": "synthetic", "ordering": "random", "backend": "hnswlib",
@@ -75,7 +76,7 @@ def test_models_match_migrations(store: Store) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from indexer.service.store import metadata
+    from indexer.service.tables import metadata
 
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
@@ -236,7 +237,7 @@ def test_release_does_not_count_the_attempt(store: Store) -> None:
 
 def _expire_lease(store: Store, job_id: str) -> None:
     """As if the worker had not heartbeaten for a whole lease (paused, cut off)."""
-    from indexer.service.store import experiments, utcnow
+    from indexer.service.tables import experiments, utcnow
 
     with store.engine.begin() as conn:
         conn.execute(experiments.update().where(experiments.c.id == job_id)

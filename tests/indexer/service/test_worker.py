@@ -21,19 +21,14 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from indexer.common.errors import UserError
-from indexer.service.worker import (
-    LEASE_LAPSED_EXIT,
-    ORPHANED_EXIT,
-    Progress,
-    ShouldStop,
-    describe_exit,
-    run_worker,
-)
+from indexer.service.job_child import LEASE_LAPSED_EXIT, ORPHANED_EXIT, Progress, ShouldStop, describe_exit
+from indexer.service.worker import run_worker
 
 if TYPE_CHECKING:
     from indexer.engine.spec import ExperimentSpec
     from indexer.model.results import JobResult
-    from indexer.service.store import JobView, Store
+    from indexer.service.store import Store
+    from indexer.service.views import JobView
     from indexer.settings import Settings
 
 # The spawned children import this module to find their target: keep its top-level imports light

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from indexer.engine.spec import parse_spec
+from indexer.service.job_child import execute_job
 from indexer.service.store import Store
-from indexer.service.worker import execute_job
 from indexer.settings import Settings
 from tests.indexer.engine.test_executors import slow_spec
 from tests.indexer.service.test_worker import ThreadedWorker, _job, wait_for

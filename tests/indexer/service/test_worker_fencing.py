@@ -15,7 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from indexer.service.worker import Progress, ShouldStop, run_worker
+from indexer.service.job_child import Progress, ShouldStop
+from indexer.service.worker import run_worker
 from tests.indexer.service.test_worker import (
     ThreadedWorker,
     _job,
@@ -97,7 +98,7 @@ def _steps(data_dir: Path, report_dir: str) -> int:
 
 def _take_over(store: Store, job_id: str) -> None:
     """What a reclaim does after a missed lease: another worker, the next attempt."""
-    from indexer.service.store import experiments, utcnow
+    from indexer.service.tables import experiments, utcnow
 
     c = experiments.c
     with store.engine.begin() as conn:

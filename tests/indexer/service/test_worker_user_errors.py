@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from indexer.engine.spec import HnswlibBackend, parse_spec
+from indexer.service.job_child import execute_job
 from indexer.service.store import Store
-from indexer.service.worker import execute_job, run_worker
+from indexer.service.worker import run_worker
 from indexer.settings import Settings
 from tests.indexer.engine.test_executors import slow_spec
 from tests.indexer.service.test_worker import _job, wait_for
