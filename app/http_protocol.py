@@ -23,7 +23,7 @@ import asyncio
 import importlib.util
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
@@ -128,9 +128,15 @@ class _Bounds:
         await send({"type": "http.response.body", "body": body.encode()})
 
 
-class H11WithLimits(H11Protocol):
-    """h11 bounds the head's size itself; h11 reads no further than the end of the request whose response is
-    pending, so each call of handle_events starts at most one request."""
+if TYPE_CHECKING:  # the mixin's super() is one of uvicorn's protocols; mypy checks it against h11's
+    _Protocol = H11Protocol
+else:
+    _Protocol = object
+
+
+class _WithBounds(_Protocol):
+    """What both protocols add: a head deadline armed from the connection's opening and cancelled with it,
+    and the connection limit checked by _Bounds.app instead of uvicorn (whose own check is switched off)."""
 
     head_timeout = ServerLimits().header_timeout_seconds
 
@@ -138,7 +144,7 @@ class H11WithLimits(H11Protocol):
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.bounds = _Bounds(self, self.config, self.head_timeout)
-        self.limit_concurrency = None
+        self.limit_concurrency = None  # uvicorn's check is off: _Bounds.app checks
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -147,6 +153,11 @@ class H11WithLimits(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.bounds.cancel()
         super().connection_lost(exc)
+
+
+class H11WithLimits(_WithBounds, H11Protocol):
+    """h11 bounds the head's size itself; h11 reads no further than the end of the request whose response is
+    pending, so each call of handle_events starts at most one request."""
 
     def handle_events(self) -> None:
         self.app = self.bounds.app()
@@ -162,23 +173,7 @@ if importlib.util.find_spec("httptools") is None:  # as uvicorn's "auto": httpto
 else:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class HttpToolsWithLimits(HttpToolsProtocol):
-        head_timeout = ServerLimits().header_timeout_seconds
-
-        def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
-                     _loop: asyncio.AbstractEventLoop | None = None) -> None:
-            super().__init__(config, server_state, app_state, _loop)
-            self.bounds = _Bounds(self, self.config, self.head_timeout)
-            self.limit_concurrency = None  # uvicorn's check is off: _Bounds.app checks
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self.bounds.arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self.bounds.cancel()
-            super().connection_lost(exc)
-
+    class HttpToolsWithLimits(_WithBounds, HttpToolsProtocol):  # type: ignore[misc]
         def data_received(self, data: bytes) -> None:
             """Counts the bytes of a head that was in progress before this data and still is after it: a
             head that began inside this data is counted from the next, so it is refused at most one read
