@@ -302,6 +302,13 @@ def npy_file_of(arr: np.ndarray) -> Path | None:
     return path if whole else None
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    def write(f: BinaryIO) -> None:
+        f.write(data)
+
+    atomic_write(path, write)
+
+
 def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
     atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
 

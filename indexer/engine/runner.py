@@ -38,11 +38,21 @@ from indexer.common.fileio import (
 from indexer.common.hashing import SPACED, content_key
 from indexer.datasets import Dataset, load_dataset
 from indexer.engine.advisor import advise
-from indexer.engine.cell import IR_DEPTH, LidMethod, Space, ir_metrics, read_cached, space_metric
+from indexer.engine.cell import IR_DEPTH
 from indexer.engine.executors import Cancelled, ExecutorConfig, cores, open_executor
 from indexer.engine.executors.base import CellResult, CellTask, Executor
+from indexer.engine.measure import (
+    MEASURES_DIR,
+    PROBES_DIR,
+    built,
+    ir_metrics,
+    measure_cell,
+    probed,
+    read_measured,
+)
 from indexer.engine.phases import Phases, Progress
 from indexer.engine.provenance import provenance
+from indexer.engine.space import LidMethod, Space, space_metric
 from indexer.engine.spec import Cell, ExperimentSpec, cells
 from indexer.engine.work import cell_work
 from indexer.model.options import ReductionSpec
@@ -56,7 +66,7 @@ from indexer.model.results import (
     SpaceSummary,
     SparseRow,
 )
-from indexer.science import groundtruth, lid, preflight
+from indexer.science import groundtruth, lid, orderings, preflight
 from indexer.science.analysis import model_ranking, size_crossings, space_measures, space_summary
 from indexer.science.graph import k_occurrence_skewness
 
@@ -183,20 +193,25 @@ class _Budget:
 def _space_cells(spec: ExperimentSpec, mine: list[Cell], s: Space, cache_dir: Path, executor: Executor,
                  phase: Phases, should_stop: Callable[[], bool], budget: _Budget, fresh: bool,
                  tick: Callable[[], None]) -> list[CellResult]:
-    """The rows and record of each cell of `mine` (one space), in grid order: cached ones read, the rest
-    run on `executor` (those the budget admits), finishing in whatever order they do."""
+    """The rows and record of each cell of `mine` (one space), in grid order: measured ones read; built
+    ones measured from their saved answers (their saved index probed again when the probes asked for
+    differ, on `executor`); the rest built on `executor` (those the budget admits), finishing in whatever
+    order they do."""
     results: dict[int, CellResult] = {}
     tasks: list[CellTask] = []
     positions: list[int] = []
     for i, cell in enumerate(mine):
-        cell_dir = cache_dir / "cells" / cell.key(spec)
-        finished = None if fresh else read_cached(cell_dir)
-        if finished is not None:
-            results[i] = finished
+        cell_dir = cache_dir / "cells" / cell.build_key(spec)
+        found = None if fresh else _saved(spec, cell, s, cell_dir, phase)
+        if found is not None:
+            results[i] = found
             tick()
-        else:
-            tasks.append(CellTask(spec, cell, cell_dir, replace=fresh))
-            positions.append(i)
+            continue
+        reprobe = (not fresh and built(cell_dir) and executor.reads_cache
+                   and BACKENDS[cell.backend.name].capabilities.servable)
+        # a built cell that cannot be probed in place is built again over its old directory
+        tasks.append(CellTask(spec, cell, cell_dir, replace=fresh or built(cell_dir), reprobe=reprobe))
+        positions.append(i)
 
     if budget.deadline is None and len(tasks) > 1:
         # longest first (the work model's estimate), so the last cells to finish are short ones and no worker
@@ -211,6 +226,19 @@ def _space_cells(spec: ExperimentSpec, mine: list[Cell], s: Space, cache_dir: Pa
 
     executor.run_cells(s, tasks, admit=budget.admit, should_stop=should_stop, done=done, phase=phase)
     return [results[i] for i in sorted(results)]
+
+
+def _saved(spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, phase: Phases) -> CellResult | None:
+    """A built cell's rows without building or searching: as measured before under this spec's measure key,
+    or measured now from its saved answers and probes (None: not built, or its probes are not there)."""
+    measure_key, probe_key = cell.measure_key(spec, s.lid_method), cell.probe_key(spec, s.lid_method)
+    found = read_measured(cell_dir, measure_key)
+    if found is not None or not built(cell_dir) or not probed(cell_dir, probe_key):
+        return found
+    with phase(f"{cell.ordering} {cell.backend.label()} seed={cell.seed}: measure the saved answers"):
+        rows = measure_cell(spec=spec, cell=cell, s=s, cell_dir=cell_dir, measure_key=measure_key,
+                            probe_key=probe_key)
+    return rows, IndexRecord.model_validate_json((cell_dir / "meta.json").read_bytes())
 
 
 def _build_cost(cell: Cell) -> int:
@@ -289,7 +317,7 @@ def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray
         within = gt if reduction.name == "none" else groundtruth.cached(
             cache_dir / "groundtruth", f"gt-{key}-{spec.k}", lambda: _knn_over(rb, rows, rq, spec.k, metric))
     sub = rb if len(rows) == len(rb) else np.ascontiguousarray(rb[rows])
-    every_point = bool({"lid_asc", "lid_desc"} & set(spec.orderings)) or spec.lid.sample >= len(rows)
+    every_point = bool(orderings.reading("lid") & set(spec.orderings)) or spec.lid.sample >= len(rows)
     method = lid_method(spec, len(rows), every_point)
     with phase("LID" if method != "approximate" else "LID (HNSW kNN graph)"):
         lids = groundtruth.cached(
@@ -544,6 +572,9 @@ def sweep_cache(cache_dir: Path) -> int:
     for folder in cache_dir.iterdir() if cache_dir.is_dir() else ():
         if folder.is_dir() and not folder.name.startswith("."):
             removed += sweep_orphans(folder)
+    # a built cell gets new measures and probes in place (indexer.engine.measure): their staging too
+    for inner in (*(cache_dir / "cells").glob(f"*/{MEASURES_DIR}"), *(cache_dir / "cells").glob(f"*/{PROBES_DIR}")):
+        removed += sweep_orphans(inner)
     if removed:
         log.info("removed %d staging entries left by processes that are gone", removed)
     return removed

@@ -31,6 +31,7 @@ from indexer.model.options import DiagnosticsSpec, LidSpec, ReductionSpec
 from indexer.model.strict import MAX_ECHO_CHARS as MAX_ECHO_CHARS
 from indexer.model.strict import MAX_REPORTED_PROBLEMS, clip, error_message
 from indexer.model.strict import Strict as _Strict
+from indexer.science import orderings
 from indexer.science.equal_recall import DEFAULT_RECALL_TARGETS
 from indexer.science.orderings import ORDERINGS
 
@@ -44,9 +45,11 @@ RepresentationName = Literal["dense", "sparse", "hybrid"]
 MAX_SEEDS = 64
 MAX_INDEX_SIZES = 64
 MAX_BACKENDS = 32
-ROW_FORMAT = 6  # 2: library_version, order_controlled; 3: cost at recall, diagnostics; 4: held-out recall;
-# 5: recall from exactly rescored ids, the peers' definitions, latency, timed passes under the timing lock;
-# 6: QPS of concurrent clients
+# A cell is keyed in three steps, so that a new measure never rebuilds an index (indexer.model.answers):
+ANSWER_FORMAT = 1  # what a built cell saves (its answers and timings): a new format builds every cell again
+PROBE_FORMAT = 1  # what is measured on the live index (cost at recall, diagnostics): re-run on the saved index
+# the rows' measures, computed from the saved answers and probes: a new one is computed on the next run
+MEASURE_FORMAT = 1  # (before the split, ROW_FORMAT 2-6 rebuilt every cell at each new measure)
 MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
 MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
 
@@ -230,36 +233,53 @@ class Cell(_Strict):
     backend: BackendSpec
     seed: int
 
-    def key(self, spec: ExperimentSpec) -> str:
-        """Depends only on what decides the built index and its evaluation, not on the spec's name."""
+    def build_key(self, spec: ExperimentSpec) -> str:
+        """What decides the built index and its answers: the data, the order and what it is computed from,
+        the backend with its parameters, the seed and the backend's library version; not the spec's name,
+        nor anything measured from the answers."""
+        reads = orderings.ORDERINGS[self.ordering].reads
         parts = {
             "dataset": spec.dataset.model_dump(mode="json"),
             "metric": spec.metric,
-            "k": spec.k,
-            "lid": spec.lid.model_dump(mode="json"),
-            "clusters": spec.clusters if self.ordering == "cluster" else None,
-            "lid_bins": spec.lid_bins,
-            "recall_targets": recall_targets(spec),
-            "diagnostics": spec.diagnostics.model_dump(mode="json") if spec.diagnostics else None,
-            "libraries": _library_versions(self.backend.name),  # a new library may build another graph
-            "rows": ROW_FORMAT,  # cached rows of another format are not read back
+            "k": spec.k,  # the answers are k deep
+            "lid": spec.lid.model_dump(mode="json") if "lid" in reads else None,
+            "clusters": spec.clusters if "clusters" in reads else None,
+            "libraries": _library_versions(self.backend.name, reads),  # a new library may build another graph
+            "answers": ANSWER_FORMAT,
             "seeding": seeds.DERIVATION,  # how the spec seed becomes each library's seed
             "cell": self.model_dump(mode="json"),
         }
         return content_key(parts)
 
+    def probe_key(self, spec: ExperimentSpec, lid_method: str) -> str:
+        """What decides the probes of the built index: its build, the recall targets, the diagnostics asked
+        for and the LID they are broken down by (`lid_method`: how the space estimated the base's)."""
+        return content_key({
+            "build": self.build_key(spec),
+            "probes": PROBE_FORMAT,
+            "recall_targets": recall_targets(spec),
+            "diagnostics": spec.diagnostics.model_dump(mode="json") if spec.diagnostics else None,
+            "lid": spec.lid.model_dump(mode="json"),
+            "lid_method": lid_method,
+            "lid_bins": spec.lid_bins,
+        })
+
+    def measure_key(self, spec: ExperimentSpec, lid_method: str) -> str:
+        """What decides the rows measured from the saved answers and probes."""
+        return content_key({"probes": self.probe_key(spec, lid_method), "measures": MEASURE_FORMAT})
+
 
 @functools.cache
-def _library_versions(backend: str) -> dict[str, str]:
-    """The versions that decide a cell: the index libraries, BM25's, and the cell's own backend's."""
-    out = {}
-    for dist in ("hnswlib", "faiss-cpu", "bm25s"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "absent"
+def _library_versions(backend: str, reads: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The versions that decide a cell: its backend's library's and, for an order computed from LID or
+    k-means, the library that computed it (hnswlib's kNN graph for approximate LID, faiss's k-means)."""
     library = BACKENDS[backend].library
-    out.setdefault(library.distribution, library.version())
+    out = {library.distribution: library.version()}
+    for dist in (["hnswlib"] if "lid" in reads else []) + (["faiss-cpu"] if "clusters" in reads else []):
+        try:
+            out.setdefault(dist, importlib.metadata.version(dist))
+        except importlib.metadata.PackageNotFoundError:
+            out.setdefault(dist, "absent")
     return out
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from indexer.backends import BACKENDS
 from indexer.engine.spec import Cell, ExperimentSpec, cells
+from indexer.science import orderings
 
 BUILD_SECONDS = 1.8e-9
 SEARCH_SECONDS = 1.0e-9
@@ -36,7 +37,7 @@ EMBED_TEXTS_PER_SECOND = 330.0  # all-MiniLM-L6-v2 on 2 cores
 # Each ef of a cell searches its queries about this often: three timed passes, the latency sample's single
 # queries and concurrent clients, the probes of cost at equal recall, and the warm-up.
 SEARCHES_PER_EF = 6
-LID_ORDERINGS = frozenset({"lid_asc", "lid_desc"})  # orderings that need every point's LID
+LID_ORDERINGS = orderings.reading("lid")  # orderings that need every point's LID
 LINK_BYTES = 4  # an HNSW link is a 32-bit id; the bottom layer holds up to 2M per point
 
 

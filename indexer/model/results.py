@@ -333,7 +333,7 @@ def rows_to_json(rows: Iterable[ResultModel | Mapping[str, Any]]) -> list[dict[s
 
 
 def parse_rows(data: Sequence[Mapping[str, Any]]) -> list[ResultRow]:
-    """Rows read back from their JSON (a cell's rows.json, a published report.json)."""
+    """Rows read back from their JSON (a cell's measures/<key>/rows.json, a published report.json)."""
     return _ROWS.validate_python(data)
 
 

@@ -122,18 +122,26 @@ class Ordering:
 
     permutation: Callable[..., np.ndarray]
     description: str
+    # what the order is computed from beyond the seed and the labels: the points' LID, or their k-means
+    # clusters (faiss); a cell's build key holds these inputs (indexer.engine.spec.Cell.build_key)
+    reads: frozenset[str] = frozenset()
 
 
 # The order here is the order the spec's schema and error messages list the names in.
 ORDERINGS: dict[str, Ordering] = {
     "given": Ordering(_given, "as the dataset lists the points"),
     "random": Ordering(_random, "seeded permutation"),
-    "lid_asc": Ordering(_lid_asc, "by pointwise LID, lowest first"),
-    "lid_desc": Ordering(_lid_desc, "by pointwise LID, highest first"),
+    "lid_asc": Ordering(_lid_asc, "by pointwise LID, lowest first", frozenset({"lid"})),
+    "lid_desc": Ordering(_lid_desc, "by pointwise LID, highest first", frozenset({"lid"})),
     "category": Ordering(_category, "contiguous by label"),
     "category_interleaved": Ordering(_category_interleaved, "round-robin over labels"),
-    "cluster": Ordering(_cluster, "contiguous by faiss k-means cluster"),
+    "cluster": Ordering(_cluster, "contiguous by faiss k-means cluster", frozenset({"clusters"})),
 }
+
+
+def reading(what: str) -> frozenset[str]:
+    """The orderings computed from `what` ("lid": every point's LID; "clusters": k-means clusters)."""
+    return frozenset(name for name, o in ORDERINGS.items() if what in o.reads)
 
 
 def insertion_order(

@@ -159,7 +159,7 @@ def open_index(path: Path, *, data_dir: Path) -> LoadedIndex:
     """Open a cell directory the engine wrote; refuse anything outside data_dir or not matching its checksums."""
     cell_dir = _inside(Path(path), data_dir)
     meta_path = cell_dir / "meta.json"
-    if not (cell_dir / "rows.json").exists() or not meta_path.exists():
+    if not (cell_dir / "answers.json").exists() or not meta_path.exists():
         raise ArtifactError(f"{cell_dir} is not a finished index")
     meta = IndexRecord.model_validate_json(meta_path.read_text())
     if meta.sha256 is None or meta.vectors is None or meta.space is None or meta.seed is None or meta.reduction is None:

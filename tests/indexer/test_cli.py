@@ -216,7 +216,7 @@ def test_ctrl_c_leaves_no_report_and_only_finished_cells(tmp_path):
     assert stderr.strip().splitlines()[-1].startswith("error: interrupted")
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     for cell in cells.iterdir():
-        assert (cell / "rows.json").exists()  # an interrupted cell leaves nothing behind
+        assert (cell / "answers.json").exists()  # an interrupted cell leaves nothing behind
 
 
 def test_a_spec_over_the_limits_exits_2_naming_the_limit_unless_lifted(tiny_spec_dict, tmp_path):

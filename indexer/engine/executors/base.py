@@ -11,26 +11,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.common.fileio import staged_dir
-from indexer.engine.cell import Space, evaluate_cell
+from indexer.engine.cell import CellResult, evaluate_cell, reprobe_cell
 from indexer.engine.executors.config import Cancelled
 from indexer.engine.phases import Phases
+from indexer.engine.space import Space
 from indexer.engine.spec import Cell, ExperimentSpec
-from indexer.model.results import DenseRow, IndexRecord
 
 log = logging.getLogger(__name__)
 
-CellResult = tuple[list[DenseRow], IndexRecord]
 POLL_SECONDS = 0.25  # how often a waiting driver looks at `should_stop`
 
 
 @dataclass(frozen=True)
 class CellTask:
-    """One cell to run and where its finished directory goes (`replace`: over a finished one, --fresh)."""
+    """One cell to run and where its finished directory goes (`replace`: over a finished one, --fresh;
+    `reprobe`: the cell is built, its saved index is probed again and nothing is built)."""
 
     spec: ExperimentSpec
     cell: Cell
     cell_dir: Path
     replace: bool = False
+    reprobe: bool = False
 
 
 @contextlib.contextmanager
@@ -50,7 +51,11 @@ def cell_threads(threads: int) -> Iterator[None]:
 
 
 def run_cell(task: CellTask, space: Space, threads: int, phase: Phases) -> CellResult:
-    """Evaluate one cell into its directory, staged so that only a finished cell is ever visible."""
+    """Evaluate one cell into its directory, staged so that only a finished cell is ever visible (or probe
+    its saved index again, writing each new file whole)."""
+    if task.reprobe:
+        with cell_threads(threads):
+            return reprobe_cell(task.spec, task.cell, space, task.cell_dir, threads=threads, phase=phase)
     with cell_threads(threads), staged_dir(task.cell_dir, replace=task.replace) as tmp:
         return evaluate_cell(task.spec, task.cell, space, task.cell_dir, tmp, threads=threads, phase=phase)
 
@@ -61,6 +66,9 @@ class Executor(ABC):
     name: str
     workers: int  # cells at once
     threads: int  # each cell's threads
+    # whether its workers read the driver's cache directory (the driver's machine): then a built cell's saved
+    # index is probed again in place (CellTask.reprobe); else (a Ray cluster) such a cell is built again
+    reads_cache: bool = True
 
     @abstractmethod
     def run_cells(self, space: Space, tasks: list[CellTask], *, admit: Callable[[CellTask], bool],

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from indexer.engine.cell import Space
 from indexer.engine.executors.base import Cancelled, CellResult, CellTask, Executor, run_cell
 from indexer.engine.phases import Phases
+from indexer.engine.space import Space
 
 
 class InProcessExecutor(Executor):

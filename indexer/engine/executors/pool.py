@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from indexer.common.fileio import npy_file_of, staging_path, sweep_orphans
-from indexer.engine.cell import Space, space_arrays, space_facts, space_from
 from indexer.engine.executors.base import CellResult, CellTask, ConcurrentExecutor, run_cell
 from indexer.engine.phases import Phases
+from indexer.engine.space import Space, space_arrays, space_facts, space_from
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

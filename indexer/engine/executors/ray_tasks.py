@@ -26,9 +26,10 @@ from typing import Any
 
 from indexer.common.errors import UserError
 from indexer.common.fileio import remove_scratch, scratch_dir, staged_dir, sweep_scratch, watch_scratch
-from indexer.engine.cell import Space, space_arrays, space_facts, space_from
 from indexer.engine.executors.base import CellResult, CellTask, ConcurrentExecutor, cell_threads
+from indexer.engine.measure import ANSWERS_FILE
 from indexer.engine.phases import Phases
+from indexer.engine.space import Space, space_arrays, space_facts, space_from
 from indexer.model.results import DenseRow, IndexRecord
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def ray_cell(task: CellTask, facts: Space, arrays: dict[str, Any], threads: int)
         with cell_threads(threads):
             rows, record = evaluate_cell(task.spec, task.cell, space, task.cell_dir, tmp, threads=threads,
                                          phase=Phases())
-        files = {p.name: p.read_bytes() for p in sorted(tmp.iterdir())}
+        files = {str(p.relative_to(tmp)): p.read_bytes() for p in sorted(tmp.rglob("*")) if p.is_file()}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows, record, files
@@ -65,6 +66,7 @@ def _ray() -> Any:
 
 class RayExecutor(ConcurrentExecutor):
     name = "ray"
+    reads_cache = False  # a task may run on another node
 
     def __init__(self, workers: int | None, address: str | None) -> None:
         ray = _ray()
@@ -116,10 +118,10 @@ class RayExecutor(ConcurrentExecutor):
             raise
         with staged_dir(task.cell_dir, replace=task.replace) as tmp:
             for name, data in files.items():
-                if name not in ("rows.json", "meta.json"):
+                if name != ANSWERS_FILE:
+                    (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                     (tmp / name).write_bytes(data)
-            (tmp / "meta.json").write_bytes(files["meta.json"])
-            (tmp / "rows.json").write_bytes(files["rows.json"])  # the finished marker, written last
+            (tmp / ANSWERS_FILE).write_bytes(files[ANSWERS_FILE])  # the built marker, written last
         return rows, record
 
     def _stop(self, running: list[Hashable]) -> None:

@@ -52,7 +52,7 @@ def test_rows_do_not_depend_on_the_executor_or_the_worker_count(spec_dict, tmp_p
     # the driver wrote every Ray cell into its own cache: the files the rows name are there, complete
     for row in on_ray.rows:
         assert Path(row.neighbors).is_file() and str(tmp_path / "ray") in row.neighbors
-    assert all((Path(r.path) / "rows.json").is_file() for r in on_ray.indexes)  # type: ignore[arg-type]
+    assert all((Path(r.path) / "answers.json").is_file() for r in on_ray.indexes)  # type: ignore[arg-type]
     # and a rerun on either executor reads the finished cells instead of building them
     again = runner.run(spec, cache_dir=tmp_path / "ray", executor=ExecutorConfig("local", workers=2))
     assert [r.build_seconds for r in again.rows] == [r.build_seconds for r in on_ray.rows]

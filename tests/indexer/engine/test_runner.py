@@ -119,7 +119,7 @@ def test_cancel_between_cells_leaves_only_finished_cells(tiny_spec_dict, cache_d
     with pytest.raises(runner.Cancelled):
         runner.run(spec, cache_dir=cache_dir, should_stop=stop_after_two)
     cells = [p for p in (cache_dir / "cells").iterdir()]
-    assert cells and all((p / "rows.json").exists() for p in cells)  # no partial cell is visible
+    assert cells and all((p / "answers.json").exists() for p in cells)  # no partial cell is visible
 
 
 def test_k_larger_than_base_set_is_a_user_error(tiny_spec_dict, cache_dir):

@@ -91,14 +91,32 @@ def test_valid_specs_keep_their_content_key(name, data, key, tiny_spec_dict):
 def test_cell_keys_keep_their_value(tiny_spec_dict, monkeypatch):
     import indexer.engine.spec
 
-    # library versions are part of a cell key: fixed here so the pin survives an upgrade
-    monkeypatch.setattr(indexer.engine.spec, "_library_versions",
-                        lambda backend: {"hnswlib": "0.0.0", "faiss-cpu": "0.0.0", "bm25s": "absent"})
+    # library versions are part of a build key: fixed here so the pin survives an upgrade
+    monkeypatch.setattr(indexer.engine.spec, "_library_versions", lambda backend, reads=frozenset(): {"x": "0.0.0"})
     spec = parse_spec({**tiny_spec_dict, "orderings": ["random", "cluster"]})
     grid = cells(spec)
-    # changed on purpose with ROW_FORMAT 6 (QPS of concurrent clients): cached rows are not read back
-    got = [grid[0].key(spec), grid[-1].key(spec)]
-    assert got == ["4c90d5d4f62aceaf", "53c9b150d6bd7df1"], got
+    # changed on purpose with the split of build, probe and measure keys (issue 19)
+    got = [grid[0].build_key(spec), grid[-1].build_key(spec), grid[0].measure_key(spec, "exact")]
+    assert got == ["5b93f544d47ced62", "b93da7be7993f4f3", "9cfb245a171e798f"], got
+
+
+def test_a_build_key_holds_its_own_library_version_only():
+    """A faiss upgrade rebuilds faiss cells and cells ordered by faiss k-means, not hnswlib's random ones."""
+    from indexer.engine.spec import _library_versions
+
+    assert set(_library_versions("hnswlib")) == {"hnswlib"}
+    assert set(_library_versions("faiss_hnsw")) == {"faiss-cpu"}
+    assert set(_library_versions("hnswlib", frozenset({"clusters"}))) == {"hnswlib", "faiss-cpu"}
+    assert set(_library_versions("faiss_hnsw", frozenset({"lid"}))) == {"faiss-cpu", "hnswlib"}
+
+
+def test_what_is_measured_does_not_enter_the_build_key(tiny_spec_dict):
+    spec = parse_spec(tiny_spec_dict)
+    other = parse_spec({**tiny_spec_dict, "recall_targets": [0.5], "lid_bins": 3, "diagnostics": {}})
+    a, b = cells(spec)[0], cells(other)[0]
+    assert a.build_key(spec) == b.build_key(other)
+    assert a.probe_key(spec, "exact") != b.probe_key(other, "exact")
+    assert a.measure_key(spec, "exact") != a.measure_key(spec, "sampled")
 
 
 # ---- orderings: names from the registry in indexer/science/orderings.py ---------------------------------

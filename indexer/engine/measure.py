@@ -1,0 +1,164 @@
+"""A built cell's rows, measured from its saved answers and probes: nothing here builds or searches.
+
+Recall in its three definitions (indexer.science.judging) from the returned ids alone, their scores
+recomputed from the original vectors; recall within the index's own (reduced) space; the breakdowns by
+category and by query-LID bin; IR measures where relevance judgements exist. A new measure lands here and
+raises MEASURE_FORMAT (indexer.engine.spec): the next run computes it from every cell's saved answers,
+building nothing (tests/indexer/engine/test_measures.py).
+
+Three steps, each with one job: `measure_answers` (pure: arrays in, figures out), `dense_row` (a typed row
+from named parts), `measure_cell` (reads the saved answers, writes the per-query recall files and rows.json).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.backends import BACKENDS
+from indexer.common.fileio import staged_dir
+from indexer.datasets import Dataset
+from indexer.engine.space import Space
+from indexer.engine.spec import Cell, ExperimentSpec
+from indexer.model.answers import CellAnswers, CellProbes, SweepAnswer
+from indexer.model.results import BinRecall, DenseRow, GroupRecall, IndexRecord, IRMeasures, rows_to_json
+from indexer.model.seeds import library_seed
+from indexer.science import metrics
+from indexer.science.judging import Judged, judge_answers
+
+ANSWERS_FILE = "answers.json"  # a built cell's marker: written last into its directory
+MEASURES_DIR = "measures"  # measures/<measure key>/rows.json and the per-query recall files
+PROBES_DIR = "probes"  # probes/<probe key>.json
+
+
+@dataclass(frozen=True, kw_only=True)
+class EfMeasures:
+    """What the answers at one ef measure."""
+
+    judged: Judged  # against exact kNN on the original vectors, per query
+    recall_within: float  # against exact kNN in the index's own space
+    ir: IRMeasures | None  # None: the dataset has no relevance judgements
+
+
+def judge(spec: ExperimentSpec, s: Space, ids: np.ndarray, picked: np.ndarray | None = None) -> Judged:
+    """The answers of the queries `picked` (all by default) against exact kNN in the original space, by
+    their ids: scores recomputed from the original vectors, never taken from the backend."""
+    q = slice(None) if picked is None else picked
+    return judge_answers(ids, base=s.orig_base, queries=s.orig_queries[q], truth_ids=s.gt_ids[q],
+                         truth_scores=s.gt_scores[q], k=spec.k, metric=spec.metric)
+
+
+def measure_answers(spec: ExperimentSpec, s: Space, ids: np.ndarray, ranking: np.ndarray | None) -> EfMeasures:
+    """Every measure of one ef's answers (`ids`: queries x k; `ranking`: queries x 100, or None)."""
+    within = judge_answers(ids, base=s.base, queries=s.queries, truth_ids=s.within_ids,
+                           truth_scores=s.within_scores, k=spec.k, metric=spec.metric).recall
+    return EfMeasures(judged=judge(spec, s, ids), recall_within=float(np.nanmean(within)),
+                      ir=None if ranking is None else ir_metrics(s.dataset, ids, ranking))
+
+
+def ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> IRMeasures:
+    """nDCG@10 and MRR@10 of the ranking a user gets (the top-k search), recall@100 of a depth-100 one."""
+    from indexer.science import ir_metrics
+
+    doc_ids = ds.doc_ids or [str(i) for i in range(len(ds.base))]
+    query_ids = ds.query_ids or [str(i) for i in range(len(ds.queries))]
+    assert ds.qrels is not None
+    out = ir_metrics.evaluate_run(ds.qrels, ir_metrics.run_from_ids(query_ids, doc_ids, top), ("ndcg@10", "mrr@10"))
+    out.update(ir_metrics.evaluate_run(ds.qrels, ir_metrics.run_from_ids(query_ids, doc_ids, deep), ("recall@100",)))
+    return IRMeasures.model_validate(out)
+
+
+def by_category(per_query: np.ndarray, ds: Dataset) -> dict[str, GroupRecall]:
+    if ds.query_labels is None:
+        return {}
+    groups = metrics.recall_by_group(per_query, ds.query_labels, ds.label_names)
+    return {name: GroupRecall(recall=g["mean"], n=g["n"]) for name, g in groups.items()}
+
+
+def dense_row(*, spec: ExperimentSpec, cell: Cell, s: Space, record: IndexRecord, answers: CellAnswers,
+              swept: SweepAnswer, measured: EfMeasures, probes: CellProbes, neighbors: Path, recall_file: Path,
+              ranking: Path | None) -> DenseRow:
+    """One row of the cell: its ef's answers as measured, the build's figures, the probes at that ef."""
+    backend = BACKENDS[cell.backend.name]
+    per_query = measured.judged.recall
+    summary = metrics.summarize(per_query)
+    pass_qps = [len(s.queries) / max(t, 1e-9) for t in swept.pass_seconds]
+    # pydantic's mypy plugin names an aliased field's parameter by its alias ("ndcg@10"), which no keyword
+    # can spell: the IR fields are set below by name
+    row = DenseRow(  # type: ignore[call-arg]
+        dataset=record.dataset, model=cell.model, metric=spec.metric, index_size=record.n,
+        reduction=cell.reduction.label, dims=record.dims, ordering=cell.ordering, backend=cell.backend.name,
+        build_params=cell.backend.build_params(), k=spec.k, seed=cell.seed,
+        library_seed=library_seed(cell.seed, cell.backend.name) if backend.capabilities.seeded else None,
+        permutation_seed=cell.seed, search_threads=answers.search_threads, library_version=answers.library_version,
+        order_controlled=backend.capabilities.order_controlled, build_seconds=answers.build_seconds,
+        index_bytes=answers.index_bytes, bytes_per_vector=record.dims * 4, cell=record.id,
+        ef=swept.ef,
+        recall=summary["mean"], recall_std=summary["std"], recall_ci95=list(summary["ci95"]),
+        recall_within=measured.recall_within,
+        recall_ids=float(np.nanmean(measured.judged.recall_ids)),
+        recall_annb=float(np.mean(measured.judged.recall_annb)),
+        short_results=int(measured.judged.short.sum()), duplicate_results=int(measured.judged.duplicated.sum()),
+        qps=float(np.median(pass_qps)), qps_passes=len(pass_qps), qps_all=[round(q, 1) for q in pass_qps],
+        latency=swept.latency,
+        recall_by_category=by_category(per_query, s.dataset),
+        recall_by_lid_bin=[BinRecall.model_validate(b)
+                           for b in metrics.recall_by_bins(per_query, s.lid_queries, spec.lid_bins)],
+        cost_at_recall=probes.cost_at_recall, neighbors=str(neighbors), recall_file=str(recall_file),
+    )
+    # measures a row takes only where they exist (absent from its JSON otherwise: DenseRow.OMIT_UNSET)
+    if measured.ir is not None:
+        row = row.model_copy(update={"ndcg_at_10": measured.ir.ndcg_at_10, "mrr_at_10": measured.ir.mrr_at_10,
+                                     "recall_at_100": measured.ir.recall_at_100, "ranking": str(ranking)})
+    diagnosed = probes.at(swept.ef)
+    if diagnosed is not None:
+        row = row.model_copy(update={"graph": probes.graph, "self_miss": diagnosed.self_miss,
+                                     "self_miss_sampled": diagnosed.self_miss_sampled,
+                                     "diagnostics_by_category": diagnosed.by_category,
+                                     "diagnostics_by_lid_bin": diagnosed.by_lid_bin})
+    return row
+
+
+def measure_cell(*, spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, measure_key: str, probe_key: str,
+                 source: Path | None = None) -> list[DenseRow]:
+    """Measure the saved answers of the cell `cell_dir` into cell_dir/measures/<measure_key>/ (rows.json
+    last), reading its files from `source` (a build's staging directory) or from `cell_dir` itself."""
+    where = source or cell_dir
+    answers = CellAnswers.model_validate_json((where / ANSWERS_FILE).read_bytes())
+    record = IndexRecord.model_validate_json((where / "meta.json").read_bytes())
+    probes = CellProbes.model_validate_json((where / PROBES_DIR / f"{probe_key}.json").read_bytes())
+    final = cell_dir / MEASURES_DIR / measure_key
+    rows = []
+    with staged_dir(final if source is None else where / MEASURES_DIR / measure_key) as out:
+        for swept in answers.sweep:
+            ids = np.load(where / swept.neighbors, allow_pickle=False)
+            ranking = None if swept.ranking is None else np.load(where / swept.ranking, allow_pickle=False)
+            measured = measure_answers(spec, s, ids, ranking)
+            recall_name = f"recall-{Path(swept.neighbors).stem.removeprefix('neighbors-')}.npy"
+            np.save(out / recall_name, measured.judged.recall.astype(np.float32))
+            rows.append(dense_row(
+                spec=spec, cell=cell, s=s, record=record, answers=answers, swept=swept, measured=measured,
+                probes=probes, neighbors=cell_dir / swept.neighbors, recall_file=final / recall_name,
+                ranking=None if swept.ranking is None else cell_dir / swept.ranking))
+        (out / "rows.json").write_text(json.dumps(rows_to_json(rows)))  # the finished marker, written last
+    return rows
+
+
+def read_measured(cell_dir: Path, measure_key: str) -> tuple[list[DenseRow], IndexRecord] | None:
+    """A cell's rows as measured under `measure_key`, and its record; None when not (completely) there."""
+    rows_file = cell_dir / MEASURES_DIR / measure_key / "rows.json"
+    if not rows_file.exists():
+        return None
+    rows = [DenseRow.model_validate(r) for r in json.loads(rows_file.read_text())]
+    return rows, IndexRecord.model_validate_json((cell_dir / "meta.json").read_text())
+
+
+def built(cell_dir: Path) -> bool:
+    return (cell_dir / ANSWERS_FILE).exists()
+
+
+def probed(cell_dir: Path, probe_key: str) -> bool:
+    return (cell_dir / PROBES_DIR / f"{probe_key}.json").exists()

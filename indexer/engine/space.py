@@ -1,0 +1,89 @@
+"""A space: the vectors a cell indexes and what its answers are measured against, and how it travels.
+
+One (model, index size, reduction) of the grid. An executor shares its arrays once per space (files to
+memory-map in a pool, Ray's object store) and sends the small rest with each task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from indexer.datasets import Dataset
+from indexer.engine.spec import ExperimentSpec
+from indexer.model.options import ReductionSpec
+from indexer.science import groundtruth
+
+LidMethod = Literal["exact", "approximate", "sampled"]
+
+
+@dataclass(kw_only=True)
+class Space:
+    """One (model, index size, reduction): the vectors a cell indexes and what it is measured against.
+
+    `rows` are the dataset rows in the index (all of them unless an index size subsamples); every id
+    array here is in the dataset's own numbering.
+    """
+
+    dataset: Dataset
+    key: str
+    index_size: int | str
+    rows: np.ndarray
+    base: np.ndarray  # all rows, prepared and reduced (cells insert only `rows`)
+    queries: np.ndarray
+    gt_ids: np.ndarray  # exact kNN over `rows` in the ORIGINAL space
+    gt_scores: np.ndarray
+    within_ids: np.ndarray  # exact kNN over `rows` in this (reduced) space
+    within_scores: np.ndarray
+    lid_base: np.ndarray  # aligned with `rows`
+    lid_queries: np.ndarray
+    reduction: ReductionSpec
+    reduction_info: dict[str, Any]
+    orig_base: np.ndarray
+    orig_queries: np.ndarray
+    data_hubness: float | None = None  # k-occurrence skewness of the indexed points (diagnostics only)
+    lid_method: LidMethod = "exact"  # exact, approximate (HNSW kNN graph) or sampled
+    lid_error: tuple[float, float] | None = None  # approximate: (median relative error, Spearman) on a sample
+
+
+# The arrays of a Space, by field name: what an executor shares once per space (files to memory-map, or
+# Ray's object store); everything else in a Space is small and travels with each task.
+ARRAY_FIELDS = ("rows", "base", "queries", "gt_ids", "gt_scores", "within_ids", "within_scores", "lid_base",
+                "lid_queries", "orig_base", "orig_queries")
+DATASET_ARRAYS = ("labels", "query_labels")
+
+
+def space_arrays(s: Space) -> dict[str, np.ndarray]:
+    """The large part of `s`: its arrays and the dataset's label arrays. When nothing is reduced the
+    originals are the same arrays as the indexed ones, and are shared once."""
+    out = {name: getattr(s, name) for name in ARRAY_FIELDS}
+    if s.orig_base is s.base:
+        del out["orig_base"], out["orig_queries"]
+    out.update({f"dataset_{name}": getattr(s.dataset, name) for name in DATASET_ARRAYS
+                if getattr(s.dataset, name) is not None})
+    return out
+
+
+def space_facts(s: Space) -> Space:
+    """`s` without its arrays (and without the dataset's texts): what travels with every task."""
+    empty: Any = np.zeros((0, 0), dtype=np.float32)
+    ds = replace(s.dataset, base=empty, queries=empty, labels=None, query_labels=None, texts=None,
+                 query_texts=None, titles=None, groundtruth=None, extra={})
+    return replace(s, dataset=ds, **{name: empty for name in ARRAY_FIELDS})
+
+
+def space_from(facts: Space, arrays: dict[str, np.ndarray]) -> Space:
+    """The space `space_facts` and `space_arrays` were taken from, its arrays as given (memory maps,
+    or read-only views into Ray's object store)."""
+    labels: dict[str, Any] = {name: arrays.get(f"dataset_{name}") for name in DATASET_ARRAYS}
+    ds = replace(facts.dataset, base=arrays["base"], queries=arrays["queries"], **labels)
+    own: dict[str, Any] = {f.name: arrays[f.name] for f in fields(Space) if f.name in ARRAY_FIELDS and f.name in arrays}
+    own.setdefault("orig_base", arrays["base"])
+    own.setdefault("orig_queries", arrays["queries"])
+    return replace(facts, dataset=ds, **own)
+
+
+def space_metric(spec: ExperimentSpec) -> str:
+    return groundtruth.index_metric(spec.metric)

@@ -1,0 +1,61 @@
+"""What a built cell saves, from which every measure of its rows is computed without building it again.
+
+A cell's directory (cells/<build key>/) holds the index, the answers to its ef sweep (the returned ids
+per ef, and a depth-100 ranking where relevance judgements exist), and `answers.json`: the build's own
+figures and each ef's timings. The probes (cost at each recall target, the diagnostics) need the live
+index, so they are kept beside under their own key (probes/<key>.json), and re-run on the saved index
+when that key changes. Rows (recall in its definitions, breakdowns) are measured from both
+(indexer.engine.measure) into measures/<key>/.
+"""
+
+from __future__ import annotations
+
+from indexer.model.results import (
+    CostAtRecall,
+    GraphDiagnostics,
+    GroupDiagnostics,
+    Latency,
+    Measure,
+    ResultModel,
+)
+
+
+class SweepAnswer(ResultModel):
+    """One ef of the sweep: its timed passes and the files of what it returned (names in the cell directory)."""
+
+    ef: int | None  # None: exact search
+    pass_seconds: list[float]  # each timed pass over the whole query set
+    latency: Latency | None
+    neighbors: str  # ids, queries x k (-1: no answer)
+    ranking: str | None = None  # ids at depth 100 (datasets with relevance judgements)
+
+
+class CellAnswers(ResultModel):
+    """A built cell's figures and its sweep; written last, it marks the cell as built."""
+
+    build_seconds: float
+    index_bytes: int
+    search_threads: int
+    library_version: str
+    sweep: list[SweepAnswer]
+
+
+class EfDiagnostics(ResultModel):
+    """The self-miss at one ef, overall and broken down (indexer.engine.diagnostics)."""
+
+    ef: int | None
+    self_miss: Measure
+    self_miss_sampled: int | None
+    by_category: list[GroupDiagnostics]
+    by_lid_bin: list[GroupDiagnostics]
+
+
+class CellProbes(ResultModel):
+    """What was measured on the live index: cost at each recall target and, when asked, the diagnostics."""
+
+    cost_at_recall: list[CostAtRecall]
+    graph: GraphDiagnostics | None = None
+    diagnostics: list[EfDiagnostics] | None = None  # None: the spec asked for no diagnostics
+
+    def at(self, ef: int | None) -> EfDiagnostics | None:
+        return next((d for d in self.diagnostics or [] if d.ef == ef), None)
