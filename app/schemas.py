@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from indexer.engine.spec import ExperimentSpec
+from indexer.model.results import ResultRow
 from indexer.report.compare import Comparison
 from indexer.service.views import IndexSummary
 
@@ -115,8 +117,9 @@ class ExperimentOut(BaseModel):
     )
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    spec: dict[str, Any]
-    rows: list[dict[str, Any]] | None = None  # the published rows as JSON (indexer.model.results.rows_to_json)
+    spec: ExperimentSpec | None = Field(description="null when this version cannot read a spec an older one "
+                                        "accepted (the job fails, saying why)")
+    rows: list[ResultRow] | None = None  # the published rows (as indexer.model.results.rows_to_json writes them)
     report_formats: list[ReportFormat] = Field(
         default_factory=list, description="formats served by GET /experiments/{id}/report"
     )

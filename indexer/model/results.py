@@ -21,11 +21,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     SerializerFunctionWrapHandler,
     TypeAdapter,
     model_serializer,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from indexer.model.options import ReductionSpec
 from indexer.model.preflight import Preflight
@@ -74,6 +77,20 @@ class ResultModel(BaseModel):
             else:
                 out[key] = value
         return out
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """The schema of the JSON as written: a row's build parameters sit flattened beside its fields."""
+        schema = handler(core)
+        if "build_params" not in cls.model_fields or handler.mode != "serialization":
+            return schema
+        target = handler.resolve_ref_schema(schema)
+        target.get("properties", {}).pop("build_params", None)
+        if "build_params" in target.get("required", []):
+            target["required"].remove("build_params")
+        target["additionalProperties"] = {"anyOf": [{"type": t} for t in ("integer", "number", "string", "boolean")],
+                                          "description": "the backend's build parameters (M, ef_construction, ...)"}
+        return schema
 
     @model_validator(mode="before")
     @classmethod

@@ -287,7 +287,7 @@ class Store:
         return "cancel_requested" if cancel else "owned"
 
     def finish(
-        self, job_id: str, worker_id: str, token: int, rows: Sequence[ResultModel | Mapping[str, Any]],
+        self, job_id: str, worker_id: str, token: int, rows: Sequence[ResultModel],
         report_dir: str, *, indexes: Sequence[IndexRecord | Mapping[str, Any]] = (),
     ) -> bool:
         """Publish the attempt's result: the job succeeds with its rows and report directory, and its

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from indexer.common.jsonvalues import plain
-from indexer.model.results import IndexRecord
+from indexer.engine.spec import ExperimentSpec, SpecError, parse_spec
+from indexer.model.results import BuildParam, IndexRecord, ResultRow, parse_rows
 from indexer.service.tables import JobStatus, utcnow
 
 
@@ -20,7 +21,10 @@ class JobView(BaseModel):
 
     id: str
     name: str
-    spec: dict[str, Any]
+    spec: ExperimentSpec | None  # validated when it was submitted, read back typed; None: see spec_problem
+    # why this version cannot read a spec an older one accepted (its error, as `indexer run` gives it); the
+    # worker fails such a job at once, as a retry would fail alike
+    spec_problem: str | None = None
     status: JobStatus
     progress: float
     message: str | None
@@ -35,9 +39,9 @@ class JobView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     report_dir: str | None
-    # The published result rows as JSON (indexer.model.results.rows_to_json of DenseRow, SparseRow, HybridRow):
-    # what the API serves. None in `Store.list` pages (kept small); set by `get` once succeeded.
-    rows: list[dict[str, Any]] | None
+    # The published result rows (stored as indexer.model.results.rows_to_json, read back typed): what the API
+    # serves. None in `Store.list` pages (kept small); set by `get` once succeeded.
+    rows: list[ResultRow] | None
     lease_expired: bool = False  # running, but nobody renewed the lease in time: computed at read
 
 
@@ -51,7 +55,7 @@ class IndexSummary(BaseModel):
     dataset: str
     ordering: str
     backend: str
-    params: dict[str, Any]
+    params: dict[str, BuildParam]
     reduction: str
     dims: int
     metric: str
@@ -66,7 +70,7 @@ class IndexView(IndexSummary):
     record (indexer.model.results.IndexRecord as JSON)."""
 
     path: str
-    meta: dict[str, Any]
+    meta: IndexRecord
     created_at: datetime
 
 
@@ -81,15 +85,24 @@ def _lease_expired(status: str, lease_expires_at: datetime | None) -> bool:
     return status == "running" and lease_expires_at is not None and lease_expires_at < utcnow()
 
 
+def _read_spec(data: Any) -> tuple[ExperimentSpec | None, str | None]:
+    """A stored spec, typed; or None and why this version refuses it."""
+    try:
+        return parse_spec(data), None
+    except SpecError as err:
+        return None, str(err)
+
+
 def job_view(row: Any, with_rows: bool = True) -> JobView:
     m = row._mapping
+    spec, problem = _read_spec(m["spec"])
     return JobView(
-        id=m["id"], name=m["name"], spec=m["spec"], status=m["status"], progress=m["progress"],
+        id=m["id"], name=m["name"], spec=spec, spec_problem=problem, status=m["status"], progress=m["progress"],
         message=m["message"], error=m["error"], attempts=m["attempts"], max_attempts=m["max_attempts"],
         worker_id=m["worker_id"], lease_expires_at=m["lease_expires_at"],
         cancel_requested=bool(m["cancel_requested"]), created_at=m["created_at"], updated_at=m["updated_at"],
         started_at=m["started_at"], finished_at=m["finished_at"], report_dir=m["report_dir"],
-        rows=m["rows"] if with_rows else None,
+        rows=parse_rows(m["rows"]) if with_rows and m["rows"] is not None else None,
         lease_expired=_lease_expired(m["status"], m["lease_expires_at"]),
     )
 

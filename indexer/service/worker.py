@@ -43,7 +43,6 @@ and the chatty `faiss.loader` and `alembic` loggers are at WARNING, in the paren
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
@@ -136,6 +135,10 @@ class _Worker:
         self.ctx = mp.get_context("spawn")
 
     def run_job(self, job: JobView) -> None:
+        if job.spec is None:  # stored by an older version that accepted it: every attempt would fail alike
+            log.info("job %s (%s): its spec cannot be read: %s", job.id, job.name, job.spec_problem)
+            self.store.fail(job.id, self.worker_id, job.attempts, job.spec_problem or "unreadable spec")
+            return
         attempt = _Attempt(job.id, job.attempts, attempt_report_dir(job.id, job.attempts))
         log.info("job %s (%s): attempt %d of %d", job.id, job.name, job.attempts, job.max_attempts)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +149,7 @@ class _Worker:
         lease_deadline = self.ctx.Value("d", expires, lock=False)
         proc = self.ctx.Process(
             target=child_main, name=f"indexer-job-{job.id}",
-            args=(self.target, job.id, json.dumps(job.spec), str(self.data_dir),
+            args=(self.target, job.id, job.spec.canonical_json(), str(self.data_dir),
                   attempt.report_dir.as_posix(), send, stop, lease_deadline),
         )
         proc.start()

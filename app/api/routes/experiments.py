@@ -32,6 +32,7 @@ from indexer.datasets.models import DERIVED_MODELS
 from indexer.engine.admission import admit
 from indexer.engine.spec import ExperimentSpec, clip
 from indexer.model.datasets import DEFAULT_MODEL
+from indexer.model.results import rows_to_json
 from indexer.report.compare import PublishedRun, compare_runs, published_run
 from indexer.service.tables import FINISHED
 from indexer.settings import Settings
@@ -294,4 +295,5 @@ def _published(settings: Settings, job: Any) -> PublishedRun:
     folder = report_dir(settings, job)
     if folder is None or job.rows is None or not folder.is_dir():
         raise HTTPException(status.HTTP_409_CONFLICT, f"experiment {job.id} has no report to compare")
-    return published_run(job.id, folder, job.spec, job.rows)
+    spec = job.spec.model_dump(mode="json") if job.spec is not None else None
+    return published_run(job.id, folder, spec, rows_to_json(job.rows))

@@ -11,8 +11,17 @@ import pytest
 import sqlalchemy as sa
 
 from indexer.engine.spec import ExperimentSpec, parse_spec
+from indexer.model.results import SparseRow
 from indexer.service.store import Store
 from indexer.service.views import IndexView, JobView
+
+
+def bm25_row(ndcg: float) -> SparseRow:
+    """A real result row (the store takes typed rows and hands them back typed)."""
+    return SparseRow.model_validate({"dataset": "d", "index_size": 10, "k": 1, "build_seconds": 0.1, "qps": 1.0,
+                                     "index_bytes": 10, "neighbors": None, "ndcg@10": ndcg,
+                                     "mrr@10": float("nan"), "recall@100": 0.25})
+
 
 INDEX_RECORD = {
     "id": "cell1", "dataset": "synthetic", "ordering": "random", "backend": "hnswlib",
@@ -113,10 +122,11 @@ def test_succeeded_spec_is_not_rerun(store: Store) -> None:
     store.submit(spec)
     job = store.claim("w", 30)
     assert job is not None
-    assert store.finish(job.id, "w", job.attempts, [{"recall": 0.5, "nan": float("nan")}], "reports/x")
+    assert store.finish(job.id, "w", job.attempts, [bm25_row(0.5)], "reports/x")
     done, created = store.submit(spec)
     assert not created and done.status == "succeeded"
-    assert done.rows == [{"recall": 0.5, "nan": None}] and done.report_dir == "reports/x"
+    assert done.rows is not None and done.report_dir == "reports/x"
+    assert [r.to_json() for r in done.rows] == [{**bm25_row(0.5).to_json(), "mrr@10": None}]  # NaN stored as null
     assert done.progress == 1.0 and done.finished_at is not None and done.worker_id is None
 
 
@@ -255,7 +265,7 @@ def test_a_stale_attempt_cannot_write(store: Store) -> None:
     stale = first.attempts
     assert not store.heartbeat(first.id, "w", stale, 0.9, "stale", 30)
     assert store.attempt_state(first.id, "w", stale) == "lost"
-    assert not store.finish(first.id, "w", stale, [{"recall": 0.1}], "reports/stale", indexes=[INDEX_RECORD])
+    assert not store.finish(first.id, "w", stale, [bm25_row(0.1)], "reports/stale", indexes=[INDEX_RECORD])
     assert store.fail(first.id, "w", stale, "stale error") is None
     assert store.fail(first.id, "w", stale, "stale error", retry=True) is None
     assert not store.mark_cancelled(first.id, "w", stale)
@@ -266,10 +276,10 @@ def test_a_stale_attempt_cannot_write(store: Store) -> None:
     assert store.list_indexes() == []  # the stale finish published no index either
 
     assert store.heartbeat(first.id, "w", second.attempts, 0.5, "live", 30)
-    assert store.finish(first.id, "w", second.attempts, [{"recall": 0.9}], "reports/live", indexes=[INDEX_RECORD])
+    assert store.finish(first.id, "w", second.attempts, [bm25_row(0.9)], "reports/live", indexes=[INDEX_RECORD])
     done = store.get(first.id)
     assert done is not None and done.status == "succeeded" and done.report_dir == "reports/live"
-    assert done.rows == [{"recall": 0.9}] and [i.id for i in store.list_indexes()] == ["cell1"]
+    assert done.rows == [bm25_row(0.9).model_copy(update={"mrr_at_10": None})] and [i.id for i in store.list_indexes()] == ["cell1"]
     assert not store.finish(first.id, "w", second.attempts, [], "reports/again")  # finished: nothing to own
 
 
