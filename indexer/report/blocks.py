@@ -74,6 +74,12 @@ class Section:
     blocks: list[Block]
 
 
+def drawn(figure: Figure | None) -> list[Block]:
+    """A section's figure where its data allows one (the figure helpers return None when there is nothing
+    to draw), as blocks to add."""
+    return [] if figure is None else [figure]
+
+
 def fold(blocks: list[Block], summary: str) -> Block:
     """Long runs of tables fold away in the HTML (the figure says it faster); short ones stay open."""
     n_rows = sum(len(b.rows) for b in blocks if isinstance(b, Table))

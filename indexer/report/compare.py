@@ -43,10 +43,8 @@ OTHER_REPRESENTATIONS = ("sparse", "hybrid")  # rows without recall against exac
 _CONTEXT_FIELDS: tuple[str, ...] = ("dataset", "model", "metric", "k", "index_size", "reduction", "seed")
 
 
-class Cell(BaseModel):
+class _CellFields(BaseModel):
     """What defines a measured setting, the same in any version of the engine: the fields cells match on."""
-
-    model_config = ConfigDict(frozen=True)
 
     dataset: str
     model: str | None
@@ -56,9 +54,15 @@ class Cell(BaseModel):
     reduction: str
     ordering: str
     backend: str
-    build_params: dict[str, BuildParam]
+    build_params: dict[str, BuildParam] = {}
     ef: int | None  # None: exact search
     seed: int
+
+
+class Cell(_CellFields):
+    """A measured setting, as a comparison names it."""
+
+    model_config = ConfigDict(frozen=True)
 
     def key(self) -> str:
         """A canonical string of the matching fields (build parameters in name order)."""
@@ -72,7 +76,7 @@ class Cell(BaseModel):
         return " ".join(p for p in parts if p)
 
 
-class PublishedRow(ResultModel):
+class PublishedRow(ResultModel, _CellFields):
     """What a comparison reads of a published dense row (indexer.model.results.DenseRow). Every other
     field is ignored, so reports written by other versions of the engine (fields added or gone, another
     cell key) still compare. Build parameters are gathered from the flattened JSON as DenseRow does."""
@@ -80,17 +84,6 @@ class PublishedRow(ResultModel):
     model_config = ConfigDict(extra="ignore")
 
     representation: Literal["dense"]
-    dataset: str
-    model: str | None
-    metric: str
-    k: int
-    index_size: int
-    reduction: str
-    ordering: str
-    backend: str
-    build_params: dict[str, BuildParam] = {}
-    ef: int | None
-    seed: int
     recall: Measure = None
     qps: float
     recall_file: str | None = None  # per-query recall@k, float32 in query order, relative to the report

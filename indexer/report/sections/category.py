@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from indexer.model.results import DenseRow
 from indexer.report import cells
-from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, fold
+from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, drawn, fold
 from indexer.report.cells import MISSING, TIE
 from indexer.report.figures import MAX_PANELS, cap, grid, legend, ordering_style
 from indexer.report.results import Results, by, ef_of_col, ordering_matters, trivially_exact, with_col
@@ -83,9 +83,7 @@ def category_section(res: Results, highlights: list[str]) -> Section | None:
         + (" Exact search and BM25 are left out: the insertion order cannot change them." if several else "")
     )
     blocks: list[Block] = [Para(explain)]
-    figure = _category_figure(res)
-    if figure is not None:
-        blocks.append(figure)
+    blocks += drawn(_category_figure(res))
     blocks.append(fold(tables, "Per-category tables"))
     if best_gap is not None:
         highlights.append(best_gap[1])

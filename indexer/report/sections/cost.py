@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from indexer.model.results import CostAtRecall, DenseRow
 from indexer.report import cells
-from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table
+from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, drawn
 from indexer.report.figures import MAX_PANELS, cap, grid, legend, ordering_style
 from indexer.report.results import ConfigKey, Results, by
 from indexer.report.values import mean
@@ -45,9 +45,7 @@ def cost_section(res: Results) -> Section | None:
                 line.append(_cost_cell(_costs(res, by(srows, "ordering", ordering), config, target)))
             table.rows.append(line)
         blocks.append(table)
-    figure = _recall_qps_figure(res, rows)
-    if figure is not None:
-        blocks.append(figure)
+    blocks += drawn(_recall_qps_figure(res, rows))
     return Section("cost", "Cost at equal recall", blocks)
 
 

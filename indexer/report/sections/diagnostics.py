@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from indexer.model.results import DenseRow, GroupDiagnostics
 from indexer.report import cells
-from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, fold
+from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, drawn, fold
 from indexer.report.figures import MAX_PANELS, cap, grid, legend, ordering_style
 from indexer.report.results import ConfigKey, Results, by
 from indexer.report.values import mean
@@ -43,9 +43,7 @@ def diagnostics_section(res: Results) -> Section | None:
                     table.rows.append(_line(res, config, str(ordering), crows))
                     details += _groups(res, config, str(ordering), crows)
         blocks.append(table)
-    figure = _self_miss_figure(res, rows)
-    if figure is not None:
-        blocks.append(figure)
+    blocks += drawn(_self_miss_figure(res, rows))
     if details:
         blocks.append(fold(details, "Diagnostics by category and by base-LID bin, at the smallest ef"))
     return Section("diagnostics", "Why recall is lost: graph diagnostics", blocks)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from indexer.report import cells
-from indexer.report.blocks import Block, Bullets, Figure, Para, Section, Table
+from indexer.report.blocks import Block, Bullets, Figure, Para, Section, Table, drawn
 from indexer.report.figures import LINESTYLES, MARKERS, PALETTE, REPRESENTATION_COLORS, grid, legend
 from indexer.report.results import GroupKey, Results, measure, with_col
 from indexer.report.values import mean
@@ -51,9 +51,7 @@ def index_size_section(res: Results, highlights: list[str]) -> Section | None:
         crossing = [s for s in statements if "cross" in s and not s.startswith("No crossing")]
         if crossing:
             highlights.append("Index size: " + crossing[0])
-    figure = _size_figure(res, quality, curves)
-    if figure is not None:
-        blocks.append(figure)
+    blocks += drawn(_size_figure(res, quality, curves))
     return Section("index-size", "Quality vs index size", blocks)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from indexer.model.results import DenseRow
 from indexer.report import cells
-from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, fold
+from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, drawn, fold
 from indexer.report.figures import MAX_PANELS, cap, grid, legend, ordering_style
 from indexer.report.results import ColKey, Results, by, ordering_matters, trivially_exact, with_col
 from indexer.report.values import mean
@@ -29,9 +29,7 @@ def lid_bin_section(res: Results) -> Section | None:
             "forgiving)."
         )
     ]
-    figure = _lid_bin_figure(res, panels)
-    if figure is not None:
-        blocks.append(figure)
+    blocks += drawn(_lid_bin_figure(res, panels))
     tables: list[Block] = []
     for label, col, crows in panels:
         if len(panels) > 1:

@@ -9,7 +9,7 @@ import numpy as np
 
 from indexer.model.results import Distribution, RunExtras
 from indexer.report import cells
-from indexer.report.blocks import Block, Figure, Heading, Para, Pre, Section, Table
+from indexer.report.blocks import Block, Figure, Heading, Para, Pre, Section, Table, drawn
 from indexer.report.figures import PALETTE, grid, legend
 from indexer.report.results import Results
 from indexer.report.values import num
@@ -50,9 +50,7 @@ def lid_section(res: Results, extras: RunExtras, highlights: list[str]) -> Secti
             hist = _histogram(s)
             if hist is not None:
                 blocks.append(Pre(f"LID histogram, {name}\n" + _text_histogram(*hist), only="md"))
-        figure = _lid_figure(sets)
-        if figure is not None:
-            blocks.append(figure)
+        blocks += drawn(_lid_figure(sets))
     columns = [(key, header) for key, header in SPACE_COLUMNS
                if any(_space_number(getattr(s, key)) is not None for s in extras.space.values())]
     if extras.space and columns:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from indexer.model.results import DenseRow
 from indexer.report import cells
-from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table
+from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, drawn
 from indexer.report.cells import MISSING, TIE
 from indexer.report.figures import (
     MARKERS,
@@ -105,9 +105,7 @@ def recall_section(res: Results, highlights: list[str]) -> Section:
             "own (batches, several threads), so its rows are shown under the ordering the run asked for but "
             "left out of the spread and of every comparison between orderings."
         ))
-    figure = _recall_vs_ef_figure(res)
-    if figure is not None:
-        blocks.append(figure)
+    blocks += drawn(_recall_vs_ef_figure(res))
     blocks += tables
     title = "Recall by insertion order" if len(res.orderings) > 1 else "Recall"
     return Section("recall", title, blocks)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from indexer.report import cells
-from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table
+from indexer.report.blocks import Block, Figure, Heading, Para, Section, Table, drawn
 from indexer.report.figures import MARKERS, MAX_PANELS, PALETTE, cap, grid, legend
 from indexer.report.results import GroupKey, Results, with_col
 from indexer.report.values import mean, num
@@ -44,9 +44,7 @@ def reduction_section(res: Results) -> Section | None:
                 line.append(cells.f3(recall) + (f" ({within:.3f})" if within is not None else ""))
             table.rows.append(line)
         blocks.append(table)
-    figure = _dims_figure(res, keys)
-    if figure is not None:
-        blocks.append(figure)
+    blocks += drawn(_dims_figure(res, keys))
     return Section("reductions", "Dimensionality reduction", blocks)
 
 
