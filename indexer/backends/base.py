@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from indexer.common import timing
+
+Search = Callable[[np.ndarray, int, int | None], tuple[np.ndarray, np.ndarray]]  # VectorIndex.search, bound
 
 BUILD_CHUNK = 4_096  # rows of `vectors[order]` a build gathers at once: 2 MiB at 128 float32 dimensions, 12 at 768;
 # between two, a build steps aside for a cell timing its searches (indexer.common.timing)
@@ -37,6 +39,72 @@ class VectorIndex(Protocol):
     def close(self) -> None:
         """Release what the index holds outside this process's memory (a server, a scratch directory);
         the runner calls it once the cell is measured, also when the cell failed."""
+
+
+@runtime_checkable
+class FilteredSearch(Protocol):
+    """An index that also answers filtered queries, by its library's own mechanism (its backend's
+    `Capabilities.filtering` names the strategy; a backend declares one exactly when its index has this)."""
+
+    def search_filtered(self, queries: np.ndarray, k: int, ef: int | None,
+                        allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like `search`, among the points `allowed` passes only.
+
+        `allowed` is a bool array over the dataset's rows (the numbering `build` labels points with), at
+        least as long as the largest row number + 1; every query of the batch shares it. Returns ids
+        (queries x k, int64) and scores (same conventions as `search`); where fewer than k passing points
+        come back, the rest of the row is id -1 with score NaN.
+        """
+        ...
+
+
+def passing(allowed: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Whether each of `rows` (dataset row numbers, -1 where there is no point) passes `allowed`.
+
+    -1 never passes. A mask that is not a 1-D bool array, or is too short for a row number, is a
+    ValueError: an index array or a truncated mask would otherwise filter by the wrong rows.
+    """
+    if allowed.ndim != 1 or allowed.dtype != np.bool_:
+        raise ValueError(f"allowed must be a 1-D bool array over the dataset's rows, got {allowed.dtype} "
+                         f"of shape {allowed.shape}")
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size and int(rows.max()) >= len(allowed):
+        raise ValueError(f"allowed covers rows 0..{len(allowed) - 1}, but the index holds row {int(rows.max())}")
+    ok: np.ndarray = (rows >= 0) & allowed[np.maximum(rows, 0)]
+    return ok
+
+
+OVERSAMPLE = 4  # post-filtering asks first for k * OVERSAMPLE candidates per query, then twice as many each round
+
+
+def post_filtered(search: Search, queries: np.ndarray, k: int, ef: int | None, allowed: np.ndarray,
+                  size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A filtered search for a library that has no filter: `search` unfiltered, then drop what does not pass.
+
+    Each query asks first for k * OVERSAMPLE candidates (at `ef`; a library searches with max(ef, count)),
+    keeps the passing ones in the order they came, and while fewer than k pass asks again for twice as many,
+    until k pass, the search came back short (it returned all it reaches) or it asked for all `size` points
+    of the index; then it keeps what passed, padded with id -1 and score NaN.
+    """
+    ids = np.full((len(queries), k), -1, dtype=np.int64)
+    scores = np.full((len(queries), k), np.nan, dtype=np.float32)
+    passing(allowed, np.empty(0, dtype=np.int64))  # the mask's type checked even when nothing is searched
+    if len(queries) == 0 or k == 0 or size == 0:
+        return ids, scores
+    pending = np.arange(len(queries))
+    fetch = min(size, k * OVERSAMPLE)
+    while len(pending):
+        got, got_scores = search(queries[pending], fetch, ef)
+        keep = passing(allowed, got)
+        width = min(k, fetch)
+        first = np.argsort(~keep, axis=1, kind="stable")[:, :width]  # passing columns first, in their order
+        kept = np.take_along_axis(keep, first, axis=1)
+        ids[pending, :width] = np.where(kept, np.take_along_axis(got, first, axis=1), -1)
+        scores[pending, :width] = np.where(kept, np.take_along_axis(got_scores, first, axis=1), np.nan)
+        done = (kept.sum(axis=1) >= k) | (got[:, -1] < 0) | (fetch >= size)
+        pending = pending[~done]
+        fetch = min(size, fetch * 2)
+    return ids, scores
 
 
 def chunks(order: np.ndarray, size: int | None = None) -> Iterator[np.ndarray]:

@@ -77,6 +77,15 @@ class Capabilities:
     graph: bool  # its graph can be read out (see hnswlib_graph)
     seeded: bool  # takes a seed: distinct spec seeds build distinct indexes
     servable: bool = True  # the built index is saved in its cell, so the API can open and search it
+    # how it answers a filtered search (base.FilteredSearch: a query with a mask over the dataset's rows), by
+    # the library's own mechanism:
+    # - "in_graph": the graph search skips points that do not pass while still traversing them (their links
+    #   are followed, they are never returned): hnswlib's filter functor, faiss's IDSelector on an HNSW index;
+    # - "pre": only passing points are searched at all, e.g. brute force over the passing subset;
+    # - "post": an unfiltered search for more than k (oversampling), then the points that do not pass dropped;
+    # - "iterative": the system itself widens the search until k points pass.
+    # None: it cannot filter, and its index does not implement base.FilteredSearch.
+    filtering: Literal["pre", "post", "in_graph", "iterative"] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,13 @@
 """What the faiss-backed indexes share: faiss numbers points by insertion, so an `order` array maps
 internal ids back to dataset rows, saved beside the index. faiss is imported on first use: the spec
-imports the faiss backends' files for their declarations alone."""
+imports the faiss backends' files for their declarations alone.
+
+Filtered search passes faiss an IDSelector in the search parameters (`SearchParameters.sel`, "if non-null,
+only these IDs will be considered during search", faiss/swigfaiss.py of faiss-cpu 1.15.1). The selector
+speaks faiss's ids, the internal (insertion) ones, not dataset rows: internal id i holds row `order[i]`, so
+the mask is read through `order` into an `IDSelectorBitmap` over internal ids (bit i%8 of byte i/8, numpy's
+little-endian packbits).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.backends.base import passing
 from indexer.backends.declaration import Library
 
 FAISS = Library(distribution="faiss-cpu", module="faiss")
@@ -19,8 +27,13 @@ class FaissOrderedIndex:
         self._index: Any = None  # a faiss index; its SWIG stubs are incomplete
         self._order: np.ndarray | None = None
 
-    def _search_params(self, k: int, ef: int | None) -> Any:
-        return None
+    def _search_params(self, k: int, ef: int | None, sel: Any = None) -> Any:
+        """The search's parameters: with a selector, plain SearchParameters carrying it; else none."""
+        if sel is None:
+            return None
+        import faiss
+
+        return faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
 
     def search(self, queries: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         assert self._index is not None and self._order is not None, "build or load first"
@@ -28,6 +41,24 @@ class FaissOrderedIndex:
         dist, internal = self._index.search(queries, k, params=params) if params else self._index.search(queries, k)
         ids = np.where(internal >= 0, self._order[np.maximum(internal, 0)], -1)
         return ids.astype(np.int64), dist.astype(np.float32)
+
+    def search_filtered(self, queries: np.ndarray, k: int, ef: int | None,
+                        allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`search` with the mask as faiss's own IDSelectorBitmap over internal ids (see the module's doc).
+
+        faiss pads a row it cannot fill with label -1 (and distance +-inf), which comes back as -1 and NaN.
+        """
+        import faiss
+
+        assert self._index is not None and self._order is not None, "build or load first"
+        bits = np.packbits(passing(allowed, self._order), bitorder="little")  # internal id i -> row order[i]
+        # the selector reads `bits` without a reference of its own: the local keeps it alive through the search
+        sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        dist, internal = self._index.search(q, k, params=self._search_params(k, ef, sel))
+        found = internal >= 0
+        ids = np.where(found, self._order[np.maximum(internal, 0)], -1).astype(np.int64)
+        return ids, np.where(found, dist, np.nan).astype(np.float32)
 
     def save(self, path: Path) -> None:
         import faiss

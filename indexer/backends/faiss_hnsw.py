@@ -4,6 +4,11 @@ faiss reorders every batch passed to `add` (by level, then a seeded shuffle), so
 insertion order each vector goes in its own `add` call. Level assignment draws from the index's own
 generator, seeded from the spec. efSearch is passed per call (SearchParametersHNSW), which is
 thread-safe, so no per-request state leaks between concurrent searches.
+
+Filtered search (faiss_base) passes the selector in the same SearchParametersHNSW. faiss 1.15's layer-0
+search (`search_from_candidates`, faiss/impl/HNSW.cpp at v1.15.0, lines 913-981) adds a neighbour to the
+results only `if (!sel || sel->is_member(idx))` but pushes every neighbour onto its candidates: points that
+do not pass are traversed, never returned (in_graph). The upper-layer descent ignores the selector.
 """
 
 from __future__ import annotations
@@ -60,10 +65,13 @@ class FaissHnswIndex(FaissOrderedIndex):
 
         return faiss_hnsw_graph(self)
 
-    def _search_params(self, k: int, ef: int | None) -> Any:
+    def _search_params(self, k: int, ef: int | None, sel: Any = None) -> Any:
         import faiss
 
-        return faiss.SearchParametersHNSW(efSearch=max(ef or k, k))  # type: ignore[attr-defined]
+        ef_search = max(ef or k, k)
+        if sel is None:
+            return faiss.SearchParametersHNSW(efSearch=ef_search)  # type: ignore[attr-defined]
+        return faiss.SearchParametersHNSW(efSearch=ef_search, sel=sel)  # type: ignore[attr-defined]
 
     def distance_computations(self, queries: np.ndarray, k: int, ef: int) -> float:
         """Mean distance computations per query at this ef: the library's own count of the work a
@@ -99,4 +107,7 @@ class FaissHnswIndex(FaissOrderedIndex):
 BACKEND = Backend(name="faiss_hnsw", params=FaissHnswParams, ef_search=(16,), index=FaissHnswIndex, library=FAISS,
                   build_cost=1.2,
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
-                                            deterministic=True, graph=True, seeded=True))
+                                            deterministic=True, graph=True, seeded=True,
+                                            # SearchParametersHNSW(sel=IDSelectorBitmap): faiss/impl/HNSW.cpp
+                                            # v1.15.0 search_from_candidates, lines 913-981 (module doc)
+                                            filtering="in_graph"))

@@ -4,6 +4,15 @@ Insertion order holds only with one insertion thread; with a fixed random_seed t
 reproducible. `set_ef` is index-wide state, so a search holds a lock across set_ef + knn_query: a
 per-request ef never leaks into a concurrent request. hnswlib (and scipy, for the graph) is imported
 on first use: the spec imports this file for its declaration alone.
+
+Filtered search uses hnswlib's own filter: `knn_query(..., filter=callable)`, a function of the label
+that hnswlib 0.8.0 wraps in a `BaseFilterFunctor` (python_bindings/bindings.cpp:83-95, 616-640). Its
+layer-0 search with a filter (`searchBaseLayerST<false>`, hnswlib/hnswalg.h:308-440) follows every link
+as without one, but puts a point in its results only when `(*isIdAllowed)(getExternalLabel(id))`: points
+that do not pass are traversed, never returned (in_graph). The filter is a Python callable, called with
+the GIL for each point the search visits; hnswlib's README (README.md:80 at v0.8.0, knn_query: "search
+with a filter works slow in python in multithreaded mode. It is recommended to set num_threads=1") and
+bindings.cpp:638 say to search on one thread, so a filtered search does, whatever `search_threads` is.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field
 
-from indexer.backends.base import chunks
+from indexer.backends.base import chunks, passing
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.backends.shared_setting import SharedSetting
 from indexer.common.fileio import scratch_dir
@@ -91,6 +100,31 @@ class HnswlibIndex:
         scores = (1.0 - dist) if self.metric == "ip" else dist
         return _pad(ids, scores.astype(np.float32), k)
 
+    def search_filtered(self, queries: np.ndarray, k: int, ef: int | None,
+                        allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k passing results per query, through hnswlib's filter (see the module's doc), padded with -1.
+
+        With a filter hnswlib's layer-0 search stops only once it holds max(ef, k) passing points, so a
+        query whose descent starts layer 0 at s returns min(k, passing points in R(s)); asked for more it
+        raises, and leaks, as in `search`. So each query is asked for exactly that many (_PassingReach).
+        """
+        assert self._index is not None, "build or load first"
+        reach = self._reach()
+        ok = passing(allowed, reach.graph.labels)  # per internal id: does its row pass?
+        k_eff = min(k, int(ok.sum()))
+        labels = np.full((len(queries), k_eff), -1, dtype=np.int64)
+        dist = np.full((len(queries), k_eff), np.nan, dtype=np.float32)
+        if k_eff and len(queries):
+            answerable = _PassingReach(reach, ok).for_queries(queries, k_eff)
+            allowed_at = allowed.tolist().__getitem__  # the label's row -> bool, no numpy scalar per call
+            with self._ef.holding(max(ef or k_eff, k_eff)):
+                for kk in np.unique(answerable[answerable > 0]):
+                    rows = np.flatnonzero(answerable == kk)
+                    got, d = self._index.knn_query(queries[rows], k=int(kk), num_threads=1, filter=allowed_at)
+                    labels[rows, : int(kk)], dist[rows, : int(kk)] = got, d
+        scores = (1.0 - dist) if self.metric == "ip" else dist  # NaN padding stays NaN
+        return _pad(labels, scores.astype(np.float32), k)
+
     def _reach(self) -> ReachableCounts:
         """What layer-0 searches can reach, read from the graph once per built or loaded index."""
         with self._reach_lock:
@@ -147,6 +181,42 @@ class HnswlibIndex:
         """Nothing outside this process's memory."""
 
 
+class _PassingReach:
+    """How many passing points a filtered hnswlib search can return, per query: min(k, |R(s) & passing|),
+    where s is the layer-0 start node of its descent and R(s) the nodes reachable from s along layer-0
+    links (hnswlib_graph's module doc, the same argument with the points that pass counted instead of all).
+
+    It counts over ReachableCounts' strong components of layer 0 and their condensation (its `_comp` and
+    `_dag`): the passing points of each component, summed over the components a start's component reaches.
+    """
+
+    def __init__(self, reach: ReachableCounts, ok: np.ndarray) -> None:
+        self._reach = reach
+        self._weight = np.bincount(reach._comp[ok], minlength=len(reach._comp_size))
+        self._memo: dict[int, int] = {}
+
+    def of_component(self, c: int) -> int:
+        from scipy.sparse.csgraph import breadth_first_order
+
+        if c not in self._memo:
+            reached = breadth_first_order(self._reach._dag, c, directed=True, return_predecessors=False)
+            self._memo[c] = int(self._weight[reached].sum())
+        return self._memo[c]
+
+    def for_queries(self, queries: np.ndarray, k: int) -> np.ndarray:
+        graph, comp = self._reach.graph, self._reach._comp
+        counts = [self.of_component(int(c)) for c in np.unique(comp[graph.start_nodes()])]
+        least, most = min(k, min(counts)), min(k, max(counts))
+        if least == most:  # every start answers the same: no descent to replay
+            return np.full(len(queries), least, dtype=np.int64)
+        out = np.empty(len(queries), dtype=np.int64)
+        for i, q in enumerate(queries):
+            start, uncertain = graph.descend(q)
+            # a near-tie may send hnswlib to another start: the least any start answers is safe
+            out[i] = least if uncertain else min(k, self.of_component(int(comp[start])))
+        return out
+
+
 def _pad(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Pad to k columns with id -1 when the index holds fewer than k points."""
     if ids.shape[1] == k:
@@ -162,4 +232,7 @@ def _pad(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
 BACKEND = Backend(name="hnswlib", params=HnswlibParams, ef_search=(10,), index=HnswlibIndex,
                   library=Library(distribution="hnswlib", module="hnswlib"),
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
-                                            deterministic=True, graph=True, seeded=True))
+                                            deterministic=True, graph=True, seeded=True,
+                                            # knn_query(filter=...): hnswlib 0.8.0 hnswalg.h:308-440
+                                            # searchBaseLayerST, bindings.cpp:83-95 (module doc)
+                                            filtering="in_graph"))

@@ -14,6 +14,13 @@ Distances: ip is searched with metric cos (what a cosine user picks; vectors arr
 distance is 1 - cos; l2 with l2sq, already squared. Scores are computed on the stored (bf16) vectors.
 expansion_search is index-wide state with no per-call override, so a search holds a lock across setting
 it and searching. The index is kept in memory and saved to one file (usearch's own format).
+
+Filtering: usearch's C++ core searches under a predicate, but the Python package of 2.26.6 exposes none:
+`Index.search(vectors, count, radius, *, threads, exact, log, progress, dtype)` (usearch/index.py:740-790)
+calls the compiled `search_many(queries, count, exact, threads, progress, dtype)` (usearch/compiled.pyi:109-117),
+and the compiled module instantiates its search only with `dummy_predicate_t` (the symbols of
+compiled.cpython-311-x86_64-linux-gnu.so). So a filtered search is post-filtering here, with oversampling
+(base.post_filtered): unfiltered searches for k * 4 candidates, then twice as many, until k pass.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from indexer.backends.base import chunks
+from indexer.backends.base import chunks, post_filtered
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.backends.scratch import no_answers
 from indexer.backends.shared_setting import SharedSetting
@@ -89,6 +96,12 @@ class UsearchIndex:
         scores[:, :width] = np.where(valid, got, np.nan)
         return ids, scores
 
+    def search_filtered(self, queries: np.ndarray, k: int, ef: int | None,
+                        allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k passing results per query: `search` post-filtered with oversampling (module doc)."""
+        assert self._index is not None, "build or load first"
+        return post_filtered(self.search, queries, k, ef, allowed, len(self._index))
+
     def _set_expansion(self, ef: int) -> None:
         self._index.expansion_search = ef
 
@@ -116,4 +129,7 @@ class UsearchIndex:
 BACKEND = Backend(name="usearch", params=UsearchParams, ef_search=(DEFAULT_EF,), index=UsearchIndex,
                   build_cost=0.8, library=LIBRARY,
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
-                                            deterministic=True, graph=False, seeded=False))
+                                            deterministic=True, graph=False, seeded=False,
+                                            # no predicate in usearch 2.26.6's Python Index.search
+                                            # (usearch/index.py:740-790, compiled.pyi:109-117): post-filtered
+                                            filtering="post"))

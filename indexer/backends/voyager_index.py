@@ -14,6 +14,12 @@ vectors) whose distance is 1 - ip; l2 in Space.Euclidean, which returns the squa
 passed per call (`query_ef`), so concurrent searches share no state. voyager raises RecallError when a
 query finds fewer than k points; such queries are answered with the most they can reach, padded with -1.
 Float8 storage needs every coordinate in [-1, 1], E4M3 in [-448, 448]. Kept in memory; saved to one file.
+
+Filtering: voyager has none. `Index.query(vectors, k=1, num_threads=-1, query_ef=-1)` is its whole search
+(the signature compiled into voyager_ext, `Index.query.__doc__` of 2.2.3), and `mark_deleted` changes the
+index for every concurrent search. So a filtered search is post-filtering, with oversampling
+(base.post_filtered): unfiltered searches for k * 4 candidates, then twice as many, until k pass or the
+search asks for every point of the index.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from indexer.backends.base import chunks
+from indexer.backends.base import chunks, post_filtered
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.backends.scratch import no_answers
 
@@ -87,6 +93,12 @@ class VoyagerIndex:
                 ids[row, : got.shape[1]], scores[row, : got.shape[1]] = got[0], dist[0]
         return ids, scores
 
+    def search_filtered(self, queries: np.ndarray, k: int, ef: int | None,
+                        allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k passing results per query: `search` post-filtered with oversampling (module doc)."""
+        assert self._index is not None, "build or load first"
+        return post_filtered(self.search, queries, k, ef, allowed, len(self._index))
+
     def _query(self, q: np.ndarray, k: int, ef: int | None, threads: int) -> tuple[np.ndarray, np.ndarray]:
         # query_ef must be >= k (voyager raises otherwise); -1 is the index's own ef, which voyager raises to k
         labels, dist = self._index.query(q, k=k, num_threads=threads, query_ef=max(ef, k) if ef else -1)
@@ -135,4 +147,6 @@ class VoyagerIndex:
 BACKEND = Backend(name="voyager", params=VoyagerParams, ef_search=(DEFAULT_EF,), index=VoyagerIndex,
                   build_cost=1.2, library=LIBRARY,
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
-                                            deterministic=True, graph=False, seeded=True))
+                                            deterministic=True, graph=False, seeded=True,
+                                            # voyager 2.2.3's Index.query takes no filter: post-filtered
+                                            filtering="post"))

@@ -26,6 +26,7 @@ from indexer.backends import BACKENDS, VectorIndex, make_index
 from indexer.common import timing
 from indexer.common.fileio import atomic_write_bytes, sha256_file
 from indexer.engine.diagnostics import cost_at_recall, diagnose
+from indexer.engine.filtering import answer_filters
 from indexer.engine.latency import single_query_latency
 from indexer.engine.measure import ANSWERS_FILE, PROBES_DIR, judge, measure_cell
 from indexer.engine.phases import Phases
@@ -68,7 +69,7 @@ def evaluate_cell(spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, tm
             np.save(tmp / "rows.npy", s.rows)
             index_bytes = index.nbytes()
             index.search(s.queries, spec.k, cell.backend.ef_values()[0])  # warm-up: page in the graph, start pools
-            _write_probes(tmp, probe_key, probe_index(spec, cell, s, index))
+            _write_probes(tmp, probe_key, probe_index(spec, cell, s, index, tmp / PROBES_DIR, f"{probe_key}."))
             sweep = answer_sweep(spec, cell, s, index, tmp)
     finally:
         index.close()  # a system's server or scratch directory goes with the cell, measured or failed
@@ -93,7 +94,8 @@ def reprobe_cell(spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, *, 
         with phase(f"{cell.ordering} {cell.backend.label()} seed={cell.seed}: probe the saved index"):
             index.load(cell_dir / "index.bin", len(s.rows))
             index.search(s.queries, spec.k, cell.backend.ef_values()[0])  # warm-up, as after a build
-            _write_probes(cell_dir, probe_key, probe_index(spec, cell, s, index))
+            _write_probes(cell_dir, probe_key, probe_index(spec, cell, s, index, cell_dir / PROBES_DIR,
+                                                           f"{probe_key}."))
     finally:
         index.close()
     rows = measure_cell(spec=spec, cell=cell, s=s, cell_dir=cell_dir, probe_key=probe_key,
@@ -101,8 +103,9 @@ def reprobe_cell(spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, *, 
     return rows, record
 
 
-def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex) -> CellProbes:
-    """What needs the live index: the ef (and QPS) at each recall target, and the diagnostics if asked."""
+def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, out: Path, prefix: str) -> CellProbes:
+    """What needs the live index: the ef (and QPS) at each recall target, the diagnostics if asked, and the
+    answers under each filter workload (their ids saved in `out`, named with `prefix`)."""
     sweep = cell.backend.ef_values()
     backend = BACKENDS[cell.backend.name]
 
@@ -115,15 +118,18 @@ def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex) 
 
     costs = [] if sweep == [None] else cost_at_recall(
         index, s.queries, spec.k, len(s.rows), recall_targets(spec), recall_of_queries, qps_at, max_ef=backend.max_ef)
+    if s.filters:
+        out.mkdir(parents=True, exist_ok=True)
+    filtered = answer_filters(spec, s, index, sweep, out, prefix)
     if spec.diagnostics is None:
-        return CellProbes(cost_at_recall=costs)
+        return CellProbes(cost_at_recall=costs, filtered=filtered)
     ds = s.dataset
     diag = diagnose(
         index, s.base, s.rows, sweep, space="ip" if space_metric(spec) == "ip" else "l2",
         sample=spec.diagnostics.self_miss_sample, seed=cell.seed, data_hubness=s.data_hubness,
         labels=ds.labels[s.rows] if ds.labels is not None else None, label_names=ds.label_names,
         lid=s.lid_base, lid_bins=spec.lid_bins)
-    return CellProbes(cost_at_recall=costs, graph=diag.graph, diagnostics=[
+    return CellProbes(cost_at_recall=costs, graph=diag.graph, filtered=filtered, diagnostics=[
         EfDiagnostics(ef=ef, self_miss=diag.self_miss[ef].fraction, self_miss_sampled=diag.self_miss[ef].sampled,
                       by_category=diag.by_category(ef), by_lid_bin=diag.by_lid_bin(ef)) for ef in sweep])
 

@@ -21,17 +21,27 @@ import numpy as np
 from indexer.backends import BACKENDS
 from indexer.common.fileio import staged_dir
 from indexer.datasets import Dataset
+from indexer.engine.filtering import filtered_rows
 from indexer.engine.space import Space
 from indexer.engine.spec import Cell, ExperimentSpec
 from indexer.model.answers import CellAnswers, CellProbes, SweepAnswer
-from indexer.model.results import BinRecall, DenseRow, GroupRecall, IndexRecord, IRMeasures, rows_to_json
+from indexer.model.results import (
+    BinRecall,
+    DenseRow,
+    FilteredRow,
+    GroupRecall,
+    IndexRecord,
+    IRMeasures,
+    rows_to_json,
+)
 from indexer.model.seeds import library_seed
 from indexer.science import metrics
 from indexer.science.judging import Judged, judge_answers
 
 ANSWERS_FILE = "answers.json"  # a built cell's marker: written last into its directory
 MEASURES_DIR = "measures"  # measures/<measure key>/rows.json and the per-query recall files
-PROBES_DIR = "probes"  # probes/<probe key>.json
+PROBES_DIR = "probes"  # probes/<probe key>.json, and the filtered answers probes/<probe key>.filtered-*.npy
+FILTERED_FILE = "filtered.json"  # beside rows.json: the rows of the filtered searches
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +153,10 @@ def measure_cell(*, spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, 
                 spec=spec, cell=cell, s=s, record=record, answers=answers, swept=swept, measured=measured,
                 probes=probes, neighbors=cell_dir / swept.neighbors, recall_file=final / recall_name,
                 ranking=None if swept.ranking is None else cell_dir / swept.ranking))
+        if probes.filtered and rows:
+            filtered = filtered_rows(spec, s, rows[0], probes.filtered, where=where / PROBES_DIR,
+                                     named=cell_dir / PROBES_DIR)
+            (out / FILTERED_FILE).write_text(json.dumps(rows_to_json(filtered)))
         (out / "rows.json").write_text(json.dumps(rows_to_json(rows)))  # the finished marker, written last
     return rows
 
@@ -154,6 +168,12 @@ def read_measured(cell_dir: Path, measure_key: str) -> tuple[list[DenseRow], Ind
         return None
     rows = [DenseRow.model_validate(r) for r in json.loads(rows_file.read_text())]
     return rows, IndexRecord.model_validate_json((cell_dir / "meta.json").read_text())
+
+
+def read_filtered(cell_dir: Path, measure_key: str) -> list[FilteredRow]:
+    """A measured cell's filtered rows (none when the spec had no filters)."""
+    path = cell_dir / MEASURES_DIR / measure_key / FILTERED_FILE
+    return [FilteredRow.model_validate(r) for r in json.loads(path.read_text())] if path.exists() else []
 
 
 def built(cell_dir: Path) -> bool:

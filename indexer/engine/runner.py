@@ -41,6 +41,7 @@ from indexer.engine.advisor import advise
 from indexer.engine.cell import IR_DEPTH
 from indexer.engine.executors import Cancelled, ExecutorConfig, cores, open_executor
 from indexer.engine.executors.base import CellResult, CellTask, Executor
+from indexer.engine.filtering import space_filters
 from indexer.engine.measure import (
     MEASURES_DIR,
     PROBES_DIR,
@@ -48,6 +49,7 @@ from indexer.engine.measure import (
     ir_metrics,
     measure_cell,
     probed,
+    read_filtered,
     read_measured,
 )
 from indexer.engine.phases import Phases, Progress
@@ -513,6 +515,9 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
                 label = "/".join(str(p) for p in (model, f"n={size}", reduction.label) if p is not None)
                 phase.fraction, phase.context = done / total, label
                 s = _space(spec, ds, dataset_key, base, queries, size, reduction, cache_dir, phase)
+                if spec.filters:
+                    with phase("filters and their exact answers"):
+                        s = dataclasses.replace(s, filters=space_filters(spec, s, cache_dir))
                 with phase("pre-flight"):  # before any build; set by assignment, so the extras write it
                     extras.preflight = {**extras.preflight, label: _preflight(spec, s, label, cache_dir)}
                 extras.notes += [f"Pre-flight, {label}: {w}" for w in extras.preflight[label].warnings]
@@ -523,9 +528,13 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
                 done += 1
                 mine = [c for c in grid if (c.model, c.index_size, c.reduction) == (model, size, reduction)]
                 space_rows: list[DenseRow] = []
+                by_build = {c.build_key(spec): c for c in mine}
                 for cell_rows, record in _space_cells(spec, mine, s, cache_dir, executor, phase, should_stop,
                                                       budget, fresh, tick):
                     space_rows.extend(r.model_copy(update={"query_measures": measures_file}) for r in cell_rows)
+                    if spec.filters:
+                        measure_key = by_build[record.id].measure_key(spec, s.lid_method)
+                        extras.filtered = [*extras.filtered, *read_filtered(cache_dir / "cells" / record.id, measure_key)]
                     index_records.append(record.model_copy(
                         update={"path": str((cache_dir / "cells" / record.id).resolve())}))
                 if set(spec.representations) & {"sparse", "hybrid"}:

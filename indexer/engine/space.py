@@ -6,17 +6,47 @@ memory-map in a pool, Ray's object store) and sends the small rest with each tas
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from indexer.datasets import Dataset
 from indexer.engine.spec import ExperimentSpec
+from indexer.model.filters import FilterWorkload
 from indexer.model.options import ReductionSpec
-from indexer.science import groundtruth
+from indexer.science import filters, groundtruth
 
 LidMethod = Literal["exact", "approximate", "sampled"]
+
+
+SCIENCE_KINDS = {"label": "label", "random": "random", "range": "range", "correlated": "cluster",
+                 "anti_correlated": "anti_cluster"}  # the spec's names -> indexer.science.filters'
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpaceFilter:
+    """One filter workload at one selectivity over a space: its masks in the dataset's numbering (m x n),
+    each query's mask, and exact filtered kNN over the indexed rows in the original space."""
+
+    workload: FilterWorkload
+    selectivity: float | None
+    masks: np.ndarray
+    of_query: np.ndarray
+    truth_ids: np.ndarray  # -1 where fewer than k points pass
+    truth_scores: np.ndarray
+
+    @property
+    def tag(self) -> str:
+        return self.workload.name if self.selectivity is None else f"{self.workload.name}-s{self.selectivity:g}"
+
+    def filter_set(self) -> filters.FilterSet:
+        return filters.FilterSet(name=self.tag, kind=SCIENCE_KINDS[self.workload.kind],
+                                 selectivity=self.selectivity, masks=self.masks, of_query=self.of_query)
+
+    def kept_points(self) -> float:
+        """The mean number of indexed points a query's filter keeps."""
+        return float(self.masks.sum(axis=1)[self.of_query].mean()) if len(self.of_query) else 0.0
 
 
 @dataclass(kw_only=True)
@@ -46,6 +76,7 @@ class Space:
     data_hubness: float | None = None  # k-occurrence skewness of the indexed points (diagnostics only)
     lid_method: LidMethod = "exact"  # exact, approximate (HNSW kNN graph) or sampled
     lid_error: tuple[float, float] | None = None  # approximate: (median relative error, Spearman) on a sample
+    filters: list[SpaceFilter] = field(default_factory=list)  # the spec's filter workloads over this space
 
 
 # The arrays of a Space, by field name: what an executor shares once per space (files to memory-map, or

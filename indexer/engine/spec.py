@@ -27,6 +27,7 @@ from indexer.model.datasets import (
     Seed,
     SyntheticDataset,
 )
+from indexer.model.filters import MAX_FILTERS, FilterWorkload
 from indexer.model.options import DiagnosticsSpec, LidSpec, ReductionSpec
 from indexer.model.strict import MAX_ECHO_CHARS as MAX_ECHO_CHARS
 from indexer.model.strict import MAX_REPORTED_PROBLEMS, clip, error_message
@@ -138,6 +139,11 @@ class ExperimentSpec(_Strict):
         default=None, exclude_if=lambda v: v is None,
         description="graph diagnostics and self-miss per built index (searches every sampled point per ef)",
     )
+    filters: list[FilterWorkload] = Field(
+        default_factory=list, max_length=MAX_FILTERS, exclude_if=lambda v: not v,
+        description="filter workloads: every dense cell also answers its queries under each filter, measured "
+                    "against exact filtered kNN (Filtered search in the README)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -177,6 +183,22 @@ class ExperimentSpec(_Strict):
             else:
                 out.append(item)
         return out
+
+    @model_validator(mode="after")
+    def _filters_can_run(self) -> ExperimentSpec:
+        """A filter workload runs on every backend of the spec: one that cannot filter is refused, not run
+        unfiltered; workload names are unique (they name the rows)."""
+        if not self.filters:
+            return self
+        names = [f.name for f in self.filters]
+        if len(set(names)) != len(names):
+            raise ValueError("filters: names must not repeat")
+        unable = sorted({b.name for b in self.backends if BACKENDS[b.name].capabilities.filtering is None})
+        if unable:
+            able = [n for n, b in BACKENDS.items() if b.capabilities.filtering is not None]
+            raise ValueError(f"filters: backend{'s' if len(unable) > 1 else ''} {', '.join(unable)} cannot filter "
+                             f"(no filtered search in this version); those that can: {', '.join(able)}")
+        return self
 
     @model_validator(mode="after")
     def _sparse_needs_text(self) -> ExperimentSpec:
@@ -262,6 +284,8 @@ class Cell(_Strict):
             "lid": spec.lid.model_dump(mode="json"),
             "lid_method": lid_method,
             "lid_bins": spec.lid_bins,
+            # the filtered searches are probes of the live index: new filters re-run them, build nothing
+            **({"filters": [f.model_dump(mode="json") for f in spec.filters]} if spec.filters else {}),
         })
 
     def measure_key(self, spec: ExperimentSpec, lid_method: str) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from indexer.backends import BACKENDS
 from indexer.engine.spec import Cell, ExperimentSpec, cells
+from indexer.model.filters import FilterWorkload
 from indexer.science import orderings
 
 BUILD_SECONDS = 1.8e-9
@@ -63,11 +64,13 @@ class Work:
     shared_seconds: float  # ground truth, LID and embedding, once per space
     largest_index_bytes: int
     largest_space_bytes: int  # the largest base, in its native dims, as float32
+    filter_bytes: int = 0  # the largest space's filter masks (one bool per point per distinct filter)
 
     def peak_bytes(self, workers: int) -> int:
         """Memory at the busiest moment: the original and the prepared base (memory-mapped and shared by the
-        workers), and one index per worker, each as large as the largest."""
-        return 2 * self.largest_space_bytes + workers * self.largest_index_bytes
+        workers), one index per worker, each as large as the largest, and the filter masks, which travel
+        with every cell."""
+        return 2 * self.largest_space_bytes + workers * self.largest_index_bytes + (workers + 1) * self.filter_bytes
 
     @property
     def core_seconds(self) -> float:
@@ -150,11 +153,45 @@ def work(spec: ExperimentSpec, base: int | None, dims: Mapping[str | None, int] 
         largest = max(largest, one.index_bytes)
         spaces.add((n, d))
         natives.add((n, native))
+    kept = _filter_fractions(spec)
+    filtered = sum(SEARCHES_PER_EF * queries * _filtered_query_seconds(cell, base, dims[cell.model], kept)
+                   for cell in cells(spec)) if kept else 0.0
     shared = sum(queries * n * d / BRUTE_MADDS_PER_SECOND for n, d in spaces | natives)
+    shared += sum(queries * n * d * sum(kept) / BRUTE_MADDS_PER_SECOND for n, d in natives)  # filtered truth
     shared += sum(_lid_seconds(spec, n, d) for n, d in natives)
     shared += embedded_texts / EMBED_TEXTS_PER_SECOND
     space_bytes = max((n * d * 4 for n, d in natives), default=0)
-    return Work(built, search, shared, largest, space_bytes)
+    masks = sum(_filter_masks(w, queries) * max(1, len(w.selectivities)) for w in spec.filters)
+    return Work(built, search + filtered, shared, largest, space_bytes, masks * max((n for n, _ in natives), default=0))
+
+
+LABEL_KEEPS = 0.1  # a label filter's share of the points, before the data is read (for the estimate only)
+
+
+def _filter_fractions(spec: ExperimentSpec) -> list[float]:
+    """The share each filter (workload x selectivity) keeps, as the estimate counts it."""
+    return [s for w in spec.filters for s in (w.selectivities or [LABEL_KEEPS])]
+
+
+def _filter_masks(w: FilterWorkload, queries: int) -> int:
+    """Distinct masks a filter may hold: one (random), a cluster's each (correlated), a query's each (range)."""
+    if w.kind == "random":
+        return 1
+    if w.kind in ("correlated", "anti_correlated"):
+        return min(w.clusters, queries)
+    return queries  # label: at most a query's own category each; range: a window each
+
+
+def _filtered_query_seconds(cell: Cell, base: int, native: int, kept: list[float]) -> float:
+    """One query under every filter at every ef: a graph search must gather ef passing points, so it visits
+    about ef / kept of them; at most a scan of every point (and a brute force scans the kept ones)."""
+    n = base if cell.index_size == "all" else min(base, cell.index_size)
+    d = cell.reduction.dims or native
+    params = cell.backend.build_params()
+    if "M" not in params:
+        return sum(n * s * d / BRUTE_MADDS_PER_SECOND for s in kept)
+    return sum(query_seconds(n, d, int(params["M"]), max(1, round((ef or 1) / s)))
+               for s in kept for ef in cell.backend.ef_values())
 
 
 def _lid_seconds(spec: ExperimentSpec, n: int, dims: int) -> float:

@@ -50,12 +50,23 @@ class EfDiagnostics(ResultModel):
     by_lid_bin: list[GroupDiagnostics]
 
 
+class FilteredAnswer(ResultModel):
+    """A cell's filtered search at one (workload, selectivity, ef): its time and the file of its ids."""
+
+    filter: str
+    selectivity: float | None  # None: a label filter
+    ef: int | None
+    seconds: float  # one pass over every query, each group of queries sharing a filter searched together
+    neighbors: str  # file name beside the probes
+
+
 class CellProbes(ResultModel):
     """What was measured on the live index: cost at each recall target and, when asked, the diagnostics."""
 
     cost_at_recall: list[CostAtRecall]
     graph: GraphDiagnostics | None = None
     diagnostics: list[EfDiagnostics] | None = None  # None: the spec asked for no diagnostics
+    filtered: list[FilteredAnswer] = []  # the spec's filter workloads (indexer.engine.filtering)
 
     def at(self, ef: int | None) -> EfDiagnostics | None:
         return next((d for d in self.diagnostics or [] if d.ef == ef), None)

@@ -490,10 +490,41 @@ class Provenance(ResultModel):
     threads_per_cell: int
 
 
+class FilteredRow(ResultModel):
+    """One cell's filtered search at one (workload, selectivity, ef), against exact filtered kNN."""
+
+    dataset: str
+    model: str | None
+    metric: str
+    index_size: int
+    reduction: str
+    ordering: str
+    backend: str
+    build_params: dict[str, BuildParam] = {}
+    k: int
+    seed: int
+    cell: str
+    strategy: str  # the backend's way of filtering: pre, post, in_graph, iterative
+    filter: str
+    filter_kind: str
+    selectivity: float | None  # as asked (None: label)
+    kept: float  # the mean fraction of the indexed points a query's filter keeps
+    ef: int | None
+    recall: Measure  # mean over the queries whose filter keeps a point; of min(k, kept points) per query
+    recall_ci95: list[Measure]
+    queries: int
+    queries_without_match: int  # their filter keeps no indexed point: reported, left out of recall
+    short_results: int  # answers with fewer distinct ids than min(k, points the filter keeps)
+    mean_returned: float  # distinct ids per answer
+    violations: int  # returned ids the filter does not keep (must be 0; counted, never hidden)
+    qps: float
+    neighbors: str | None
+
+
 class RunExtras(ResultModel):
     """What a run adds to its rows: space measures by label, notes, the text-only analyses, the advice."""
 
-    OMIT_UNSET = frozenset({"model_ranking", "crossings", "advice", "preflight", "provenance"})
+    OMIT_UNSET = frozenset({"model_ranking", "crossings", "advice", "preflight", "provenance", "filtered"})
 
     provenance: Provenance | None = None
 
@@ -503,6 +534,7 @@ class RunExtras(ResultModel):
     model_ranking: list[ModelRanking] | None = None  # runs of several models with IR measures
     crossings: list[Crossing] | None = None  # runs of several index sizes with IR measures
     advice: Advice | None = None  # specs with `advise`
+    filtered: list[FilteredRow] = []  # specs with `filters`: every cell's filtered searches
 
 
 def extras_to_json(extras: RunExtras | Mapping[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from indexer.report.sections.advice import advice_section
 from indexer.report.sections.category import category_section
 from indexer.report.sections.cost import cost_section
 from indexer.report.sections.diagnostics import diagnostics_section
+from indexer.report.sections.filtered import filtered_section
 from indexer.report.sections.index_size import index_size_section
 from indexer.report.sections.ir import ir_section
 from indexer.report.sections.lid_bins import lid_bin_section
@@ -42,6 +43,7 @@ def document(spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any
         lid_bin_section(res),
         diagnostics_section(res),
         cost_section(res),
+        filtered_section(typed),
         lid_section(res, typed, highlights),
         reduction_section(res),
         speed_section(res, typed),

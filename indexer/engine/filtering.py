@@ -1,0 +1,163 @@
+"""Filtered search in a run: each space's filters and their exact answers, a cell's filtered searches, and
+what they measure.
+
+A space's filters are computed once (indexer.science.filters) over the indexed rows, in the original
+space, and widened to the dataset's numbering (a point outside the index never passes). A built index
+answers each filter through its library's own mechanism (`search_filtered`, indexer.backends.base); the
+answers are probes of the live index (indexer.engine.cell), measured here against exact filtered kNN:
+recall of min(k, kept points) per query from the returned ids alone (violating ids removed first, and
+counted), answers shorter than that, the mean number returned, and the ids the filter does not keep.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from indexer.backends import BACKENDS, VectorIndex
+from indexer.backends.base import FilteredSearch
+from indexer.common import timing
+from indexer.common.errors import UserError
+from indexer.common.hashing import content_key
+from indexer.engine.space import Space, SpaceFilter
+from indexer.engine.spec import ExperimentSpec
+from indexer.model.answers import FilteredAnswer
+from indexer.model.filters import FilterWorkload
+from indexer.model.results import DenseRow, FilteredRow
+from indexer.science import filters, groundtruth, metrics
+from indexer.science.judging import judge_answers
+
+
+def _on_positions(spec: ExperimentSpec, s: Space, w: FilterWorkload, selectivity: float | None) -> filters.FilterSet:
+    """The workload's filters over the indexed rows' positions (0..len(rows)-1)."""
+    n, q, ds = len(s.rows), len(s.queries), s.dataset
+    if w.kind == "label":
+        if ds.labels is None or ds.query_labels is None:
+            raise UserError(f"filter {w.name}: dataset {ds.name} has no labels (a label filter needs categories)")
+        label = None
+        if w.label is not None:
+            names = list(ds.label_names or [])
+            if w.label not in names:
+                raise UserError(f"filter {w.name}: label {w.label!r} is not one of dataset {ds.name}'s: "
+                                f"{', '.join(names[:20])}")
+            label = names.index(w.label)
+        return filters.label_filters(ds.labels[s.rows], ds.query_labels, label=label)
+    assert selectivity is not None
+    if w.kind == "random":
+        return filters.random_filters(n, q, selectivity, seed=w.seed)
+    if w.kind == "range":
+        return filters.range_filters(n, q, selectivity, seed=w.seed)
+    return filters.cluster_filters(s.orig_base[s.rows], s.orig_queries, selectivity, clusters=w.clusters,
+                                   seed=w.seed, metric=spec.metric, anti=w.kind == "anti_correlated")
+
+
+def space_filters(spec: ExperimentSpec, s: Space, cache_dir: Path) -> list[SpaceFilter]:
+    """Every (workload, selectivity) of the spec over space `s`, with its exact answers (cached on disk)."""
+    out = []
+    for w in spec.filters:
+        for selectivity in (list[float | None](w.selectivities) or [None]):
+            on_rows = _on_positions(spec, s, w, selectivity)
+            masks = np.zeros((len(on_rows.masks), len(s.base)), dtype=bool)
+            masks[:, s.rows] = on_rows.masks
+            key = content_key({"space": s.key, "k": spec.k, "metric": spec.metric, "filter": w.model_dump(mode="json"),
+                               "selectivity": selectivity})
+
+            def truth(fs: filters.FilterSet = on_rows) -> dict[str, np.ndarray]:
+                ids, scores = filters.filtered_knn(s.orig_base[s.rows], s.orig_queries, fs, spec.k, spec.metric)
+                return {"ids": np.where(ids >= 0, s.rows[np.maximum(ids, 0)], -1), "scores": scores}
+
+            gt = groundtruth.cached(cache_dir / "groundtruth", f"filtered-{key}", truth)
+            out.append(SpaceFilter(workload=w, selectivity=selectivity, masks=masks, of_query=on_rows.of_query,
+                                   truth_ids=gt["ids"], truth_scores=gt["scores"]))
+    return out
+
+
+def answer_filters(spec: ExperimentSpec, s: Space, index: VectorIndex, efs: list[int | None],
+                   out: Path, prefix: str) -> list[FilteredAnswer]:
+    """Each filter at each ef: one timed pass, queries sharing a mask searched together, ids saved as
+    `<prefix>filtered-<tag>-<ef>.npy` in `out`."""
+    if not s.filters:
+        return []
+    if not isinstance(index, FilteredSearch):
+        raise UserError(f"backend {index.name} cannot filter")  # the spec refuses it first
+    answers = []
+    with timing.exclusive():  # timed as the sweep is: no other cell builds or times meanwhile
+        answers += _answer(spec, s, index, efs, out, prefix)
+    return answers
+
+
+def _answer(spec: ExperimentSpec, s: Space, index: FilteredSearch, efs: list[int | None], out: Path,
+            prefix: str) -> list[FilteredAnswer]:
+    answers = []
+    for sf in s.filters:
+        for ef in efs:
+            ids = np.full((len(s.queries), spec.k), -1, dtype=np.int64)
+            t0 = time.perf_counter()
+            for m in range(len(sf.masks)):
+                members = np.flatnonzero(sf.of_query == m)
+                if len(members):
+                    ids[members] = index.search_filtered(s.queries[members], spec.k, ef, sf.masks[m])[0][:, : spec.k]
+            seconds = time.perf_counter() - t0
+            name = f"{prefix}filtered-{sf.tag}-{'exact' if ef is None else f'ef{ef}'}.npy"
+            np.save(out / name, ids)
+            answers.append(FilteredAnswer(filter=sf.workload.name, selectivity=sf.selectivity, ef=ef,
+                                          seconds=seconds, neighbors=name))
+    return answers
+
+
+def _distinct(ids: np.ndarray) -> np.ndarray:
+    """Distinct non-negative ids per row."""
+    d = np.sort(ids, axis=1)
+    new = np.ones_like(d, dtype=bool)
+    new[:, 1:] = d[:, 1:] != d[:, :-1]
+    return np.asarray((new & (d >= 0)).sum(axis=1))
+
+
+def filtered_recall(spec: ExperimentSpec, s: Space, sf: SpaceFilter, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: recall against exact filtered kNN (NaN where the filter keeps no indexed point), and
+    the ids that violate the filter. Violating ids are dropped before judging; the rest are judged by
+    their ids alone (indexer.science.judging) where k points pass, counted where fewer pass (then every
+    passing point is a true neighbour)."""
+    fs = sf.filter_set()
+    bad = filters.violations(ids, fs)
+    ok = (ids >= 0) & (ids < fs.n) & fs.masks[fs.of_query[:, None], np.clip(ids, 0, fs.n - 1)]
+    clean = np.where(ok, ids, -1)
+    valid = (sf.truth_ids >= 0).sum(axis=1)
+    recall = np.full(len(ids), np.nan)
+    full = valid == spec.k
+    if full.any():
+        recall[full] = judge_answers(clean[full], base=s.orig_base, queries=s.orig_queries[full],
+                                     truth_ids=sf.truth_ids[full], truth_scores=sf.truth_scores[full], k=spec.k,
+                                     metric=spec.metric).recall
+    part = (valid > 0) & ~full
+    recall[part] = np.minimum(_distinct(clean[part]) / valid[part], 1.0)
+    return recall, bad
+
+
+def filtered_rows(spec: ExperimentSpec, s: Space, dense: DenseRow, answers: list[FilteredAnswer],
+                  where: Path, named: Path) -> list[FilteredRow]:
+    """The rows of a cell's filtered answers (read from `where`, named by their place in `named`)."""
+    by_tag = {(sf.workload.name, sf.selectivity): sf for sf in s.filters}
+    out = []
+    for a in answers:
+        sf = by_tag[(a.filter, a.selectivity)]
+        ids = np.load(where / a.neighbors, allow_pickle=False)
+        recall, bad = filtered_recall(spec, s, sf, ids)
+        summary = metrics.summarize(recall)
+        valid = (sf.truth_ids >= 0).sum(axis=1)
+        returned = _distinct(np.where(ids >= 0, ids, -1))
+        out.append(FilteredRow(
+            dataset=dense.dataset, model=dense.model, metric=dense.metric, index_size=dense.index_size,
+            reduction=dense.reduction, ordering=dense.ordering, backend=dense.backend,
+            build_params=dense.build_params, k=spec.k, seed=dense.seed, cell=dense.cell,
+            strategy=str(BACKENDS[dense.backend].capabilities.filtering), filter=a.filter,
+            filter_kind=sf.workload.kind, selectivity=a.selectivity,
+            kept=sf.kept_points() / max(len(s.rows), 1), ef=a.ef,
+            recall=summary["mean"], recall_ci95=list(summary["ci95"]), queries=len(ids),
+            queries_without_match=int((valid == 0).sum()), short_results=int((returned < valid).sum()),
+            mean_returned=float(returned.mean()) if len(returned) else 0.0, violations=int(bad.sum()),
+            qps=len(ids) / max(a.seconds, 1e-9), neighbors=str(named / a.neighbors),
+        ))
+    return out

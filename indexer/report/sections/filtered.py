@@ -1,0 +1,65 @@
+"""Filtered search: what each system returns when the queries carry a filter, grouped by how it filters.
+
+One table per filter workload: a line per (backend, build parameters, strategy, ordering, ef) and a column
+per selectivity (or one, for a label filter), each cell giving recall against exact filtered kNN, the
+answers shorter than min(k, kept points) and the QPS; a backend that returned an id its filter does not keep
+is named apart (it must never happen).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from indexer.model.results import FilteredRow, RunExtras
+from indexer.report import cells
+from indexer.report.blocks import Block, Bullets, Para, Section, Table
+from indexer.report.values import mean
+
+STRATEGIES = {"in_graph": "in the graph search", "pre": "before the search (brute force over the kept points)",
+              "post": "after an unfiltered search, widened until k pass", "iterative": "by an iterative scan"}
+
+
+def filtered_section(extras: RunExtras) -> Section | None:
+    rows = extras.filtered
+    if not rows:
+        return None
+    blocks: list[Block] = [Para(
+        "Each dense cell also answers its queries under each filter; recall is against exact kNN among the "
+        "points the filter keeps (of min(k, kept points) per query, from the returned ids alone). Each cell: "
+        "recall · answers short of that · QPS (one pass, queries sharing a filter searched together). "
+        "Strategies: " + "; ".join(f"{name} filters {what}" for name, what in STRATEGIES.items()) + ".")]
+    by_filter: dict[str, list[FilteredRow]] = defaultdict(list)
+    for row in rows:
+        by_filter[row.filter].append(row)
+    for name, group in by_filter.items():
+        sels = sorted({r.selectivity for r in group}, key=lambda s: -(s or 2.0))
+        kept = {s: mean(r.kept for r in group if r.selectivity == s) for s in sels}
+        headers = ["backend", "strategy", "ordering", "ef"] + [
+            "label" if s is None else f"{s:g} (kept {cells.f3(kept[s])})" for s in sels]
+        table = Table(headers, [], left=4, caption=f"filter {name} ({group[0].filter_kind}): "
+                                                  "recall · short answers · QPS, by selectivity")
+        lines: dict[tuple[str, str, str, str], dict[float | None, list[FilteredRow]]] = defaultdict(
+            lambda: defaultdict(list))
+        for r in group:
+            params = " ".join(f"{k}={v}" for k, v in sorted(r.build_params.items()))
+            key = (f"{r.backend} {params}".strip(), r.strategy, r.ordering, "-" if r.ef is None else str(r.ef))
+            lines[key][r.selectivity].append(r)
+        for key, per_sel in lines.items():
+            table.rows.append(list(key) + [_cell(per_sel.get(s, [])) for s in sels])
+        blocks.append(table)
+    wrong = sorted({f"{r.backend} ({r.filter})" for r in rows if r.violations})
+    if wrong:
+        blocks.append(Bullets([f"Returned ids their filter does not keep: {', '.join(wrong)}."]))
+    empty = sorted({f"{r.filter} at {r.selectivity:g}" for r in rows if r.queries_without_match and r.selectivity})
+    if empty:
+        blocks.append(Bullets([f"Queries whose filter keeps no indexed point (left out of recall): {', '.join(empty)}."]))
+    return Section("filtered", "Filtered search", blocks)
+
+
+def _cell(rows: list[FilteredRow]) -> str:
+    """Mean over seeds: recall · short answers · QPS."""
+    if not rows:
+        return ""
+    short = mean(r.short_results for r in rows)
+    return (f"{cells.f3(mean(r.recall for r in rows))} · {cells.count(short)} · "
+            f"{cells.compact(mean(r.qps for r in rows))}")
