@@ -26,13 +26,13 @@ from indexer.backends import BACKENDS, VectorIndex, make_index
 from indexer.common import timing
 from indexer.common.fileio import atomic_write_bytes, sha256_file
 from indexer.engine.diagnostics import cost_at_recall, diagnose
-from indexer.engine.filtering import answer_filters
+from indexer.engine.filtering import answer_filters, filtered_costs
 from indexer.engine.latency import single_query_latency
 from indexer.engine.measure import ANSWERS_FILE, PROBES_DIR, judge, measure_cell
 from indexer.engine.phases import Phases
 from indexer.engine.space import Space, space_metric
 from indexer.engine.spec import Cell, ExperimentSpec, recall_targets
-from indexer.model.answers import CellAnswers, CellProbes, EfDiagnostics, SweepAnswer
+from indexer.model.answers import CellAnswers, CellProbes, EfDiagnostics, FilteredCost, SweepAnswer
 from indexer.model.results import DenseRow, IndexRecord
 from indexer.science import orderings
 
@@ -121,15 +121,19 @@ def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, 
     if s.filters:
         out.mkdir(parents=True, exist_ok=True)
     filtered = answer_filters(spec, s, index, sweep, out, prefix)
+    filtered_cost = [] if sweep == [None] else [
+        FilteredCost(filter=name, selectivity=selectivity, cost_at_recall=c) for (name, selectivity), c in
+        filtered_costs(spec, s, index, recall_targets(spec), backend.max_ef).items()]
     if spec.diagnostics is None:
-        return CellProbes(cost_at_recall=costs, filtered=filtered)
+        return CellProbes(cost_at_recall=costs, filtered=filtered, filtered_cost=filtered_cost)
     ds = s.dataset
     diag = diagnose(
         index, s.base, s.rows, sweep, space="ip" if space_metric(spec) == "ip" else "l2",
         sample=spec.diagnostics.self_miss_sample, seed=cell.seed, data_hubness=s.data_hubness,
         labels=ds.labels[s.rows] if ds.labels is not None else None, label_names=ds.label_names,
         lid=s.lid_base, lid_bins=spec.lid_bins)
-    return CellProbes(cost_at_recall=costs, graph=diag.graph, filtered=filtered, diagnostics=[
+    return CellProbes(cost_at_recall=costs, graph=diag.graph, filtered=filtered, filtered_cost=filtered_cost,
+                      diagnostics=[
         EfDiagnostics(ef=ef, self_miss=diag.self_miss[ef].fraction, self_miss_sampled=diag.self_miss[ef].sampled,
                       by_category=diag.by_category(ef), by_lid_bin=diag.by_lid_bin(ef)) for ef in sweep])
 

@@ -41,7 +41,8 @@ class CountsDistances(Protocol):
 
 
 def cost_at_recall(index: VectorIndex, queries: np.ndarray, k: int, n: int, targets: Sequence[float],
-                   recall_of: PerQueryRecall, qps_at: Timer, max_ef: int = DEFAULT_MAX_EF) -> list[CostAtRecall]:
+                   recall_of: PerQueryRecall, qps_at: Timer, max_ef: int = DEFAULT_MAX_EF,
+                   count_distances: bool = True) -> list[CostAtRecall]:
     """Per target, the smallest ef reaching it on this index (up to min(n, max_ef), the backend's own
     ceiling: pgvector's is 1,000) on the even-numbered
     queries, its recall on the odd ones (held out), its QPS and distance computations per query; ef None
@@ -65,7 +66,7 @@ def cost_at_recall(index: VectorIndex, queries: np.ndarray, k: int, n: int, targ
             qps, qps_range = float(np.median(passes)), [min(passes), max(passes)]
             if len(held_out):
                 confirmed = summarize(recall_of(answer.ef, held_out))
-            if isinstance(index, CountsDistances):
+            if count_distances and isinstance(index, CountsDistances):  # of an unfiltered search
                 dist = index.distance_computations(queries, k, answer.ef)
         held = confirmed["mean"]
         out.append(CostAtRecall(target=target, ef=answer.ef, recall=answer.recall, qps=qps, qps_range=qps_range,

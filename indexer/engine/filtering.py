@@ -21,11 +21,12 @@ from indexer.backends.base import FilteredSearch
 from indexer.common import timing
 from indexer.common.errors import UserError
 from indexer.common.hashing import content_key
+from indexer.engine.diagnostics import cost_at_recall
 from indexer.engine.space import Space, SpaceFilter
 from indexer.engine.spec import ExperimentSpec
-from indexer.model.answers import FilteredAnswer
+from indexer.model.answers import FilteredAnswer, FilteredCost
 from indexer.model.filters import FilterWorkload
-from indexer.model.results import DenseRow, FilteredRow
+from indexer.model.results import CostAtRecall, DenseRow, FilteredRow
 from indexer.science import filters, groundtruth, metrics
 from indexer.science.judging import judge_answers
 
@@ -88,17 +89,55 @@ def answer_filters(spec: ExperimentSpec, s: Space, index: VectorIndex, efs: list
     return answers
 
 
+def _search(spec: ExperimentSpec, s: Space, index: FilteredSearch, sf: SpaceFilter, ef: int | None,
+            picked: np.ndarray | None = None) -> np.ndarray:
+    """The ids the queries `picked` (all by default) get under their filters, queries sharing a mask at once."""
+    chosen = np.arange(len(s.queries)) if picked is None else picked
+    ids = np.full((len(chosen), spec.k), -1, dtype=np.int64)
+    masks = sf.of_query[chosen]
+    for m in np.unique(masks):
+        members = np.flatnonzero(masks == m)
+        ids[members] = index.search_filtered(s.queries[chosen[members]], spec.k, ef, sf.masks[m])[0][:, : spec.k]
+    return ids
+
+
+def filtered_costs(spec: ExperimentSpec, s: Space, index: VectorIndex, targets: list[float],
+                   max_ef: int) -> dict[tuple[str, float | None], list[CostAtRecall]]:
+    """The cost to win recall back under each filter: per recall target, the smallest ef reaching it on the
+    queries whose filter keeps a point, found and confirmed on halves of them as cost at equal recall is
+    (indexer.engine.diagnostics), with the QPS there."""
+    if not s.filters or not targets or not isinstance(index, FilteredSearch):
+        return {}
+    out = {}
+    for sf in s.filters:
+        matched = np.flatnonzero((sf.truth_ids >= 0).any(axis=1))
+        if not len(matched):
+            continue
+
+        def recall_of(ef: int, picked: np.ndarray, sf: SpaceFilter = sf, matched: np.ndarray = matched) -> np.ndarray:
+            chosen = matched[picked]
+            ids = _search(spec, s, index, sf, ef, chosen)
+            return filtered_recall(spec, s, sf, ids, chosen)[0]
+
+        def qps_at(ef: int, sf: SpaceFilter = sf, matched: np.ndarray = matched) -> list[float]:
+            with timing.exclusive():
+                t0 = time.perf_counter()
+                _search(spec, s, index, sf, ef, matched)
+                return [len(matched) / max(time.perf_counter() - t0, 1e-9)]
+
+        out[(sf.workload.name, sf.selectivity)] = cost_at_recall(
+            index, s.queries[matched], spec.k, len(s.rows), targets, recall_of, qps_at, max_ef=max_ef,
+            count_distances=False)
+    return out
+
+
 def _answer(spec: ExperimentSpec, s: Space, index: FilteredSearch, efs: list[int | None], out: Path,
             prefix: str) -> list[FilteredAnswer]:
     answers = []
     for sf in s.filters:
         for ef in efs:
-            ids = np.full((len(s.queries), spec.k), -1, dtype=np.int64)
             t0 = time.perf_counter()
-            for m in range(len(sf.masks)):
-                members = np.flatnonzero(sf.of_query == m)
-                if len(members):
-                    ids[members] = index.search_filtered(s.queries[members], spec.k, ef, sf.masks[m])[0][:, : spec.k]
+            ids = _search(spec, s, index, sf, ef)
             seconds = time.perf_counter() - t0
             name = f"{prefix}filtered-{sf.tag}-{'exact' if ef is None else f'ef{ef}'}.npy"
             np.save(out / name, ids)
@@ -115,31 +154,36 @@ def _distinct(ids: np.ndarray) -> np.ndarray:
     return np.asarray((new & (d >= 0)).sum(axis=1))
 
 
-def filtered_recall(spec: ExperimentSpec, s: Space, sf: SpaceFilter, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def filtered_recall(spec: ExperimentSpec, s: Space, sf: SpaceFilter, ids: np.ndarray,
+                    picked: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per query: recall against exact filtered kNN (NaN where the filter keeps no indexed point), and
     the ids that violate the filter. Violating ids are dropped before judging; the rest are judged by
     their ids alone (indexer.science.judging) where k points pass, counted where fewer pass (then every
     passing point is a true neighbour)."""
+    q = np.arange(len(ids)) if picked is None else picked  # the queries `ids` answer
     fs = sf.filter_set()
-    bad = filters.violations(ids, fs)
-    ok = (ids >= 0) & (ids < fs.n) & fs.masks[fs.of_query[:, None], np.clip(ids, 0, fs.n - 1)]
+    of_query = fs.of_query[q]
+    n = fs.n
+    ok = (ids >= 0) & (ids < n) & fs.masks[of_query[:, None], np.clip(ids, 0, n - 1)]
+    bad = np.asarray(((ids != -1) & ~ok).sum(axis=1), dtype=np.int64)
     clean = np.where(ok, ids, -1)
-    valid = (sf.truth_ids >= 0).sum(axis=1)
+    valid = (sf.truth_ids[q] >= 0).sum(axis=1)
     recall = np.full(len(ids), np.nan)
     full = valid == spec.k
     if full.any():
-        recall[full] = judge_answers(clean[full], base=s.orig_base, queries=s.orig_queries[full],
-                                     truth_ids=sf.truth_ids[full], truth_scores=sf.truth_scores[full], k=spec.k,
-                                     metric=spec.metric).recall
+        recall[full] = judge_answers(clean[full], base=s.orig_base, queries=s.orig_queries[q[full]],
+                                     truth_ids=sf.truth_ids[q[full]], truth_scores=sf.truth_scores[q[full]],
+                                     k=spec.k, metric=spec.metric).recall
     part = (valid > 0) & ~full
     recall[part] = np.minimum(_distinct(clean[part]) / valid[part], 1.0)
     return recall, bad
 
 
 def filtered_rows(spec: ExperimentSpec, s: Space, dense: DenseRow, answers: list[FilteredAnswer],
-                  where: Path, named: Path) -> list[FilteredRow]:
+                  costs: list[FilteredCost], *, where: Path, named: Path) -> list[FilteredRow]:
     """The rows of a cell's filtered answers (read from `where`, named by their place in `named`)."""
     by_tag = {(sf.workload.name, sf.selectivity): sf for sf in s.filters}
+    cost_of = {(c.filter, c.selectivity): c.cost_at_recall for c in costs}
     out = []
     for a in answers:
         sf = by_tag[(a.filter, a.selectivity)]
@@ -159,5 +203,6 @@ def filtered_rows(spec: ExperimentSpec, s: Space, dense: DenseRow, answers: list
             queries_without_match=int((valid == 0).sum()), short_results=int((returned < valid).sum()),
             mean_returned=float(returned.mean()) if len(returned) else 0.0, violations=int(bad.sum()),
             qps=len(ids) / max(a.seconds, 1e-9), neighbors=str(named / a.neighbors),
+            cost_at_recall=cost_of.get((a.filter, a.selectivity), []),
         ))
     return out

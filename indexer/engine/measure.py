@@ -154,8 +154,8 @@ def measure_cell(*, spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, 
                 probes=probes, neighbors=cell_dir / swept.neighbors, recall_file=final / recall_name,
                 ranking=None if swept.ranking is None else cell_dir / swept.ranking))
         if probes.filtered and rows:
-            filtered = filtered_rows(spec, s, rows[0], probes.filtered, where=where / PROBES_DIR,
-                                     named=cell_dir / PROBES_DIR)
+            filtered = filtered_rows(spec, s, rows[0], probes.filtered, probes.filtered_cost,
+                                     where=where / PROBES_DIR, named=cell_dir / PROBES_DIR)
             (out / FILTERED_FILE).write_text(json.dumps(rows_to_json(filtered)))
         (out / "rows.json").write_text(json.dumps(rows_to_json(rows)))  # the finished marker, written last
     return rows

@@ -60,6 +60,14 @@ class FilteredAnswer(ResultModel):
     neighbors: str  # file name beside the probes
 
 
+class FilteredCost(ResultModel):
+    """Cost at equal recall under one filter (workload, selectivity)."""
+
+    filter: str
+    selectivity: float | None
+    cost_at_recall: list[CostAtRecall]
+
+
 class CellProbes(ResultModel):
     """What was measured on the live index: cost at each recall target and, when asked, the diagnostics."""
 
@@ -67,6 +75,7 @@ class CellProbes(ResultModel):
     graph: GraphDiagnostics | None = None
     diagnostics: list[EfDiagnostics] | None = None  # None: the spec asked for no diagnostics
     filtered: list[FilteredAnswer] = []  # the spec's filter workloads (indexer.engine.filtering)
+    filtered_cost: list[FilteredCost] = []  # the ef each filter needs to reach each recall target
 
     def at(self, ef: int | None) -> EfDiagnostics | None:
         return next((d for d in self.diagnostics or [] if d.ef == ef), None)

@@ -518,6 +518,7 @@ class FilteredRow(ResultModel):
     mean_returned: float  # distinct ids per answer
     violations: int  # returned ids the filter does not keep (must be 0; counted, never hidden)
     qps: float
+    cost_at_recall: list[CostAtRecall] = []  # the cost to win it back: the ef reaching each recall target
     neighbors: str | None
 
 

@@ -168,3 +168,19 @@ def test_a_pool_gives_the_filtered_rows_of_the_driver(filtered_run, spec_dict, t
                        r.mean_returned, r.violations) for r in rows)
 
     assert key(pooled.extras.filtered) == key(res.extras.filtered)
+
+
+def test_the_cost_to_win_recall_back_under_each_filter(filtered_run) -> None:
+    """Per graph backend and filter: an ef per recall target, larger for a higher target, confirmed only when
+    the held-out half reaches it; exact search has no ef to search for."""
+    res, _, _ = filtered_run
+    for row in res.extras.filtered:
+        if row.backend == "exact" or row.queries_without_match == row.queries:
+            assert row.cost_at_recall == []
+            continue
+        assert [c.target for c in row.cost_at_recall] == [0.9, 0.95, 0.99]
+        efs = [c.ef for c in row.cost_at_recall if c.ef is not None]
+        assert efs == sorted(efs)
+        for c in row.cost_at_recall:
+            assert c.confirmed == (c.ef is not None and c.held_out_recall is not None
+                                   and c.held_out_recall >= c.target)
