@@ -9,11 +9,18 @@ is named apart (it must never happen).
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from indexer.model.results import FilteredRow, RunExtras
 from indexer.report import cells
-from indexer.report.blocks import Block, Bullets, Para, Section, Table
+from indexer.report.blocks import Block, Bullets, Figure, Para, Section, Table, drawn
+from indexer.report.figures import PALETTE, grid, legend
 from indexer.report.values import mean
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as MplFigure
 
 STRATEGIES = {"in_graph": "in the graph search", "pre": "before the search (brute force over the kept points)",
               "post": "after an unfiltered search, widened until k pass", "iterative": "by an iterative scan"}
@@ -50,6 +57,7 @@ def filtered_section(extras: RunExtras) -> Section | None:
         cost = _cost_table(name, group, sels)
         if cost is not None:
             blocks.append(cost)
+    blocks += drawn(_selectivity_figure(rows))
     wrong = sorted({f"{r.backend} ({r.filter})" for r in rows if r.violations})
     if wrong:
         blocks.append(Bullets([f"Returned ids their filter does not keep: {', '.join(wrong)}."]))
@@ -57,6 +65,42 @@ def filtered_section(extras: RunExtras) -> Section | None:
     if empty:
         blocks.append(Bullets([f"Queries whose filter keeps no indexed point (left out of recall): {', '.join(empty)}."]))
     return Section("filtered", "Filtered search", blocks)
+
+
+def _selectivity_figure(rows: list[FilteredRow]) -> Figure | None:
+    """Recall against selectivity (log), a panel per filter with selectivities, a line per backend at its
+    largest ef (mean over orderings and seeds), short answers as hollow markers."""
+    panels = sorted({r.filter for r in rows if r.selectivity is not None})
+    if not panels:
+        return None
+
+    def draw() -> MplFigure:
+        fig, axes = grid(len(panels))
+        for ax, name in zip(axes, panels, strict=True):
+            mine = [r for r in rows if r.filter == name]
+            for i, backend in enumerate(dict.fromkeys(r.backend for r in mine)):
+                theirs = [r for r in mine if r.backend == backend]
+                top = max((r.ef for r in theirs if r.ef is not None), default=None)
+                at = [r for r in theirs if r.ef == top]
+                sels = sorted({r.selectivity for r in at if r.selectivity is not None})
+                recall = [mean(r.recall for r in at if r.selectivity == s) for s in sels]
+                short = [mean(r.short_results for r in at if r.selectivity == s) or 0 for s in sels]
+                color = PALETTE[i % len(PALETTE)]
+                label = backend if top is None else f"{backend} (ef {top})"
+                ax.plot(sels, [np.nan if v is None else v for v in recall], color=color, marker="o", label=label)
+                hollow = [(x, y) for x, y, n in zip(sels, recall, short, strict=True) if n and y is not None]
+                if hollow:
+                    ax.scatter([x for x, _ in hollow], [y for _, y in hollow], s=90, facecolors="none",
+                               edgecolors=color)
+            ax.set_xscale("log")
+            ax.set_xlabel("selectivity (share of points the filter keeps)")
+            ax.set_ylabel("filtered recall")
+            ax.set_title(f"filter {name} ({mine[0].filter_kind})")
+        legend(fig, axes, title="backend")
+        return fig
+
+    return Figure("Filtered recall against selectivity (log), one line per backend at its largest ef; a ring "
+                  "marks a selectivity where some answers came back short.", draw)
 
 
 def _cost_table(name: str, group: list[FilteredRow], sels: list[float | None]) -> Table | None:
