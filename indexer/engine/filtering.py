@@ -22,7 +22,7 @@ from indexer.common import timing
 from indexer.common.errors import UserError
 from indexer.common.hashing import content_key
 from indexer.engine.diagnostics import cost_at_recall
-from indexer.engine.space import Space, SpaceFilter
+from indexer.engine.space import Space, SpaceFilter, by_category
 from indexer.engine.spec import ExperimentSpec
 from indexer.model.answers import FilteredAnswer, FilteredCost
 from indexer.model.filters import FilterWorkload
@@ -204,5 +204,6 @@ def filtered_rows(spec: ExperimentSpec, s: Space, dense: DenseRow, answers: list
             mean_returned=float(returned.mean()) if len(returned) else 0.0, violations=int(bad.sum()),
             qps=len(ids) / max(a.seconds, 1e-9), neighbors=str(named / a.neighbors),
             cost_at_recall=cost_of.get((a.filter, a.selectivity), []),
+            recall_by_category=by_category(recall, s.dataset),
         ))
     return out

@@ -22,14 +22,13 @@ from indexer.backends import BACKENDS
 from indexer.common.fileio import staged_dir
 from indexer.datasets import Dataset
 from indexer.engine.filtering import filtered_rows
-from indexer.engine.space import Space
+from indexer.engine.space import Space, by_category
 from indexer.engine.spec import Cell, ExperimentSpec
 from indexer.model.answers import CellAnswers, CellProbes, SweepAnswer
 from indexer.model.results import (
     BinRecall,
     DenseRow,
     FilteredRow,
-    GroupRecall,
     IndexRecord,
     IRMeasures,
     rows_to_json,
@@ -79,13 +78,6 @@ def ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> IRMeasures:
     out = ir_metrics.evaluate_run(ds.qrels, ir_metrics.run_from_ids(query_ids, doc_ids, top), ("ndcg@10", "mrr@10"))
     out.update(ir_metrics.evaluate_run(ds.qrels, ir_metrics.run_from_ids(query_ids, doc_ids, deep), ("recall@100",)))
     return IRMeasures.model_validate(out)
-
-
-def by_category(per_query: np.ndarray, ds: Dataset) -> dict[str, GroupRecall]:
-    if ds.query_labels is None:
-        return {}
-    groups = metrics.recall_by_group(per_query, ds.query_labels, ds.label_names)
-    return {name: GroupRecall(recall=g["mean"], n=g["n"]) for name, g in groups.items()}
 
 
 def dense_row(*, spec: ExperimentSpec, cell: Cell, s: Space, record: IndexRecord, answers: CellAnswers,

@@ -15,7 +15,8 @@ from indexer.datasets import Dataset
 from indexer.engine.spec import ExperimentSpec
 from indexer.model.filters import FilterWorkload
 from indexer.model.options import ReductionSpec
-from indexer.science import filters, groundtruth
+from indexer.model.results import GroupRecall
+from indexer.science import filters, groundtruth, metrics
 
 LidMethod = Literal["exact", "approximate", "sampled"]
 
@@ -118,3 +119,11 @@ def space_from(facts: Space, arrays: dict[str, np.ndarray]) -> Space:
 
 def space_metric(spec: ExperimentSpec) -> str:
     return groundtruth.index_metric(spec.metric)
+
+
+def by_category(per_query: np.ndarray, ds: Dataset) -> dict[str, GroupRecall]:
+    """Mean recall over the queries of each of the dataset's categories (NaN left out)."""
+    if ds.query_labels is None:
+        return {}
+    groups = metrics.recall_by_group(per_query, ds.query_labels, ds.label_names)
+    return {name: GroupRecall(recall=g["mean"], n=g["n"]) for name, g in groups.items()}

@@ -519,6 +519,7 @@ class FilteredRow(ResultModel):
     violations: int  # returned ids the filter does not keep (must be 0; counted, never hidden)
     qps: float
     cost_at_recall: list[CostAtRecall] = []  # the cost to win it back: the ef reaching each recall target
+    recall_by_category: dict[str, GroupRecall] = {}  # by the query's category (a label filter: its own)
     neighbors: str | None
 
 
