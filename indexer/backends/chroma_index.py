@@ -19,6 +19,24 @@ then closes and reopens the client, which loads the index from disk with the new
 Distances: ip is Chroma's ip space, whose distance is 1 - <q, x> (converted back); l2's distance is
 already the squared L2. The index files (the HNSW segment's directory) and the SQLite database stay in
 the scratch directory; they are not one file, so the backend is not servable.
+
+Filtered search is Chroma's own filter on the ids it already stores (the row numbers): `query(...,
+ids=[passing rows])`, "Optional subset of IDs to search within" (chromadb/api/models/Collection.py:205,239),
+applied to every query of the batch; nothing is added at build. The engine is compiled Rust, read in
+chroma-core/chroma at tag 1.5.9 and its hnswlib fork at the commit Cargo.lock pins (chroma-core/hnswlib
+6868102b): the local executor turns the filter into a list of allowed HNSW labels (an empty list answers
+nothing; rust/frontend/src/executor/local.rs:160-225) and hands it to the HNSW reader, which searches the
+graph unless the index is under 100 points with over 20% of them deleted (rust/segment/src/local_hnsw.rs:
+293-359; never here). The fork's knn_query wraps the list in an `AllowAndDisallowListFilterFunctor`
+(src/bindings.cpp:5-25, 197-221; the installed chromadb_rust_bindings .so holds that name), and `searchKnn`
+walks the upper layers unfiltered, then layer 0 with `searchBaseLayerST`, which follows every link as
+without a filter and puts a point among its results only when the functor passes it, and stops only once it
+holds max(ef, k) passing points (hnswlib/hnswalg.h:534-629, 2044-2107): "in_graph", as hnswlib's own.
+
+The other filter is `where` on metadata, which would need the row stored as metadata at build (one SQLite
+row per point): the local executor first evaluates it in SQLite into the allowed ids (local.rs:173-205),
+then searches the graph the same way. Its `{"row": {"$in": [...]}}` binds one SQL variable per value, and a
+mask of 40,000 rows fails with "too many SQL variables" (measured, chromadb 1.5.9), so the mask goes as ids.
 """
 
 from __future__ import annotations
@@ -30,7 +48,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from indexer.backends.base import chunks
+from indexer.backends.base import chunks, passing
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.backends.scratch import KeptBySystem, release
 from indexer.common.fileio import scratch_dir
@@ -60,6 +78,7 @@ class ChromaIndex(KeptBySystem):
         self._client: Any = None  # chromadb ClientAPI
         self._col: Any = None  # its Collection
         self._ef = DEFAULT_EF  # the ef_search the open index was loaded with
+        self._rows: np.ndarray | None = None  # the rows the collection holds (its ids), for filtered searches
         self._lock = threading.Lock()  # a search may reopen the client
 
     def _open(self) -> None:
@@ -82,6 +101,7 @@ class ChromaIndex(KeptBySystem):
         batch = int(self._client.get_max_batch_size())
         for rows in chunks(np.asarray(order), batch):
             self._col.add(ids=[str(i) for i in rows.tolist()], embeddings=np.ascontiguousarray(vectors[rows]))
+        self._rows = np.sort(np.asarray(order, dtype=np.int64))
 
     def _set_ef(self, ef: int) -> None:
         """Store ef_search in the collection's configuration, then reopen so the index is loaded with it."""
@@ -96,11 +116,25 @@ class ChromaIndex(KeptBySystem):
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Up to k results per query, padded with id -1 and nan; ef None is Chroma's default (100)."""
+        return self._query(queries, k, ef, None)
+
+    def search_filtered(self, queries: np.ndarray, k: int, ef: int | None,
+                        allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k passing results per query, through Chroma's id filter (see the module's doc), padded with
+        id -1 and nan; an empty mask answers nothing (Chroma returns no result for an empty id list)."""
+        assert self._rows is not None, "build first"
+        rows = self._rows[passing(allowed, self._rows)]
+        return self._query(queries, k, ef, [str(r) for r in rows.tolist()])
+
+    def _query(self, queries: np.ndarray, k: int, ef: int | None,
+               within: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
         assert self._col is not None, "build first"
+        if len(queries) == 0 or k == 0:
+            return np.full((len(queries), k), -1, dtype=np.int64), np.full((len(queries), k), np.nan, np.float32)
         with self._lock:
             self._set_ef(DEFAULT_EF if ef is None else int(ef))
             found = self._col.query(query_embeddings=np.asarray(queries, dtype=np.float32), n_results=k,
-                                    include=["distances"])
+                                    ids=within, include=["distances"])
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         dist = np.full((len(queries), k), np.nan, dtype=np.float64)
         for row, (got, d) in enumerate(zip(found["ids"], found["distances"], strict=True)):
@@ -121,11 +155,14 @@ class ChromaIndex(KeptBySystem):
     def close(self) -> None:
         """Close the client (its system stops with its last client) and remove the directory."""
         client, directory = self._client, self._dir
-        self._client = self._col = self._dir = None
+        self._client = self._col = self._dir = self._rows = None
         release(client.close if client is not None else None, directory)
 
 
 BACKEND = Backend(name="chroma", params=ChromaParams, ef_search=(DEFAULT_EF,), index=ChromaIndex,
                   build_cost=1.8, library=LIBRARY,
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=False,
-                                            deterministic=False, graph=False, seeded=False, servable=False))
+                                            deterministic=False, graph=False, seeded=False, servable=False,
+                                            # query(ids=...): hnswlib fork's filter functor in searchBaseLayerST,
+                                            # hnswalg.h:534-629 at chroma-core/hnswlib 6868102b (module doc)
+                                            filtering="in_graph"))

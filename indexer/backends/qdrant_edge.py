@@ -23,6 +23,39 @@ unseeded thread RNG (shard/src/optimize.rs:363). Distances: ip is Qdrant's Dot (
 product); l2 is Euclid, whose score is the plain L2 distance, squared here. The shard (vectors, graph; no
 WAL) lives in a scratch directory removed by close(); it is not saved to one file, so the backend is not
 servable.
+
+Filtered search is Qdrant's own: a `Filter(must=[HasIdCondition(ids)])` on the point ids, which are already
+stored (the insertion positions of the passing rows; nothing is added at build). HasId is resolved to the
+segment's internal offsets, its cardinality exact (struct_payload_index/read_view/filtering.rs:121-138,
+condition_converter.rs:85-95). Qdrant's query planner then picks per segment
+(hnsw/read_view/dispatch.rs:83-173): a filter whose cardinality is under `full_scan_threshold` is searched
+plain, brute force over the passing points listed by the payload index (`search_vectors_plain`,
+read_view/search.rs:279-312); above it, the HNSW graph with the filter in its scorer: a neighbour that fails
+the filter is dropped before it is scored (point_scorer.rs:265-280, graph_layers.rs:125-145), so it is
+neither returned nor expanded, and the entry point is the first one that passes (entry_points.rs:96-112).
+Either way only passing points are searched: "pre". (Qdrant keeps such a filtered graph connected with extra
+links per value of an indexed payload field, `payload_m`; a mask over ids has none.) The installed wheel was
+built from a later tree than that commit (its panic paths name hnsw_index/graph_layers_batched.rs, which
+6d546f607f lacks), so what it does was measured too, with the graph forced (full_scan_kb=0), on the dense
+graph of 500 16-d points (M=32, ef_construction 500) at ef = 500, 20 queries: with 3 points passing, one
+build in 20 found 1 or 2 of them for every query; with 25, one build in 8 answered 94 of 200 neighbours
+wrong; with 250, one build in 20 left a query with 1 result. The search stays in the piece of the passing
+points' subgraph it enters, as a walk over passing points only does. With ACORN at 25 passing, every answer
+of 8 builds was exact.
+
+The planner is the default, with Qdrant's default threshold: this shard is built with full_scan_threshold 0
+so that an unfiltered search walks the graph (above), which would send every filtered search to the graph
+too; `search_filtered` instead makes the decision Qdrant makes at its default 10,000 KB
+(`DEFAULT_FULL_SCAN_THRESHOLD`, segment/src/types.rs:2321; in vectors, KB * 1024 / the vector's bytes,
+hnsw/build.rs:96-105: 20,000 vectors at 128 float32 dimensions), on the exact count of passing points: under
+it the search asks for Qdrant's plain search (`SearchParams(exact=True)`, which runs the same
+`search_vectors_plain`, dispatch.rs:89-104), otherwise the graph (at exactly the threshold, where Qdrant
+samples, dispatch.rs:146-172). The other modes, as keywords of
+`search_filtered`: `full_scan_kb` (0: the filtered graph for every mask that passes any point), and `acorn`
+(Qdrant's ACORN-1, off by default: the graph search also looks at the neighbours of neighbours that fail the
+filter, when the filter's estimated selectivity is at most `max_selectivity`, 0.4 by default,
+read_view/search.rs:42-86, graph_layers.rs:150-243, types.rs:622); `SearchParams(exact=True)` is the
+brute-force mode on its own.
 """
 
 from __future__ import annotations
@@ -35,12 +68,16 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from indexer.backends.base import chunks
+from indexer.backends.base import chunks, passing
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
 from indexer.common.fileio import scratch_dir
 
 DEFAULT_EF = 100  # = ef_construct's default: HnswGraphConfig.ef starts at ef_construct (config.rs:49)
 BATCH = 4096  # points per upsert: only bounds the Python lists alive at once, the ids fix the link order
+FULL_SCAN_KB = 10_000  # Qdrant's default full_scan_threshold, KB: DEFAULT_FULL_SCAN_THRESHOLD (types.rs:2321)
+# ids held by the filtered requests of one query_batch call: each QueryRequest holds its own copy of the filter's
+# id set (the pyo3 class is taken by value), so a mask of 500,000 rows is searched 8 queries a call
+FILTER_IDS_PER_CALL = 1 << 22
 LIBRARY = Library(distribution="qdrant-edge-py", module="qdrant_edge", extra="qdrant-edge")
 
 
@@ -114,6 +151,36 @@ class QdrantEdgeIndex:
             scores = scores * scores  # Euclid scores are the L2 distance itself
         return ids, scores
 
+    def search_filtered(self, queries: np.ndarray, k: int, ef: int | None, allowed: np.ndarray, *,
+                        full_scan_kb: int = FULL_SCAN_KB,
+                        acorn: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k passing results per query through Qdrant's HasId filter and planner (see the module's doc),
+        padded with id -1 and score nan; ef None is the segment's own ef, as in `search`."""
+        import qdrant_edge as qe
+
+        assert self._shard is not None and self._order is not None, "build first"
+        positions = np.flatnonzero(passing(allowed, self._order))  # point id i holds row order[i]
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        scores = np.full((len(queries), k), np.nan, dtype=np.float32)
+        if len(queries) == 0 or k == 0:
+            return ids, scores
+        itemsize = 4 if self.datatype == "float32" else 2
+        threshold = full_scan_kb * 1024 // (self.dim * itemsize)  # in vectors, as hnsw/build.rs:96-105
+        params = qe.SearchParams(hnsw_ef=ef, exact=len(positions) < threshold,
+                                 acorn=qe.AcornSearchParams(enable=True) if acorn else None)
+        where = qe.Filter(must=[qe.HasIdCondition(set(positions.tolist()))])
+        vectors = np.asarray(queries, dtype=np.float32).tolist()
+        per_call = max(1, FILTER_IDS_PER_CALL // max(1, len(positions)))
+        for start in range(0, len(vectors), per_call):
+            requests = [qe.QueryRequest(limit=k, query=qe.Query.Nearest(q), params=params, filter=where)
+                        for q in vectors[start : start + per_call]]
+            for row, hits in enumerate(self._shard.query_batch(qe.QueryBatchRequest(requests)), start):
+                ids[row, : len(hits)] = self._order[[int(hit.id) for hit in hits]]
+                scores[row, : len(hits)] = [hit.score for hit in hits]
+        if self.metric == "l2":
+            scores = scores * scores  # Euclid scores are the L2 distance itself; NaN stays NaN
+        return ids, scores
+
     def nbytes(self) -> int:
         """The bytes the shard occupies on disk (its mmap files are sparse: allocated blocks, not lengths)."""
         assert self._shard is not None and self._dir is not None
@@ -140,4 +207,7 @@ class QdrantEdgeIndex:
 BACKEND = Backend(name="qdrant_edge", params=QdrantEdgeParams, ef_search=(DEFAULT_EF,), index=QdrantEdgeIndex,
                   build_cost=2.0, library=LIBRARY, capabilities=Capabilities(
                       spaces=frozenset({"ip", "l2"}), order_controlled=True, deterministic=False, graph=False,
-                      seeded=False, servable=False))
+                      seeded=False, servable=False,
+                      # HasId filter; planner hnsw/read_view/dispatch.rs:83-173: plain over the passing points,
+                      # or the graph scoring only passing points (point_scorer.rs:265-280) (module doc)
+                      filtering="pre"))

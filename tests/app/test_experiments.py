@@ -26,16 +26,16 @@ def test_submit_then_same_spec_is_same_job(client: httpx.Client) -> None:
     assert again.json()["id"] == first.json()["id"] and again.json()["created"] is False
 
 
-def test_a_spec_with_filters_is_accepted_and_one_that_cannot_run_them_refused(client: httpx.Client) -> None:
-    """The service takes the CLI's spec: filter workloads queue like any spec; a backend that cannot filter is
-    a 422 naming it, not a job that would run unfiltered."""
+def test_a_spec_with_filters_is_accepted_and_a_bad_workload_refused(client: httpx.Client) -> None:
+    """The service takes the CLI's spec: filter workloads queue like any spec; a workload the spec's rules
+    refuse is a 422 naming the problem."""
     filters = [{"name": "rnd", "kind": "random", "selectivities": [0.5, 0.01]}, {"name": "own", "kind": "label"}]
     body = spec("filtered", seeds=[150], filters=filters)
     made = client.post("/experiments", json=body)
     assert made.status_code == 202, made.text
     assert client.get(f"/experiments/{made.json()['id']}").json()["spec"]["filters"][0]["selectivities"] == [0.5, 0.01]
-    refused = client.post("/experiments", json={**body, "backends": [*body["backends"], {"name": "pgvector"}]})
-    assert refused.status_code == 422 and "backend pgvector cannot filter" in refused.text, refused.text
+    refused = client.post("/experiments", json={**body, "filters": [{"name": "rnd", "kind": "random"}]})
+    assert refused.status_code == 422 and "needs selectivities" in refused.text, refused.text
 
 
 def test_get_experiment(client: httpx.Client) -> None:

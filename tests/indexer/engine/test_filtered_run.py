@@ -109,10 +109,18 @@ def test_new_filters_are_answered_by_the_saved_index(spec_dict, cache_dir, monke
     assert {r.backend for r in res.extras.filtered} == {"hnswlib", "exact"}
 
 
-def test_a_backend_that_cannot_filter_is_refused_by_name(spec_dict) -> None:
-    spec_dict["backends"].append({"name": "duckdb_vss"})
-    with pytest.raises(SpecError, match="backend duckdb_vss cannot filter .*those that can: hnswlib"):
+def test_a_backend_that_cannot_filter_is_refused_by_name(spec_dict, monkeypatch) -> None:
+    """Every registered backend filters today; one registered without it is refused, not run unfiltered."""
+    import dataclasses
+
+    from indexer.backends import BACKENDS
+
+    voyager = BACKENDS["voyager"]
+    unable = dataclasses.replace(voyager, capabilities=dataclasses.replace(voyager.capabilities, filtering=None))
+    monkeypatch.setitem(BACKENDS, "voyager", unable)
+    with pytest.raises(SpecError, match="backend voyager cannot filter .*those that can: hnswlib"):
         parse_spec(spec_dict)
+    assert all(b.capabilities.filtering is not None for name, b in BACKENDS.items() if name != "voyager")
 
 
 @pytest.mark.parametrize("workload, problem", [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import time
+from collections.abc import Callable
 from typing import Any
 
 import hnswlib
@@ -49,6 +50,12 @@ def test_the_build_estimate_is_within_its_stated_factor_of_a_measured_build(
     assert 1 / WITHIN_FACTOR <= measured / estimated <= WITHIN_FACTOR, (measured, estimated)
 
 
+def _timed(run: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    run()
+    return time.perf_counter() - t0
+
+
 def test_the_query_estimate_is_within_its_stated_factor_of_measured_searches() -> None:
     rng = np.random.default_rng(5)
     x, q = _unit(rng, 10_000, 64), _unit(rng, 500, 64)
@@ -58,9 +65,8 @@ def test_the_query_estimate_is_within_its_stated_factor_of_measured_searches() -
     index.set_num_threads(1)
     for ef in (10, 80, 640):
         index.set_ef(ef)
-        t0 = time.perf_counter()
-        index.knn_query(q, k=10)
-        per_query = (time.perf_counter() - t0) / len(q)
+        index.knn_query(q, k=10)  # warm: the graph paged in
+        per_query = min(_timed(lambda: index.knn_query(q, k=10)) for _ in range(5)) / len(q)  # the quietest pass
         estimated = query_seconds(len(x), 64, 16, ef)
         assert 1 / WITHIN_FACTOR <= per_query / estimated <= WITHIN_FACTOR, (ef, per_query, estimated)
 
