@@ -58,6 +58,23 @@ def test_rows_do_not_depend_on_the_executor_or_the_worker_count(spec_dict, tmp_p
     assert [r.build_seconds for r in again.rows] == [r.build_seconds for r in on_ray.rows]
 
 
+def test_filtered_rows_do_not_depend_on_the_executor(tiny_spec_dict, tmp_path, local_ray):
+    """The filters travel with every cell to a Ray task, its filtered answers come back with its files."""
+    spec = parse_spec({**tiny_spec_dict, "orderings": ["random"],
+                       "filters": [{"name": "rnd", "kind": "random", "selectivities": [0.2, 0.01]},
+                                   {"name": "own", "kind": "label"}]})
+    one = runner.run(spec, cache_dir=tmp_path / "one")
+    on_ray = runner.run(spec, cache_dir=tmp_path / "ray", executor=ExecutorConfig("ray", workers=2))
+
+    def measured(rows):
+        return [(r.backend, r.filter, r.selectivity, r.ef, r.recall, r.short_results, r.mean_returned, r.violations,
+                 [(c.target, c.ef) for c in r.cost_at_recall]) for r in rows]
+
+    assert one.extras.filtered and measured(on_ray.extras.filtered) == measured(one.extras.filtered)
+    for row in on_ray.extras.filtered:
+        assert Path(row.neighbors).is_file() and str(tmp_path / "ray") in row.neighbors  # type: ignore[arg-type]
+
+
 def test_pool_processes_read_the_space_memory_mapped_and_leave_nothing_behind(spec_dict, tmp_path, monkeypatch):
     from indexer.engine.executors.pool import PoolExecutor
 
