@@ -161,10 +161,8 @@ def filtered_recall(spec: ExperimentSpec, s: Space, sf: SpaceFilter, ids: np.nda
     their ids alone (indexer.science.judging) where k points pass, counted where fewer pass (then every
     passing point is a true neighbour)."""
     q = np.arange(len(ids)) if picked is None else picked  # the queries `ids` answer
-    fs = sf.filter_set()
-    of_query = fs.of_query[q]
-    n = fs.n
-    ok = (ids >= 0) & (ids < n) & fs.masks[of_query[:, None], np.clip(ids, 0, n - 1)]
+    n = sf.masks.shape[1]
+    ok = (ids >= 0) & (ids < n) & sf.masks[sf.of_query[q][:, None], np.clip(ids, 0, n - 1)]
     bad = np.asarray(((ids != -1) & ~ok).sum(axis=1), dtype=np.int64)
     clean = np.where(ok, ids, -1)
     valid = (sf.truth_ids[q] >= 0).sum(axis=1)

@@ -16,13 +16,9 @@ from indexer.engine.spec import ExperimentSpec
 from indexer.model.filters import FilterWorkload
 from indexer.model.options import ReductionSpec
 from indexer.model.results import GroupRecall
-from indexer.science import filters, groundtruth, metrics
+from indexer.science import groundtruth, metrics
 
 LidMethod = Literal["exact", "approximate", "sampled"]
-
-
-SCIENCE_KINDS = {"label": "label", "random": "random", "range": "range", "correlated": "cluster",
-                 "anti_correlated": "anti_cluster"}  # the spec's names -> indexer.science.filters'
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,10 +36,6 @@ class SpaceFilter:
     @property
     def tag(self) -> str:
         return self.workload.name if self.selectivity is None else f"{self.workload.name}-s{self.selectivity:g}"
-
-    def filter_set(self) -> filters.FilterSet:
-        return filters.FilterSet(name=self.tag, kind=SCIENCE_KINDS[self.workload.kind],
-                                 selectivity=self.selectivity, masks=self.masks, of_query=self.of_query)
 
     def kept_points(self) -> float:
         """The mean number of indexed points a query's filter keeps."""
