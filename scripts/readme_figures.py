@@ -20,6 +20,9 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import figures_filtered  # noqa: E402  (a sibling script module: the filtered-search figures)
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "runs"
 README = ROOT / "README.md"
@@ -29,8 +32,9 @@ KEEP = ("dataset", "model", "metric", "index_size", "reduction", "dims", "repres
         "M", "ef_construction", "ef", "k", "seed", "recall", "recall_within", "recall_ids", "recall_annb",
         "ndcg@10", "mrr@10", "build_seconds", "qps", "library_version", "order_controlled", "cost_at_recall",
         "self_miss", "short_results", "duplicate_results", "recall_by_category", "recall_by_lid_bin", "graph")
-FILTERED_KEEP = ("backend", "strategy", "ordering", "seed", "ef", "filter", "filter_kind", "selectivity", "kept",
-                 "recall", "short_results", "mean_returned", "violations", "qps", "recall_by_category")
+FILTERED_KEEP = ("backend", "build_params", "filter_mode", "strategy", "ordering", "seed", "ef", "filter", "filter_kind",
+                 "selectivity", "kept", "recall", "short_results", "mean_returned", "violations", "qps",
+                 "distances_per_query", "cost_at_recall", "recall_by_category")
 SPACE_SCALARS = ("isoscore", "lid_global", "dims", "n")  # and the median/p10/p90 of the distributions
 Row = dict[str, Any]
 
@@ -498,62 +502,8 @@ def model_ranking_effect(run: dict[str, Any]) -> str:
             f"ordering {' and '.join(spec['orderings'])}, seed) combinations: " + "; ".join(parts) + ".\n")
 
 
-# --- filtered search (README study 7) ----------------------------------------------------------------------------
-def _filtered_at_top_ef(run: dict[str, Any]) -> list[Row]:
-    """Each backend's filtered rows at its largest ef (exact search: its one row)."""
-    rows = run["filtered"]
-    top = {b: max((r["ef"] or 0) for r in rows if r["backend"] == b) for b in {r["backend"] for r in rows}}
-    return [r for r in rows if (r["ef"] or 0) == top[r["backend"]]]
-
-
-def filtered_table(run: dict[str, Any]) -> str:
-    """Filtered recall per backend at its largest ef (over orderings, then seeds); † where answers came back short."""
-    rows = _filtered_at_top_ef(run)
-    cols = [(f["name"], s) for f in run["spec"]["filters"] for s in (f.get("selectivities") or [None])]
-    head = ["backend (strategy, ef)"] + [f"{name}" if s is None else f"{name} {s:g}" for name, s in cols]
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * len(cols)]
-    for backend in dict.fromkeys(r["backend"] for r in rows):
-        mine = [r for r in rows if r["backend"] == backend]
-        cells = []
-        for name, sel in cols:
-            at = [r for r in mine if r["filter"] == name and r["selectivity"] == sel]
-            per_seed = [mean(r["recall"] for r in at if r["seed"] == seed and r["recall"] is not None)
-                        for seed in sorted({r["seed"] for r in at})]
-            cells.append(spread(per_seed) + (" †" if any(r["short_results"] for r in at) else ""))
-        lines.append(f"| {backend} ({mine[0]['strategy']}, ef {mine[0]['ef'] or '-'}) | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def filtered_short(run: dict[str, Any]) -> str:
-    """One sentence per backend: from which selectivity of the random filter on it answers short."""
-    rows = [r for r in _filtered_at_top_ef(run) if r["filter_kind"] == "random"]
-    parts = []
-    for backend in dict.fromkeys(r["backend"] for r in rows):
-        short = sorted({r["selectivity"] for r in rows if r["backend"] == backend and r["short_results"]}, reverse=True)
-        parts.append(f"{backend} from {short[0]:g} on" if short else f"{backend} never")
-    return "Answers shorter than min(k, kept) under the random filter, at each largest ef: " + "; ".join(parts) + ".\n"
-
-
-def filtered_subspace(run: dict[str, Any]) -> str:
-    """Label filter (the query's own subspace), each graph backend's smallest ef: recall per subspace and ordering."""
-    rows = [r for r in run["filtered"] if r["filter_kind"] == "label" and r["ef"] is not None]
-    low = {b: min(r["ef"] for r in rows if r["backend"] == b) for b in {r["backend"] for r in rows}}
-    rows = [r for r in rows if r["ef"] == low[r["backend"]]]
-    groups = list(dict.fromkeys(g for r in rows for g in r["recall_by_category"]))
-    lines = ["| backend (ef) | ordering | " + " | ".join(groups) + " |", "|---|---|" + "---:|" * len(groups)]
-    for backend in dict.fromkeys(r["backend"] for r in rows):
-        for ordering in run["spec"]["orderings"]:
-            at = [r for r in rows if r["backend"] == backend and r["ordering"] == ordering]
-            cells = [spread([r["recall_by_category"][g]["recall"] for r in at]) for g in groups]
-            lines.append(f"| {backend} ({low[backend]}) | {ordering} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "dense-sparse-table": dense_sparse_table,
-    "filtered-table": filtered_table,
-    "filtered-short": filtered_short,
-    "filtered-subspace": filtered_subspace,
     "dense-sparse-effect": dense_sparse_effect,
     "diagnostics-table": diagnostics_table,
     "diagnostics-effect": diagnostics_effect,
@@ -568,6 +518,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "systems-defaults-range": systems_defaults_range,
     "systems-gap": systems_gap,
     "systems-ordering": systems_ordering,
+    **figures_filtered.TABLES,
 }
 
 

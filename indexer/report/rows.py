@@ -24,7 +24,7 @@ TAIL_COLUMNS = ("recall_by_category", "recall_by_lid_bin", "cost_at_recall", "gr
                 "diagnostics_by_lid_bin", "neighbors", "recall_file", "query_measures")
 
 # Decimals each measure means: recall of k <= 1000 results needs 4, a time in seconds 4, a rate 1.
-ROUNDING = {"qps": 1, "build_seconds": 4}
+ROUNDING = {"qps": 1, "build_seconds": 4, "selectivity": 12, "kept": 12}  # a selectivity of 1e-5 kept
 DEFAULT_DECIMALS = 4
 
 

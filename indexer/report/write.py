@@ -17,7 +17,7 @@ from typing import Any
 from indexer.common.errors import UserError
 from indexer.common.fileio import fsync_dir, staging_path, write_durable
 from indexer.engine.spec import ExperimentSpec
-from indexer.model.results import DenseRow, ResultModel, RunExtras, extras_to_json
+from indexer.model.results import DenseRow, FilteredRow, ResultModel, RunExtras, extras_to_json
 from indexer.report.html import render_html
 from indexer.report.markdown import render_markdown
 from indexer.report.results import Row, typed_rows
@@ -47,10 +47,13 @@ def write_report(
     try:
         tmp.mkdir(mode=0o755)
         (tmp / NEIGHBORS_DIR).mkdir()
-        report_rows = _copy_neighbors(typed_rows(rows), tmp)
+        filtered = list(extras.filtered) if isinstance(extras, RunExtras) else []
+        report_rows, published_filtered = _copy_neighbors(typed_rows(rows), filtered, tmp)
         if save_indexes:
             _copy_indexes(typed_rows(rows), report_rows, tmp)
         plain_extras = plain(extras_to_json(extras)) if extras is not None else None
+        if plain_extras is not None and published_filtered:
+            plain_extras["filtered"] = published_filtered
         # Render everything before writing anything: a rendering bug must not cost the old report.
         csv_text = rows_to_csv(report_rows)
         markdown = render_markdown(spec, report_rows, plain_extras)
@@ -127,28 +130,32 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _copy_neighbors(rows: Sequence[Row], dest: Path) -> list[JsonRow]:
-    """The rows as published: neighbour files copied into dest/neighbors and named relative to the report,
-    values plain JSON, rounded to what they mean."""
+def _copy_neighbors(rows: Sequence[Row], filtered: Sequence[FilteredRow],
+                    dest: Path) -> tuple[list[JsonRow], list[JsonRow]]:
+    """The rows and the filtered rows as published: their neighbour files copied into dest/neighbors and
+    named relative to the report, values plain JSON, rounded to what they mean. A report is whole without
+    the cache it was run from."""
     copied: dict[str, str | None] = {}
     used: set[str] = set()
-    out: list[JsonRow] = []
     # The engine names files per cell directory (cells/<key>/neighbors-ef40.npy): where a basename is
     # shared by several sources, the copy is named <directory>-<basename> instead.
-    sources = {f for r in rows for f in _published_files(r).values() if f}
+    sources = {f for r in rows for f in _published_files(r).values() if f} | {r.neighbors for r in filtered if r.neighbors}
     shared = {n for n in (Path(x).name for x in sources) if sum(Path(x).name == n for x in sources) > 1}
-    for row in rows:
+
+    def published(row: Row | FilteredRow, files: dict[str, str | None]) -> JsonRow:
         new = round_row(plain(row.to_json()))
         new.pop("ranking", None)  # the depth-100 ranking in the cache: an input of hybrid rows, not a result
-        for field, source in _published_files(row).items():
+        for field, source in files.items():
             if not source:
                 continue
             if source not in copied:
                 src = Path(source)
                 copied[source] = _copy_one(src, dest, used, qualify=src.name in shared)
             new[field] = copied[source]
-        out.append(new)
-    return out
+        return new
+
+    return ([published(row, _published_files(row)) for row in rows],
+            [published(row, {"neighbors": row.neighbors}) for row in filtered])
 
 
 def _published_files(row: Row) -> dict[str, str | None]:

@@ -192,3 +192,22 @@ def test_the_cost_to_win_recall_back_under_each_filter(filtered_run) -> None:
         for c in row.cost_at_recall:
             assert c.confirmed == (c.ef is not None and c.held_out_recall is not None
                                    and c.held_out_recall >= c.target)
+
+
+def test_a_published_report_carries_the_filtered_answers(filtered_run, spec_dict, tmp_path) -> None:
+    """The report names each filtered row's ids inside itself, byte-equal to the cache's, so it stands alone."""
+    import json
+
+    from indexer.report.write import write_report
+
+    res, _, _ = filtered_run
+    out = write_report(parse_spec(spec_dict), res.rows, tmp_path / "report", extras=res.extras)
+    published = json.loads((out / "report.json").read_text())["extras"]["filtered"]
+    assert len(published) == len(res.extras.filtered)
+    names = set()
+    for row, cached in zip(published, res.extras.filtered, strict=True):
+        assert row["neighbors"].startswith("neighbors/"), row["neighbors"]
+        assert np.array_equal(np.load(out / row["neighbors"]), np.load(cached.neighbors))
+        assert row["selectivity"] == cached.selectivity  # a selectivity is never rounded away
+        names.add(row["neighbors"])
+    assert len(names) == len(published)  # one file per (cell, filter, selectivity, ef), none overwritten
