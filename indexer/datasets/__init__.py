@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,13 @@ def _loaders() -> dict[str, Callable[..., Dataset]]:
 LOADERS = _loaders
 
 
-def load_dataset(spec: Any, *, model: str | None = None, cache_dir: Path) -> Dataset:
-    """Load, then validate (finite, non-empty, matching dimensions) whatever the source."""
+def load_dataset(spec: Any, *, model: str | None = None, cache_dir: Path, attributes: Sequence[str] = (),
+                 query_attributes: Sequence[str] = ()) -> Dataset:
+    """Load, then validate (finite, non-empty, matching dimensions) whatever the source.
+
+    `attributes` and `query_attributes` name the integer columns to read with a user's file (column filters);
+    only its loader takes them, and a spec names them for no other kind.
+    """
     loader = _loaders()[spec.kind]
-    return loader(spec, model=model, cache_dir=cache_dir).validate()
+    columns = {"attributes": attributes, "query_attributes": query_attributes} if attributes or query_attributes else {}
+    return loader(spec, model=model, cache_dir=cache_dir, **columns).validate()

@@ -77,6 +77,9 @@ class Dataset:
     qrels: dict[str, dict[str, int]] | None = None
     groundtruth: np.ndarray | None = None  # (q, >=k) int64 provided exact neighbours
     model: str | None = None  # embedding model for text datasets
+    # a user's integer attributes (column filters), by name: only those a spec names are read
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)  # each (n,) int64
+    query_attributes: dict[str, np.ndarray] = field(default_factory=dict)  # each (q,) int64
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -100,6 +103,11 @@ class Dataset:
             )
         if self.labels is not None and len(self.labels) != len(self.base):
             raise DataError(f"{self.name}: {len(self.labels)} labels for {len(self.base)} base vectors")
+        for side, columns, rows in (("base vectors", self.attributes, len(self.base)),
+                                    ("queries", self.query_attributes, len(self.queries))):
+            for attr, values in columns.items():
+                if values.ndim != 1 or len(values) != rows:
+                    raise DataError(f"{self.name}: attribute {attr!r} has shape {values.shape} for {rows} {side}")
         # a float32 C-contiguous base (a read-only memory map included) is kept as it is, not copied
         self.base = np.ascontiguousarray(self.base, dtype=np.float32)
         self.queries = np.ascontiguousarray(self.queries, dtype=np.float32)

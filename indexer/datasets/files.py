@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from indexer.common.errors import DataError
 from indexer.common.hashing import content_key
+from indexer.datasets import attributes as columns
 from indexer.datasets.base import Dataset, save_rows
 from indexer.model.datasets import FileDataset
 from indexer.model.strict import clip
@@ -246,11 +247,20 @@ def _contiguous_base(base: np.ndarray, path: Path, cache_dir: Path | None) -> np
     return _cached_rows(cache_dir, _file_key(path, "base"), base.shape, _blocks(base))
 
 
-def load(spec: FileDataset, *, model: str | None = None, cache_dir: Path | None = None) -> Dataset:
+def _column(path: Path, attribute: str, rows: int, *, queries: bool) -> np.ndarray:
+    read = columns.hdf5_column if path.suffix.lower() in HDF5_SUFFIXES else columns.npy_column
+    return read(path, attribute, rows, queries=queries)
+
+
+def load(spec: FileDataset, *, model: str | None = None, cache_dir: Path | None = None,
+         attributes: Sequence[str] = (), query_attributes: Sequence[str] = ()) -> Dataset:
+    """The file's vectors, with the integer `attributes` named (base side) and `query_attributes` (query side:
+    from the queries' own file, or the held-out rows of a split) read from beside them (indexer.datasets.attributes)."""
     path = _existing(spec.path)
     name = f"file-{path.name}"
     groundtruth = None
     extra: dict[str, object] = {"path": str(path)}
+    queries_path = path  # where the query-side columns are (the HDF5 file's `test`, or a queries file)
     if path.suffix.lower() in HDF5_SUFFIXES:
         base, queries, neighbors, attrs = read_hdf5(path, cache_dir)
         if "distance" in attrs:
@@ -264,8 +274,12 @@ def load(spec: FileDataset, *, model: str | None = None, cache_dir: Path | None 
     else:
         base, queries = read_vectors(path), None
     if queries is None and spec.queries is not None:
-        queries = read_vectors(_existing(spec.queries))
-    if queries is None:
+        queries_path = _existing(spec.queries)
+        queries = read_vectors(queries_path)
+    # queries held out of the base take their values from the base's own column
+    names = dict.fromkeys([*attributes, *query_attributes] if queries is None else attributes)
+    base_columns = {a: _column(path, a, len(base), queries=False) for a in names}
+    if queries is None:  # held out
         base_rows, query_rows = split_rows(len(base), spec.query_count, spec.seed, path.name)
         queries = np.asarray(base[query_rows], dtype=np.float32)
         shape = (len(base_rows), base.shape[1])
@@ -275,12 +289,18 @@ def load(spec: FileDataset, *, model: str | None = None, cache_dir: Path | None 
         else:
             base = np.asarray(base[base_rows], dtype=np.float32)
         extra.update(base_rows=base_rows, query_rows=query_rows)
+        # the split applies to the attributes as to the vectors: held-out rows' values are the queries'
+        query_columns = {a: base_columns[a][query_rows] for a in query_attributes}
+        base_columns = {a: base_columns[a][base_rows] for a in attributes}
     else:
         base = _contiguous_base(base, path, cache_dir)
+        query_columns = {a: _column(queries_path, a, len(queries), queries=True) for a in query_attributes}
     return Dataset(
         name=name,
         base=base,
         queries=queries,
         groundtruth=groundtruth,
+        attributes=base_columns,
+        query_attributes=query_columns,
         extra=extra,
     )

@@ -121,8 +121,9 @@ def problems(spec: ExperimentSpec, limits: Limits) -> list[str]:
             found.append(f"max_index_bytes: its largest index (vectors and graph links) is estimated at "
                          f"{_bytes(est.work.largest_index_bytes)}, over the limit of {_bytes(limits.max_index_bytes)}")
         if est.work.filter_bytes > limits.max_index_bytes:  # the masks travel with every cell, as an index does
-            found.append(f"max_index_bytes: the filters' masks (one byte per point per distinct filter: a range "
-                         f"or label filter has one per query) are estimated at {_bytes(est.work.filter_bytes)}, "
+            found.append(f"max_index_bytes: the filters' masks (one byte per point per distinct filter: a range, "
+                         f"label or own-value column filter has one per query) are estimated at "
+                         f"{_bytes(est.work.filter_bytes)}, "
                          f"over the limit of {_bytes(limits.max_index_bytes)}")
     found.extend(_fit_problems(spec, est))
     return found

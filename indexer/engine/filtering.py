@@ -21,6 +21,7 @@ from indexer.backends.base import FilteredSearch
 from indexer.common import timing
 from indexer.common.errors import UserError
 from indexer.common.hashing import content_key
+from indexer.engine.columns import allowed_per_query
 from indexer.engine.diagnostics import cost_at_recall
 from indexer.engine.space import Space, SpaceFilter, by_category
 from indexer.engine.spec import ExperimentSpec
@@ -45,6 +46,9 @@ def _on_positions(spec: ExperimentSpec, s: Space, w: FilterWorkload, selectivity
                                 f"{', '.join(names[:20])}")
             label = names.index(w.label)
         return filters.label_filters(ds.labels[s.rows], ds.query_labels, label=label)
+    if w.kind == "column":  # the attribute and the allowed values were checked when the dataset was loaded
+        assert w.attribute is not None
+        return filters.column_filters(ds.attributes[w.attribute][s.rows], allowed_per_query(w, ds))
     assert selectivity is not None
     if w.kind == "random":
         return filters.random_filters(n, q, selectivity, seed=w.seed)

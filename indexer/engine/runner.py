@@ -39,6 +39,7 @@ from indexer.common.hashing import SPACED, content_key
 from indexer.datasets import Dataset, load_dataset
 from indexer.engine.advisor import advise
 from indexer.engine.cell import IR_DEPTH
+from indexer.engine.columns import check_columns
 from indexer.engine.executors import Cancelled, ExecutorConfig, cores, open_executor
 from indexer.engine.executors.base import CellResult, CellTask, Executor
 from indexer.engine.filtering import space_filters
@@ -57,6 +58,7 @@ from indexer.engine.provenance import provenance
 from indexer.engine.space import LidMethod, Space, space_metric
 from indexer.engine.spec import Cell, ExperimentSpec, cells
 from indexer.engine.work import cell_work
+from indexer.model.filters import column_attributes, query_column_attributes
 from indexer.model.options import ReductionSpec
 from indexer.model.results import (
     QUERY_MEASURE_FIELDS,
@@ -501,8 +503,11 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
         check_stop()
         phase.fraction, phase.context = done / total, ""
         with phase(f"load dataset{f' and embed with {model}' if model else ''}"):
-            ds = load_dataset(spec.dataset, model=model, cache_dir=cache_dir)
+            ds = load_dataset(spec.dataset, model=model, cache_dir=cache_dir,
+                              attributes=column_attributes(spec.filters),
+                              query_attributes=query_column_attributes(spec.filters))
         _check_sizes(spec, ds)
+        check_columns(spec, ds)
         _check_judged(spec, ds)
         dataset_key = _hash({"dataset": spec.dataset.model_dump(mode="json"), "model": model})
         # the prepared base is a file the cell processes map too; the raw vectors are not read again

@@ -94,7 +94,7 @@ def space_facts(s: Space) -> Space:
     """`s` without its arrays (and without the dataset's texts): what travels with every task."""
     empty: Any = np.zeros((0, 0), dtype=np.float32)
     ds = replace(s.dataset, base=empty, queries=empty, labels=None, query_labels=None, texts=None,
-                 query_texts=None, titles=None, groundtruth=None, extra={})
+                 query_texts=None, titles=None, groundtruth=None, attributes={}, query_attributes={}, extra={})
     return replace(s, dataset=ds, **{name: empty for name in ARRAY_FIELDS})
 
 

@@ -201,6 +201,16 @@ class ExperimentSpec(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _columns_need_a_file(self) -> ExperimentSpec:
+        """A column filter reads an attribute stored with the user's file; no other dataset has one."""
+        columns = [f.name for f in self.filters if f.kind == "column"]
+        if columns and self.dataset.kind != "file":
+            which = "is a column filter" if len(columns) == 1 else "are column filters"
+            raise ValueError(f"filters: {', '.join(columns)} {which}; a column filter reads an attribute stored with "
+                             f"a dataset file (dataset kind file), not with a {self.dataset.kind} dataset")
+        return self
+
+    @model_validator(mode="after")
     def _sparse_needs_text(self) -> ExperimentSpec:
         if set(self.representations) & {"sparse", "hybrid"} and self.dataset.kind not in ("text", "beir"):
             raise ValueError(

@@ -165,7 +165,7 @@ def work(spec: ExperimentSpec, base: int | None, dims: Mapping[str | None, int] 
     return Work(built, search + filtered, shared, largest, space_bytes, masks * max((n for n, _ in natives), default=0))
 
 
-LABEL_KEEPS = 0.1  # a label filter's share of the points, before the data is read (for the estimate only)
+LABEL_KEEPS = 0.1  # a label or column filter's share of the points, before the data is read (for the estimate only)
 
 
 def _filter_fractions(spec: ExperimentSpec) -> list[float]:
@@ -174,12 +174,15 @@ def _filter_fractions(spec: ExperimentSpec) -> list[float]:
 
 
 def _filter_masks(w: FilterWorkload, queries: int) -> int:
-    """Distinct masks a filter may hold: one (random), a cluster's each (correlated), a query's each (range)."""
+    """Distinct masks a filter may hold: one (random), a cluster's each (correlated), a query's each (range),
+    one per distinct allowed set (column)."""
     if w.kind == "random":
         return 1
     if w.kind in ("correlated", "anti_correlated"):
         return min(w.clusters, queries)
-    return queries  # label: at most a query's own category each; range: a window each
+    if w.kind == "column" and w.allowed is not None:
+        return min(len({frozenset(values) for values in w.allowed}), queries)
+    return queries  # label and a column's own value: at most a query's value each; range: a window each
 
 
 def _filtered_query_seconds(cell: Cell, base: int, native: int, kept: list[float]) -> float:

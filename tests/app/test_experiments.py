@@ -38,6 +38,26 @@ def test_a_spec_with_filters_is_accepted_and_a_bad_workload_refused(client: http
     assert refused.status_code == 422 and "needs selectivities" in refused.text, refused.text
 
 
+def test_a_column_filter_is_refused_at_submission(client: httpx.Client, tmp_path: Path) -> None:
+    """A column filter reads an attribute stored with a user's file. Over a built-in dataset the spec refuses
+    it; over a file the API refuses the file itself (it never opens a path from a request), so a missing
+    attribute is a 422 at submission too, though only the CLI, which reads the file, can name it."""
+    import numpy as np
+
+    from indexer.engine.spec import parse_spec
+
+    column = {"name": "tenant", "kind": "column", "attribute": "tenant", "allowed": [[1, 2]]}
+    synthetic = client.post("/experiments", json=spec("column", seeds=[151], filters=[column]))
+    assert synthetic.status_code == 422, synthetic.text
+    assert "tenant is a column filter" in synthetic.text and "not with a synthetic dataset" in synthetic.text
+    missing = tmp_path / "no-attribute.npy"  # a file holding vectors but no `no-attribute.tenant.npy` beside it
+    np.save(missing, np.ones((20, 4), dtype=np.float32))
+    body = spec("column", seeds=[152], filters=[column], dataset={"kind": "file", "path": str(missing)})
+    on_file = client.post("/experiments", json=body)
+    assert on_file.status_code == 422 and "'file' datasets are not accepted over the API" in on_file.text
+    assert client.get(f"/experiments/{parse_spec(body).key()}").status_code == 404  # no job for a worker to fail
+
+
 def test_get_experiment(client: httpx.Client) -> None:
     exp_id = client.post("/experiments", json=spec("get-me", seeds=[102])).json()["id"]
     r = client.get(f"/experiments/{exp_id}")

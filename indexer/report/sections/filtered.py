@@ -42,7 +42,7 @@ def filtered_section(extras: RunExtras) -> Section | None:
         sels = sorted({r.selectivity for r in group}, key=lambda s: -(s or 2.0))
         kept = {s: mean(r.kept for r in group if r.selectivity == s) for s in sels}
         headers = ["backend", "strategy", "ordering", "ef"] + [
-            "label" if s is None else f"{s:g} (kept {cells.f3(kept[s])})" for s in sels]
+            group[0].filter_kind if s is None else f"{s:g} (kept {cells.f3(kept[s])})" for s in sels]
         table = Table(headers, [], left=4, caption=f"filter {name} ({group[0].filter_kind}): "
                                                   "recall · short answers · QPS, by selectivity")
         lines: dict[tuple[str, str, str, str], dict[float | None, list[FilteredRow]]] = defaultdict(
@@ -110,7 +110,7 @@ def _cost_table(name: str, group: list[FilteredRow], sels: list[float | None]) -
     if not targets:
         return None
     target = 0.95 if 0.95 in targets else targets[0]
-    table = Table(["backend", "strategy", "ordering"] + ["label" if s is None else f"{s:g}" for s in sels], [],
+    table = Table(["backend", "strategy", "ordering"] + [group[0].filter_kind if s is None else f"{s:g}" for s in sels], [],
                   left=3, caption=f"filter {name}: the ef reaching recall {target:g} (its held-out recall; "
                                   "* where the held-out half falls short)")
     lines: dict[tuple[str, str, str], dict[float | None, list[str]]] = defaultdict(lambda: defaultdict(list))
