@@ -30,18 +30,19 @@ def _points(diffs: Sequence[float]) -> str:
 
 
 def entries(spec: dict[str, Any]) -> list[tuple[str, Entry]]:
-    """(label, entry) per backend entry of the spec, in its order; a system named more than once is told apart
-    by its mode, or else by its first entry being its defaults and the others its settings."""
+    """(label, entry) per backend entry of the spec and filter mode it lists, in spec order; a system named more
+    than once is told apart by its mode, or else by its first entry being its defaults and the others its
+    settings. An entry without `filter_mode` ran its system's default mode (its rows name it)."""
     names = [e["name"] for e in spec["backends"]]
     out, seen = [], set()
     for e in spec["backends"]:
         label = e["name"]
-        if e.get(MODE):
-            label += f" {e[MODE]}"
-        elif names.count(e["name"]) > 1:
+        if names.count(e["name"]) > 1 and not e.get(MODE):
             label += " defaults" if e["name"] not in seen else f" M {e.get('M')} / ef {max(e.get('ef_search') or [0])}"
         seen.add(e["name"])
-        out.append((label, e))
+        modes = e.get(MODE)
+        for mode in ([modes] if isinstance(modes, str) else modes or [None]):
+            out.append((label if mode is None else f"{label} {mode}", {**e, MODE: mode}))
     return out
 
 
@@ -49,7 +50,7 @@ def rows_of(run: dict[str, Any], entry: Entry) -> list[Row]:
     """The filtered rows the entry built, at its largest ef (exact search: its one row)."""
     mine = [r for r in run["filtered"] if r["backend"] == entry["name"]
             and all((r.get("build_params") or {}).get(p, entry[p]) == entry[p] for p in GRAPH_PARAMS if p in entry)
-            and r.get(MODE) == entry.get(MODE)]
+            and entry[MODE] in (None, r.get(MODE))]
     efs = entry.get("ef_search")
     top = max(efs) if efs else max((r["ef"] or 0) for r in mine)
     return [r for r in mine if (r["ef"] or 0) == top]

@@ -44,8 +44,9 @@ BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (
 
 
 def new_index(name: str, dim: int, space: str, *, params: Mapping[str, Any], seed: int,
-              search_threads: int = 1) -> VectorIndex:
-    """A new, empty index of backend `name` with build parameters `params` (checked by its model).
+              search_threads: int = 1, filter_settings: Mapping[str, Any] | None = None) -> VectorIndex:
+    """A new, empty index of backend `name` with build parameters `params` (checked by its model) and the
+    search-time settings of its filter modes (Capabilities.filter_modes; their defaults when not given).
 
     The library gets a seed derived from the spec's `seed` (indexer.model.seeds).
     """
@@ -55,8 +56,13 @@ def new_index(name: str, dim: int, space: str, *, params: Mapping[str, Any], see
     if space not in spaces:
         raise UserError(f"backend {name} cannot search by {space}; it searches by {', '.join(sorted(spaces))}")
     build = backend.params.model_validate(dict(params))
+    modes = backend.capabilities.filter_modes
+    if filter_settings and (modes is None or modes.settings is None):
+        raise ValueError(f"backend {name} has no filter settings; got {sorted(filter_settings)}")
+    settings = {} if modes is None or modes.settings is None else modes.settings.model_validate(
+        dict(filter_settings or {})).model_dump()
     index: VectorIndex = backend.index(dim, space, seed=library_seed(seed, name), search_threads=search_threads,
-                                       **build.model_dump())
+                                       **build.model_dump(), **settings)
     return index
 
 
@@ -64,7 +70,7 @@ def make_index(backend_spec: BackendEntry, dim: int, space: str, seed: int, sear
                ) -> VectorIndex:
     """A new index for a spec's backend entry and the spec's `seed`."""
     return new_index(backend_spec.name, dim, space, params=backend_spec.build_params(), seed=seed,
-                     search_threads=search_threads)
+                     search_threads=search_threads, filter_settings=backend_spec.filter_settings())
 
 
 def build_param_names() -> list[str]:

@@ -58,6 +58,16 @@ class FilteredSearch(Protocol):
         ...
 
 
+class ModedFilteredSearch(Protocol):
+    """A FilteredSearch whose library filters in more than one way (its backend's
+    `Capabilities.filter_modes`): `mode` picks one, per call, so one built index answers in every mode."""
+
+    def search_filtered(self, queries: np.ndarray, k: int, ef: int | None, allowed: np.ndarray, *,
+                        mode: str) -> tuple[np.ndarray, np.ndarray]:
+        """As FilteredSearch.search_filtered, in `mode` (one of the backend's; another is a ValueError)."""
+        ...
+
+
 def passing(allowed: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Whether each of `rows` (dataset row numbers, -1 where there is no point) passes `allowed`.
 

@@ -10,9 +10,11 @@ never name them. Nothing here imports an index library: the spec imports every d
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.metadata
 import importlib.util
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -23,7 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from indexer.backends.presets import PRESET_FIELDS, PRESETS, preset_names
 from indexer.common.errors import UserError
-from indexer.model.strict import Strict
+from indexer.model.strict import MAX_VALUE_CHARS, Strict, clip
 
 if TYPE_CHECKING:
     from indexer.backends.base import VectorIndex
@@ -39,6 +41,15 @@ MAX_M = 512
 MAX_EF_CONSTRUCTION = 4096
 CEILINGS = {"M": MAX_M, "ef_construction": MAX_EF_CONSTRUCTION}  # build parameters, by name
 PRESET_FIELD = "preset"  # names a system whose default M, ef_construction and ef sweep fill the entry
+FILTER_MODE_FIELD = "filter_mode"  # the filtering modes one build answers in, for a backend with several
+# how a backend answers a filtered search (base.FilteredSearch: a query with a mask over the dataset's rows), by
+# the library's own mechanism:
+# - "in_graph": the graph search skips points that do not pass while still traversing them (their links
+#   are followed, they are never returned): hnswlib's filter functor, faiss's IDSelector on an HNSW index;
+# - "pre": only passing points are searched at all, e.g. brute force over the passing subset;
+# - "post": an unfiltered search for more than k (oversampling), then the points that do not pass dropped;
+# - "iterative": the system itself widens the search until k points pass.
+FilterStrategy = Literal["pre", "post", "in_graph", "iterative"]
 if TYPE_CHECKING:  # a Literal over a registry's keys is known only at run time
     PresetName = str
 else:  # the preset names, so the schema lists them as an enum
@@ -66,6 +77,24 @@ class BuildParams(Strict):
 
 
 @dataclass(frozen=True)
+class FilterModes:
+    """A library's ways to filter when it has more than one, each a search-time setting of one built index.
+
+    A spec's backend entry lists the modes to answer in (`filter_mode`), one build serving them all as it
+    serves the ef sweep; `settings` are the mode's other search-time settings (pgvector's
+    hnsw.max_scan_tuples), one value per cell. None of it decides the build: it joins the probe key.
+    """
+
+    strategies: Mapping[str, FilterStrategy]  # mode -> how it filters (the backend cites its source); the
+    # library's own default first
+    settings: type[Strict] | None = None  # fields with defaults: the index takes them as constructor keywords
+
+    @property
+    def default(self) -> str:
+        return next(iter(self.strategies))
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a backend can do, for the engine and the report to ask instead of naming backends."""
 
@@ -77,15 +106,21 @@ class Capabilities:
     graph: bool  # its graph can be read out (see hnswlib_graph)
     seeded: bool  # takes a seed: distinct spec seeds build distinct indexes
     servable: bool = True  # the built index is saved in its cell, so the API can open and search it
-    # how it answers a filtered search (base.FilteredSearch: a query with a mask over the dataset's rows), by
-    # the library's own mechanism:
-    # - "in_graph": the graph search skips points that do not pass while still traversing them (their links
-    #   are followed, they are never returned): hnswlib's filter functor, faiss's IDSelector on an HNSW index;
-    # - "pre": only passing points are searched at all, e.g. brute force over the passing subset;
-    # - "post": an unfiltered search for more than k (oversampling), then the points that do not pass dropped;
-    # - "iterative": the system itself widens the search until k points pass.
-    # None: it cannot filter, and its index does not implement base.FilteredSearch.
-    filtering: Literal["pre", "post", "in_graph", "iterative"] | None = None
+    # how it answers a filtered search by default (FilterStrategy); None: it cannot filter, and its index does
+    # not implement base.FilteredSearch
+    filtering: FilterStrategy | None = None
+    # its library's other ways to filter (base.ModedFilteredSearch); None: one way, `filtering`
+    filter_modes: FilterModes | None = None
+
+    def __post_init__(self) -> None:
+        if self.filter_modes is not None and self.filtering != self.filter_modes.strategies[self.filter_modes.default]:
+            raise ValueError("Capabilities.filtering must be the strategy of the default filter mode")
+
+    def strategy(self, mode: str | None) -> FilterStrategy | None:
+        """How the backend filters in `mode` (None: its only way)."""
+        if mode is None or self.filter_modes is None:
+            return self.filtering
+        return self.filter_modes.strategies[mode]
 
 
 @dataclass(frozen=True)
@@ -168,6 +203,36 @@ class BackendEntry(Strict):
         }
         return {**filled, **data}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _filter_modes_named(cls, data: Any) -> Any:
+        """`filter_mode` as a list (one mode may be given alone), each mode one the backend has: a mode it
+        lacks, or any mode for a backend that filters one way only, is refused naming what it has."""
+        if not isinstance(data, dict) or FILTER_MODE_FIELD not in data:
+            return data
+        backend: Backend | None = getattr(cls, "backend", None)
+        if backend is None:
+            return data
+        modes = backend.capabilities.filter_modes
+        if modes is None:
+            raise PydanticCustomError(
+                "no_filter_modes", "{name} filters one way only ({strategy}), so it takes no filter_mode",
+                {"name": backend.name, "strategy": str(backend.capabilities.filtering)})
+        given = data[FILTER_MODE_FIELD]
+        given = [given] if isinstance(given, str | bool) else given
+        if isinstance(given, list):
+            # YAML 1.1 reads a bare `off` as false (and `on` as true): a mode named off is meant
+            given = ["off" if m is False and "off" in modes.strategies else m for m in given]
+            for mode in given:
+                if mode not in modes.strategies:
+                    raise PydanticCustomError(
+                        "unknown_filter_mode", "{name} has no filter mode {mode}; its modes: {modes}",
+                        {"name": backend.name, "mode": clip(repr(mode), MAX_VALUE_CHARS),
+                         "modes": ", ".join(modes.strategies)})
+            if len(set(map(str, given))) != len(given):
+                raise PydanticCustomError("repeated_filter_mode", "filter_mode must not repeat a mode", {})
+        return {**data, FILTER_MODE_FIELD: given}
+
     def build(self) -> BuildParams:
         """The build parameters as the backend's own model."""
         model = self.backend.params
@@ -182,6 +247,27 @@ class BackendEntry(Strict):
         if self.backend.ef_search is None:
             return [None]
         return list(getattr(self, SEARCH_FIELD))
+
+    def filter_modes(self) -> list[str | None]:
+        """The modes its filtered searches run in: the entry's, or [None] for a backend with one way."""
+        if self.backend.capabilities.filter_modes is None:
+            return [None]
+        return list(getattr(self, FILTER_MODE_FIELD))
+
+    def filter_settings(self) -> dict[str, Any]:
+        """The search-time settings beside the modes (FilterModes.settings), as the index's keywords."""
+        modes = self.backend.capabilities.filter_modes
+        if modes is None or modes.settings is None:
+            return {}
+        return {f: getattr(self, f) for f in modes.settings.model_fields}
+
+    @classmethod
+    def search_time_fields(cls) -> set[str]:
+        """The fields that decide only filtered searches: kept out of the build key, in the probe key."""
+        modes = cls.backend.capabilities.filter_modes
+        if modes is None:
+            return set()
+        return {FILTER_MODE_FIELD, *(modes.settings.model_fields if modes.settings is not None else ())}
 
     def label(self) -> str:
         """The backend, its preset and what it is built with: `hnswlib preset=pgvector M=16 efC=64`."""
@@ -238,6 +324,19 @@ def entry_model(backend: Backend, module: str) -> type[BackendEntry]:
             list[Annotated[int, Field(ge=1, le=backend.max_ef)]],
             Field(default_factory=lambda: list(default), min_length=1, max_length=MAX_EF_SEARCH),
         )
+    modes = backend.capabilities.filter_modes
+    if modes is not None:
+        # left out of dumps at their defaults, so a spec that names no mode keeps its content key
+        default_modes = [modes.default]
+        fields[FILTER_MODE_FIELD] = (list[Literal[tuple(modes.strategies)]], Field(  # type: ignore[misc]
+            default_factory=lambda: list(default_modes), min_length=1, max_length=len(modes.strategies),
+            exclude_if=lambda v: v == default_modes,
+            description="the filtering modes the filtered searches run in, one build serving them all: "
+                        + ", ".join(f"{m} ({s})" for m, s in modes.strategies.items())))
+        for f, info in (modes.settings.model_fields.items() if modes.settings is not None else ()):
+            field = copy.copy(info)
+            field.exclude_if = functools.partial(operator.eq, info.default)
+            fields[f] = (info.annotation, field)
     class_name = "".join(part.capitalize() for part in backend.name.split("_")) + "Backend"
     model = create_model(class_name, __base__=BackendEntry, __module__=module, **fields)
     model.backend = backend

@@ -48,17 +48,23 @@ class FaissOrderedIndex:
 
         faiss pads a row it cannot fill with label -1 (and distance +-inf), which comes back as -1 and NaN.
         """
-        import faiss
-
         assert self._index is not None and self._order is not None, "build or load first"
-        bits = np.packbits(passing(allowed, self._order), bitorder="little")  # internal id i -> row order[i]
-        # the selector reads `bits` without a reference of its own: the local keeps it alive through the search
-        sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+        bits, sel = self._selector(allowed)  # `bits` held here: the selector keeps no reference to it
         q = np.ascontiguousarray(queries, dtype=np.float32)
         dist, internal = self._index.search(q, k, params=self._search_params(k, ef, sel))
+        del bits
         found = internal >= 0
         ids = np.where(found, self._order[np.maximum(internal, 0)], -1).astype(np.int64)
         return ids, np.where(found, dist, np.nan).astype(np.float32)
+
+    def _selector(self, allowed: np.ndarray) -> tuple[np.ndarray, Any]:
+        """The mask as an IDSelectorBitmap over internal ids, and the bytes it reads: the selector holds no
+        reference of its own, so the caller keeps them alive through the search."""
+        import faiss
+
+        assert self._order is not None, "build or load first"
+        bits = np.packbits(passing(allowed, self._order), bitorder="little")  # internal id i -> row order[i]
+        return bits, faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
 
     def save(self, path: Path) -> None:
         import faiss

@@ -73,28 +73,34 @@ class FaissHnswIndex(FaissOrderedIndex):
             return faiss.SearchParametersHNSW(efSearch=ef_search)  # type: ignore[attr-defined]
         return faiss.SearchParametersHNSW(efSearch=ef_search, sel=sel)  # type: ignore[attr-defined]
 
-    def distance_computations(self, queries: np.ndarray, k: int, ef: int) -> float:
-        """Mean distance computations per query at this ef: the library's own count of the work a
-        search does, which unlike QPS does not depend on the machine or its load.
+    def distance_computations(self, queries: np.ndarray, k: int, ef: int,
+                              allowed: np.ndarray | None = None) -> float:
+        """Mean distance computations per query at this ef (under the filter `allowed`, a mask over the
+        dataset's rows as in `search_filtered`, when given): the library's own count of the work a search
+        does, which unlike QPS does not depend on the machine or its load.
 
         faiss counts in a process-wide `hnsw_stats` that its OpenMP threads add to, so this search runs
         on one thread (the caller's thread count is restored) and the count is read right after it. A
-        faiss HNSW search running concurrently in another Python thread would still add to it.
+        faiss HNSW search running concurrently in another Python thread would still add to it. Under a
+        filter every neighbour's distance is computed, passing or not (HNSW.cpp search_from_candidates).
         """
         import faiss
 
         assert self._index is not None, "build or load first"
         if len(queries) == 0:
             raise ValueError("distance_computations needs at least one query")
+        bits, sel = (None, None) if allowed is None else self._selector(allowed)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
         stats: Any = faiss.cvar.hnsw_stats  # type: ignore[attr-defined]
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)
         try:
             stats.reset()
-            self._index.search(queries, k, params=self._search_params(k, ef))
+            self._index.search(q, k, params=self._search_params(k, ef, sel))
             ndis = int(stats.ndis)
         finally:
             faiss.omp_set_num_threads(threads)
+        del bits  # alive through the search: the selector reads it
         return ndis / len(queries)
 
     def nbytes(self) -> int:

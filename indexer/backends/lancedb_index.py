@@ -54,7 +54,7 @@ list is shorter (`TRUE`/`FALSE` when one is empty), given to `.where(...)`. Lanc
   in_graph, with exact brute force below 10% passing (checked against the installed binary in
   test_filtered_lancedb: on a lean graph of 500 points at the default ef, 49 passing rows are answered
   exactly, 50 are not). With IVF_HNSW_SQ both rank by the 8-bit codes.
-- postfilter (`search_filtered(..., prefilter=False)`, `.where(..., prefilter=False)`): the unfiltered
+- postfilter (`search_filtered(..., mode="postfilter")`, `.where(..., prefilter=False)`): the unfiltered
   ANN search for `limit` rows, then a FilterExec over them; "it can cause the query to return fewer than
   `limit` results (or even no results) if none of the nearest results match the filter" (lancedb/query.py,
   AsyncStandardQuery.postfilter, 3372-3390). Such rows are padded with id -1.
@@ -78,7 +78,14 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from indexer.backends.base import chunks, passing
-from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+from indexer.backends.declaration import (
+    Backend,
+    BuildParams,
+    Capabilities,
+    FilterModes,
+    FilterStrategy,
+    Library,
+)
 from indexer.common.errors import UserError
 from indexer.common.fileio import scratch_dir
 
@@ -182,10 +189,11 @@ class LancedbIndex:
         return _exact_and_sorted(self._vectors, q, self._ids(q, k, ef, None, True, BATCH), self.metric)
 
     def search_filtered(self, queries: np.ndarray, k: int, ef: int | None, allowed: np.ndarray, *,
-                        prefilter: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                        mode: str = "prefilter") -> tuple[np.ndarray, np.ndarray]:
         """Up to k passing results per query, through LanceDB's `where` on the `id` column (module doc), padded
-        with id -1 and score nan. prefilter: LanceDB's default mode; False: its postfilter."""
+        with id -1 and score nan, in `mode`: prefilter (LanceDB's default) or postfilter."""
         assert self._table is not None and self._vectors is not None and self._rows is not None, "build first"
+        prefilter = _prefilter(mode)
         where = _where(self._rows, passing(allowed, self._rows))
         q = np.ascontiguousarray(queries, dtype=np.float32)
         return _exact_and_sorted(self._vectors, q, self._ids(q, k, ef, where, prefilter, FILTER_BATCH), self.metric)
@@ -217,13 +225,13 @@ class LancedbIndex:
             ids[start + which[keep], rank[keep]] = found[keep]
         return ids
 
-    def plan(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None, prefilter: bool = True) -> str:
-        """LanceDB's physical plan of one search (filtered by `allowed` when given), to show that it walks the
-        index and where the filter runs."""
+    def plan(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None, mode: str = "prefilter") -> str:
+        """LanceDB's physical plan of one search (filtered by `allowed` in `mode` when given), to show that it
+        walks the index and where the filter runs."""
         assert self._table is not None and self._rows is not None, "build first"
         search = self._table.search(np.asarray(query, dtype=np.float32)).distance_type(DISTANCE[self.metric])
         if allowed is not None:
-            search = search.where(_where(self._rows, passing(allowed, self._rows)), prefilter=prefilter)
+            search = search.where(_where(self._rows, passing(allowed, self._rows)), prefilter=_prefilter(mode))
         return str(search.limit(k).select(["id", "_distance"]).explain_plan(verbose=True))
 
     def nbytes(self) -> int:
@@ -275,11 +283,24 @@ def _exact_and_sorted(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray,
     return np.take_along_axis(ids, rank, axis=1), np.take_along_axis(scores, rank, axis=1).astype(np.float32)
 
 
+def _prefilter(mode: str) -> bool:
+    """`where`'s prefilter flag for a filter mode (module doc)."""
+    if mode not in FILTER_MODES:
+        raise ValueError(f"lancedb's filter modes are {', '.join(FILTER_MODES)}, not {mode!r}")
+    return mode == "prefilter"
+
+
+FILTER_MODES: dict[str, FilterStrategy] = {
+    # lance-index 13 HNSW `search` with the bitset, beam_search_borrowed (graph.rs) returns passing nodes only
+    # but traverses all; below 10% passing, flat_search (module doc); lancedb's default (query.rs:853, 899)
+    "prefilter": "in_graph",
+    # the unfiltered ANN search for `limit` rows, then a FilterExec over them (lancedb/query.py:3372-3390)
+    "postfilter": "post",
+}
 BACKEND = Backend(name="lancedb", params=LancedbParams, ef_search=(DEFAULT_EF,), index=LancedbIndex,
                   library=LIBRARY, build_cost=1.4,
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
                                             deterministic=True, graph=False, seeded=False, servable=False,
-                                            # prefilter, the default: lance-index 13 HNSW `search` with the
-                                            # bitset, beam_search_borrowed (graph.rs) returns passing nodes
-                                            # only but traverses all; below 10% passing, flat_search (module doc)
-                                            filtering="in_graph"))
+                                            # prefilter, the default (FILTER_MODES)
+                                            filtering="in_graph",
+                                            filter_modes=FilterModes(strategies=FILTER_MODES)))

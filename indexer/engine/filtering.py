@@ -7,22 +7,28 @@ answers each filter through its library's own mechanism (`search_filtered`, inde
 answers are probes of the live index (indexer.engine.cell), measured here against exact filtered kNN:
 recall of min(k, kept points) per query from the returned ids alone (violating ids removed first, and
 counted), answers shorter than that, the mean number returned, and the ids the filter does not keep.
+A backend whose library filters in several ways (Capabilities.filter_modes) answers in each mode its spec
+entry lists, one built index serving them all; where the library counts distance computations
+(diagnostics.CountsDistances) each (filter, ef) also gets its count per query.
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from indexer.backends import BACKENDS, VectorIndex
-from indexer.backends.base import FilteredSearch
+from indexer.backends.base import FilteredSearch, ModedFilteredSearch
 from indexer.common import timing
 from indexer.common.errors import UserError
 from indexer.common.hashing import content_key
 from indexer.engine.columns import allowed_per_query
-from indexer.engine.diagnostics import cost_at_recall
+from indexer.engine.diagnostics import CountsDistances, cost_at_recall
 from indexer.engine.space import Space, SpaceFilter, by_category
 from indexer.engine.spec import ExperimentSpec
 from indexer.model.answers import FilteredAnswer, FilteredCost
@@ -79,74 +85,110 @@ def space_filters(spec: ExperimentSpec, s: Space, cache_dir: Path) -> list[Space
     return out
 
 
-def answer_filters(spec: ExperimentSpec, s: Space, index: VectorIndex, efs: list[int | None],
+FilteredSearchCall = Callable[[np.ndarray, int, int | None, np.ndarray], tuple[np.ndarray, np.ndarray]]
+Mode = str | None  # a backend's filter mode; None: the backend's only way
+
+
+def answer_filters(spec: ExperimentSpec, s: Space, index: VectorIndex, efs: list[int | None], modes: list[Mode],
                    out: Path, prefix: str) -> list[FilteredAnswer]:
-    """Each filter at each ef: one timed pass, queries sharing a mask searched together, ids saved as
-    `<prefix>filtered-<tag>-<ef>.npy` in `out`."""
+    """Each filter at each ef in each filter mode: one timed pass, queries sharing a mask searched together,
+    ids saved as `<prefix>filtered-[<mode>-]<tag>-<ef>.npy` in `out`; then, where the library counts them,
+    the distance computations of an untimed pass."""
     if not s.filters:
         return []
     if not isinstance(index, FilteredSearch):
         raise UserError(f"backend {index.name} cannot filter")  # the spec refuses it first
     answers = []
     with timing.exclusive():  # timed as the sweep is: no other cell builds or times meanwhile
-        answers += _answer(spec, s, index, efs, out, prefix)
+        for mode in modes:
+            answers += _answer(spec, s, index, efs, mode, out, prefix)
     return answers
 
 
+def _in_mode(index: FilteredSearch, mode: Mode) -> FilteredSearchCall:
+    """The index's filtered search in `mode` (None: its only way)."""
+    if mode is None:
+        return index.search_filtered
+    # a backend with filter modes (Capabilities.filter_modes) implements ModedFilteredSearch
+    return functools.partial(cast(ModedFilteredSearch, index).search_filtered, mode=mode)
+
+
 def _search(spec: ExperimentSpec, s: Space, index: FilteredSearch, sf: SpaceFilter, ef: int | None,
-            picked: np.ndarray | None = None) -> np.ndarray:
+            picked: np.ndarray | None = None, mode: Mode = None) -> np.ndarray:
     """The ids the queries `picked` (all by default) get under their filters, queries sharing a mask at once."""
     chosen = np.arange(len(s.queries)) if picked is None else picked
     ids = np.full((len(chosen), spec.k), -1, dtype=np.int64)
     masks = sf.of_query[chosen]
+    search = _in_mode(index, mode)
     for m in np.unique(masks):
         members = np.flatnonzero(masks == m)
-        ids[members] = index.search_filtered(s.queries[chosen[members]], spec.k, ef, sf.masks[m])[0][:, : spec.k]
+        ids[members] = search(s.queries[chosen[members]], spec.k, ef, sf.masks[m])[0][:, : spec.k]
     return ids
 
 
-def filtered_costs(spec: ExperimentSpec, s: Space, index: VectorIndex, targets: list[float],
-                   max_ef: int) -> dict[tuple[str, float | None], list[CostAtRecall]]:
-    """The cost to win recall back under each filter: per recall target, the smallest ef reaching it on the
-    queries whose filter keeps a point, found and confirmed on halves of them as cost at equal recall is
-    (indexer.engine.diagnostics), with the QPS there."""
+def filtered_distances(spec: ExperimentSpec, s: Space, index: object, sf: SpaceFilter,
+                       ef: int | None) -> float | None:
+    """Mean distance computations per query of the queries' filtered searches at `ef`, queries sharing a mask
+    counted together, as the library counts them (its own search, one thread; CountsDistances); None where it
+    does not count, or at no ef."""
+    if not isinstance(index, CountsDistances) or ef is None or not len(s.queries):
+        return None
+    total = 0.0
+    for m in np.unique(sf.of_query):
+        members = np.flatnonzero(sf.of_query == m)
+        total += index.distance_computations(s.queries[members], spec.k, ef, allowed=sf.masks[m]) * len(members)
+    return total / len(s.queries)
+
+
+def filtered_costs(spec: ExperimentSpec, s: Space, index: VectorIndex, targets: list[float], max_ef: int,
+                   modes: list[Mode]) -> dict[tuple[Mode, str, float | None], list[CostAtRecall]]:
+    """The cost to win recall back under each filter, in each filter mode: per recall target, the smallest ef
+    reaching it on the queries whose filter keeps a point, found and confirmed on halves of them as cost at
+    equal recall is (indexer.engine.diagnostics), with the QPS there. An iterative mode (pgvector's) is costed
+    by its ef too, the size of each batch its scan resumes with, at the cell's other settings."""
     if not s.filters or not targets or not isinstance(index, FilteredSearch):
         return {}
     out = {}
-    for sf in s.filters:
-        matched = np.flatnonzero((sf.truth_ids >= 0).any(axis=1))
-        if not len(matched):
-            continue
+    for mode in modes:
+        for sf in s.filters:
+            matched = np.flatnonzero((sf.truth_ids >= 0).any(axis=1))
+            if not len(matched):
+                continue
 
-        def recall_of(ef: int, picked: np.ndarray, sf: SpaceFilter = sf, matched: np.ndarray = matched) -> np.ndarray:
-            chosen = matched[picked]
-            ids = _search(spec, s, index, sf, ef, chosen)
-            return filtered_recall(spec, s, sf, ids, chosen)[0]
+            def recall_of(ef: int, picked: np.ndarray, sf: SpaceFilter = sf, matched: np.ndarray = matched,
+                          mode: Mode = mode) -> np.ndarray:
+                chosen = matched[picked]
+                ids = _search(spec, s, index, sf, ef, chosen, mode)
+                return filtered_recall(spec, s, sf, ids, chosen)[0]
 
-        def qps_at(ef: int, sf: SpaceFilter = sf, matched: np.ndarray = matched) -> list[float]:
-            with timing.exclusive():
-                t0 = time.perf_counter()
-                _search(spec, s, index, sf, ef, matched)
-                return [len(matched) / max(time.perf_counter() - t0, 1e-9)]
+            def qps_at(ef: int, sf: SpaceFilter = sf, matched: np.ndarray = matched, mode: Mode = mode) -> list[float]:
+                with timing.exclusive():
+                    t0 = time.perf_counter()
+                    _search(spec, s, index, sf, ef, matched, mode)
+                    return [len(matched) / max(time.perf_counter() - t0, 1e-9)]
 
-        out[(sf.workload.name, sf.selectivity)] = cost_at_recall(
-            index, s.queries[matched], spec.k, len(s.rows), targets, recall_of, qps_at, max_ef=max_ef,
-            count_distances=False)
+            out[(mode, sf.workload.name, sf.selectivity)] = cost_at_recall(
+                index, s.queries[matched], spec.k, len(s.rows), targets, recall_of, qps_at, max_ef=max_ef,
+                count_distances=False)
     return out
 
 
-def _answer(spec: ExperimentSpec, s: Space, index: FilteredSearch, efs: list[int | None], out: Path,
+def _answer(spec: ExperimentSpec, s: Space, index: FilteredSearch, efs: list[int | None], mode: Mode, out: Path,
             prefix: str) -> list[FilteredAnswer]:
     answers = []
     for sf in s.filters:
         for ef in efs:
             t0 = time.perf_counter()
-            ids = _search(spec, s, index, sf, ef)
+            ids = _search(spec, s, index, sf, ef, mode=mode)
             seconds = time.perf_counter() - t0
-            name = f"{prefix}filtered-{sf.tag}-{'exact' if ef is None else f'ef{ef}'}.npy"
+            # counted in a pass of its own: the count runs on one thread (faiss's hnsw_stats is process-wide)
+            distances = filtered_distances(spec, s, index, sf, ef) if mode is None else None
+            name = (f"{prefix}filtered-{'' if mode is None else f'{mode}-'}{sf.tag}-"
+                    f"{'exact' if ef is None else f'ef{ef}'}.npy")
             np.save(out / name, ids)
             answers.append(FilteredAnswer(filter=sf.workload.name, selectivity=sf.selectivity, ef=ef,
-                                          seconds=seconds, neighbors=name))
+                                          seconds=seconds, neighbors=name, filter_mode=mode,
+                                          distances_per_query=distances))
     return answers
 
 
@@ -185,7 +227,8 @@ def filtered_rows(spec: ExperimentSpec, s: Space, dense: DenseRow, answers: list
                   costs: list[FilteredCost], *, where: Path, named: Path) -> list[FilteredRow]:
     """The rows of a cell's filtered answers (read from `where`, named by their place in `named`)."""
     by_tag = {(sf.workload.name, sf.selectivity): sf for sf in s.filters}
-    cost_of = {(c.filter, c.selectivity): c.cost_at_recall for c in costs}
+    cost_of = {(c.filter_mode, c.filter, c.selectivity): c.cost_at_recall for c in costs}
+    capabilities = BACKENDS[dense.backend].capabilities
     out = []
     for a in answers:
         sf = by_tag[(a.filter, a.selectivity)]
@@ -198,14 +241,14 @@ def filtered_rows(spec: ExperimentSpec, s: Space, dense: DenseRow, answers: list
             dataset=dense.dataset, model=dense.model, metric=dense.metric, index_size=dense.index_size,
             reduction=dense.reduction, ordering=dense.ordering, backend=dense.backend,
             build_params=dense.build_params, k=spec.k, seed=dense.seed, cell=dense.cell,
-            strategy=str(BACKENDS[dense.backend].capabilities.filtering), filter=a.filter,
+            strategy=str(capabilities.strategy(a.filter_mode)), filter_mode=a.filter_mode, filter=a.filter,
             filter_kind=sf.workload.kind, selectivity=a.selectivity,
             kept=sf.kept_points() / max(len(s.rows), 1), ef=a.ef,
             recall=summary["mean"], recall_ci95=list(summary["ci95"]), queries=len(ids),
             queries_without_match=int((valid == 0).sum()), short_results=int((returned < valid).sum()),
             mean_returned=float(returned.mean()) if len(returned) else 0.0, violations=int(bad.sum()),
-            qps=len(ids) / max(a.seconds, 1e-9), neighbors=str(named / a.neighbors),
-            cost_at_recall=cost_of.get((a.filter, a.selectivity), []),
+            qps=len(ids) / max(a.seconds, 1e-9), distances_per_query=a.distances_per_query,
+            neighbors=str(named / a.neighbors), cost_at_recall=cost_of.get((a.filter_mode, a.filter, a.selectivity), []),
             recall_by_category=by_category(recall, s.dataset),
         ))
     return out

@@ -51,6 +51,10 @@ ANSWER_FORMAT = 1  # what a built cell saves (its answers and timings): a new fo
 PROBE_FORMAT = 1  # what is measured on the live index (cost at recall, diagnostics): re-run on the saved index
 # the rows' measures, computed from the saved answers and probes: a new one is computed on the next run
 MEASURE_FORMAT = 1  # (before the split, ROW_FORMAT 2-6 rebuilt every cell at each new measure)
+# what the filtered probes save (FilteredAnswer, FilteredCost): in the probe key of a spec with filters only, so
+# a new one re-probes those cells and leaves every unfiltered cache as it was (1: before filter modes and the
+# distance counts under a filter)
+FILTERED_FORMAT = 2
 MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
 MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
 
@@ -211,6 +215,28 @@ class ExperimentSpec(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _one_entry_per_build(self) -> ExperimentSpec:
+        """Two entries that build the same index and differ only in their filter settings would be one cell
+        twice (filter settings are not in the build key): refused, naming the entry that takes both modes."""
+        seen: dict[str, int] = {}
+        for i, entry in enumerate(self.backends):
+            fields = entry.search_time_fields()
+            if not fields:
+                continue
+            build = canonical_json(entry.model_dump(mode="json", exclude=fields))
+            if build not in seen:
+                seen[build] = i
+                continue
+            first = self.backends[seen[build]]
+            if first.filter_modes() == entry.filter_modes() and first.filter_settings() == entry.filter_settings():
+                continue
+            modes = list(dict.fromkeys([*first.filter_modes(), *entry.filter_modes()]))
+            # one build answers every mode; a setting (max_scan_tuples) takes one value per build
+            raise ValueError(f"backends.{i} builds the index of backends.{seen[build]} with other filter settings: "
+                             f"give one entry filter_mode: [{', '.join(map(str, modes))}]")
+        return self
+
+    @model_validator(mode="after")
     def _sparse_needs_text(self) -> ExperimentSpec:
         if set(self.representations) & {"sparse", "hybrid"} and self.dataset.kind not in ("text", "beir"):
             raise ValueError(
@@ -279,7 +305,8 @@ class Cell(_Strict):
             "libraries": _library_versions(self.backend.name, reads),  # a new library may build another graph
             "answers": ANSWER_FORMAT,
             "seeding": seeds.DERIVATION,  # how the spec seed becomes each library's seed
-            "cell": self.model_dump(mode="json"),
+            # a filter mode and its settings decide only the filtered searches, probes of the built index
+            "cell": self.model_dump(mode="json", exclude={"backend": self.backend.search_time_fields()}),
         }
         return content_key(parts)
 
@@ -294,8 +321,10 @@ class Cell(_Strict):
             "lid": spec.lid.model_dump(mode="json"),
             "lid_method": lid_method,
             "lid_bins": spec.lid_bins,
-            # the filtered searches are probes of the live index: new filters re-run them, build nothing
-            **({"filters": [f.model_dump(mode="json") for f in spec.filters]} if spec.filters else {}),
+            # the filtered searches are probes of the live index: new filters, or new filter modes, re-run them
+            **({"filters": [f.model_dump(mode="json") for f in spec.filters], "filtered": FILTERED_FORMAT,
+                "filter_modes": self.backend.filter_modes(), "filter_settings": self.backend.filter_settings()}
+               if spec.filters else {}),
         })
 
     def measure_key(self, spec: ExperimentSpec, lid_method: str) -> str:

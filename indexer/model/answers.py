@@ -51,21 +51,27 @@ class EfDiagnostics(ResultModel):
 
 
 class FilteredAnswer(ResultModel):
-    """A cell's filtered search at one (workload, selectivity, ef): its time and the file of its ids."""
+    """A cell's filtered search at one (mode, workload, selectivity, ef): its time, the library's count of
+    its distance computations, and the file of its ids."""
 
     filter: str
     selectivity: float | None  # None: a label filter
     ef: int | None
     seconds: float  # one pass over every query, each group of queries sharing a filter searched together
     neighbors: str  # file name beside the probes
+    filter_mode: str | None = None  # the backend's filter mode (Capabilities.filter_modes); None: it has one way
+    # mean distance computations per query in an untimed pass of one thread, where the library counts them
+    # (indexer.engine.diagnostics.CountsDistances); None where it does not
+    distances_per_query: float | None = None
 
 
 class FilteredCost(ResultModel):
-    """Cost at equal recall under one filter (workload, selectivity)."""
+    """Cost at equal recall under one filter (workload, selectivity), in one filter mode."""
 
     filter: str
     selectivity: float | None
     cost_at_recall: list[CostAtRecall]
+    filter_mode: str | None = None  # as FilteredAnswer's
 
 
 class CellProbes(ResultModel):

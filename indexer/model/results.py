@@ -504,7 +504,8 @@ class FilteredRow(ResultModel):
     k: int
     seed: int
     cell: str
-    strategy: str  # the backend's way of filtering: pre, post, in_graph, iterative
+    strategy: str  # the backend's way of filtering in this mode: pre, post, in_graph, iterative
+    filter_mode: str | None = None  # the backend's filter mode (Capabilities.filter_modes); None: it has one way
     filter: str
     filter_kind: str
     selectivity: float | None  # as asked (None: label)
@@ -518,6 +519,8 @@ class FilteredRow(ResultModel):
     mean_returned: float  # distinct ids per answer
     violations: int  # returned ids the filter does not keep (must be 0; counted, never hidden)
     qps: float
+    # mean distance computations per query under the filter, where the library counts them (faiss); else None
+    distances_per_query: float | None = None
     cost_at_recall: list[CostAtRecall] = []  # the cost to win it back: the ef reaching each recall target
     recall_by_category: dict[str, GroupRecall] = {}  # by the query's category (a label filter: its own)
     neighbors: str | None

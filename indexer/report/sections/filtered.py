@@ -1,9 +1,11 @@
 """Filtered search: what each system returns when the queries carry a filter, grouped by how it filters.
 
-One table per filter workload: a line per (backend, build parameters, strategy, ordering, ef) and a column
-per selectivity (or one, for a label filter), each cell giving recall against exact filtered kNN, the
-answers shorter than min(k, kept points) and the QPS; a backend that returned an id its filter does not keep
-is named apart (it must never happen).
+One table per filter workload: a line per (backend and its filter mode, build parameters, strategy, ordering,
+ef) and a column per selectivity (or one, for a label filter), each cell giving recall against exact filtered
+kNN, the answers shorter than min(k, kept points) and the QPS; where the library counts them, a table of the
+distance computations per query; a backend that returned an id its filter does not keep is named apart (it
+must never happen). A backend with several filter modes (pgvector's iterative scans, lancedb's postfilter,
+qdrant_edge's forced graph and ACORN) has a line per mode, labelled `pgvector relaxed_order`.
 """
 
 from __future__ import annotations
@@ -48,8 +50,7 @@ def filtered_section(extras: RunExtras) -> Section | None:
         lines: dict[tuple[str, str, str, str], dict[float | None, list[FilteredRow]]] = defaultdict(
             lambda: defaultdict(list))
         for r in group:
-            params = " ".join(f"{k}={v}" for k, v in sorted(r.build_params.items()))
-            key = (f"{r.backend} {params}".strip(), r.strategy, r.ordering, "-" if r.ef is None else str(r.ef))
+            key = (_backend(r), r.strategy, r.ordering, "-" if r.ef is None else str(r.ef))
             lines[key][r.selectivity].append(r)
         for key, per_sel in lines.items():
             table.rows.append(list(key) + [_cell(per_sel.get(s, [])) for s in sels])
@@ -57,8 +58,11 @@ def filtered_section(extras: RunExtras) -> Section | None:
         cost = _cost_table(name, group, sels)
         if cost is not None:
             blocks.append(cost)
+        distances = _distance_table(name, group, sels)
+        if distances is not None:
+            blocks.append(distances)
     blocks += drawn(_selectivity_figure(rows))
-    wrong = sorted({f"{r.backend} ({r.filter})" for r in rows if r.violations})
+    wrong = sorted({f"{_mode(r)} ({r.filter})" for r in rows if r.violations})
     if wrong:
         blocks.append(Bullets([f"Returned ids their filter does not keep: {', '.join(wrong)}."]))
     empty = sorted({f"{r.filter} at {r.selectivity:g}" for r in rows if r.queries_without_match and r.selectivity})
@@ -67,9 +71,20 @@ def filtered_section(extras: RunExtras) -> Section | None:
     return Section("filtered", "Filtered search", blocks)
 
 
+def _mode(r: FilteredRow) -> str:
+    """The backend and its filter mode, where it has several: `pgvector relaxed_order`."""
+    return r.backend if r.filter_mode is None else f"{r.backend} {r.filter_mode}"
+
+
+def _backend(r: FilteredRow) -> str:
+    """A table line's backend: with its filter mode and build parameters."""
+    params = " ".join(f"{k}={v}" for k, v in sorted(r.build_params.items()))
+    return f"{_mode(r)} {params}".strip()
+
+
 def _selectivity_figure(rows: list[FilteredRow]) -> Figure | None:
-    """Recall against selectivity (log), a panel per filter with selectivities, a line per backend at its
-    largest ef (mean over orderings and seeds), short answers as hollow markers."""
+    """Recall against selectivity (log), a panel per filter with selectivities, a line per backend (and filter
+    mode) at its largest ef (mean over orderings and seeds), short answers as hollow markers."""
     panels = sorted({r.filter for r in rows if r.selectivity is not None})
     if not panels:
         return None
@@ -78,15 +93,16 @@ def _selectivity_figure(rows: list[FilteredRow]) -> Figure | None:
         fig, axes = grid(len(panels))
         for ax, name in zip(axes, panels, strict=True):
             mine = [r for r in rows if r.filter == name]
-            for i, backend in enumerate(dict.fromkeys(r.backend for r in mine)):
-                theirs = [r for r in mine if r.backend == backend]
+            for i, backend in enumerate(dict.fromkeys(_mode(r) for r in mine)):
+                theirs = [r for r in mine if _mode(r) == backend]
                 top = max((r.ef for r in theirs if r.ef is not None), default=None)
                 at = [r for r in theirs if r.ef == top]
                 sels = sorted({r.selectivity for r in at if r.selectivity is not None})
                 recall = [mean(r.recall for r in at if r.selectivity == s) for s in sels]
                 short = [mean(r.short_results for r in at if r.selectivity == s) or 0 for s in sels]
                 color = PALETTE[i % len(PALETTE)]
-                label = backend if top is None else f"{backend} (ef {top})"
+                strategy = theirs[0].strategy
+                label = f"{backend} ({strategy})" if top is None else f"{backend} ({strategy}, ef {top})"
                 ax.plot(sels, [np.nan if v is None else v for v in recall], color=color, marker="o", label=label)
                 hollow = [(x, y) for x, y, n in zip(sels, recall, short, strict=True) if n and y is not None]
                 if hollow:
@@ -99,8 +115,8 @@ def _selectivity_figure(rows: list[FilteredRow]) -> Figure | None:
         legend(fig, axes, title="backend")
         return fig
 
-    return Figure("Filtered recall against selectivity (log), one line per backend at its largest ef; a ring "
-                  "marks a selectivity where some answers came back short.", draw)
+    return Figure("Filtered recall against selectivity (log), one line per backend (and filter mode) at its "
+                  "largest ef; a ring marks a selectivity where some answers came back short.", draw)
 
 
 def _cost_table(name: str, group: list[FilteredRow], sels: list[float | None]) -> Table | None:
@@ -117,18 +133,35 @@ def _cost_table(name: str, group: list[FilteredRow], sels: list[float | None]) -
     for r in group:
         if r.ef is None:
             continue
-        params = " ".join(f"{k}={v}" for k, v in sorted(r.build_params.items()))
         cell = next((c for c in r.cost_at_recall if c.target == target), None)
         if cell is None:
             continue
         text = ("not reached" if cell.ef is None else
                 f"{cell.ef} ({cells.f3(cell.held_out_recall)}){'' if cell.confirmed else '*'}")
-        per_seed = lines[(f"{r.backend} {params}".strip(), r.strategy, r.ordering)][r.selectivity]
+        per_seed = lines[(_backend(r), r.strategy, r.ordering)][r.selectivity]
         if text not in per_seed:
             per_seed.append(text)
     for key, per_sel in lines.items():
         table.rows.append(list(key) + [" / ".join(per_sel.get(s, [])) for s in sels])
     return table if table.rows else None
+
+
+def _distance_table(name: str, group: list[FilteredRow], sels: list[float | None]) -> Table | None:
+    """Distance computations per query under the filter, as the libraries that count them do (faiss), per
+    backend, ordering and ef (mean over seeds); None when no row has them."""
+    counted = [r for r in group if r.distances_per_query is not None]
+    if not counted:
+        return None
+    table = Table(["backend", "strategy", "ordering", "ef"] + ["label" if s is None else f"{s:g}" for s in sels], [],
+                  left=4, caption=f"filter {name}: distance computations per query (the library's own count)")
+    lines: dict[tuple[str, str, str, str], dict[float | None, list[FilteredRow]]] = defaultdict(
+        lambda: defaultdict(list))
+    for r in counted:
+        lines[(_backend(r), r.strategy, r.ordering, "-" if r.ef is None else str(r.ef))][r.selectivity].append(r)
+    for key, per_sel in lines.items():
+        table.rows.append(list(key) + [cells.compact(mean(r.distances_per_query for r in per_sel[s]))
+                                       if per_sel.get(s) else "" for s in sels])
+    return table
 
 
 def _cell(rows: list[FilteredRow]) -> str:

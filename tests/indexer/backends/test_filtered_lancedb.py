@@ -92,7 +92,7 @@ def test_the_filter_runs_before_the_ann_search_and_postfilter_after() -> None:
     index = _index("l2")
     allowed = _mask(MASKS["half"], seed=4)
     pre = index.plan(q[0], K, allowed)
-    post = index.plan(q[0], K, allowed, prefilter=False)
+    post = index.plan(q[0], K, allowed, mode="postfilter")
     assert "ANNSubIndex" in pre and "full_filter=id" in pre and "FilterExec" not in pre
     assert "ANNSubIndex" in post and "full_filter" not in post
     assert post.index("FilterExec") < post.index("ANNSubIndex")  # the filter sits above the search
@@ -115,7 +115,7 @@ def test_postfilter_keeps_the_passing_ones_of_the_unfiltered_top_k() -> None:
     x, q = _data("l2")
     index = _index("l2")
     allowed = _mask(MASKS["half"], seed=4)
-    ids, scores = index.search_filtered(q, K, N, allowed, prefilter=False)
+    ids, scores = index.search_filtered(q, K, N, allowed, mode="postfilter")
     plain, _ = index.search(q, K, N)
     counts = (ids >= 0).sum(axis=1)
     assert counts.min() < K  # some query's top k holds a failing point

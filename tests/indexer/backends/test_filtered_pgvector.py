@@ -78,13 +78,10 @@ def test_iterative_scan_widens_until_k_pass(built: tuple[str, PgvectorIndex]) ->
     allowed = _mask(MASKS["five_percent"], seed=3)
     short, _ = index.search_filtered(q, K, K, allowed)
     assert (short == -1).any()
-    index.iterative_scan = "relaxed_order"
-    try:
-        ids, _ = index.search_filtered(q, K, K, allowed)
-    finally:
-        index.iterative_scan = "off"
+    ids, _ = index.search_filtered(q, K, K, allowed, mode="relaxed_order")
     assert (ids >= 0).all() and allowed[ids].all()
     assert index._conn.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "off"
+    assert index._conn.execute("SHOW hnsw.max_scan_tuples").fetchone()[0] == "20000"
     np.testing.assert_array_equal(index.search_filtered(q, K, K, allowed)[0], short)
 
 
@@ -103,4 +100,5 @@ def test_the_declaration() -> None:
     assert BACKENDS[NAME].capabilities.filtering == "post"
     assert issubclass(PgvectorIndex, FilteredSearch)
     with pytest.raises(ValueError, match="iterative_scan"):
-        PgvectorIndex(4, "l2", M=16, ef_construction=64, seed=0, iterative_scan="loose")  # type: ignore[arg-type]
+        PgvectorIndex(4, "l2", M=16, ef_construction=64, seed=0).search_filtered(
+            np.zeros((1, 4), dtype=np.float32), K, None, np.ones(1, dtype=bool), mode="loose")
