@@ -82,41 +82,60 @@ def _backend(r: FilteredRow) -> str:
     return f"{_mode(r)} {params}".strip()
 
 
+MEASURES = (("recall", "filtered recall"), ("short", "share of answers short"), ("qps", "QPS (log)"))
+
+
 def _selectivity_figure(rows: list[FilteredRow]) -> Figure | None:
-    """Recall against selectivity (log), a panel per filter with selectivities, a line per backend (and filter
-    mode) at its largest ef (mean over orderings and seeds), short answers as hollow markers."""
+    """Per filter with selectivities, a row of three panels against selectivity (log): recall, the share of
+    answers that came back short, and QPS; a line per backend (and filter mode) at its largest ef (mean over
+    orderings and seeds), the lines ordered by strategy so each strategy's systems sit together."""
     panels = sorted({r.filter for r in rows if r.selectivity is not None})
     if not panels:
         return None
 
+    def values(at: list[FilteredRow], sels: list[float], measure: str) -> list[float]:
+        out: list[float] = []
+        for s in sels:
+            mine = [r for r in at if r.selectivity == s]
+            if measure == "recall":
+                got = [float(r.recall) for r in mine if r.recall is not None]
+                out.append(float(np.mean(got)) if got else np.nan)
+            elif measure == "short":
+                out.append(float(np.mean([r.short_results / max(r.queries, 1) for r in mine])))
+            else:
+                out.append(float(np.mean([r.qps for r in mine])))
+        return out
+
     def draw() -> MplFigure:
-        fig, axes = grid(len(panels))
-        for ax, name in zip(axes, panels, strict=True):
+        fig, axes = grid(len(panels) * len(MEASURES), sharey=False)
+        for p, name in enumerate(panels):
             mine = [r for r in rows if r.filter == name]
-            for i, backend in enumerate(dict.fromkeys(_mode(r) for r in mine)):
+            backends = sorted(dict.fromkeys(_mode(r) for r in mine),
+                              key=lambda b: next(r.strategy for r in mine if _mode(r) == b))
+            for i, backend in enumerate(backends):
                 theirs = [r for r in mine if _mode(r) == backend]
                 top = max((r.ef for r in theirs if r.ef is not None), default=None)
                 at = [r for r in theirs if r.ef == top]
                 sels = sorted({r.selectivity for r in at if r.selectivity is not None})
-                recall = [mean(r.recall for r in at if r.selectivity == s) for s in sels]
-                short = [mean(r.short_results for r in at if r.selectivity == s) or 0 for s in sels]
-                color = PALETTE[i % len(PALETTE)]
                 strategy = theirs[0].strategy
                 label = f"{backend} ({strategy})" if top is None else f"{backend} ({strategy}, ef {top})"
-                ax.plot(sels, [np.nan if v is None else v for v in recall], color=color, marker="o", label=label)
-                hollow = [(x, y) for x, y, n in zip(sels, recall, short, strict=True) if n and y is not None]
-                if hollow:
-                    ax.scatter([x for x, _ in hollow], [y for _, y in hollow], s=90, facecolors="none",
-                               edgecolors=color)
-            ax.set_xscale("log")
-            ax.set_xlabel("selectivity (share of points the filter keeps)")
-            ax.set_ylabel("filtered recall")
-            ax.set_title(f"filter {name} ({mine[0].filter_kind})")
-        legend(fig, axes, title="backend")
+                for m, (measure, _) in enumerate(MEASURES):
+                    axes[p * len(MEASURES) + m].plot(sels, values(at, sels, measure), color=PALETTE[i % len(PALETTE)],
+                                                     marker="o", label=label)
+            for m, (measure, title) in enumerate(MEASURES):
+                ax = axes[p * len(MEASURES) + m]
+                ax.set_xscale("log")
+                if measure == "qps":
+                    ax.set_yscale("log")
+                ax.set_xlabel("selectivity (share kept)")
+                ax.set_ylabel(title)
+                ax.set_title(f"filter {name} ({mine[0].filter_kind})")
+        legend(fig, axes, title="backend (strategy, ef)")
         return fig
 
-    return Figure("Filtered recall against selectivity (log), one line per backend (and filter mode) at its "
-                  "largest ef; a ring marks a selectivity where some answers came back short.", draw)
+    return Figure("Against selectivity (log), a row per filter: filtered recall, the share of answers that came "
+                  "back with fewer than min(k, kept) ids, and QPS; one line per backend (and filter mode) at its "
+                  "largest ef, grouped by strategy.", draw)
 
 
 def _cost_table(name: str, group: list[FilteredRow], sels: list[float | None]) -> Table | None:
