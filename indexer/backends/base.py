@@ -68,6 +68,33 @@ class ModedFilteredSearch(Protocol):
         ...
 
 
+@runtime_checkable
+class Mutable(Protocol):
+    """An index that takes inserts and deletes after it is built (its backend's `Capabilities.deletes` says what
+    a delete does; a backend declares "tombstone", "repair" or "compact" exactly when its index has this).
+
+    Ids are the labels search returns. `insert` on an index never built starts an empty one. A deleted id is
+    never returned by `search` (nor `search_filtered`) again, unless it is inserted again.
+    """
+
+    @property
+    def reuses_ids(self) -> bool:
+        """Whether a deleted id may be inserted again (with a new vector); False: a re-insert needs a new id."""
+        ...
+
+    @property
+    def delete_mode(self) -> str:
+        """What a delete does in this index as built ("tombstone", "repair", "compact"): a build parameter may
+        change the backend's declared one (hnswlib's replace_deleted)."""
+        ...
+
+    def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Insert `vectors` under `ids` (int64, none of them in the index), one after another in that order."""
+
+    def delete(self, ids: np.ndarray) -> None:
+        """Delete `ids` (each in the index)."""
+
+
 def passing(allowed: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Whether each of `rows` (dataset row numbers, -1 where there is no point) passes `allowed`.
 

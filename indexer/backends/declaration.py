@@ -111,6 +111,14 @@ class Capabilities:
     filtering: FilterStrategy | None = None
     # its library's other ways to filter (base.ModedFilteredSearch); None: one way, `filtering`
     filter_modes: FilterModes | None = None
+    # what it does on a delete (base.Mutable: inserts and deletes on a built index; a runbook, indexer.engine.churn),
+    # by the library's own mechanism, cited from its source in the backend's file:
+    # - "tombstone": the point is marked deleted and never returned, but stays in the graph and keeps routing;
+    # - "repair": as tombstone, and a later insert takes a deleted point's place and relinks its neighbours;
+    # - "compact": the point is removed from the index's storage;
+    # - "none": a built index cannot change: in a runbook it runs only as the rebuild baseline.
+    # None: not declared; the backend cannot run a runbook, and its index does not implement base.Mutable.
+    deletes: Literal["tombstone", "repair", "compact", "none"] | None = None
 
     def __post_init__(self) -> None:
         if self.filter_modes is not None and self.filtering != self.filter_modes.strategies[self.filter_modes.default]:

@@ -9,6 +9,10 @@ Filtered search (faiss_base) passes the selector in the same SearchParametersHNS
 search (`search_from_candidates`, faiss/impl/HNSW.cpp at v1.15.0, lines 913-981) adds a neighbour to the
 results only `if (!sel || sel->is_member(idx))` but pushes every neighbour onto its candidates: points that
 do not pass are traversed, never returned (in_graph). The upper-layer descent ignores the selector.
+
+It has no delete: IndexHNSW does not override `Index::remove_ids`, which throws "remove_ids not implemented
+for this type of index" (faiss/Index.cpp at v1.15.0, lines 56-59). In a runbook it runs only as the rebuild
+baseline (Capabilities.deletes "none"): a fresh index over the points in the index at every checkpoint.
 """
 
 from __future__ import annotations
@@ -116,4 +120,6 @@ BACKEND = Backend(name="faiss_hnsw", params=FaissHnswParams, ef_search=(16,), in
                                             deterministic=True, graph=True, seeded=True,
                                             # SearchParametersHNSW(sel=IDSelectorBitmap): faiss/impl/HNSW.cpp
                                             # v1.15.0 search_from_candidates, lines 913-981 (module doc)
-                                            filtering="in_graph"))
+                                            filtering="in_graph",
+                                            # Index::remove_ids throws: faiss/Index.cpp v1.15.0 lines 56-59
+                                            deletes="none"))

@@ -39,6 +39,9 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components
 from indexer.model.graph import HnswGraph as ModelGraph
 
 _COUNT_MASK = 0xFFFF  # hnswlib keeps a link list's length in the low 16 bits of its header word
+# and the deleted mark in bit 0 of its third byte: `DELETE_MARK = 0x01` set at `get_linklist0(id) + 2`
+# (hnswlib 0.8.0 hnswalg.h:21, markDeletedInternal 873-889, isMarkedDeleted 934-937)
+_DELETED_BIT = 16
 _TIE = 1e-5  # relative gap under which float32 rounding might reverse a comparison
 
 
@@ -59,6 +62,8 @@ class HnswGraph:
     # their vectors alone are kept, about n/M of them, not a second copy of the whole index
     _vectors: np.ndarray = field(repr=False)  # (upper nodes, dim) float32 as stored by hnswlib
     _vector_row: np.ndarray = field(repr=False)  # (n,) node -> row of _vectors, -1 for layer-0-only nodes
+    # (n,) bool: marked deleted (`mark_deleted`): traversed by a search, never returned (None: read before marks)
+    deleted: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -284,7 +289,7 @@ def _assemble(layout: _Layout, blocks: Iterable[np.ndarray], levels: np.ndarray,
         layer0=level0.adjacency(), levels=levels, labels=level0.labels, entry_point=layout.entry_point,
         max_level=layout.max_level, space=space, _upper_words=upper,
         _upper_offset=_upper_offsets(levels, layout.level_bytes // 4), _words_per_level=layout.level_bytes // 4,
-        _vectors=level0.vectors, _vector_row=vector_row,
+        _vectors=level0.vectors, _vector_row=vector_row, deleted=level0.deleted,
     )
 
 
@@ -301,6 +306,7 @@ class _Layer0:
         self.indices = np.empty(layout.n * layout.max_m0, dtype=index_dtype)
         self.indptr = np.zeros(layout.n + 1, dtype=index_dtype)
         self.labels = np.empty(layout.n, dtype=np.int64)
+        self.deleted = np.zeros(layout.n, dtype=bool)
         self.vectors = np.empty((len(descended), layout.dim), dtype=np.float32)
         self.rows = 0
 
@@ -319,6 +325,7 @@ class _Layer0:
         """Each row's list sorted, repeats dropped (as a summed (row, col) matrix would hold them)."""
         lay, at = self.layout, self.layout.links_at // 4
         counts = (words[:, at] & _COUNT_MASK).astype(np.int64)
+        self.deleted[r0 : r0 + len(words)] = (words[:, at] >> _DELETED_BIT) & 1 == 1
         if counts.size and counts.max() > lay.max_m0:
             raise ValueError(f"a layer-0 list longer than max_M0 = {lay.max_m0}")
         valid = np.arange(lay.max_m0)[None, :] < counts[:, None]

@@ -13,6 +13,18 @@ that do not pass are traversed, never returned (in_graph). The filter is a Pytho
 the GIL for each point the search visits; hnswlib's README (README.md:80 at v0.8.0, knn_query: "search
 with a filter works slow in python in multithreaded mode. It is recommended to set num_threads=1") and
 bindings.cpp:638 say to search on one thread, so a filtered search does, whatever `search_threads` is.
+
+Deletes (base.Mutable, for a runbook): `mark_deleted(label)` sets a mark on the point (hnswalg.h:853-889,
+"Marks an element with the given label deleted, does NOT really change the current graph"); a search with
+deletions takes `searchBaseLayerST<false>` (hnswalg.h:1306) and returns a point only `if
+(!isMarkedDeleted(candidate_id) && ...)` (hnswalg.h:407) while following its links: a tombstone. Re-adding a
+deleted label unmarks it and updates its vector in place (`addPoint`, hnswalg.h:1153-1174): ids are reused.
+With the build parameter `replace_deleted: true` the index is made with `allow_replace_deleted=True` and
+inserts pass `replace_deleted=True` (bindings.cpp:197-202, 251-299): a new point takes a deleted point's slot
+and `updatePoint` relinks it (hnswalg.h:954-994): a repair. Then a deleted label cannot be added again
+("Can't use addPoint to update deleted elements if replacement of deleted elements is enabled",
+hnswalg.h:1162-1165), so a re-insert takes a new id. Line numbers are of hnswlib v0.8.0's sources, the
+version installed (its wheel ships no headers).
 """
 
 from __future__ import annotations
@@ -45,13 +57,26 @@ class HnswlibParams(BuildParams):
     ef_construction: int = Field(default=200, ge=1)
 
 
+class HnswlibOwnParams(HnswlibParams):
+    """hnswlib's own: the graph's, and whether inserts take the places of deleted points (the repair variant;
+    left out of rows and keys while false, so every index built before it keeps its key)."""
+
+    replace_deleted: bool = Field(default=False, exclude_if=lambda v: not v,
+                                  description="allow_replace_deleted at build, replace_deleted on insert")
+
+    def label(self) -> str:
+        return super().label().replace(" True", " replace_deleted") if self.replace_deleted else super().label()
+
+
 
 class HnswlibIndex:
     name = "hnswlib"
 
-    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int, search_threads: int = 1):
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int, search_threads: int = 1,
+                 replace_deleted: bool = False):
         self.dim, self.metric = dim, metric
         self.M, self.ef_construction, self.seed = M, ef_construction, seed
+        self.replace_deleted = replace_deleted
         self.search_threads = search_threads
         self._index: hnswlib.Index | None = None
         self._ef = SharedSetting[int](lambda ef: self._live().set_ef(ef))  # concurrent searches at one ef
@@ -63,9 +88,39 @@ class HnswlibIndex:
 
         index = hnswlib.Index(space=self.metric, dim=self.dim)
         index.init_index(
-            max_elements=max_elements, M=self.M, ef_construction=self.ef_construction, random_seed=self.seed
+            max_elements=max_elements, M=self.M, ef_construction=self.ef_construction, random_seed=self.seed,
+            allow_replace_deleted=self.replace_deleted,
         )
         return index
+
+    @property
+    def reuses_ids(self) -> bool:
+        """A tombstoned label can be added again (unmarked, updated in place); not once replacement is on."""
+        return not self.replace_deleted
+
+    @property
+    def delete_mode(self) -> str:
+        return "repair" if self.replace_deleted else "tombstone"
+
+    def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Add `vectors` under `ids` one by one in order (one thread), growing the index when it is full."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._index is None:
+            self._index = self._new(max(len(ids), 1))
+        index = self._index
+        need = index.get_current_count() + len(ids)  # slots, deleted ones included (a repair may reuse them)
+        if need > index.get_max_elements():
+            index.resize_index(max(need, 2 * index.get_max_elements()))
+        for at in chunks(np.arange(len(ids))):
+            index.add_items(vectors[at], ids=ids[at], num_threads=1, replace_deleted=self.replace_deleted)
+        self._reachable = None
+
+    def delete(self, ids: np.ndarray) -> None:
+        """`mark_deleted` each id: a tombstone (see the module's doc)."""
+        index = self._live()
+        for i in np.asarray(ids, dtype=np.int64).tolist():
+            index.mark_deleted(i)
+        self._reachable = None
 
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
         index = self._new(len(order))
@@ -83,15 +138,21 @@ class HnswlibIndex:
         call, so no call here ever asks a query for more than it can reach (see hnswlib_graph).
         """
         assert self._index is not None, "build or load first"
-        k_eff = min(k, self._index.get_current_count())
+        reach = self._reach()
+        deleted = reach.graph.deleted if reach.graph.deleted is not None else np.zeros(reach.graph.n, dtype=bool)
+        tombstones = bool(deleted.any())
+        k_eff = min(k, self._index.get_current_count() - int(deleted.sum()))
         labels = np.full((len(queries), k_eff), -1, dtype=np.int64)
         dist = np.full((len(queries), k_eff), np.nan, dtype=np.float32)
-        reach = self._reach()
         with self._ef.holding(max(ef or k_eff, k_eff)):
-            answerable = (
-                np.full(len(queries), k_eff) if k_eff <= reach.safe_k else reach.for_queries(queries, k_eff)
-            )
-            for kk in np.unique(answerable):
+            if tombstones:  # a search returns only the live points it reaches, as a filter's passing ones
+                answerable = _PassingReach(reach, ~deleted).for_queries(queries, k_eff) if k_eff else \
+                    np.zeros(len(queries), dtype=np.int64)
+            else:
+                answerable = (
+                    np.full(len(queries), k_eff) if k_eff <= reach.safe_k else reach.for_queries(queries, k_eff)
+                )
+            for kk in np.unique(answerable[answerable > 0]):
                 rows = np.flatnonzero(answerable == kk)
                 got, d = self._index.knn_query(queries[rows], k=int(kk), num_threads=self.search_threads)
                 labels[rows, : int(kk)], dist[rows, : int(kk)] = got, d
@@ -111,6 +172,8 @@ class HnswlibIndex:
         assert self._index is not None, "build or load first"
         reach = self._reach()
         ok = passing(allowed, reach.graph.labels)  # per internal id: does its row pass?
+        if reach.graph.deleted is not None:
+            ok &= ~reach.graph.deleted  # a tombstone is never returned either
         k_eff = min(k, int(ok.sum()))
         labels = np.full((len(queries), k_eff), -1, dtype=np.int64)
         dist = np.full((len(queries), k_eff), np.nan, dtype=np.float32)
@@ -229,10 +292,13 @@ def _pad(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     return pid, psc
 
 
-BACKEND = Backend(name="hnswlib", params=HnswlibParams, ef_search=(10,), index=HnswlibIndex,
+BACKEND = Backend(name="hnswlib", params=HnswlibOwnParams, ef_search=(10,), index=HnswlibIndex,
                   library=Library(distribution="hnswlib", module="hnswlib"),
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
                                             deterministic=True, graph=True, seeded=True,
                                             # knn_query(filter=...): hnswlib 0.8.0 hnswalg.h:308-440
                                             # searchBaseLayerST, bindings.cpp:83-95 (module doc)
-                                            filtering="in_graph"))
+                                            filtering="in_graph",
+                                            # mark_deleted: hnswalg.h:853-889, 407 (module doc); "repair" with
+                                            # replace_deleted: true (hnswalg.h:954-994)
+                                            deletes="tombstone"))

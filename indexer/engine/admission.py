@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 
 from indexer.common.errors import UserError
 from indexer.engine.executors.config import cores
-from indexer.engine.spec import ExperimentSpec, cells
+from indexer.engine.spec import ExperimentSpec, grid_size
 from indexer.engine.work import Work, work
 from indexer.model.datasets import DEFAULT_MODEL
+from indexer.model.runbook import range_problems
 
 # Corpus sizes the packages ship (counted once; loading them to count would cost what we guard against)
 GLOVE_VECTORS, GLOVE_DIM = 400_000, 50
@@ -62,7 +63,7 @@ class Estimate:
 
 def estimate(spec: ExperimentSpec) -> Estimate:
     data = spec.dataset
-    grid = max(len(cells(spec)), 1)
+    grid = max(grid_size(spec), 1)  # a runbook's cells counted too
     if data.kind == "synthetic":
         subspaces = len(data.intrinsic_dims)
         est = Estimate(grid, subspaces * data.points_per_subspace, data.ambient_dim,
@@ -145,6 +146,7 @@ def _fit_problems(spec: ExperimentSpec, est: Estimate) -> list[str]:
             found.append(f"lid.k: {spec.lid.k} needs more than the smallest index's {smallest:,} vectors")
         if "cluster" in spec.orderings and spec.clusters > smallest:
             found.append(f"clusters: {spec.clusters:,} exceeds the smallest index's {smallest:,} vectors")
+        found.extend(range_problems(spec.runbook, smallest))  # a step past the rows, named
     return found
 
 

@@ -39,6 +39,7 @@ from indexer.common.hashing import SPACED, content_key
 from indexer.datasets import Dataset, load_dataset
 from indexer.engine.advisor import advise
 from indexer.engine.cell import IR_DEPTH
+from indexer.engine.churn import churn_cells, churn_space, summarize_churn
 from indexer.engine.columns import check_columns
 from indexer.engine.executors import Cancelled, ExecutorConfig, cores, open_executor
 from indexer.engine.executors.base import CellResult, CellTask, Executor
@@ -70,6 +71,7 @@ from indexer.model.results import (
     SpaceSummary,
     SparseRow,
 )
+from indexer.model.runbook import reads_lid
 from indexer.science import groundtruth, lid, orderings, preflight
 from indexer.science.analysis import model_ranking, size_crossings, space_measures, space_summary
 from indexer.science.graph import k_occurrence_skewness
@@ -321,7 +323,8 @@ def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray
         within = gt if reduction.name == "none" else groundtruth.cached(
             cache_dir / "groundtruth", f"gt-{key}-{spec.k}", lambda: _knn_over(rb, rows, rq, spec.k, metric))
     sub = rb if len(rows) == len(rb) else np.ascontiguousarray(rb[rows])
-    every_point = bool(orderings.reading("lid") & set(spec.orderings)) or spec.lid.sample >= len(rows)
+    every_point = (bool(orderings.reading("lid") & set(spec.orderings)) or spec.lid.sample >= len(rows)
+                   or reads_lid(spec.runbook))
     method = lid_method(spec, len(rows), every_point)
     with phase("LID" if method != "approximate" else "LID (HNSW kNN graph)"):
         lids = groundtruth.cached(
@@ -478,7 +481,8 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
     grid = cells(spec)
     models = spec.models()
     spaces = len(models) * len(spec.index_sizes) * len(spec.reductions)
-    total = len(grid) + spaces + 1
+    runs = len(grid) + len(churn_cells(spec))  # indexes built: the grid's, or the runbook's cells
+    total = runs + spaces + 1
     done = 0
     rows: list[ResultRow] = []
     index_records: list[IndexRecord] = []
@@ -494,7 +498,7 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
         nonlocal done
         done += 1
         phase.fraction = done / total
-        phase.progress(phase.fraction, f"{phase.context}: {done - spaces} of {len(grid)} cells")
+        phase.progress(phase.fraction, f"{phase.context}: {done - spaces} of {runs} cells")
 
     budget = _Budget(spec)
     if spec.advise is not None:  # cheapest configurations first, so a budget cuts the expensive ones
@@ -550,8 +554,14 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
                         rows.extend(_hybrid_row(spec, ds, r, sparse_deep, cache_dir) for r in space_rows)
                 if "dense" in spec.representations:
                     rows.extend(space_rows)
+                if spec.runbook:  # churn (indexer.engine.churn): the runbook's cells, run here one by one
+                    extras.churn = [*extras.churn, *churn_space(
+                        spec, s, cache_dir, model=model, size=size, reduction=reduction, phase=phase,
+                        should_stop=should_stop, fresh=fresh, threads=cores(), tick=tick)]
     if "sparse" in spec.representations:
         rows.extend(r for r, _ in sparse_done.values())
+    if spec.runbook:
+        extras.churn_summary = summarize_churn(extras.churn)
     judged = any(r.judged for r in rows)
     if len(models) > 1 and judged:
         extras.model_ranking = model_ranking(rows)

@@ -29,6 +29,7 @@ from indexer.model.datasets import (
 )
 from indexer.model.filters import MAX_FILTERS, FilterWorkload
 from indexer.model.options import DiagnosticsSpec, LidSpec, ReductionSpec
+from indexer.model.runbook import MAX_STEPS, RunbookStep, has_checkpoint
 from indexer.model.strict import MAX_ECHO_CHARS as MAX_ECHO_CHARS
 from indexer.model.strict import MAX_REPORTED_PROBLEMS, clip, error_message
 from indexer.model.strict import Strict as _Strict
@@ -148,6 +149,16 @@ class ExperimentSpec(_Strict):
         description="filter workloads: every dense cell also answers its queries under each filter, measured "
                     "against exact filtered kNN (Filtered search in the README)",
     )
+    # churn (indexer.model.runbook, indexer.engine.churn): a runbook replaces the one-build grid
+    runbook: list[RunbookStep] = Field(
+        default_factory=list, max_length=MAX_STEPS, exclude_if=lambda v: not v,
+        description="an index's life as steps (insert, delete, replace, search, rebuild): recall at every "
+                    "checkpoint against exact kNN over the points in the index then (Churn in the README)",
+    )
+    runbook_baseline: bool = Field(
+        default=False, exclude_if=lambda v: not v,
+        description="at every checkpoint also build a fresh index over the points in the index and measure it",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -234,6 +245,34 @@ class ExperimentSpec(_Strict):
             # one build answers every mode; a setting (max_scan_tuples) takes one value per build
             raise ValueError(f"backends.{i} builds the index of backends.{seen[build]} with other filter settings: "
                              f"give one entry filter_mode: [{', '.join(map(str, modes))}]")
+        return self
+
+    @model_validator(mode="after")
+    def _runbook_can_run(self) -> ExperimentSpec:
+        """A runbook measures something, and runs only on backends that do what it asks: one that deletes
+        nothing is refused by name for a runbook with deletes; one that cannot change its index at all
+        (`deletes: none`) runs only as the rebuild baseline."""
+        if not self.runbook:
+            if self.runbook_baseline:
+                raise ValueError("runbook_baseline: there is no runbook")
+            return self
+        if self.filters:
+            raise ValueError("runbook: filters are not measured at a runbook's checkpoints in this version; run the "
+                             "filters in a spec without a runbook")
+        if not has_checkpoint(self.runbook):
+            raise ValueError("runbook: no checkpoint (a search or rebuild step, or an insert by batches with "
+                             "checkpoints: true): nothing would be measured")
+        able = [n for n, b in BACKENDS.items() if b.capabilities.deletes not in (None, "none")]
+        unable = sorted({b.name for b in self.backends if BACKENDS[b.name].capabilities.deletes is None})
+        if unable:
+            raise ValueError(f"runbook: backend{'s' if len(unable) > 1 else ''} {', '.join(unable)} cannot run a "
+                             f"runbook (no inserts or deletes in this version); those that can: {', '.join(able)}")
+        frozen = sorted({b.name for b in self.backends if BACKENDS[b.name].capabilities.deletes == "none"})
+        if frozen and not self.runbook_baseline:
+            raise ValueError(f"runbook: backend{'s' if len(frozen) > 1 else ''} {', '.join(frozen)} cannot change "
+                             "a built index (deletes: none): it runs only as the rebuild baseline (a fresh index "
+                             "over the points in the index at every checkpoint), so set runbook_baseline: true or "
+                             f"drop it; those that delete: {', '.join(able)}")
         return self
 
     @model_validator(mode="after")
@@ -347,9 +386,12 @@ def _library_versions(backend: str, reads: frozenset[str] = frozenset()) -> dict
 
 
 def grid_size(spec: ExperimentSpec) -> int:
-    """How many cells `cells` would build, counted without building them."""
+    """How many cells `cells` would build (a runbook's: how many it runs), counted without building them."""
     if "dense" not in spec.representations and "hybrid" not in spec.representations:
         return 0
+    if spec.runbook:  # one per backend entry and seed in each space (indexer.engine.churn.churn_cells)
+        return (len(spec.models()) * len(spec.index_sizes) * len(spec.reductions) * len(spec.backends)
+                * len(spec.seeds))
     return (len(spec.models()) * len(spec.index_sizes) * len(spec.reductions) * len(spec.orderings)
             * sum(len(built_backends(spec, b)) for b in spec.backends) * len(spec.seeds))
 
@@ -364,8 +406,9 @@ def built_backends(spec: ExperimentSpec, entry: BackendSpec) -> list[BackendSpec
 
 
 def cells(spec: ExperimentSpec) -> list[Cell]:
-    """Expand the dense grid: model x index size x reduction x ordering x backend (x advise grid) x seed."""
-    if "dense" not in spec.representations and "hybrid" not in spec.representations:
+    """Expand the dense grid: model x index size x reduction x ordering x backend (x advise grid) x seed.
+    A spec with a runbook has none: its cells are the runbook's (indexer.engine.churn.churn_cells)."""
+    if "dense" not in spec.representations and "hybrid" not in spec.representations or spec.runbook:
         return []
     backends = [b for entry in spec.backends for b in built_backends(spec, entry)]
     return [

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from indexer.backends import BACKENDS
 from indexer.engine.spec import Cell, ExperimentSpec, cells
 from indexer.model.filters import FilterWorkload
+from indexer.model.runbook import runbook_counts
 from indexer.science import orderings
 
 BUILD_SECONDS = 1.8e-9
@@ -153,13 +154,29 @@ def work(spec: ExperimentSpec, base: int | None, dims: Mapping[str | None, int] 
         largest = max(largest, one.index_bytes)
         spaces.add((n, d))
         natives.add((n, native))
+    live_truth = 0.0
+    if spec.runbook:  # a runbook's cells in place of the grid's (which is empty then)
+        for native in dims.values():
+            for size in spec.index_sizes:
+                n = base if size == "all" else min(base, size)
+                for reduction in spec.reductions:
+                    d = reduction.dims or native
+                    one = churn_work(spec, n, d, queries)
+                    built += one.build_seconds
+                    search += one.search_seconds
+                    largest = max(largest, one.index_bytes)
+                    spaces.add((n, d))
+                    natives.add((n, native))
+                    # exact kNN over the live set at every checkpoint, in the native space
+                    checkpoints = runbook_counts(spec.runbook, n, baseline=spec.runbook_baseline).checkpoints
+                    live_truth += queries * n * native * checkpoints / BRUTE_MADDS_PER_SECOND
     kept = _filter_fractions(spec)
     filtered = sum(SEARCHES_PER_EF * queries * _filtered_query_seconds(cell, base, dims[cell.model], kept)
                    for cell in cells(spec)) if kept else 0.0
     shared = sum(queries * n * d / BRUTE_MADDS_PER_SECOND for n, d in spaces | natives)
     shared += sum(queries * n * d * sum(kept) / BRUTE_MADDS_PER_SECOND for n, d in natives)  # filtered truth
     shared += sum(_lid_seconds(spec, n, d) for n, d in natives)
-    shared += embedded_texts / EMBED_TEXTS_PER_SECOND
+    shared += embedded_texts / EMBED_TEXTS_PER_SECOND + live_truth
     space_bytes = max((n * d * 4 for n, d in natives), default=0)
     masks = sum(_filter_masks(w, queries) * max(1, len(w.selectivities)) for w in spec.filters)
     return Work(built, search + filtered, shared, largest, space_bytes, masks * max((n for n, _ in natives), default=0))
@@ -206,3 +223,29 @@ def _lid_seconds(spec: ExperimentSpec, n: int, dims: int) -> float:
     if exact:
         return n * n * dims / BRUTE_MADDS_PER_SECOND
     return build_seconds(n, dims, 16, 200) + n * query_seconds(n, dims, 16, 2 * spec.lid.k)
+
+
+def churn_work(spec: ExperimentSpec, n: int, dims: int, queries: int) -> CellWork:
+    """Every runbook cell of one space (backend entries x seeds) on n rows: its inserts (re-inserts counted) at
+    the cost of building that many points, each checkpoint's searches at every ef, and each baseline's fresh
+    build. The exact kNN over the live set at each checkpoint is counted by the caller, once per space."""
+    counts = runbook_counts(spec.runbook, n, baseline=spec.runbook_baseline)
+    largest = max(counts.largest, 2)
+    built = search = 0.0
+    index_bytes = 0
+    for entry in spec.backends:
+        backend = BACKENDS[entry.name]
+        params = entry.build_params()
+        if "M" not in params or "ef_construction" not in params:  # exact: copies, then a scan per query
+            per_point, per_query = dims * 4 / 1e9, largest * dims / BRUTE_MADDS_PER_SECOND
+            links = 0
+        else:
+            M, efc = int(params["M"]), int(params["ef_construction"])
+            per_point = build_seconds(largest, dims, M, efc) * backend.build_cost / largest
+            per_query = sum(query_seconds(largest, dims, M, ef or 1) for ef in entry.ef_values())
+            links = 2 * M * LINK_BYTES
+        inserts = counts.baseline_points if backend.capabilities.deletes == "none" else counts.inserted
+        built += len(spec.seeds) * per_point * (inserts + counts.baseline_points)
+        search += len(spec.seeds) * SEARCHES_PER_EF * queries * per_query * (counts.checkpoints + counts.baselines)
+        index_bytes = max(index_bytes, largest * (dims * 4 + links))
+    return CellWork(built, search, index_bytes)

@@ -526,10 +526,67 @@ class FilteredRow(ResultModel):
     neighbors: str | None
 
 
+# --- churn: a runbook's checkpoints (indexer.engine.churn) ----------------------------------------------------
+
+
+class ChurnRow(ResultModel):
+    """One runbook cell at one checkpoint and one ef: the live index's answers against exact kNN over the points
+    in the index at that moment, and (where a baseline ran) a fresh index's over the same points."""
+
+    dataset: str
+    model: str | None
+    metric: str
+    index_size: int
+    reduction: str
+    backend: str
+    build_params: dict[str, BuildParam] = {}
+    k: int
+    seed: int
+    cell: str
+    deletes: str  # what the backend's delete does: tombstone, repair, compact; none: every checkpoint rebuilt
+    reinserted_ids: Literal["same", "new"]  # a replace or re-insert: under the same ids, or new ones (mapped back)
+    step: int  # the runbook step the checkpoint follows (0-based)
+    batch: int | None = None  # the batch of an `insert: {by: ...}` step, when it checkpoints after each
+    operation: str  # the checkpoint's step: search, rebuild or insert (a batch)
+    live: int  # points in the index
+    inserted: int  # inserts so far (re-inserts counted)
+    deleted: int  # deletes so far (a replace's counted)
+    update_seconds: float  # applying the steps since the previous checkpoint
+    ef: int | None
+    recall: Measure  # of the live (churned) index; of the fresh one for a backend that cannot delete
+    recall_ci95: list[Measure]
+    deleted_returned: int  # ids returned that are not in the index (must be 0; counted, never hidden)
+    short_results: int  # answers with fewer than k distinct live ids
+    qps: float
+    unreachable: int | None = None  # live points no layer-0 path from the entry point reaches (graph backends)
+    zero_in_degree: int | None = None  # live points no node links to on layer 0 (deleted ones' links count)
+    baseline_recall: Measure = None  # a fresh index over the same points (rebuild step, runbook_baseline)
+    baseline_build_seconds: float | None = None  # what that fresh build cost
+
+
+class ChurnSummary(ResultModel):
+    """One runbook cell at one ef over all its checkpoints (big-ann-benchmarks' streaming ranking: the mean)."""
+
+    backend: str
+    build_params: dict[str, BuildParam] = {}
+    seed: int
+    cell: str
+    ef: int | None
+    checkpoints: int
+    mean_recall: Measure
+    worst_recall: Measure
+    worst_step: int | None  # the step after which the worst checkpoint came
+    final_recall: Measure
+    final_baseline_recall: Measure = None  # None: no baseline at the last checkpoint
+    final_gap: Measure = None  # final_baseline_recall - final_recall
+    deleted_returned: int  # over all checkpoints (must be 0)
+
+
 class RunExtras(ResultModel):
     """What a run adds to its rows: space measures by label, notes, the text-only analyses, the advice."""
 
-    OMIT_UNSET = frozenset({"model_ranking", "crossings", "advice", "preflight", "provenance", "filtered"})
+    OMIT_UNSET = frozenset({"model_ranking", "crossings", "advice", "preflight", "provenance", "filtered",
+                            "churn", "churn_summary"})
 
     provenance: Provenance | None = None
 
@@ -540,6 +597,8 @@ class RunExtras(ResultModel):
     crossings: list[Crossing] | None = None  # runs of several index sizes with IR measures
     advice: Advice | None = None  # specs with `advise`
     filtered: list[FilteredRow] = []  # specs with `filters`: every cell's filtered searches
+    churn: list[ChurnRow] = []  # specs with a `runbook`: every cell's checkpoints
+    churn_summary: list[ChurnSummary] = []  # and per cell and ef, over its checkpoints
 
 
 def extras_to_json(extras: RunExtras | Mapping[str, Any]) -> dict[str, Any]:

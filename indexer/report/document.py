@@ -11,6 +11,7 @@ from indexer.report.blocks import Bullets, Section
 from indexer.report.results import Results, typed_extras, typed_rows
 from indexer.report.sections.advice import advice_section
 from indexer.report.sections.category import category_section
+from indexer.report.sections.churn import churn_section
 from indexer.report.sections.cost import cost_section
 from indexer.report.sections.diagnostics import diagnostics_section
 from indexer.report.sections.filtered import filtered_section
@@ -44,6 +45,7 @@ def document(spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any
         diagnostics_section(res),
         cost_section(res),
         filtered_section(typed),
+        churn_section(typed),
         lid_section(res, typed, highlights),
         reduction_section(res),
         speed_section(res, typed),

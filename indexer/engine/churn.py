@@ -1,0 +1,370 @@
+"""Churn: a runbook run on one index per cell, measured at every checkpoint while the index lives.
+
+A churn cell is one (model, index size, reduction, backend entry, seed); the insertion order comes from the
+runbook (indexer.engine.runbook plans it), not from the spec's `orderings`. The cell applies the plan's
+operations to one index through its backend's own inserts and deletes (base.Mutable; what a delete does is
+the backend's `Capabilities.deletes`), and at each checkpoint searches the queries at every ef of the entry
+and measures, against exact kNN over the points in the index at that moment (`filtered_knn` with the live
+set as the mask: blocked, and cached by the live set):
+
+- recall@k from the returned ids alone (indexer.science.judging), and its 95% interval;
+- ids returned that are not in the index (deleted, or never inserted): must be 0, counted and dropped before
+  judging, never hidden; answers with fewer than k distinct live ids; QPS (median of timed passes);
+- for a backend whose graph is readable (hnswlib), its layer-0 diagnostics over the live points only: those
+  no path from the entry point reaches, and those nothing links to (links from deleted points count: a
+  tombstone keeps routing);
+- at a `rebuild` step, or at every checkpoint with `runbook_baseline: true`, a fresh index of the same entry
+  over the same points (random order, the cell's seed) beside it: the baseline, and its build time.
+
+A backend that cannot change a built index (`deletes: none`, faiss HNSW) runs only as that baseline: at each
+checkpoint a fresh index, whose figures are its row's recall and its baseline alike.
+
+Ids: a backend that takes a deleted id again (`reuses_ids`) gets each point under its dataset row; one that
+does not (hnswlib with replace_deleted) gets a re-inserted point under a new id past the dataset's rows, mapped
+back to its row when judged. Rows say which (`reinserted_ids`).
+
+Churn cells run in the driver's process, one after another, and are cached whole (churn/<key>/rows.json).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from indexer.backends import BACKENDS, VectorIndex, make_index
+from indexer.backends.base import Mutable
+from indexer.common.errors import UserError
+from indexer.common.fileio import staged_dir
+from indexer.common.hashing import content_key
+from indexer.engine.cell import timed_passes
+from indexer.engine.diagnostics import ExposesGraph
+from indexer.engine.executors import Cancelled
+from indexer.engine.phases import Phases
+from indexer.engine.runbook import PlannedOp, plan_runbook
+from indexer.engine.space import Space, space_metric
+from indexer.engine.spec import BackendSpec, ExperimentSpec
+from indexer.model import seeds
+from indexer.model.options import ReductionSpec
+from indexer.model.results import ChurnRow, ChurnSummary, rows_to_json
+from indexer.model.runbook import reads_lid
+from indexer.model.strict import Strict
+from indexer.science import filters, graph, groundtruth, metrics
+from indexer.science.judging import judge_answers
+
+CHURN_FORMAT = 1  # what a churn cell saves: a new format runs every churn cell again
+CHURN_DIR = "churn"  # churn/<cell key>/rows.json
+Truth = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # live positions (bool) -> exact ids, scores
+
+
+class ChurnCell(Strict):
+    """One runbook run: an index of one backend entry, in one space, with one seed."""
+
+    model: str | None
+    index_size: int | Literal["all"] = "all"
+    reduction: ReductionSpec
+    backend: BackendSpec
+    seed: int
+
+    def key(self, spec: ExperimentSpec) -> str:
+        """What decides the cell's rows: the data, the runbook and its baseline, the backend with its
+        parameters and library version, the seed; not the spec's name nor its other axes."""
+        return content_key({
+            "churn": CHURN_FORMAT,
+            "dataset": spec.dataset.model_dump(mode="json"),
+            "metric": spec.metric,
+            "k": spec.k,
+            "runbook": spec.model_dump(mode="json")["runbook"],
+            "baseline": spec.runbook_baseline,
+            "lid": spec.lid.model_dump(mode="json") if reads_lid(spec.runbook) else None,
+            "library": BACKENDS[self.backend.name].library.version(),
+            "seeding": seeds.DERIVATION,
+            "cell": self.model_dump(mode="json"),
+        })
+
+    def label(self) -> str:
+        return f"{self.backend.label()} seed={self.seed}"
+
+
+def churn_cells(spec: ExperimentSpec) -> list[ChurnCell]:
+    """The runbook's cells: model x index size x reduction x backend entry x seed (none without a runbook)."""
+    if not spec.runbook:
+        return []
+    return [ChurnCell(model=m, index_size=n, reduction=r, backend=b, seed=s) for m, n, r, b, s in
+            itertools.product(spec.models(), spec.index_sizes, spec.reductions, spec.backends, spec.seeds)]
+
+
+def live_truth(spec: ExperimentSpec, s: Space, cache_dir: Path) -> Truth:
+    """Exact kNN over the live points of `s` (a bool mask over its indexed rows), in the original space and
+    the dataset's numbering: indexer.science.filters.filtered_knn with the live set as the one filter (its
+    queries in blocks, faiss candidates re-ranked in float64), cached by the live set."""
+    base = s.orig_base if len(s.rows) == len(s.orig_base) else s.orig_base[s.rows]
+
+    def truth(live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        digest = hashlib.sha256(np.packbits(live).tobytes()).hexdigest()
+        key = content_key({"space": s.key, "k": spec.k, "metric": spec.metric, "live": digest, "n": len(live)})
+
+        def compute() -> dict[str, np.ndarray]:
+            only = filters.FilterSet(name="live", kind="column", selectivity=None, masks=live[None, :],
+                                     of_query=np.zeros(len(s.orig_queries), dtype=np.int64))
+            ids, scores = filters.filtered_knn(base, s.orig_queries, only, spec.k, spec.metric)
+            return {"ids": np.where(ids >= 0, s.rows[np.maximum(ids, 0)], -1), "scores": scores}
+
+        got = groundtruth.cached(Path(cache_dir) / "groundtruth", f"live-{key}", compute)
+        return got["ids"], got["scores"]
+
+    return truth
+
+
+@dataclass(eq=False)
+class IdMap:
+    """The ids an index holds and the dataset rows behind them, as a runbook changes them.
+
+    `row[id]` is the dataset row an id stands for (-1: never used); `live[id]` whether it is in the index now;
+    `of_position[p]` the id position p was last inserted under (-1: never); `live_positions` per position.
+    """
+
+    row: np.ndarray
+    live: np.ndarray
+    of_position: np.ndarray
+    live_positions: np.ndarray
+    next_new: int  # the next id past the dataset's rows, for a re-insert that cannot reuse its id
+
+    @classmethod
+    def empty(cls, dataset_rows: int, positions: int, new_ids: int) -> IdMap:
+        size = dataset_rows + new_ids
+        return cls(row=np.full(size, -1, dtype=np.int64), live=np.zeros(size, dtype=bool),
+                   of_position=np.full(positions, -1, dtype=np.int64),
+                   live_positions=np.zeros(positions, dtype=bool), next_new=dataset_rows)
+
+    def assign(self, positions: np.ndarray, rows: np.ndarray, *, reuse: bool) -> np.ndarray:
+        """Ids for inserting `positions` (whose dataset rows are `rows`): its row, unless it was in the index
+        before and ids cannot be reused (then a new one)."""
+        ids = rows.astype(np.int64).copy()
+        again = self.of_position[positions] >= 0
+        if not reuse and again.any():
+            count = int(again.sum())
+            ids[again] = np.arange(self.next_new, self.next_new + count, dtype=np.int64)
+            self.next_new += count
+        self.row[ids] = rows
+        self.live[ids] = True
+        self.of_position[positions] = ids
+        self.live_positions[positions] = True
+        return ids
+
+    def remove(self, positions: np.ndarray) -> np.ndarray:
+        """The ids of `positions` (each in the index), now out of it."""
+        ids: np.ndarray = self.of_position[positions]
+        self.live[ids] = False
+        self.live_positions[positions] = False
+        return ids
+
+
+@dataclass(frozen=True, kw_only=True)
+class Judged:
+    """One search's answers against the live set."""
+
+    recall: np.ndarray  # per query
+    deleted_returned: int
+    short: int
+
+
+def judge_live(spec: ExperimentSpec, s: Space, found: np.ndarray, *, live: np.ndarray, row: np.ndarray,
+               truth_ids: np.ndarray, truth_scores: np.ndarray) -> Judged:
+    """Judge ids an index returned (`found`, queries x k) by the ids alone: an id not in the index (`live[id]`
+    false, or past it) is counted and dropped; the rest are mapped to their dataset rows (`row[id]`) and judged
+    against exact kNN over the live set (indexer.science.judging)."""
+    got = np.asarray(found, dtype=np.int64)[:, : spec.k]
+    known = (got >= 0) & (got < len(live))
+    alive = known & live[np.where(known, got, 0)]
+    rows = np.where(alive, row[np.where(alive, got, 0)], -1)
+    judged = judge_answers(rows, base=s.orig_base, queries=s.orig_queries, truth_ids=truth_ids,
+                           truth_scores=truth_scores, k=spec.k, metric=spec.metric)
+    return Judged(recall=judged.recall, deleted_returned=int(((got >= 0) & ~alive).sum()),
+                  short=int(judged.short.sum()))
+
+
+def _search(index: VectorIndex, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, float]:
+    """The ids at `ef` (after a warm-up) and the QPS of the median timed pass."""
+    index.search(queries, k, ef)
+    (ids, _), seconds = timed_passes(functools.partial(index.search, queries, k, ef))
+    return ids, len(queries) / max(float(np.median(seconds)), 1e-9)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Baseline:
+    recall: dict[int | None, float | None]
+    build_seconds: float
+    judged: dict[int | None, Judged]
+    qps: dict[int | None, float]
+
+
+def _fresh(spec: ExperimentSpec, cell: ChurnCell, s: Space, live: np.ndarray, truth: tuple[np.ndarray, np.ndarray],
+           threads: int) -> _Baseline:
+    """A fresh index of the cell's entry over the live positions (random order, the cell's seed), searched."""
+    positions = np.flatnonzero(live)
+    order = s.rows[np.random.default_rng(cell.seed).permutation(positions)]
+    index = make_index(cell.backend, s.base.shape[1], space_metric(spec), seed=cell.seed, search_threads=threads)
+    alive = np.zeros(len(s.base), dtype=bool)
+    alive[s.rows[positions]] = True
+    try:
+        t0 = time.perf_counter()
+        index.build(s.base, order)
+        seconds = time.perf_counter() - t0
+        judged, qps = {}, {}
+        for ef in cell.backend.ef_values():
+            ids, qps[ef] = _search(index, s.queries, spec.k, ef)
+            judged[ef] = judge_live(spec, s, ids, live=alive, row=np.arange(len(s.base)), truth_ids=truth[0],
+                                    truth_scores=truth[1])
+    finally:
+        index.close()
+    return _Baseline(recall={ef: metrics.summarize(j.recall)["mean"] for ef, j in judged.items()},
+                     build_seconds=seconds, judged=judged, qps=qps)
+
+
+def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Truth, threads: int = 1,
+                   key: str = "") -> list[ChurnRow]:
+    """Apply the runbook to one index of the cell's entry and measure every checkpoint (the module's doc)."""
+    ds = s.dataset
+    labels = ds.labels[s.rows] if ds.labels is not None else None
+    plan = plan_runbook(spec.runbook, n=len(s.rows), k=spec.k, seed=cell.seed, baseline=spec.runbook_baseline,
+                        labels=labels, label_names=ds.label_names, lid=s.lid_base)
+    backend = BACKENDS[cell.backend.name]
+    mode = backend.capabilities.deletes
+    if mode is None:
+        raise UserError(f"backend {cell.backend.name} cannot run a runbook")  # the spec refuses it first
+    index: VectorIndex | None = None
+    mutable: Mutable | None = None  # the same index, as what takes inserts and deletes
+    if mode != "none":
+        index = make_index(cell.backend, s.base.shape[1], space_metric(spec), seed=cell.seed, search_threads=threads)
+        if not isinstance(index, Mutable):
+            index.close()
+            raise UserError(f"backend {cell.backend.name} declares deletes but cannot insert or delete")
+        mutable = index
+    reuse = mutable.reuses_ids if mutable is not None else True
+    new_ids = 0 if reuse else sum(len(op.positions) for op in plan if op.operation in ("insert", "replace"))
+    ids = IdMap.empty(len(s.base), len(s.rows), new_ids)
+    rows: list[ChurnRow] = []
+    counts = {"inserted": 0, "deleted": 0}
+    since = 0.0
+    try:
+        for op in plan:
+            t0 = time.perf_counter()
+            if op.operation in ("delete", "replace"):
+                gone = ids.remove(op.positions)
+                if mutable is not None:
+                    mutable.delete(gone)
+                counts["deleted"] += len(op.positions)
+            if op.operation in ("insert", "replace"):
+                rows_in = s.rows[op.positions]
+                given = ids.assign(op.positions, rows_in, reuse=reuse)
+                if mutable is not None:
+                    mutable.insert(s.base[rows_in], given)
+                counts["inserted"] += len(op.positions)
+            since += time.perf_counter() - t0
+            if op.checkpoint:
+                rows += _checkpoint(spec, cell, s, op, index, ids, truth, threads=threads, key=key,
+                                    mode=mutable.delete_mode if mutable is not None else "none", reuse=reuse,
+                                    counts=counts, update_seconds=since)
+                since = 0.0
+    finally:
+        if index is not None:
+            index.close()
+    return rows
+
+
+def live_graph_health(index: ExposesGraph, live: np.ndarray) -> tuple[int, int]:
+    """Live points (`live[id]`) no layer-0 path from the entry point reaches, and live points no node links to
+    on layer 0 (indexer.science.graph). Deleted points stay in the graph and keep routing: their links count,
+    they are not counted."""
+    stats = graph.graph_stats(index.graph())
+    alive = live[stats.rows]  # the graph's ids, ascending
+    return int((stats.unreachable_mask & alive).sum()), int((stats.zero_in_degree_mask & alive).sum())
+
+
+def _checkpoint(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, index: VectorIndex | None,
+                ids: IdMap, truth: Truth, *, threads: int, key: str, mode: str, reuse: bool, counts: dict[str, int],
+                update_seconds: float) -> list[ChurnRow]:
+    """The rows of one checkpoint: one per ef."""
+    exact = truth(ids.live_positions.copy())
+    baseline = _fresh(spec, cell, s, ids.live_positions, exact, threads) if op.baseline or index is None else None
+    unreachable = zero_in_degree = None
+    if index is not None and isinstance(index, ExposesGraph):
+        unreachable, zero_in_degree = live_graph_health(index, ids.live)
+    out = []
+    for ef in cell.backend.ef_values():
+        if index is not None:
+            found, qps = _search(index, s.queries, spec.k, ef)
+            judged = judge_live(spec, s, found, live=ids.live, row=ids.row, truth_ids=exact[0], truth_scores=exact[1])
+        else:
+            assert baseline is not None
+            judged, qps = baseline.judged[ef], baseline.qps[ef]
+        summary = metrics.summarize(judged.recall)
+        out.append(ChurnRow(
+            dataset=s.dataset.name, model=cell.model, metric=spec.metric, index_size=len(s.rows),
+            reduction=cell.reduction.label, backend=cell.backend.name, build_params=cell.backend.build_params(),
+            k=spec.k, seed=cell.seed, cell=key, deletes=mode, reinserted_ids="same" if reuse else "new",
+            step=op.step, batch=op.batch, operation=op.operation, live=int(ids.live_positions.sum()),
+            inserted=counts["inserted"], deleted=counts["deleted"], update_seconds=update_seconds, ef=ef,
+            recall=summary["mean"], recall_ci95=list(summary["ci95"]), deleted_returned=judged.deleted_returned,
+            short_results=judged.short, qps=qps, unreachable=unreachable, zero_in_degree=zero_in_degree,
+            baseline_recall=None if baseline is None else baseline.recall[ef],
+            baseline_build_seconds=None if baseline is None else baseline.build_seconds,
+        ))
+    return out
+
+
+def summarize_churn(rows: list[ChurnRow]) -> list[ChurnSummary]:
+    """Per cell and ef: mean recall over the checkpoints (big-ann-benchmarks' streaming ranking), the worst
+    checkpoint, the last one and its gap to the baseline (where one ran there)."""
+    groups: dict[tuple[str, int | None], list[ChurnRow]] = {}
+    for r in rows:
+        groups.setdefault((r.cell, r.ef), []).append(r)
+    out = []
+    for (cell, ef), mine in groups.items():
+        measured = [r for r in mine if r.recall is not None and not np.isnan(r.recall)]
+        worst = min(measured, key=lambda r: r.recall or 0.0) if measured else None
+        last = mine[-1]
+        gap = (None if last.baseline_recall is None or last.recall is None
+               else float(last.baseline_recall - last.recall))
+        out.append(ChurnSummary(
+            backend=last.backend, build_params=dict(last.build_params), seed=last.seed, cell=cell, ef=ef,
+            checkpoints=len(mine), mean_recall=float(np.mean([r.recall for r in measured])) if measured else None,
+            worst_recall=None if worst is None else worst.recall, worst_step=None if worst is None else worst.step,
+            final_recall=last.recall, final_baseline_recall=last.baseline_recall, final_gap=gap,
+            deleted_returned=sum(r.deleted_returned for r in mine)))
+    return out
+
+
+def churn_space(spec: ExperimentSpec, s: Space, cache_dir: Path, *, model: str | None, size: int | str,
+                reduction: ReductionSpec, phase: Phases, should_stop: Callable[[], bool], fresh: bool,
+                threads: int, tick: Callable[[], None]) -> list[ChurnRow]:
+    """Every churn cell of one space, in order: read when cached (unless `fresh`), else run and cached whole."""
+    truth = live_truth(spec, s, cache_dir)
+    out: list[ChurnRow] = []
+    for cell in churn_cells(spec):
+        if (cell.model, cell.index_size, cell.reduction) != (model, size, reduction):
+            continue
+        if should_stop():
+            raise Cancelled()
+        key = cell.key(spec)
+        cell_dir = Path(cache_dir) / CHURN_DIR / key
+        if (cell_dir / "rows.json").exists() and not fresh:
+            out += [ChurnRow.model_validate(r) for r in json.loads((cell_dir / "rows.json").read_text())]
+            tick()
+            continue
+        with phase(f"runbook {cell.label()}"):
+            rows = run_churn_cell(spec, cell, s, truth=truth, threads=threads, key=key)
+        with staged_dir(cell_dir, replace=True) as tmp:
+            (tmp / "rows.json").write_text(json.dumps(rows_to_json(rows)))
+        out += rows
+        tick()
+    return out
