@@ -12,6 +12,7 @@ import contextlib
 import importlib.metadata
 import logging
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
+from indexer.backends import require_all
 from indexer.common.errors import UserError
 from indexer.engine.admission import admit, describe_estimate
 from indexer.engine.executors import cores, executor_config
@@ -210,6 +212,25 @@ def _describe(pick: Candidate | None) -> str:
             f"{pick.index_bytes / 1e6:,.1f} MB{confirmed}")
 
 
+@contextlib.contextmanager
+def _library_bars_off() -> Iterator[None]:
+    """No library draws its own bar during a run (sentence-transformers' tqdm `Batches`): under ours it would
+    share our line and leave its own unterminated, and with --quiet there should be none. tqdm and
+    huggingface_hub read these once, at import, in this process and in the cells' processes started now."""
+    from indexer.service.job_child import CHILD_ENV  # the worker's children turn the same bars off
+
+    saved = {name: os.environ.get(name) for name in CHILD_ENV}
+    os.environ.update({name: saved[name] or value for name, value in CHILD_ENV.items()})  # a user's own wins
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Path | None, *, quiet: bool,
               debug: bool, no_limits: bool, save_indexes: bool = False, executor: str | None = None,
               workers: int | None = None, fresh: bool = False, dry_run: bool = False) -> RunResult | None:
@@ -227,10 +248,12 @@ def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Pat
         if dry_run:
             typer.echo(describe_estimate(est, cores()))
             return None
+        require_all(entry.name for entry in spec.backends)  # every missing package at once, before the bar
         cache = cache_dir or settings.cache_dir
         cells_on = executor_config(executor or settings.executor, workers if workers is not None else settings.workers,
                                    settings.ray_address)
-        with Progress(
+        # Leaving the bar's `with` stops it, which ends its line, before _one_line_errors prints `error: ...`
+        with _library_bars_off(), Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
             TimeElapsedColumn(), disable=quiet, transient=False,
         ) as bar:

@@ -6,7 +6,7 @@ below. Importing the registry imports no index library: each index class imports
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from indexer.backends import (
@@ -23,7 +23,7 @@ from indexer.backends import (
     voyager_index,
 )
 from indexer.backends.base import VectorIndex
-from indexer.backends.declaration import Backend, BackendEntry
+from indexer.backends.declaration import Backend, BackendEntry, missing_packages_error
 from indexer.common.errors import UserError
 from indexer.model.results import register_build_params
 from indexer.model.seeds import library_seed
@@ -41,6 +41,15 @@ BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (
     qdrant_edge.BACKEND,
     pgvector_index.BACKEND,
 )}
+
+
+def require_all(names: Iterable[str]) -> None:
+    """One UserError naming every backend among `names` whose package is missing, and the one command that
+    installs them all; nothing when all are there. Checked before any work (indexer.engine.runner.run)."""
+    missing = {name: BACKENDS[name].library for name in dict.fromkeys(names)
+               if not BACKENDS[name].library.installed()}
+    if missing:
+        raise missing_packages_error(missing)
 
 
 def new_index(name: str, dim: int, space: str, *, params: Mapping[str, Any], seed: int,
@@ -80,4 +89,5 @@ def build_param_names() -> list[str]:
 
 register_build_params(build_param_names)  # rows read back from JSON find their build parameters by these names
 
-__all__ = ["BACKENDS", "Backend", "BackendEntry", "VectorIndex", "build_param_names", "make_index", "new_index"]
+__all__ = ["BACKENDS", "Backend", "BackendEntry", "VectorIndex", "build_param_names", "make_index", "new_index",
+           "require_all"]

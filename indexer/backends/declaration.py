@@ -150,10 +150,22 @@ class Library:
 
     def require(self, backend: str) -> None:
         """A UserError naming the extra to install when the library is not there."""
-        if self.installed():
-            return
-        how = f"pip install -e '.[{self.extra}]'" if self.extra else f"pip install {self.distribution}"
-        raise UserError(f"backend {backend} needs the package {self.distribution}, which is not installed: {how}")
+        if not self.installed():
+            raise missing_packages_error({backend: self})
+
+
+def missing_packages_error(missing: Mapping[str, Library]) -> UserError:
+    """One error for every backend whose package is missing (backend name -> its library), naming each package
+    and the one command that installs them all: the project with their extras (a core package comes back
+    with the project itself)."""
+    backends = list(missing)
+    packages = list(dict.fromkeys(library.distribution for library in missing.values()))
+    extras = sorted({library.extra for library in missing.values() if library.extra})
+    how = f"pip install -e '.[{','.join(extras)}]'" if extras else "pip install -e ."
+    if len(backends) == 1:
+        return UserError(f"backend {backends[0]} needs the package {packages[0]}, which is not installed: {how}")
+    return UserError(f"backends {', '.join(backends)} need the packages {', '.join(packages)}, which are not "
+                     f"installed: {how}")
 
 
 @dataclass(frozen=True)

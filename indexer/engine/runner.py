@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.backends import BACKENDS
+from indexer.backends import BACKENDS, require_all
 from indexer.common.errors import DataError, UserError
 from indexer.common.fileio import (
     atomic_save_npy,
@@ -459,8 +459,7 @@ def run(
 ) -> RunResult:
     """Run every cell of the spec's grid on `executor` (None: one at a time in this process); reuse
     whatever the cache already holds, except finished cells when `fresh` (inputs stay cached)."""
-    for entry in spec.backends:  # a missing system's package fails now, not after the ground truth
-        BACKENDS[entry.name].library.require(entry.name)
+    require_all(entry.name for entry in spec.backends)  # every missing package in one error, before any work
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     keep_library_caches_in(cache_dir)
