@@ -122,7 +122,7 @@ def subspace(run: dict[str, Any]) -> str:
     lines: list[str] = []
     for label, entry in entries(run["spec"]):
         rows = [r for r in run["filtered"] if r["backend"] == entry["name"] and r["filter_kind"] == "label"
-                and r["ef"] is not None]
+                and r["ef"] is not None and entry[MODE] in (None, r.get(MODE))]
         if not rows:
             continue
         low = min(r["ef"] for r in rows)
@@ -142,7 +142,7 @@ def subspace_effect(run: dict[str, Any]) -> str:
     (graph entries that lose any recall at their smallest ef), and what the LID orderings do to the high one."""
     def by_seed(entry: Entry, ordering: str, group: str) -> dict[int, float]:
         rows = [r for r in run["filtered"] if r["backend"] == entry["name"] and r["filter_kind"] == "label"
-                and r["ef"] is not None and r["ordering"] == ordering]
+                and r["ef"] is not None and r["ordering"] == ordering and entry[MODE] in (None, r.get(MODE))]
         low = min(r["ef"] for r in rows)
         return {r["seed"]: r["recall_by_category"][group]["recall"] for r in rows if r["ef"] == low}
 

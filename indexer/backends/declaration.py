@@ -244,7 +244,7 @@ class BackendEntry(Strict):
             # YAML 1.1 reads a bare `off` as false (and `on` as true): a mode named off is meant
             given = ["off" if m is False and "off" in modes.strategies else m for m in given]
             for mode in given:
-                if mode not in modes.strategies:
+                if not isinstance(mode, str) or mode not in modes.strategies:
                     raise PydanticCustomError(
                         "unknown_filter_mode", "{name} has no filter mode {mode}; its modes: {modes}",
                         {"name": backend.name, "mode": clip(repr(mode), MAX_VALUE_CHARS),

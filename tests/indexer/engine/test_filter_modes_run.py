@@ -167,3 +167,10 @@ def test_a_bare_yaml_off_is_pgvectors_mode_off(spec_dict) -> None:
     assert [b.filter_modes() for b in spec.backends] == [["off"], ["off", "relaxed_order"]]
     with pytest.raises(SpecError, match="no filter mode True"):
         parse_spec({**spec_dict, "backends": [{"name": "pgvector", "filter_mode": True}]})
+
+
+@pytest.mark.parametrize("mode", [{}, [], 3, None])
+def test_a_mode_that_is_not_a_name_is_refused_naming_the_modes(spec_dict, mode) -> None:
+    """Found by schemathesis: `filter_mode: [{}]` was a server error (a dict looked up among the names)."""
+    with pytest.raises(SpecError, match="pgvector has no filter mode .*; its modes: off, relaxed_order, strict_order"):
+        parse_spec({**spec_dict, "backends": [{"name": "pgvector", "filter_mode": [mode]}]})

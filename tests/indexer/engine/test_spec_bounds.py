@@ -15,13 +15,14 @@ from indexer.settings import Settings
 from tests.nonfinite import NON_FINITE, finite_errors, float_fields
 
 SWEPT = [name for name, backend in BACKENDS.items() if backend.ef_search is not None]
-# pgvector's own limits are lower (src/hnsw.h: m <= 100, ef_construction <= 1000, ef_search <= 1000)
-OWN_LIMITS = {"pgvector": {"M": 100, "ef_construction": 1000, SEARCH_FIELD: 1000}}
+# pgvector's own limits are lower (src/hnsw.h: m <= 100, ef_construction <= 1000, ef_search <= 1000); its
+# hnsw.max_scan_tuples, a filtered search's setting, is an int GUC up to INT_MAX (src/hnsw.c, v0.8.6)
+OWN_LIMITS = {"pgvector": {"M": 100, "ef_construction": 1000, SEARCH_FIELD: 1000, "max_scan_tuples": 2**31 - 1}}
 
 
 def _limit(backend: str, parameter: str) -> int:
-    shared = MAX_EF if parameter == SEARCH_FIELD else CEILINGS[parameter]
-    return OWN_LIMITS.get(backend, {}).get(parameter, shared)
+    own = OWN_LIMITS.get(backend, {})
+    return own[parameter] if parameter in own else MAX_EF if parameter == SEARCH_FIELD else CEILINGS[parameter]
 
 
 def _spec(entry: dict[str, Any], **changes: Any) -> dict[str, Any]:
