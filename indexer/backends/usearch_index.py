@@ -21,6 +21,17 @@ calls the compiled `search_many(queries, count, exact, threads, progress, dtype)
 and the compiled module instantiates its search only with `dummy_predicate_t` (the symbols of
 compiled.cpython-311-x86_64-linux-gnu.so). So a filtered search is post-filtering here, with oversampling
 (base.post_filtered): unfiltered searches for k * 4 candidates, then twice as many, until k pass.
+
+Deletes (base.Mutable, for a runbook): `Index.remove(keys, compact=False)` (usearch/index.py:868-894) calls
+`index_dense_gt::remove`, which marks each key's node with the free key, drops it from the key lookup and
+pushes its slot on a free list (include/usearch/index_dense.hpp:1479-1510); a search never returns a node
+holding the free key (index_dense.hpp:2080) but still walks its links. The next `add` pops a free slot and,
+instead of a new node, calls `index_gt::update` on it (index_dense.hpp:2021-2048), which searches the graph
+for the new vector's neighbours and relinks the slot (include/usearch/index.hpp:2911-): a new point takes a
+deleted point's place, a repair. A removed key is out of the lookup, so it can be added again: ids are reused.
+`compact=True` would also `isolate` the index after each remove (python/lib.cpp:1192-1227), pruning every link
+to a removed node; not run here. Line numbers are of usearch 2.21.0's sources (commit fd6279a, the nearest to
+the installed 2.26.6, whose wheel ships no headers), the Python file's of 2.26.6.
 """
 
 from __future__ import annotations
@@ -62,11 +73,39 @@ class UsearchIndex:
         self._index: Any = None  # usearch.index.Index
         self._expansion = SharedSetting[int](self._set_expansion)  # concurrent searches at one ef
 
-    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+    def _new(self) -> Any:
         from usearch.index import Index
 
-        index = Index(ndim=self.dim, metric="cos" if self.metric == "ip" else "l2sq", dtype=self.dtype,
-                      connectivity=self.M, expansion_add=self.ef_construction, expansion_search=DEFAULT_EF)
+        return Index(ndim=self.dim, metric="cos" if self.metric == "ip" else "l2sq", dtype=self.dtype,
+                     connectivity=self.M, expansion_add=self.ef_construction, expansion_search=DEFAULT_EF)
+
+    @property
+    def reuses_ids(self) -> bool:
+        """A removed key leaves the key lookup, so it can be added again (module doc)."""
+        return True
+
+    @property
+    def delete_mode(self) -> str:
+        return "repair"
+
+    def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Add `vectors` under `ids` in order (one thread); each takes a removed point's slot while one is free."""
+        if self._index is None:
+            self._index = self._new()
+        ids = np.asarray(ids, dtype=np.int64)
+        for at in chunks(np.arange(len(ids))):
+            self._index.add(ids[at].astype(np.uint64), np.ascontiguousarray(vectors[at], dtype=np.float32), threads=1)
+
+    def delete(self, ids: np.ndarray) -> None:
+        """`remove` each key, without compaction (module doc)."""
+        assert self._index is not None, "build or insert first"
+        keys = np.asarray(ids, dtype=np.int64).astype(np.uint64)
+        removed = int(self._index.remove(keys, threads=1)) if len(keys) else 0
+        if removed != len(keys):
+            raise ValueError(f"usearch removed {removed} of {len(keys)} keys: some were not in the index")
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        index = self._new()
         # one thread: usearch splits a batch into contiguous chunks, one per thread, and inserts them at once;
         # with one it inserts the rows in turn, and chunked calls save byte-identical files (tested)
         for rows in chunks(order):
@@ -132,4 +171,7 @@ BACKEND = Backend(name="usearch", params=UsearchParams, ef_search=(DEFAULT_EF,),
                                             deterministic=True, graph=False, seeded=False,
                                             # no predicate in usearch 2.26.6's Python Index.search
                                             # (usearch/index.py:740-790, compiled.pyi:109-117): post-filtered
-                                            filtering="post"))
+                                            filtering="post",
+                                            # remove marks the node free; the next add reuses its slot and
+                                            # relinks it (index_dense.hpp:1479-1510, 2021-2048; module doc)
+                                            deletes="repair"))

@@ -20,6 +20,14 @@ Filtering: voyager has none. `Index.query(vectors, k=1, num_threads=-1, query_ef
 index for every concurrent search. So a filtered search is post-filtering, with oversampling
 (base.post_filtered): unfiltered searches for k * 4 candidates, then twice as many, until k pass or the
 search asks for every point of the index.
+
+Deletes (base.Mutable, for a runbook): `Index.mark_deleted(id)`, whose documentation (`Index.mark_deleted.__doc__`
+of 2.2.3) says "Deleted IDs will not show up in the results of calls to query, but will still take up space in
+the index, and will slow down queries", and recommends rebuilding to avoid that: a tombstone. voyager keeps
+hnswlib's layout (its cpp/src/hnswalg.h descends from hnswlib's), so a deleted point keeps its links and routes.
+An id marked deleted and added again is unmarked and takes the new vector (checked here: it is returned at
+distance 0 for its new vector): ids are reused. `len(index)` counts deleted points too, so a search asks for at
+most the live count.
 """
 
 from __future__ import annotations
@@ -58,15 +66,45 @@ class VoyagerIndex:
         self.M, self.ef_construction, self.dtype, self.seed = M, ef_construction, dtype, seed
         self.search_threads = max(1, search_threads)  # voyager reads <= 0 as one thread per core
         self._index: Any = None  # voyager.Index
+        self._deleted: set[int] = set()  # ids marked deleted and not added again
 
-    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+    def _new(self, max_elements: int) -> Any:
         import voyager
 
         space = voyager.Space.Cosine if self.metric == "ip" else voyager.Space.Euclidean
         storage = {"float32": voyager.StorageDataType.Float32, "float8": voyager.StorageDataType.Float8,
                    "e4m3": voyager.StorageDataType.E4M3}[self.dtype]
-        index = voyager.Index(space, self.dim, M=self.M, ef_construction=self.ef_construction,
-                              random_seed=self.seed, max_elements=max(1, len(order)), storage_data_type=storage)
+        return voyager.Index(space, self.dim, M=self.M, ef_construction=self.ef_construction,
+                             random_seed=self.seed, max_elements=max(1, max_elements), storage_data_type=storage)
+
+    @property
+    def reuses_ids(self) -> bool:
+        """An id marked deleted can be added again, unmarked with its new vector (module doc)."""
+        return True
+
+    @property
+    def delete_mode(self) -> str:
+        return "tombstone"
+
+    def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Add `vectors` under `ids` in order (one thread; voyager grows the index as it fills)."""
+        if self._index is None:
+            self._index = self._new(len(ids))
+        ids = np.asarray(ids, dtype=np.int64)
+        for at in chunks(np.arange(len(ids))):
+            self._index.add_items(np.ascontiguousarray(vectors[at], dtype=np.float32), ids=ids[at], num_threads=1)
+        self._deleted.difference_update(ids.tolist())
+
+    def delete(self, ids: np.ndarray) -> None:
+        """`mark_deleted` each id: a tombstone (module doc)."""
+        assert self._index is not None, "build or insert first"
+        for i in np.asarray(ids, dtype=np.int64).tolist():
+            self._index.mark_deleted(i)
+            self._deleted.add(i)
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        index = self._new(len(order))
+        self._deleted = set()
         # one thread: with more, voyager's threads take the next vector from a shared counter as they go; with
         # one, each call is a plain loop, so consecutive chunks of `order` build what one call would
         for rows in chunks(order):
@@ -81,7 +119,7 @@ class VoyagerIndex:
         assert self._index is not None, "build or load first"
         q = np.require(queries, np.float32, ["C", "W"])  # voyager refuses read-only arrays (a memory map)
         ids, scores = no_answers(len(q), k)
-        k_eff = min(k, len(self._index))
+        k_eff = min(k, len(self._index) - len(self._deleted))
         if len(q) == 0 or k_eff == 0:
             return ids, scores
         try:
@@ -97,7 +135,7 @@ class VoyagerIndex:
                         allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Up to k passing results per query: `search` post-filtered with oversampling (module doc)."""
         assert self._index is not None, "build or load first"
-        return post_filtered(self.search, queries, k, ef, allowed, len(self._index))
+        return post_filtered(self.search, queries, k, ef, allowed, len(self._index) - len(self._deleted))
 
     def _query(self, q: np.ndarray, k: int, ef: int | None, threads: int) -> tuple[np.ndarray, np.ndarray]:
         # query_ef must be >= k (voyager raises otherwise); -1 is the index's own ef, which voyager raises to k
@@ -139,6 +177,7 @@ class VoyagerIndex:
 
         # files since voyager 1.3 carry their space, dimensions and storage type
         self._index = voyager.Index.load(str(path))
+        self._deleted = set()
 
     def close(self) -> None:
         """Nothing outside this process's memory."""
@@ -149,4 +188,6 @@ BACKEND = Backend(name="voyager", params=VoyagerParams, ef_search=(DEFAULT_EF,),
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
                                             deterministic=True, graph=False, seeded=True,
                                             # voyager 2.2.3's Index.query takes no filter: post-filtered
-                                            filtering="post"))
+                                            filtering="post",
+                                            # mark_deleted: hidden from results, kept in the graph (module doc)
+                                            deletes="tombstone"))

@@ -146,7 +146,7 @@ def _fit_problems(spec: ExperimentSpec, est: Estimate) -> list[str]:
             found.append(f"lid.k: {spec.lid.k} needs more than the smallest index's {smallest:,} vectors")
         if "cluster" in spec.orderings and spec.clusters > smallest:
             found.append(f"clusters: {spec.clusters:,} exceeds the smallest index's {smallest:,} vectors")
-        found.extend(range_problems(spec.runbook, smallest))  # a step past the rows, named
+        found.extend(range_problems(spec.runbook_steps(), smallest, spec.step_naming()))  # a step past the rows, named
     return found
 
 

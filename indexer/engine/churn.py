@@ -14,7 +14,12 @@ set as the mask: blocked, and cached by the live set):
   no path from the entry point reaches, and those nothing links to (links from deleted points count: a
   tombstone keeps routing);
 - at a `rebuild` step, or at every checkpoint with `runbook_baseline: true`, a fresh index of the same entry
-  over the same points (random order, the cell's seed) beside it: the baseline, and its build time.
+  over the same points (random order, the cell's seed) beside it: the baseline, and its build time;
+- self-miss at every ef (indexer.science.graph.self_miss, as the diagnostics measure a built index): a seeded
+  sample of the live points (every one up to SELF_MISS_MIN_SAMPLE, else that many) searched for their own
+  vectors, the share not found at rank 1; a deleted id at rank 1 is a miss;
+- the process's resident memory (VmRSS of /proc/self/status, where there is one) after the checkpoint's
+  searches: the index and everything else the driver holds, so a trend across checkpoints, not an index size.
 
 A backend that cannot change a built index (`deletes: none`, faiss HNSW) runs only as that baseline: at each
 checkpoint a fresh index, whose figures are its row's recall and its baseline alike.
@@ -58,9 +63,10 @@ from indexer.model.results import ChurnRow, ChurnSummary, rows_to_json
 from indexer.model.runbook import reads_lid
 from indexer.model.strict import Strict
 from indexer.science import filters, graph, groundtruth, metrics
+from indexer.science.graph import SELF_MISS_MIN_SAMPLE
 from indexer.science.judging import judge_answers
 
-CHURN_FORMAT = 1  # what a churn cell saves: a new format runs every churn cell again
+CHURN_FORMAT = 2  # what a churn cell saves: a new format runs every churn cell again (2: self-miss, RSS)
 CHURN_DIR = "churn"  # churn/<cell key>/rows.json
 Truth = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # live positions (bool) -> exact ids, scores
 
@@ -82,9 +88,9 @@ class ChurnCell(Strict):
             "dataset": spec.dataset.model_dump(mode="json"),
             "metric": spec.metric,
             "k": spec.k,
-            "runbook": spec.model_dump(mode="json")["runbook"],
+            "runbook": [step.model_dump(mode="json") for step in spec.runbook_steps()],
             "baseline": spec.runbook_baseline,
-            "lid": spec.lid.model_dump(mode="json") if reads_lid(spec.runbook) else None,
+            "lid": spec.lid.model_dump(mode="json") if reads_lid(spec.runbook_steps()) else None,
             "library": BACKENDS[self.backend.name].library.version(),
             "seeding": seeds.DERIVATION,
             "cell": self.model_dump(mode="json"),
@@ -96,7 +102,7 @@ class ChurnCell(Strict):
 
 def churn_cells(spec: ExperimentSpec) -> list[ChurnCell]:
     """The runbook's cells: model x index size x reduction x backend entry x seed (none without a runbook)."""
-    if not spec.runbook:
+    if not spec.runbook_steps():
         return []
     return [ChurnCell(model=m, index_size=n, reduction=r, backend=b, seed=s) for m, n, r, b, s in
             itertools.product(spec.models(), spec.index_sizes, spec.reductions, spec.backends, spec.seeds)]
@@ -145,10 +151,15 @@ class IdMap:
                    of_position=np.full(positions, -1, dtype=np.int64),
                    live_positions=np.zeros(positions, dtype=bool), next_new=dataset_rows)
 
-    def assign(self, positions: np.ndarray, rows: np.ndarray, *, reuse: bool) -> np.ndarray:
-        """Ids for inserting `positions` (whose dataset rows are `rows`): its row, unless it was in the index
-        before and ids cannot be reused (then a new one)."""
-        ids = rows.astype(np.int64).copy()
+    def assign(self, positions: np.ndarray, rows: np.ndarray, *, reuse: bool,
+               under: np.ndarray | None = None) -> np.ndarray:
+        """Ids for inserting `positions` (whose dataset rows are `rows`): `under` (a replace's deleted ids) where
+        ids can be reused, else its row, unless it was in the index before and ids cannot be reused (then a new
+        one)."""
+        if reuse and under is not None:
+            ids = np.asarray(under, dtype=np.int64).copy()
+        else:
+            ids = rows.astype(np.int64).copy()
         again = self.of_position[positions] >= 0
         if not reuse and again.any():
             count = int(again.sum())
@@ -235,8 +246,9 @@ def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Tr
     """Apply the runbook to one index of the cell's entry and measure every checkpoint (the module's doc)."""
     ds = s.dataset
     labels = ds.labels[s.rows] if ds.labels is not None else None
-    plan = plan_runbook(spec.runbook, n=len(s.rows), k=spec.k, seed=cell.seed, baseline=spec.runbook_baseline,
-                        labels=labels, label_names=ds.label_names, lid=s.lid_base)
+    plan = plan_runbook(spec.runbook_steps(), n=len(s.rows), k=spec.k, seed=cell.seed,
+                        baseline=spec.runbook_baseline, labels=labels, label_names=ds.label_names, lid=s.lid_base,
+                        naming=spec.step_naming())
     backend = BACKENDS[cell.backend.name]
     mode = backend.capabilities.deletes
     if mode is None:
@@ -250,7 +262,7 @@ def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Tr
             raise UserError(f"backend {cell.backend.name} declares deletes but cannot insert or delete")
         mutable = index
     reuse = mutable.reuses_ids if mutable is not None else True
-    new_ids = 0 if reuse else sum(len(op.positions) for op in plan if op.operation in ("insert", "replace"))
+    new_ids = 0 if reuse else sum(len(op.inserted()) for op in plan)
     ids = IdMap.empty(len(s.base), len(s.rows), new_ids)
     rows: list[ChurnRow] = []
     counts = {"inserted": 0, "deleted": 0}
@@ -258,17 +270,19 @@ def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Tr
     try:
         for op in plan:
             t0 = time.perf_counter()
+            gone = None
             if op.operation in ("delete", "replace"):
                 gone = ids.remove(op.positions)
                 if mutable is not None:
                     mutable.delete(gone)
                 counts["deleted"] += len(op.positions)
-            if op.operation in ("insert", "replace"):
-                rows_in = s.rows[op.positions]
-                given = ids.assign(op.positions, rows_in, reuse=reuse)
+            incoming = op.inserted()
+            if len(incoming):
+                rows_in = s.rows[incoming]
+                given = ids.assign(incoming, rows_in, reuse=reuse, under=gone)
                 if mutable is not None:
                     mutable.insert(s.base[rows_in], given)
-                counts["inserted"] += len(op.positions)
+                counts["inserted"] += len(incoming)
             since += time.perf_counter() - t0
             if op.checkpoint:
                 rows += _checkpoint(spec, cell, s, op, index, ids, truth, threads=threads, key=key,
@@ -290,6 +304,27 @@ def live_graph_health(index: ExposesGraph, live: np.ndarray) -> tuple[int, int]:
     return int((stats.unreachable_mask & alive).sum()), int((stats.zero_in_degree_mask & alive).sum())
 
 
+def live_self_miss(index: VectorIndex, base: np.ndarray, ids: IdMap, efs: list[int | None], *, seed: int,
+                   metric: Literal["ip", "l2"]) -> dict[int | None, graph.SelfMiss]:
+    """Per ef, the self-miss of a seeded sample of the live points (`base`: the prepared vectors by dataset row),
+    each searched for by its own vector and judged by its id in the index (indexer.science.graph.self_miss)."""
+    held = np.flatnonzero(ids.live)
+    sample = None if len(held) <= SELF_MISS_MIN_SAMPLE else SELF_MISS_MIN_SAMPLE
+    got = graph.self_miss(index.search, base[ids.row[held]], held, efs, sample=sample, seed=seed, metric=metric)
+    return dict(zip(efs, got, strict=True))
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (VmRSS), None where /proc is not there to read it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _checkpoint(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, index: VectorIndex | None,
                 ids: IdMap, truth: Truth, *, threads: int, key: str, mode: str, reuse: bool, counts: dict[str, int],
                 update_seconds: float) -> list[ChurnRow]:
@@ -299,8 +334,13 @@ def _checkpoint(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, 
     unreachable = zero_in_degree = None
     if index is not None and isinstance(index, ExposesGraph):
         unreachable, zero_in_degree = live_graph_health(index, ids.live)
+    efs = list(cell.backend.ef_values())
+    metric: Literal["ip", "l2"] = "ip" if space_metric(spec) == "ip" else "l2"
+    misses = (live_self_miss(index, s.base, ids, efs, seed=cell.seed, metric=metric)
+              if index is not None else {})
+    rss = resident_bytes()
     out = []
-    for ef in cell.backend.ef_values():
+    for ef in efs:
         if index is not None:
             found, qps = _search(index, s.queries, spec.k, ef)
             judged = judge_live(spec, s, found, live=ids.live, row=ids.row, truth_ids=exact[0], truth_scores=exact[1])
@@ -318,6 +358,8 @@ def _checkpoint(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, 
             short_results=judged.short, qps=qps, unreachable=unreachable, zero_in_degree=zero_in_degree,
             baseline_recall=None if baseline is None else baseline.recall[ef],
             baseline_build_seconds=None if baseline is None else baseline.build_seconds,
+            self_miss=misses[ef].fraction if ef in misses else None,
+            self_miss_sampled=misses[ef].sampled if ef in misses else None, rss_bytes=rss,
         ))
     return out
 

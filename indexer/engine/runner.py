@@ -324,7 +324,7 @@ def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray
             cache_dir / "groundtruth", f"gt-{key}-{spec.k}", lambda: _knn_over(rb, rows, rq, spec.k, metric))
     sub = rb if len(rows) == len(rb) else np.ascontiguousarray(rb[rows])
     every_point = (bool(orderings.reading("lid") & set(spec.orderings)) or spec.lid.sample >= len(rows)
-                   or reads_lid(spec.runbook))
+                   or reads_lid(spec.runbook_steps()))
     method = lid_method(spec, len(rows), every_point)
     with phase("LID" if method != "approximate" else "LID (HNSW kNN graph)"):
         lids = groundtruth.cached(
@@ -553,13 +553,13 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
                         rows.extend(_hybrid_row(spec, ds, r, sparse_deep, cache_dir) for r in space_rows)
                 if "dense" in spec.representations:
                     rows.extend(space_rows)
-                if spec.runbook:  # churn (indexer.engine.churn): the runbook's cells, run here one by one
+                if spec.runbook_steps():  # churn (indexer.engine.churn): the runbook's cells, run here one by one
                     extras.churn = [*extras.churn, *churn_space(
                         spec, s, cache_dir, model=model, size=size, reduction=reduction, phase=phase,
                         should_stop=should_stop, fresh=fresh, threads=cores(), tick=tick)]
     if "sparse" in spec.representations:
         rows.extend(r for r, _ in sparse_done.values())
-    if spec.runbook:
+    if spec.runbook_steps():
         extras.churn_summary = summarize_churn(extras.churn)
     judged = any(r.judged for r in rows)
     if len(models) > 1 and judged:

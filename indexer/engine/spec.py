@@ -29,7 +29,8 @@ from indexer.model.datasets import (
 )
 from indexer.model.filters import MAX_FILTERS, FilterWorkload
 from indexer.model.options import DiagnosticsSpec, LidSpec, ReductionSpec
-from indexer.model.runbook import MAX_STEPS, RunbookStep, has_checkpoint
+from indexer.model.runbook import MAX_STEPS, RunbookStep, StepNaming, has_checkpoint
+from indexer.model.runbook_file import FILE_NAMING, MAX_FILE_BYTES, RunbookFile
 from indexer.model.strict import MAX_ECHO_CHARS as MAX_ECHO_CHARS
 from indexer.model.strict import MAX_REPORTED_PROBLEMS, clip, error_message
 from indexer.model.strict import Strict as _Strict
@@ -155,6 +156,10 @@ class ExperimentSpec(_Strict):
         description="an index's life as steps (insert, delete, replace, search, rebuild): recall at every "
                     "checkpoint against exact kNN over the points in the index then (Churn in the README)",
     )
+    runbook_file: RunbookFile | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="a big-ann-benchmarks runbook file, read unchanged, in place of `runbook` (Churn in the README)",
+    )
     runbook_baseline: bool = Field(
         default=False, exclude_if=lambda v: not v,
         description="at every checkpoint also build a fresh index over the points in the index and measure it",
@@ -252,14 +257,17 @@ class ExperimentSpec(_Strict):
         """A runbook measures something, and runs only on backends that do what it asks: one that deletes
         nothing is refused by name for a runbook with deletes; one that cannot change its index at all
         (`deletes: none`) runs only as the rebuild baseline."""
-        if not self.runbook:
+        if self.runbook and self.runbook_file is not None:
+            raise ValueError("runbook_file: give either runbook or runbook_file, not both")
+        steps = self.runbook_steps()
+        if not steps:
             if self.runbook_baseline:
                 raise ValueError("runbook_baseline: there is no runbook")
             return self
         if self.filters:
             raise ValueError("runbook: filters are not measured at a runbook's checkpoints in this version; run the "
                              "filters in a spec without a runbook")
-        if not has_checkpoint(self.runbook):
+        if not has_checkpoint(steps):
             raise ValueError("runbook: no checkpoint (a search or rebuild step, or an insert by batches with "
                              "checkpoints: true): nothing would be measured")
         able = [n for n, b in BACKENDS.items() if b.capabilities.deletes not in (None, "none")]
@@ -318,6 +326,14 @@ class ExperimentSpec(_Strict):
 
     def models(self) -> list[str | None]:
         return list(getattr(self.dataset, "models", [None]))
+
+    def runbook_steps(self) -> list[RunbookStep]:
+        """The runbook's steps: the spec's own, or its runbook file's (none without either)."""
+        return self.runbook_file.steps() if self.runbook_file is not None else list(self.runbook)
+
+    def step_naming(self) -> StepNaming:
+        """How errors name a step: by its place in `runbook` (from 0), or by the file's own number."""
+        return FILE_NAMING if self.runbook_file is not None else StepNaming()
 
 
 class Cell(_Strict):
@@ -389,7 +405,7 @@ def grid_size(spec: ExperimentSpec) -> int:
     """How many cells `cells` would build (a runbook's: how many it runs), counted without building them."""
     if "dense" not in spec.representations and "hybrid" not in spec.representations:
         return 0
-    if spec.runbook:  # one per backend entry and seed in each space (indexer.engine.churn.churn_cells)
+    if spec.runbook_steps():  # one per backend entry and seed in each space (indexer.engine.churn.churn_cells)
         return (len(spec.models()) * len(spec.index_sizes) * len(spec.reductions) * len(spec.backends)
                 * len(spec.seeds))
     return (len(spec.models()) * len(spec.index_sizes) * len(spec.reductions) * len(spec.orderings)
@@ -408,7 +424,7 @@ def built_backends(spec: ExperimentSpec, entry: BackendSpec) -> list[BackendSpec
 def cells(spec: ExperimentSpec) -> list[Cell]:
     """Expand the dense grid: model x index size x reduction x ordering x backend (x advise grid) x seed.
     A spec with a runbook has none: its cells are the runbook's (indexer.engine.churn.churn_cells)."""
-    if "dense" not in spec.representations and "hybrid" not in spec.representations or spec.runbook:
+    if "dense" not in spec.representations and "hybrid" not in spec.representations or spec.runbook_steps():
         return []
     backends = [b for entry in spec.backends for b in built_backends(spec, entry)]
     return [
@@ -496,8 +512,31 @@ def _read_text(p: Path) -> str:
         raise SpecError(f"cannot read spec file {p}: {err.strerror or err}") from None
 
 
+def _read_runbook_file(data: dict[str, Any]) -> dict[str, Any]:
+    """The spec's data with `runbook_file.path` read into `runbook_file.text` (at most MAX_FILE_BYTES, UTF-8),
+    so the spec carries the file's contents: its key follows them, and a worker never opens the path."""
+    given = data.get("runbook_file")
+    if not isinstance(given, dict) or not isinstance(given.get("path"), str) or "text" in given:
+        return data
+    p = Path(given["path"]).expanduser()
+    try:
+        size = p.stat().st_size
+    except OSError as err:
+        raise SpecError(f"runbook_file: cannot read {p}: {err.strerror or err}") from None
+    if not p.is_file() or size > MAX_FILE_BYTES:
+        raise SpecError(f"runbook_file: {p} is not a file of at most {MAX_FILE_BYTES:,} bytes"
+                        + (f" ({size:,} bytes)" if p.is_file() else ""))
+    try:
+        text = p.read_bytes()[: MAX_FILE_BYTES + 1].decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(f"runbook_file: {p} is not UTF-8 text (offset {err.start})") from None
+    except OSError as err:
+        raise SpecError(f"runbook_file: cannot read {p}: {err.strerror or err}") from None
+    return {**data, "runbook_file": {**given, "text": text}}
+
+
 def load_spec(path: str | Path) -> ExperimentSpec:
-    """Read a YAML or JSON spec file (JSON is YAML)."""
+    """Read a YAML or JSON spec file (JSON is YAML), and the runbook file it names."""
     p = Path(path)
     text = _read_text(p)
     try:
@@ -508,4 +547,4 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         raise SpecError(f"spec file {p} nests too deeply to read") from None
     if not isinstance(data, dict):
         raise SpecError(f"spec file {p} must hold a mapping at the top level")
-    return parse_spec(data)
+    return parse_spec(_read_runbook_file(data))

@@ -28,6 +28,7 @@ from indexer.engine.spec import Cell, ExperimentSpec, cells
 from indexer.model.filters import FilterWorkload
 from indexer.model.runbook import runbook_counts
 from indexer.science import orderings
+from indexer.science.graph import SELF_MISS_MIN_SAMPLE
 
 BUILD_SECONDS = 1.8e-9
 SEARCH_SECONDS = 1.0e-9
@@ -155,7 +156,7 @@ def work(spec: ExperimentSpec, base: int | None, dims: Mapping[str | None, int] 
         spaces.add((n, d))
         natives.add((n, native))
     live_truth = 0.0
-    if spec.runbook:  # a runbook's cells in place of the grid's (which is empty then)
+    if spec.runbook_steps():  # a runbook's cells in place of the grid's (which is empty then)
         for native in dims.values():
             for size in spec.index_sizes:
                 n = base if size == "all" else min(base, size)
@@ -168,7 +169,7 @@ def work(spec: ExperimentSpec, base: int | None, dims: Mapping[str | None, int] 
                     spaces.add((n, d))
                     natives.add((n, native))
                     # exact kNN over the live set at every checkpoint, in the native space
-                    checkpoints = runbook_counts(spec.runbook, n, baseline=spec.runbook_baseline).checkpoints
+                    checkpoints = runbook_counts(spec.runbook_steps(), n, baseline=spec.runbook_baseline).checkpoints
                     live_truth += queries * n * native * checkpoints / BRUTE_MADDS_PER_SECOND
     kept = _filter_fractions(spec)
     filtered = sum(SEARCHES_PER_EF * queries * _filtered_query_seconds(cell, base, dims[cell.model], kept)
@@ -229,7 +230,7 @@ def churn_work(spec: ExperimentSpec, n: int, dims: int, queries: int) -> CellWor
     """Every runbook cell of one space (backend entries x seeds) on n rows: its inserts (re-inserts counted) at
     the cost of building that many points, each checkpoint's searches at every ef, and each baseline's fresh
     build. The exact kNN over the live set at each checkpoint is counted by the caller, once per space."""
-    counts = runbook_counts(spec.runbook, n, baseline=spec.runbook_baseline)
+    counts = runbook_counts(spec.runbook_steps(), n, baseline=spec.runbook_baseline)
     largest = max(counts.largest, 2)
     built = search = 0.0
     index_bytes = 0
@@ -247,5 +248,7 @@ def churn_work(spec: ExperimentSpec, n: int, dims: int, queries: int) -> CellWor
         inserts = counts.baseline_points if backend.capabilities.deletes == "none" else counts.inserted
         built += len(spec.seeds) * per_point * (inserts + counts.baseline_points)
         search += len(spec.seeds) * SEARCHES_PER_EF * queries * per_query * (counts.checkpoints + counts.baselines)
+        # self-miss at every checkpoint: a sample of the live points, each searched once per ef
+        search += len(spec.seeds) * min(largest, SELF_MISS_MIN_SAMPLE) * per_query * counts.checkpoints
         index_bytes = max(index_bytes, largest * (dims * 4 + links))
     return CellWork(built, search, index_bytes)

@@ -16,6 +16,9 @@ In a spec, `runbook:` is a list; each step is a mapping with exactly one key, th
       - replace: {fraction: 0.2, seed: 2}      # a seeded share of the index deleted, then its vectors inserted
                                                # again: under the same ids where the backend allows it, else
                                                # under new ids (the row's `reinserted_ids` says which)
+      - replace: {start: 0, end: 100, with_start: 500, with_end: 600}
+                                               # the points inserted as rows [start, end) take the vectors of
+                                               # rows [with_start, with_end) (big-ann-benchmarks' replace)
       - rebuild: {}                            # a checkpoint that also builds a fresh index over the points in
                                                # the index (the baseline) and measures it beside the live one
     runbook_baseline: true                     # (beside `runbook`) every checkpoint also measures the baseline
@@ -24,10 +27,15 @@ Rows are positions in the space's indexed rows (every base row unless `index_siz
 past their count is refused naming the step, before anything is built. Once `insert` puts a row in, a row
 deleted may be inserted again by a later range; `insert: {by: ...}` takes only rows never inserted. The
 insertion order of a runbook comes from its steps: a spec's `orderings` does not apply to it.
+
+A range names points by the row they were inserted as (big-ann-benchmarks' tags): after a replace by ranges,
+`delete: {start, end}` deletes the points inserted as those rows, whose vectors are now the replacing rows'.
+`runbook_file:` (indexer.model.runbook_file) reads big-ann-benchmarks' own runbook files into these steps.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
@@ -55,6 +63,27 @@ class RowRange(Strict):
 
     def describe(self) -> str:
         return f"rows {self.start}..{self.end}"
+
+
+class ReplaceRange(Strict):
+    """The points inserted as rows [start, end) take the vectors of rows [with_start, with_end), in order."""
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=1)
+    with_start: int = Field(ge=0)
+    with_end: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> ReplaceRange:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be greater than start ({self.start})")
+        if self.with_end - self.with_start != self.end - self.start:
+            raise ValueError(f"rows {self.with_start}..{self.with_end} cannot replace the {self.end - self.start:,} "
+                             f"points of rows {self.start}..{self.end}: the ranges differ in length")
+        return self
+
+    def describe(self) -> str:
+        return f"rows {self.start}..{self.end} with rows {self.with_start}..{self.with_end}"
 
 
 class InsertBy(Strict):
@@ -125,11 +154,15 @@ class DeleteStep(Strict):
         return self.delete
 
 
+ReplaceArgs = Annotated[Annotated[DeleteFraction, Tag("fraction")] | Annotated[ReplaceRange, Tag("start")],
+                        _by_key("start", default="fraction")]
+
+
 class ReplaceStep(Strict):
-    replace: DeleteFraction
+    replace: ReplaceArgs
     operation: ClassVar[str] = "replace"
 
-    def args(self) -> DeleteFraction:
+    def args(self) -> DeleteFraction | ReplaceRange:
         return self.replace
 
 
@@ -170,10 +203,29 @@ RunbookStep = Annotated[
 ]
 
 
-def describe_step(index: int, step: InsertStep | DeleteStep | ReplaceStep | SearchStep | RebuildStep) -> str:
-    """`runbook step 3 (delete rows 0..100)`: how errors and rows name a step."""
+@dataclass(frozen=True)
+class StepNaming:
+    """How errors name a step: `runbook step 3` (a spec's list, from 0) or `runbook_file step 4` (a file's own
+    numbers, from 1)."""
+
+    prefix: str = "runbook step"
+    first: int = 0
+
+
+def describe_step(index: int, step: InsertStep | DeleteStep | ReplaceStep | SearchStep | RebuildStep,
+                  naming: StepNaming = StepNaming()) -> str:
+    """`runbook step 3 (delete rows 0..100)`: how errors and rows name a step (`index`: its place in the list)."""
     what = step.args().describe()
-    return f"runbook step {index} ({step.operation}{' ' + what if what else ''})"
+    return f"{naming.prefix} {index + naming.first} ({step.operation}{' ' + what if what else ''})"
+
+
+def rows_reached(args: object) -> int | None:
+    """One past the largest row a step's arguments name (None: they name no row)."""
+    if isinstance(args, RowRange):
+        return args.end
+    if isinstance(args, ReplaceRange):
+        return max(args.end, args.with_end)
+    return None
 
 
 def has_checkpoint(steps: list[Any]) -> bool:
@@ -225,7 +277,7 @@ def runbook_counts(steps: list[Any], n: int, *, baseline: bool) -> RunbookCounts
             elif isinstance(args, DeleteFraction):
                 live -= round(args.fraction * live)
         elif isinstance(step, ReplaceStep):
-            inserted += round(args.fraction * live)
+            inserted += round(args.fraction * live) if isinstance(args, DeleteFraction) else args.end - args.start
         else:
             checkpoints += 1
             if baseline or isinstance(step, RebuildStep):
@@ -237,7 +289,7 @@ def runbook_counts(steps: list[Any], n: int, *, baseline: bool) -> RunbookCounts
                          baseline_points=baseline_points)
 
 
-def range_problems(steps: list[Any], n: int) -> list[str]:
+def range_problems(steps: list[Any], n: int, naming: StepNaming = StepNaming()) -> list[str]:
     """The steps whose rows reach past the n rows of the index (each named: `runbook step 2 (delete ...)`)."""
-    return [f"{describe_step(i, s)}: asks for rows up to {s.args().end}, but the index holds {n:,} rows"
-            for i, s in enumerate(steps) if isinstance(s.args(), RowRange) and s.args().end > n]
+    return [f"{describe_step(i, s, naming)}: asks for rows up to {rows_reached(s.args())}, but the index holds "
+            f"{n:,} rows" for i, s in enumerate(steps) if (rows_reached(s.args()) or 0) > n]

@@ -20,5 +20,25 @@ def test_a_runbook_spec_is_accepted_and_a_step_past_the_rows_refused(client: htt
     far = client.post("/experiments", json={**body, "runbook": [{"insert": {"start": 0, "end": 10_000_000}},
                                                                  {"search": {}}]})
     assert far.status_code == 422 and "runbook step 0 (insert rows 0..10000000)" in far.text, far.text
-    unable = client.post("/experiments", json={**body, "backends": [{"name": "usearch"}]})
-    assert unable.status_code == 422 and "usearch cannot run a runbook" in unable.text, unable.text
+    unable = client.post("/experiments", json={**body, "backends": [{"name": "chroma"}]})
+    assert unable.status_code == 422 and "chroma cannot run a runbook" in unable.text, unable.text
+
+
+BIG_ANN = ("tiny:\n  max_pts: 100\n  1: {operation: insert, start: 0, end: 100}\n  2: {operation: search}\n"
+           "  3: {operation: delete, start: 0, end: 50}\n  4: {operation: search}\n")
+
+
+def test_a_runbook_file_is_taken_by_its_text_never_by_its_path(client: httpx.Client) -> None:
+    """big-ann-benchmarks' format as `runbook_file.text`: accepted and stored; a bad file, a step past the rows (by
+    its own number) or a path: 422."""
+    body = spec("churn-file", seeds=[161], backends=[{"name": "hnswlib", "M": 8, "ef_construction": 40}],
+                runbook_file={"text": BIG_ANN})
+    made = client.post("/experiments", json=body)
+    assert made.status_code == 202, made.text
+    assert client.get(f"/experiments/{made.json()['id']}").json()["spec"]["runbook_file"]["text"] == BIG_ANN
+    gap = client.post("/experiments", json={**body, "runbook_file": {"text": BIG_ANN.replace("  3:", "  5:")}})
+    assert gap.status_code == 422 and "step 3 is missing" in gap.text, gap.text
+    far = client.post("/experiments", json={**body, "runbook_file": {"text": BIG_ANN.replace("end: 50", "end: 10000000")}})
+    assert far.status_code == 422 and "runbook_file step 3 (delete rows 0..10000000)" in far.text, far.text
+    path = client.post("/experiments", json={**body, "runbook_file": {"path": "/etc/passwd", "text": BIG_ANN}})
+    assert path.status_code == 422 and "runbook_file.path" in path.text, path.text

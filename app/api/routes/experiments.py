@@ -127,8 +127,8 @@ def submit_experiment(
     202 when work was queued (a new spec, or one whose earlier job failed or was cancelled, which is
     requeued); 200 with the existing job and its status when it is queued, running or succeeded.
 
-    `file` and `beir` datasets, and models other than the packaged and derived ones, are refused
-    (422): no file path from a request is ever opened. So is a spec whose estimated size exceeds the
+    `file` and `beir` datasets, a `runbook_file` given by path (its `text` is accepted), and models other
+    than the packaged and derived ones, are refused (422): no file path from a request is ever opened. So is a spec whose estimated size exceeds the
     server's limits (cells, base vectors x dims, queries, clusters, texts to embed, the estimated total work in
     core-hours and the largest index's bytes; the 422 gives the estimate), or whose
     parameters cannot fit its data (a reduction to more dimensions than the input has, k over n).
@@ -138,6 +138,12 @@ def submit_experiment(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"dataset.kind: {spec.dataset.kind!r} datasets are not accepted over the API: place the data "
             "under the data directory and run it with the CLI (`indexer run`)",
+        )
+    if spec.runbook_file is not None and spec.runbook_file.path is not None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "runbook_file.path: a file path is not accepted over the API: give the runbook file's contents as "
+            "runbook_file.text, or run the spec with the CLI (`indexer run`)",
         )
     bad = _nul_field(spec.model_dump(mode="json"))
     if bad:

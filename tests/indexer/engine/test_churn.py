@@ -91,9 +91,14 @@ def test_live_ground_truth_matches_numpy_after_every_step(tmp_path: Path) -> Non
         np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-4)  # the ids are those points
 
 
-@pytest.mark.parametrize("params", [{"name": "hnswlib", "M": 4, "ef_construction": 20},
-                                    {"name": "hnswlib", "M": 4, "ef_construction": 20, "replace_deleted": True},
-                                    {"name": "exact"}], ids=["tombstone", "repair", "compact"])
+MUTABLE = [{"name": "hnswlib", "M": 4, "ef_construction": 20},
+           {"name": "hnswlib", "M": 4, "ef_construction": 20, "replace_deleted": True},
+           {"name": "exact"}, {"name": "usearch", "M": 4, "ef_construction": 20},
+           {"name": "voyager", "M": 4, "ef_construction": 20}]
+MUTABLE_IDS = ["hnswlib-tombstone", "hnswlib-repair", "exact-compact", "usearch-repair", "voyager-tombstone"]
+
+
+@pytest.mark.parametrize("params", MUTABLE, ids=MUTABLE_IDS)
 def test_no_backend_returns_a_deleted_id(params: dict) -> None:
     base, queries, _ = _clusters(1)
     rng = np.random.default_rng(5)
@@ -115,6 +120,36 @@ def test_no_backend_returns_a_deleted_id(params: dict) -> None:
             assert not returned & gone, f"round {round_}, ef {ef}: deleted ids {sorted(returned & gone)[:5]}"
             # a search for a deleted point's own vector still fills k from the live points
             assert (ids >= 0).all()
+
+
+@pytest.mark.parametrize("params", MUTABLE, ids=MUTABLE_IDS)
+def test_live_set_recall_against_brute_force(params: dict) -> None:
+    """After inserts, a third deleted, a batch inserted, and a replace (the same vectors under the same ids), each
+    backend's recall at a wide ef, judged against numpy brute force over the live points: near-perfect on two
+    well-separated clusters (exact: perfect)."""
+    base, queries, _ = _clusters(4)
+    index = new_index(params["name"], base.shape[1], "l2", params={k: v for k, v in params.items() if k != "name"},
+                      seed=0)
+    mutable = index
+    assert isinstance(mutable, churn.Mutable)
+    ids = churn.IdMap.empty(len(base), len(base), new_ids=len(base))
+    rows = np.arange(len(base))
+    mutable.insert(base[:400], ids.assign(rows[:400], rows[:400], reuse=mutable.reuses_ids))
+    gone = np.sort(np.random.default_rng(1).choice(400, 130, replace=False))
+    mutable.delete(ids.remove(gone))
+    mutable.insert(base[400:], ids.assign(rows[400:], rows[400:], reuse=mutable.reuses_ids))
+    picked = np.sort(np.random.default_rng(2).choice(np.flatnonzero(ids.live_positions), 100, replace=False))
+    removed = ids.remove(picked)
+    mutable.delete(removed)
+    mutable.insert(base[picked], ids.assign(picked, rows[picked], reuse=mutable.reuses_ids, under=removed))
+    live = np.flatnonzero(ids.live_positions)
+    d = ((queries[:, None, :].astype(np.float64) - base[live][None].astype(np.float64)) ** 2).sum(-1)
+    truth = live[np.argsort(d, axis=1)[:, :K]]
+    found, _ = index.search(queries, K, None if params["name"] == "exact" else 200)
+    assert ids.live[found].all()  # nothing deleted, nothing never inserted
+    got = np.where(found >= 0, ids.row[found], -1)
+    recall = np.mean([len(set(a) & set(t)) / K for a, t in zip(got, truth, strict=True)])
+    assert recall == 1.0 if params["name"] == "exact" else recall >= 0.95, recall
 
 
 @pytest.mark.parametrize("params", [{"M": 4, "ef_construction": 20}, {"M": 4, "ef_construction": 20,
@@ -213,7 +248,9 @@ def test_graph_health_over_live_points_matches_networkx(tmp_path: Path) -> None:
 def test_a_runbook_runs_through_the_one_run_function(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = _spec([{"name": "hnswlib", "M": 8, "ef_construction": 40, "ef_search": [10, 40]},
                   {"name": "hnswlib", "M": 8, "ef_construction": 40, "ef_search": [40], "replace_deleted": True},
-                  {"name": "exact"}, {"name": "faiss_hnsw", "M": 8, "ef_search": [40]}],
+                  {"name": "exact"}, {"name": "faiss_hnsw", "M": 8, "ef_search": [40]},
+                  {"name": "usearch", "M": 8, "ef_construction": 40, "ef_search": [40]},
+                  {"name": "voyager", "M": 8, "ef_construction": 40, "ef_search": [40]}],
                  runbook=[{"insert": {"start": 0, "end": 400}}, {"search": {}}, {"delete": {"label": "subspace-0-dim2"}},
                           {"insert": {"by": "random", "batch": 100, "checkpoints": True}},
                           {"replace": {"fraction": 0.5, "seed": 1}}, {"search": {}}],
@@ -224,9 +261,16 @@ def test_a_runbook_runs_through_the_one_run_function(cache_dir: Path, monkeypatc
     assert {r.deletes for r in rows} == {"tombstone", "repair", "compact", "none"}
     assert all(r.deleted_returned == 0 for r in rows)
     assert all(r.recall == 1.0 and r.baseline_recall == 1.0 for r in rows if r.backend == "exact")
-    assert {r.reinserted_ids for r in rows if r.deletes == "repair"} == {"new"}
+    assert {r.reinserted_ids for r in rows if r.deletes == "repair" and r.backend == "hnswlib"} == {"new"}
+    assert {r.reinserted_ids for r in rows if r.backend == "usearch"} == {"same"}  # a repair under the same ids
     assert all(r.unreachable is not None for r in rows if r.backend == "hnswlib")
     assert all(r.baseline_recall is not None for r in rows)
+    assert {r.backend for r in rows} == {"hnswlib", "exact", "faiss_hnsw", "usearch", "voyager"}
+    # self-miss over every live point (fewer than the sample): exact finds each one itself; none for faiss_hnsw,
+    # which has no live index; the process's memory read at every checkpoint
+    assert all(r.self_miss == 0.0 and r.self_miss_sampled == r.live for r in rows if r.backend == "exact")
+    assert all((r.self_miss is None) == (r.backend == "faiss_hnsw") for r in rows)
+    assert all(r.rss_bytes and r.rss_bytes > 0 for r in rows)
     by_cell = {(s.cell, s.ef) for s in res.extras.churn_summary}
     assert by_cell == {(r.cell, r.ef) for r in rows}
     assert all(s.checkpoints == 4 for s in res.extras.churn_summary)  # 1 search + 2 batches + 1 search
@@ -253,7 +297,7 @@ def test_a_step_outside_the_rows_is_refused_naming_it() -> None:
 
 
 @pytest.mark.parametrize(("backends", "runbook", "extra", "message"), [
-    ([{"name": "usearch"}], RUNBOOK, {}, "backend usearch cannot run a runbook"),
+    ([{"name": "chroma"}], RUNBOOK, {}, "backend chroma cannot run a runbook"),
     ([{"name": "faiss_hnsw"}], RUNBOOK, {}, "faiss_hnsw cannot change a built index"),
     ([{"name": "exact"}], [{"insert": {"start": 0, "end": 10}}], {}, "no checkpoint"),
     ([{"name": "exact"}], [{"search": {}}] * 257, {}, "at most 256"),
