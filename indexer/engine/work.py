@@ -28,7 +28,6 @@ from indexer.engine.spec import Cell, ExperimentSpec, cells
 from indexer.model.filters import FilterWorkload
 from indexer.model.runbook import runbook_counts
 from indexer.science import orderings
-from indexer.science.graph import SELF_MISS_MIN_SAMPLE
 
 BUILD_SECONDS = 1.8e-9
 SEARCH_SECONDS = 1.0e-9
@@ -249,6 +248,10 @@ def churn_work(spec: ExperimentSpec, n: int, dims: int, queries: int) -> CellWor
         built += len(spec.seeds) * per_point * (inserts + counts.baseline_points)
         search += len(spec.seeds) * SEARCHES_PER_EF * queries * per_query * (counts.checkpoints + counts.baselines)
         # self-miss at every checkpoint: a sample of the live points, each searched once per ef
+        # imported here: science.graph imports faiss, whose loader logs on import, and the CLI and the worker
+        # import this module before they quiet that logger
+        from indexer.science.graph import SELF_MISS_MIN_SAMPLE
+
         search += len(spec.seeds) * min(largest, SELF_MISS_MIN_SAMPLE) * per_query * counts.checkpoints
         index_bytes = max(index_bytes, largest * (dims * 4 + links))
     return CellWork(built, search, index_bytes)
