@@ -22,20 +22,12 @@ from indexer.engine.runbook import plan_runbook
 from indexer.engine.space import Space
 from indexer.engine.spec import ExperimentSpec, SpecError, parse_spec
 from indexer.model.options import ReductionSpec
+from tests.indexer.engine.churn_kit import check_live_recall, check_no_deleted_id, clusters
 
 K = 10
 RUNBOOK = [{"insert": {"start": 0, "end": 400}}, {"search": {}}, {"delete": {"fraction": 0.3, "seed": 1}},
            {"search": {}}, {"insert": {"by": "random", "batch": 100, "checkpoints": True}},
            {"delete": {"label": "a"}}, {"search": {}}, {"replace": {"fraction": 0.5, "seed": 2}}, {"rebuild": {}}]
-
-
-def _clusters(seed: int = 0, n: int = 300, d: int = 16, q: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two well-separated gaussian clusters (labels 0 = "a", 1 = "b") and queries drawn around both."""
-    rng = np.random.default_rng(seed)
-    base = np.vstack([rng.standard_normal((n, d)) * 0.3, rng.standard_normal((n, d)) * 0.3 + 3.0]).astype(np.float32)
-    queries = np.vstack([rng.standard_normal((q // 2, d)) * 0.3,
-                         rng.standard_normal((q - q // 2, d)) * 0.3 + 3.0]).astype(np.float32)
-    return base, queries, np.r_[np.zeros(n, np.int64), np.ones(n, np.int64)]
 
 
 def _space(base: np.ndarray, queries: np.ndarray, labels: np.ndarray) -> Space:
@@ -77,7 +69,7 @@ def _live_after_each_op(spec: ExperimentSpec, n: int, labels: np.ndarray) -> lis
 
 
 def test_live_ground_truth_matches_numpy_after_every_step(tmp_path: Path) -> None:
-    base, queries, labels = _clusters()
+    base, queries, labels = clusters()
     spec = _spec([{"name": "exact"}])
     truth = churn.live_truth(spec, _space(base, queries, labels), tmp_path)
     steps = _live_after_each_op(spec, len(base), labels)
@@ -100,56 +92,12 @@ MUTABLE_IDS = ["hnswlib-tombstone", "hnswlib-repair", "exact-compact", "usearch-
 
 @pytest.mark.parametrize("params", MUTABLE, ids=MUTABLE_IDS)
 def test_no_backend_returns_a_deleted_id(params: dict) -> None:
-    base, queries, _ = _clusters(1)
-    rng = np.random.default_rng(5)
-    index = new_index(params["name"], base.shape[1], "l2", params={k: v for k, v in params.items() if k != "name"},
-                      seed=0)
-    gone: set[int] = set()
-    index.insert(base[:400], np.arange(400))  # type: ignore[attr-defined]
-    for round_ in range(3):
-        live = np.array(sorted(set(range(400 + 100 * round_)) - gone))
-        dropped = rng.choice(live, size=len(live) // 3, replace=False)
-        index.delete(dropped)  # type: ignore[attr-defined]
-        gone |= set(dropped.tolist())
-        if round_ < 2:
-            fresh = np.arange(400 + 100 * round_, 500 + 100 * round_)
-            index.insert(base[fresh], fresh)  # type: ignore[attr-defined]
-        for ef in (None,) if params["name"] == "exact" else (10, 50, 400):
-            ids, _ = index.search(np.vstack([queries, base[dropped[:50]]]), K, ef)
-            returned = set(ids[ids >= 0].tolist())
-            assert not returned & gone, f"round {round_}, ef {ef}: deleted ids {sorted(returned & gone)[:5]}"
-            # a search for a deleted point's own vector still fills k from the live points
-            assert (ids >= 0).all()
+    check_no_deleted_id(params)
 
 
 @pytest.mark.parametrize("params", MUTABLE, ids=MUTABLE_IDS)
 def test_live_set_recall_against_brute_force(params: dict) -> None:
-    """After inserts, a third deleted, a batch inserted, and a replace (the same vectors under the same ids), each
-    backend's recall at a wide ef, judged against numpy brute force over the live points: near-perfect on two
-    well-separated clusters (exact: perfect)."""
-    base, queries, _ = _clusters(4)
-    index = new_index(params["name"], base.shape[1], "l2", params={k: v for k, v in params.items() if k != "name"},
-                      seed=0)
-    mutable = index
-    assert isinstance(mutable, churn.Mutable)
-    ids = churn.IdMap.empty(len(base), len(base), new_ids=len(base))
-    rows = np.arange(len(base))
-    mutable.insert(base[:400], ids.assign(rows[:400], rows[:400], reuse=mutable.reuses_ids))
-    gone = np.sort(np.random.default_rng(1).choice(400, 130, replace=False))
-    mutable.delete(ids.remove(gone))
-    mutable.insert(base[400:], ids.assign(rows[400:], rows[400:], reuse=mutable.reuses_ids))
-    picked = np.sort(np.random.default_rng(2).choice(np.flatnonzero(ids.live_positions), 100, replace=False))
-    removed = ids.remove(picked)
-    mutable.delete(removed)
-    mutable.insert(base[picked], ids.assign(picked, rows[picked], reuse=mutable.reuses_ids, under=removed))
-    live = np.flatnonzero(ids.live_positions)
-    d = ((queries[:, None, :].astype(np.float64) - base[live][None].astype(np.float64)) ** 2).sum(-1)
-    truth = live[np.argsort(d, axis=1)[:, :K]]
-    found, _ = index.search(queries, K, None if params["name"] == "exact" else 200)
-    assert ids.live[found].all()  # nothing deleted, nothing never inserted
-    got = np.where(found >= 0, ids.row[found], -1)
-    recall = np.mean([len(set(a) & set(t)) / K for a, t in zip(got, truth, strict=True)])
-    assert recall == 1.0 if params["name"] == "exact" else recall >= 0.95, recall
+    check_live_recall(params)
 
 
 @pytest.mark.parametrize("params", [{"M": 4, "ef_construction": 20}, {"M": 4, "ef_construction": 20,
@@ -158,7 +106,7 @@ def test_live_set_recall_against_brute_force(params: dict) -> None:
 def test_replace_keeps_the_id_set_consistent(params: dict, tmp_path: Path) -> None:
     """After a replace, the ids the index holds undeleted (read from its saved file) are exactly the live ids the
     run's id map holds, each standing for its own row, and searches return only those."""
-    base, _, _ = _clusters(2)
+    base, _, _ = clusters(2)
     index = new_index("hnswlib", base.shape[1], "l2", params=params, seed=0)
     ids = churn.IdMap.empty(len(base), len(base), new_ids=len(base))
     rows = np.arange(len(base))
@@ -223,7 +171,7 @@ def test_deleting_one_of_two_clusters_costs_time_not_recall_near_the_survivors()
 def test_graph_health_over_live_points_matches_networkx(tmp_path: Path) -> None:
     """Unreachable and zero in-degree live points, as a checkpoint measures them, against networkx on the same
     saved graph (deleted points route: their links count, they are not counted)."""
-    base, _, _ = _clusters(3, n=150)
+    base, _, _ = clusters(3, n=150)
     index = new_index("hnswlib", base.shape[1], "l2", params={"M": 2, "ef_construction": 4}, seed=0)
     index.insert(base, np.arange(len(base)))  # type: ignore[attr-defined]
     dead = np.random.default_rng(0).choice(len(base), 120, replace=False)
