@@ -19,7 +19,11 @@ set as the mask: blocked, and cached by the live set):
   sample of the live points (every one up to SELF_MISS_MIN_SAMPLE, else that many) searched for their own
   vectors, the share not found at rank 1; a deleted id at rank 1 is a miss;
 - the process's resident memory (VmRSS of /proc/self/status, where there is one) after the checkpoint's
-  searches: the index and everything else the driver holds, so a trend across checkpoints, not an index size.
+  searches: the index and everything else the driver holds, so a trend across checkpoints, not an index size;
+- per recall target of the spec, the smallest ef at which the live index reaches it (and the fresh one, where a
+  baseline ran): indexer.science.equal_recall's doubling then bisection over all the queries, up to the live
+  points or the backend's largest ef. Churn's price in the unit a user tunes: how much more ef the same recall
+  now takes.
 
 A backend that cannot change a built index (`deletes: none`, faiss HNSW) runs only as that baseline: at each
 checkpoint a fresh index, whose figures are its row's recall and its baseline alike.
@@ -56,17 +60,19 @@ from indexer.engine.executors import Cancelled
 from indexer.engine.phases import Phases
 from indexer.engine.runbook import PlannedOp, plan_runbook
 from indexer.engine.space import Space, space_metric
-from indexer.engine.spec import BackendSpec, ExperimentSpec
+from indexer.engine.spec import BackendSpec, ExperimentSpec, recall_targets
 from indexer.model import seeds
 from indexer.model.options import ReductionSpec
-from indexer.model.results import ChurnRow, ChurnSummary, rows_to_json
+from indexer.model.results import ChurnRow, ChurnSummary, EfAtTarget, rows_to_json
 from indexer.model.runbook import reads_lid
 from indexer.model.strict import Strict
 from indexer.science import filters, graph, groundtruth, metrics
+from indexer.science.equal_recall import ef_for_targets
 from indexer.science.graph import SELF_MISS_MIN_SAMPLE
 from indexer.science.judging import judge_answers
 
-CHURN_FORMAT = 2  # what a churn cell saves: a new format runs every churn cell again (2: self-miss, RSS)
+CHURN_FORMAT = 3  # what a churn cell saves: a new format runs every churn cell again (2: self-miss, RSS; 3: ef at
+# the recall targets)
 CHURN_DIR = "churn"  # churn/<cell key>/rows.json
 Truth = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # live positions (bool) -> exact ids, scores
 
@@ -90,6 +96,7 @@ class ChurnCell(Strict):
             "k": spec.k,
             "runbook": [step.model_dump(mode="json") for step in spec.runbook_steps()],
             "baseline": spec.runbook_baseline,
+            "targets": recall_targets(spec),
             "lid": spec.lid.model_dump(mode="json") if reads_lid(spec.runbook_steps()) else None,
             "library": BACKENDS[self.backend.name].library.version(),
             "seeding": seeds.DERIVATION,
@@ -216,6 +223,7 @@ class _Baseline:
     build_seconds: float
     judged: dict[int | None, Judged]
     qps: dict[int | None, float]
+    ef_at_target: dict[float, int | None]
 
 
 def _fresh(spec: ExperimentSpec, cell: ChurnCell, s: Space, live: np.ndarray, truth: tuple[np.ndarray, np.ndarray],
@@ -235,15 +243,34 @@ def _fresh(spec: ExperimentSpec, cell: ChurnCell, s: Space, live: np.ndarray, tr
             ids, qps[ef] = _search(index, s.queries, spec.k, ef)
             judged[ef] = judge_live(spec, s, ids, live=alive, row=np.arange(len(s.base)), truth_ids=truth[0],
                                     truth_scores=truth[1])
+        reach = ef_at_targets(spec, cell, s, index, len(positions), lambda found: judge_live(
+            spec, s, found, live=alive, row=np.arange(len(s.base)), truth_ids=truth[0], truth_scores=truth[1]))
     finally:
         index.close()
     return _Baseline(recall={ef: metrics.summarize(j.recall)["mean"] for ef, j in judged.items()},
-                     build_seconds=seconds, judged=judged, qps=qps)
+                     build_seconds=seconds, judged=judged, qps=qps, ef_at_target=reach)
+
+
+def ef_at_targets(spec: ExperimentSpec, cell: ChurnCell, s: Space, index: VectorIndex, live: int,
+                  judge: Callable[[np.ndarray], Judged]) -> dict[float, int | None]:
+    """Per recall target of the spec, the smallest ef at which `index` reaches it over all the queries (None: not
+    by min(live points, the backend's largest ef)); nothing for a backend without ef or a spec without targets."""
+    targets = recall_targets(spec)
+    if not targets or cell.backend.ef_values() == [None]:
+        return {}
+    hi = max(spec.k, min(live, BACKENDS[cell.backend.name].max_ef))
+
+    def recall_at(ef: int) -> float:
+        found, _ = index.search(s.queries, spec.k, ef)
+        return float(np.nanmean(judge(found).recall))
+
+    return {t: got.ef for t, got in ef_for_targets(recall_at, targets, lo=spec.k, hi=hi).items()}
 
 
 def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Truth, threads: int = 1,
-                   key: str = "") -> list[ChurnRow]:
-    """Apply the runbook to one index of the cell's entry and measure every checkpoint (the module's doc)."""
+                   key: str = "", checkpoint_done: Callable[[int, int, PlannedOp], None] | None = None) -> list[ChurnRow]:
+    """Apply the runbook to one index of the cell's entry and measure every checkpoint (the module's doc);
+    `checkpoint_done(i, of, op)` after each, so a long cell shows where it is."""
     ds = s.dataset
     labels = ds.labels[s.rows] if ds.labels is not None else None
     plan = plan_runbook(spec.runbook_steps(), n=len(s.rows), k=spec.k, seed=cell.seed,
@@ -267,6 +294,7 @@ def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Tr
     rows: list[ChurnRow] = []
     counts = {"inserted": 0, "deleted": 0}
     since = 0.0
+    checkpoints = sum(op.checkpoint for op in plan)
     try:
         for op in plan:
             t0 = time.perf_counter()
@@ -289,6 +317,8 @@ def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Tr
                                     mode=mutable.delete_mode if mutable is not None else "none", reuse=reuse,
                                     counts=counts, update_seconds=since)
                 since = 0.0
+                if checkpoint_done is not None:
+                    checkpoint_done(len({(r.step, r.batch) for r in rows}), checkpoints, op)
     finally:
         if index is not None:
             index.close()
@@ -339,6 +369,14 @@ def _checkpoint(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, 
     misses = (live_self_miss(index, s.base, ids, efs, seed=cell.seed, metric=metric)
               if index is not None else {})
     rss = resident_bytes()
+    if index is not None:
+        reach = ef_at_targets(spec, cell, s, index, int(ids.live.sum()), lambda found: judge_live(
+            spec, s, found, live=ids.live, row=ids.row, truth_ids=exact[0], truth_scores=exact[1]))
+    else:
+        assert baseline is not None
+        reach = baseline.ef_at_target
+    at_target = [EfAtTarget(target=t, ef=ef, baseline_ef=None if baseline is None else baseline.ef_at_target.get(t))
+                 for t, ef in reach.items()]
     out = []
     for ef in efs:
         if index is not None:
@@ -359,7 +397,7 @@ def _checkpoint(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, 
             baseline_recall=None if baseline is None else baseline.recall[ef],
             baseline_build_seconds=None if baseline is None else baseline.build_seconds,
             self_miss=misses[ef].fraction if ef in misses else None,
-            self_miss_sampled=misses[ef].sampled if ef in misses else None, rss_bytes=rss,
+            self_miss_sampled=misses[ef].sampled if ef in misses else None, rss_bytes=rss, ef_at_target=at_target,
         ))
     return out
 
@@ -382,14 +420,33 @@ def summarize_churn(rows: list[ChurnRow]) -> list[ChurnSummary]:
             checkpoints=len(mine), mean_recall=float(np.mean([r.recall for r in measured])) if measured else None,
             worst_recall=None if worst is None else worst.recall, worst_step=None if worst is None else worst.step,
             final_recall=last.recall, final_baseline_recall=last.baseline_recall, final_gap=gap,
-            deleted_returned=sum(r.deleted_returned for r in mine)))
+            deleted_returned=sum(r.deleted_returned for r in mine), final_ef_at_target=last.ef_at_target))
     return out
+
+
+def _checkpoint_progress(phase: Phases, should_stop: Callable[[], bool], share: float,
+                         label: str) -> Callable[[int, int, PlannedOp], None]:
+    """After each checkpoint of a cell: the run's fraction moved through the cell's `share`, the message naming
+    the checkpoint, and a stop request honoured."""
+    where, start = phase.context, phase.fraction
+
+    def moved(i: int, of: int, op: PlannedOp) -> None:
+        if should_stop():
+            raise Cancelled()
+        batch = "" if op.batch is None else f", batch {op.batch}"
+        phase.progress(start + share * i / max(of, 1),
+                       f"{where + ': ' if where else ''}runbook {label}: checkpoint {i} of {of} (after step {op.step}"
+                       f"{batch})")
+
+    return moved
 
 
 def churn_space(spec: ExperimentSpec, s: Space, cache_dir: Path, *, model: str | None, size: int | str,
                 reduction: ReductionSpec, phase: Phases, should_stop: Callable[[], bool], fresh: bool,
-                threads: int, tick: Callable[[], None]) -> list[ChurnRow]:
-    """Every churn cell of one space, in order: read when cached (unless `fresh`), else run and cached whole."""
+                threads: int, tick: Callable[[], None], share: float = 0.0) -> list[ChurnRow]:
+    """Every churn cell of one space, in order: read when cached (unless `fresh`), else run and cached whole.
+    `share` is one cell's part of the run's progress, moved through checkpoint by checkpoint; a stop request
+    is honoured between checkpoints."""
     truth = live_truth(spec, s, cache_dir)
     out: list[ChurnRow] = []
     for cell in churn_cells(spec):
@@ -404,7 +461,8 @@ def churn_space(spec: ExperimentSpec, s: Space, cache_dir: Path, *, model: str |
             tick()
             continue
         with phase(f"runbook {cell.label()}"):
-            rows = run_churn_cell(spec, cell, s, truth=truth, threads=threads, key=key)
+            rows = run_churn_cell(spec, cell, s, truth=truth, threads=threads, key=key,
+                                  checkpoint_done=_checkpoint_progress(phase, should_stop, share, cell.label()))
         with staged_dir(cell_dir, replace=True) as tmp:
             (tmp / "rows.json").write_text(json.dumps(rows_to_json(rows)))
         out += rows

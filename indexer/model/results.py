@@ -529,6 +529,15 @@ class FilteredRow(ResultModel):
 # --- churn: a runbook's checkpoints (indexer.engine.churn) ----------------------------------------------------
 
 
+class EfAtTarget(ResultModel):
+    """At one checkpoint, the smallest ef whose recall reaches a target: of the live index and of a fresh one over
+    the same points (None: not reached by the backend's largest ef, or no fresh index at this checkpoint)."""
+
+    target: float
+    ef: int | None
+    baseline_ef: int | None = None
+
+
 class ChurnRow(ResultModel):
     """One runbook cell at one checkpoint and one ef: the live index's answers against exact kNN over the points
     in the index at that moment, and (where a baseline ran) a fresh index's over the same points."""
@@ -566,6 +575,8 @@ class ChurnRow(ResultModel):
     self_miss: Measure = None
     self_miss_sampled: int | None = None
     rss_bytes: int | None = None  # the process's resident memory after the checkpoint (None: not readable)
+    # per recall target, the ef reaching it now (the same at every ef of the checkpoint; [] for a backend without ef)
+    ef_at_target: list[EfAtTarget] = []
 
 
 class ChurnSummary(ResultModel):
@@ -584,6 +595,7 @@ class ChurnSummary(ResultModel):
     final_baseline_recall: Measure = None  # None: no baseline at the last checkpoint
     final_gap: Measure = None  # final_baseline_recall - final_recall
     deleted_returned: int  # over all checkpoints (must be 0)
+    final_ef_at_target: list[EfAtTarget] = []  # at the last checkpoint
 
 
 class RunExtras(ResultModel):

@@ -1,9 +1,17 @@
-"""The service takes a spec with a runbook as the CLI does; a step outside the dataset's rows is a 422 naming it."""
+"""The service takes a spec with a runbook as the CLI does (a step outside the dataset's rows is a 422 naming it),
+runs it in the worker, and shows its checkpoints while it runs."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import httpx
 
+from tests.app.apiharness import REPO, WORKER_SECONDS, own_server
 from tests.app.apiharness import make_spec as spec
 
 RUNBOOK = [{"insert": {"start": 0, "end": 100}}, {"search": {}}, {"delete": {"fraction": 0.5, "seed": 1}},
@@ -42,3 +50,42 @@ def test_a_runbook_file_is_taken_by_its_text_never_by_its_path(client: httpx.Cli
     assert far.status_code == 422 and "runbook_file step 3 (delete rows 0..10000000)" in far.text, far.text
     path = client.post("/experiments", json={**body, "runbook_file": {"path": "/etc/passwd", "text": BIG_ANN}})
     assert path.status_code == 422 and "runbook_file.path" in path.text, path.text
+
+
+def test_the_worker_runs_a_runbook_and_the_api_shows_its_checkpoints(tmp_path: Path) -> None:
+    """A runbook spec through the real server and worker: while it runs, the experiment's message names the
+    checkpoint it reached (polled here as a client would), its progress never goes back, and the report it
+    ends with holds a row per checkpoint and ef, none returning a deleted id."""
+    runbook = [{"insert": {"start": 0, "end": 5000}}, {"search": {}},
+               {"insert": {"by": "random", "batch": 1000, "checkpoints": True}},
+               {"delete": {"fraction": 0.3, "seed": 1}}, {"search": {}},
+               {"replace": {"fraction": 0.5, "seed": 2}}, {"search": {}}]
+    body = spec("churn-worker", seeds=[162], backends=[{"name": "hnswlib", "M": 16, "ef_construction": 100,
+                                                         "ef_search": [10, 40]}],
+                runbook=runbook, runbook_baseline=True)
+    body["dataset"] = {**body["dataset"], "points_per_subspace": 5000}  # long enough to be seen between checkpoints
+    with own_server(tmp_path / "data") as srv, srv.client() as c:
+        made = c.post("/experiments", json=body)
+        assert made.status_code == 202, made.text
+        exp_id = made.json()["id"]
+        worker = subprocess.Popen([sys.executable, "-m", "indexer.cli", "worker", "--once", "--poll-seconds", "0.2"],
+                                  cwd=REPO, env=srv.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        seen: list[tuple[float, str]] = []
+        deadline = time.monotonic() + WORKER_SECONDS
+        while True:
+            exp = c.get(f"/experiments/{exp_id}").json()
+            seen.append((exp["progress"], exp.get("message") or ""))
+            if exp["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        _, err = worker.communicate(timeout=WORKER_SECONDS)
+        assert exp["status"] == "succeeded", f"{exp}\n{err[-3000:]}"
+        progress = [p for p, _ in seen]
+        assert progress == sorted(progress), progress
+        shown = [m for _, m in seen if "checkpoint" in m]
+        assert shown and all(re.search(r"runbook hnswlib .*: checkpoint \d+ of 8 \(after step \d+", m) for m in shown), \
+            sorted({m for _, m in seen})
+        report = c.get(f"/experiments/{exp_id}/report", params={"format": "json"}).json()
+    rows = report["extras"]["churn"]
+    assert len(rows) == 8 * 2  # 1 search + 5 batches + 2 searches, at two ef
+    assert all(r["deleted_returned"] == 0 and r["baseline_recall"] is not None for r in rows)

@@ -5,6 +5,7 @@ through a whole run (cached, refused when a step leaves the rows)."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from indexer.engine.runbook import plan_runbook
 from indexer.engine.space import Space
 from indexer.engine.spec import ExperimentSpec, SpecError, parse_spec
 from indexer.model.options import ReductionSpec
+from indexer.report.write import write_report
 from tests.indexer.engine.churn_kit import check_live_recall, check_no_deleted_id, clusters
 
 K = 10
@@ -193,7 +195,8 @@ def test_graph_health_over_live_points_matches_networkx(tmp_path: Path) -> None:
     assert unreachable + zero > 0  # the sparse graph and 80% deleted leave something to count
 
 
-def test_a_runbook_runs_through_the_one_run_function(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_runbook_runs_through_the_one_run_function(cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
     spec = _spec([{"name": "hnswlib", "M": 8, "ef_construction": 40, "ef_search": [10, 40]},
                   {"name": "hnswlib", "M": 8, "ef_construction": 40, "ef_search": [40], "replace_deleted": True},
                   {"name": "exact"}, {"name": "faiss_hnsw", "M": 8, "ef_search": [40]},
@@ -219,9 +222,22 @@ def test_a_runbook_runs_through_the_one_run_function(cache_dir: Path, monkeypatc
     assert all(r.self_miss == 0.0 and r.self_miss_sampled == r.live for r in rows if r.backend == "exact")
     assert all((r.self_miss is None) == (r.backend == "faiss_hnsw") for r in rows)
     assert all(r.rss_bytes and r.rss_bytes > 0 for r in rows)
+    # the ef reaching each recall target, of the live index and the fresh one beside it; none for exact
+    assert all(not r.ef_at_target for r in rows if r.backend == "exact")
+    graphs = [r for r in rows if r.backend != "exact"]
+    assert all([t.target for t in r.ef_at_target] == [0.9, 0.95, 0.99] for r in graphs)
+    # usearch stores bf16 at its defaults: 0.99 is out of its reach even at ef = the live points
+    assert all(t.baseline_ef is not None and t.ef is not None for r in graphs for t in r.ef_at_target
+               if t.target < 0.99 or r.backend != "usearch")
+    assert all(t.ef == t.baseline_ef for r in rows if r.backend == "faiss_hnsw" for t in r.ef_at_target)
     by_cell = {(s.cell, s.ef) for s in res.extras.churn_summary}
     assert by_cell == {(r.cell, r.ef) for r in rows}
     assert all(s.checkpoints == 4 for s in res.extras.churn_summary)  # 1 search + 2 batches + 1 search
+
+    page = write_report(spec, res.rows, tmp_path / "report", extras=res.extras)
+    html = (page / "report.html").read_text()
+    assert "the runbook (since the previous checkpoint)" in html and "ef for 0.95: live / fresh" in html
+    assert "ef for recall 0.95: live (solid), fresh (dashed)" in html  # the figure's last panel
 
     def no_runs(*args: object, **kwargs: object) -> None:
         raise AssertionError("a cached churn cell ran again")
@@ -229,6 +245,37 @@ def test_a_runbook_runs_through_the_one_run_function(cache_dir: Path, monkeypatc
     monkeypatch.setattr(churn, "run_churn_cell", no_runs)
     again = runner.run(spec, cache_dir=cache_dir)
     assert [r.model_dump() for r in again.extras.churn] == [r.model_dump() for r in rows]
+
+
+def test_ef_at_target_is_where_numpy_recall_first_reaches_it() -> None:
+    """The ef a checkpoint reports for each target, on a tombstoned hnswlib index: numpy brute force over the live
+    points gives recall at least the target there and below it one ef lower (the search's own judge aside)."""
+    base, queries, labels = clusters(6, n=600)
+    spec = _spec([{"name": "hnswlib", "M": 4, "ef_construction": 16}], recall_targets=[0.9, 0.99])
+    cell = churn.churn_cells(spec)[0]
+    index = new_index("hnswlib", base.shape[1], "l2", params={"M": 4, "ef_construction": 16}, seed=0)
+    index.insert(base, np.arange(len(base)))  # type: ignore[attr-defined]
+    dead = np.random.default_rng(0).choice(len(base), 600, replace=False)
+    index.delete(dead)  # type: ignore[attr-defined]
+    live = np.ones(len(base), dtype=bool)
+    live[dead] = False
+    s = _space(base, queries, labels)
+    truth = churn.live_truth(spec, s, Path(tempfile.mkdtemp()))(live)
+    reach = churn.ef_at_targets(spec, cell, s, index, int(live.sum()), lambda found: churn.judge_live(
+        spec, s, found, live=live, row=np.arange(len(base)), truth_ids=truth[0], truth_scores=truth[1]))
+    kept = np.flatnonzero(live)
+    d = ((queries[:, None, :].astype(np.float64) - base[kept][None].astype(np.float64)) ** 2).sum(-1)
+    exact = kept[np.argsort(d, axis=1)[:, :K]]
+
+    def numpy_recall(ef: int) -> float:
+        found, _ = index.search(queries, K, ef)
+        return float(np.mean([len(set(a) & set(t)) / K for a, t in zip(found, exact, strict=True)]))
+
+    assert set(reach) == {0.9, 0.99}
+    for target, ef in reach.items():
+        assert ef is not None and numpy_recall(ef) >= target, (target, ef)
+        assert ef == K or numpy_recall(ef - 1) < target, (target, ef)
+    assert reach[0.99] >= reach[0.9]  # type: ignore[operator]
 
 
 def test_a_step_outside_the_rows_is_refused_naming_it() -> None:
