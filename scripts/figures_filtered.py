@@ -11,22 +11,12 @@ from collections.abc import Callable, Sequence
 from statistics import mean, median
 from typing import Any
 
+from figure_numbers import points, spread
+
 Row = dict[str, Any]
 Entry = dict[str, Any]
 GRAPH_PARAMS = ("M", "ef_construction")
 MODE = "filter_mode"
-
-
-def _spread(values: Sequence[float], digits: int = 3) -> str:
-    m, lo, hi = mean(values), min(values), max(values)
-    text = f"{m:.{digits}f}"
-    return text + (f" ({lo:.{digits}f}–{hi:.{digits}f})" if f"{lo:.{digits}f}" != f"{hi:.{digits}f}" else "")
-
-
-def _points(diffs: Sequence[float]) -> str:
-    pts = [100 * d for d in diffs]
-    agree = all(p >= 0.05 for p in pts) or all(p <= -0.05 for p in pts)
-    return f"{mean(pts):+.1f} ({min(pts):+.1f} to {max(pts):+.1f}){' every seed' if agree else ' mixed'}"
 
 
 def entries(spec: dict[str, Any]) -> list[tuple[str, Entry]]:
@@ -77,7 +67,7 @@ def table(run: dict[str, Any], kinds: Sequence[str] | None = None) -> str:
         cells = []
         for name, sel in cols:
             short = any(r["short_results"] for r in rows if r["filter"] == name and r["selectivity"] == sel)
-            cells.append(_spread(_per_seed(rows, name, sel)) + (" †" if short else ""))
+            cells.append(spread(_per_seed(rows, name, sel)) + (" †" if short else ""))
         lines.append(f"| {label} ({rows[0]['strategy']}, ef {rows[0]['ef'] or '-'}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -132,7 +122,7 @@ def subspace(run: dict[str, Any]) -> str:
             lines = ["| backend (ef) | ordering | " + " | ".join(groups) + " |", "|---|---|" + "---:|" * len(groups)]
         for ordering in run["spec"]["orderings"]:
             at = [r for r in rows if r["ordering"] == ordering]
-            cells = [_spread([r["recall_by_category"][g]["recall"] for r in at]) for g in groups]
+            cells = [spread([r["recall_by_category"][g]["recall"] for r in at]) for g in groups]
             lines.append(f"| {label} ({low}) | {ordering} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -167,7 +157,7 @@ def subspace_effect(run: dict[str, Any]) -> str:
             base = by_seed(e, "random", hi_group)
             if min(base.values()) >= 1.0:
                 continue
-            diffs = [f"{o} {_points([by_seed(e, o, hi_group)[s] - base[s] for s in sorted(base)])}" for o in others]
+            diffs = [f"{o} {points([by_seed(e, o, hi_group)[s] - base[s] for s in sorted(base)])}" for o in others]
             effects.append(f"{label}: " + ", ".join(diffs))
         lines.append(f"- {hi_group} recall against random order, points: " + "; ".join(effects))
     return "\n".join(lines) + "\n"

@@ -21,7 +21,9 @@ from statistics import mean
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import figures_filtered  # noqa: E402  (a sibling script module: the filtered-search figures)
+import figures_churn  # noqa: E402  (sibling script modules: the churn and filtered-search figures)
+import figures_filtered  # noqa: E402
+from figure_numbers import points, spread  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "runs"
@@ -35,6 +37,10 @@ KEEP = ("dataset", "model", "metric", "index_size", "reduction", "dims", "repres
 FILTERED_KEEP = ("backend", "build_params", "filter_mode", "strategy", "ordering", "seed", "ef", "filter", "filter_kind",
                  "selectivity", "kept", "recall", "short_results", "mean_returned", "violations", "qps",
                  "distances_per_query", "cost_at_recall", "recall_by_category")
+CHURN_KEEP = ("backend", "build_params", "deletes", "reinserted_ids", "seed", "step", "batch", "operation", "live",
+              "inserted", "deleted", "update_seconds", "ef", "recall", "deleted_returned", "short_results", "qps",
+              "unreachable", "zero_in_degree", "baseline_recall", "baseline_build_seconds", "baseline_qps",
+              "self_miss", "ef_at_target", "rss_bytes")
 SPACE_SCALARS = ("isoscore", "lid_global", "dims", "n")  # and the median/p10/p90 of the distributions
 Row = dict[str, Any]
 
@@ -50,8 +56,9 @@ def summarize(out_dir: Path, name: str) -> Path:
                      if part in ("lid_base", "lid_queries", "relative_contrast") or part in SPACE_SCALARS}
              for label, measures in (extras.get("space") or {}).items()}
     filtered = [{k: r[k] for k in FILTERED_KEEP if k in r} for r in extras.get("filtered") or []]
+    churn = [{k: r[k] for k in CHURN_KEEP if k in r} for r in extras.get("churn") or []]
     summary = {"spec": report["spec"], "provenance": extras.get("provenance"), "space": space, "rows": rows,
-               **({"filtered": filtered} if filtered else {})}
+               **({"filtered": filtered} if filtered else {}), **({"churn": churn} if churn else {})}
     RUNS.mkdir(parents=True, exist_ok=True)
     path = RUNS / f"{name}.json"
     path.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
@@ -64,28 +71,6 @@ def load(run: str) -> dict[str, Any]:
 
 
 # --- numbers as the tables print them -----------------------------------------------------------------------
-
-
-def spread(values: Sequence[float], digits: int = 3) -> str:
-    """Mean over seeds, and the range when the seeds differ at the printed precision."""
-    m = mean(values)
-    lo, hi = min(values), max(values)
-    text = f"{m:.{digits}f}"
-    if f"{lo:.{digits}f}" != f"{hi:.{digits}f}":
-        text += f" ({lo:.{digits}f}–{hi:.{digits}f})"
-    return text
-
-
-def points(diffs: Sequence[float], replicated: bool = True) -> str:
-    """A difference in points over seeds: its mean, range, and whether every seed agrees on its sign; a
-    system whose builds do not vary with the seed made one measurement, whatever the number of seeds."""
-    pts = [100 * d for d in diffs]
-    text = f"{mean(pts):+.1f} ({min(pts):+.1f} to {max(pts):+.1f})"
-    if not replicated:
-        return f"{mean(pts):+.1f} one build"
-    if all(p >= 0.05 for p in pts) or all(p <= -0.05 for p in pts):  # a sign that shows at the printed 0.1
-        return text + " every seed"
-    return text + " mixed"
 
 
 def thousands(x: float) -> str:
@@ -519,6 +504,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "systems-gap": systems_gap,
     "systems-ordering": systems_ordering,
     **figures_filtered.TABLES,
+    **figures_churn.TABLES,
 }
 
 

@@ -85,3 +85,45 @@ def test_the_model_ranks_are_the_order_of_the_mean_ndcg() -> None:
     for rank, (m, line) in enumerate(zip(by_rank, table, strict=True), start=1):
         assert line.split("|")[2].strip().endswith(f"({rank})")
         assert line.split("|")[2].strip().startswith(f"{exact[m]:.3f}")
+
+
+def _churn_row(backend: str, params: dict, seed: int, step: int, recall: float, fresh: float, qps: float,
+               fresh_qps: float, ef: int, efs: tuple[int | None, int | None]) -> dict:
+    return {"backend": backend, "build_params": params, "deletes": "tombstone", "seed": seed, "step": step,
+            "ef": ef, "recall": recall, "baseline_recall": fresh, "qps": qps, "baseline_qps": fresh_qps,
+            "deleted_returned": 0, "unreachable": step * 10 + seed,
+            "ef_at_target": [{"target": 0.95, "ef": efs[0], "baseline_ef": efs[1]}]}
+
+
+def test_the_churn_table_matches_each_entry_to_its_rows_and_recomputes_over_seeds() -> None:
+    """Three entries of one system (defaults, M 16, defaults with replace_deleted) told apart by their build
+    parameters; the table's figures recomputed here from the rows: the first checkpoint's mean, the worst, the
+    last, its gap to the fresh index per seed, the median ef, the QPS share and the stranded points."""
+    spec_ = {"backends": [{"name": "hnswlib"}, {"name": "hnswlib", "M": 16, "ef_construction": 128,
+                                                 "ef_search": [64]},
+                          {"name": "hnswlib", "replace_deleted": True}], "seeds": [0, 1]}
+    defaults = {"M": 16, "ef_construction": 200}
+    rows = []
+    for seed in (0, 1):
+        for params, base in ((defaults, 0.90), ({"M": 16, "ef_construction": 128}, 0.80),
+                             ({**defaults, "replace_deleted": True}, 0.70)):
+            rows.append(_churn_row("hnswlib", params, seed, 1, base + 0.01 * seed, 0.99, 100.0, 100.0, 10,
+                                   (30, 20)))
+            rows.append(_churn_row("hnswlib", params, seed, 3, base - 0.1 + 0.02 * seed, 0.98, 50.0, 100.0, 10,
+                                   (40 + seed * 10, 20)))
+            rows.append(_churn_row("hnswlib", params, seed, 3, 0.5, 0.5, 1.0, 1.0, 5, (None, None)))  # smaller ef
+    run = {"spec": spec_, "churn": rows}
+    labels = [label for label, _ in figures.figures_churn.entries(spec_)]
+    assert labels == ["hnswlib defaults", "hnswlib M 16", "hnswlib defaults +replace_deleted"]
+    lines = figures.figures_churn.table(run).splitlines()[2:]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    first = cells[0]
+    assert first[0] == "hnswlib defaults (ef 10)" and first[1] == "tombstone"
+    assert first[2] == f"{mean([0.90, 0.91]):.3f} (0.900–0.910)"
+    assert first[3] == f"{mean([0.80, 0.82]):.3f} (0.800–0.820)"  # the worst is the last here
+    assert first[5] == "0.980"
+    gaps = [100 * (0.80 - 0.98), 100 * (0.82 - 0.98)]
+    assert first[6] == f"{mean(gaps):+.1f} ({min(gaps):+.1f} to {max(gaps):+.1f}) every seed"
+    assert first[7] == "45 / 20"  # median of 40 and 50
+    assert first[8] == "0.50x" and first[9] == f"{mean([30, 31]):,.0f}"
+    assert cells[1][2].startswith(f"{mean([0.80, 0.81]):.3f}") and cells[2][2].startswith(f"{mean([0.70, 0.71]):.3f}")

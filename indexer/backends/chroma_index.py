@@ -37,6 +37,20 @@ The other filter is `where` on metadata, which would need the row stored as meta
 row per point): the local executor first evaluates it in SQLite into the allowed ids (local.rs:173-205),
 then searches the graph the same way. Its `{"row": {"$in": [...]}}` binds one SQL variable per value, and a
 mask of 40,000 rows fails with "too many SQL variables" (measured, chromadb 1.5.9), so the mask goes as ids.
+
+Deletes and inserts (base.Mutable, for a runbook), read at the same tag and fork commit:
+`collection.delete(ids=...)` and `collection.add(...)`, in batches of the client's max batch size. The local
+HNSW segment applies the log (`apply_log_chunk`, rust/segment/src/local_hnsw.rs:648-840): a delete
+(local_hnsw.rs:718-731) drops the id's label from its id map and calls the index's `delete`
+(rust/index/src/hnsw.rs:184-188), the fork's `mark_deleted` -> `markDelete`, which "Marks an element with the
+given label deleted, does NOT really change the current graph" (hnswlib/hnswalg.h:1548-1550); the layer-0
+search skips a marked point as a result but follows its links (hnswalg.h:614): a tombstone. The index is made
+with allow_replace_deleted (src/hnsw.rs:217-230) but the fork's `add_item` calls `addPoint(data, id)` without
+replace_deleted (src/bindings.cpp:137-145), and an add gets a fresh label (`next_label`,
+local_hnsw.rs:673-695): deleted slots are never reused; the index grows to the next power of two of its
+points, deleted ones included (local_hnsw.rs:775-783). The string id is free again once deleted, so ids are
+reused (under a new label). The local segment has no compaction of its own; one exception: under 100 live
+points with over 20% deleted, a query is answered by brute force over the live ones (local_hnsw.rs:293-330).
 """
 
 from __future__ import annotations
@@ -89,7 +103,8 @@ class ChromaIndex(KeptBySystem):
         settings = Settings(anonymized_telemetry=False)
         self._client = chromadb.PersistentClient(path=self._dir, settings=settings)
 
-    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+    def _create(self) -> None:
+        """A new client in a new scratch directory, and its one empty collection."""
         self.close()
         self._dir = str(scratch_dir("indexer-chroma-"))
         self._open()
@@ -98,10 +113,45 @@ class ChromaIndex(KeptBySystem):
         self._col = self._client.create_collection(COLLECTION, configuration={"hnsw": hnsw},
                                                    embedding_function=None)  # None: no model to download
         self._ef = DEFAULT_EF
+        self._rows = np.empty(0, dtype=np.int64)
+
+    def _add(self, vectors: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
+        """`vectors[rows]` under `ids` (as strings), a max batch at a time."""
         batch = int(self._client.get_max_batch_size())
-        for rows in chunks(np.asarray(order), batch):
-            self._col.add(ids=[str(i) for i in rows.tolist()], embeddings=np.ascontiguousarray(vectors[rows]))
-        self._rows = np.sort(np.asarray(order, dtype=np.int64))
+        for at in chunks(np.arange(len(rows)), batch):
+            self._col.add(ids=[str(i) for i in ids[at].tolist()],
+                          embeddings=np.ascontiguousarray(vectors[rows[at]]))
+        assert self._rows is not None
+        self._rows = np.union1d(self._rows, ids)
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        self._create()
+        order = np.asarray(order, dtype=np.int64)
+        self._add(vectors, order, order)
+
+    @property
+    def reuses_ids(self) -> bool:
+        """A deleted id is free again: added back, it gets a new label (module doc)."""
+        return True
+
+    @property
+    def delete_mode(self) -> str:
+        return "tombstone"
+
+    def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """`collection.add` under `ids` (the first insert creates the collection)."""
+        if self._col is None:
+            self._create()
+        ids = np.asarray(ids, dtype=np.int64)
+        self._add(vectors, np.arange(len(ids)), ids)
+
+    def delete(self, ids: np.ndarray) -> None:
+        """`collection.delete(ids=...)`, a max batch at a time: marked deleted in the graph (module doc)."""
+        assert self._col is not None and self._rows is not None, "build or insert first"
+        ids = np.asarray(ids, dtype=np.int64)
+        for at in chunks(ids, int(self._client.get_max_batch_size())):
+            self._col.delete(ids=[str(i) for i in at.tolist()])
+        self._rows = np.setdiff1d(self._rows, ids, assume_unique=True)
 
     def _set_ef(self, ef: int) -> None:
         """Store ef_search in the collection's configuration, then reopen so the index is loaded with it."""
@@ -165,4 +215,7 @@ BACKEND = Backend(name="chroma", params=ChromaParams, ef_search=(DEFAULT_EF,), i
                                             deterministic=False, graph=False, seeded=False, servable=False,
                                             # query(ids=...): hnswlib fork's filter functor in searchBaseLayerST,
                                             # hnswalg.h:534-629 at chroma-core/hnswlib 6868102b (module doc)
-                                            filtering="in_graph"))
+                                            filtering="in_graph",
+                                            # mark_deleted, never replaced: the fork's hnswalg.h:1548-1550,
+                                            # bindings.cpp:137-145 at 6868102b (module doc)
+                                            deletes="tombstone"))

@@ -62,6 +62,34 @@ Cost: lance plans each query of a batch with the whole list in it, and a batch's
 its size, so filtered queries go FILTER_BATCH at a time (100 queries over 100,000 rows with a 50,000-id list:
 0.07 s a query in tens, 0.18 s in one batch of 100; a BTREE index on `id`, not built here, made it about 3x
 faster).
+
+Deletes and inserts (base.Mutable, for a runbook); lance's Rust read at lancedb/lance d2039d75 and 00ae1f87
+(line numbers of the first; the wheel of lancedb 0.40.0 ships no sources), what the binary does checked by
+hand:
+- `table.delete("id IN (...)")` (lancedb/table.py:4357-4359) writes a deletion file for each fragment it
+  touches (`_deletions/*.arrow`, seen on disk) and leaves the data and the index as they are. At search time
+  the deleted rows go into the same row mask as a filter (`DatasetPreFilter.deleted_ids`,
+  rust/lance/src/index/prefilter.rs:51), which the HNSW search reads as the prefilter bitset above: deleted
+  nodes are walked, never returned (and below 10% of the partition left, brute force over the rest). A
+  tombstone. Ids are a column nothing keeps unique, so a deleted id is added again as a new row: ids are
+  reused.
+- `table.add(rows)` writes a new fragment and leaves the index alone: `index_stats` counts the rows as
+  unindexed, and a search's plan is a UnionExec of the HNSW search over the indexed fragments and a flat
+  KNNVectorDistance over a LanceScan of the unindexed ones (its `explain_plan`; "Skip a flat search of
+  unindexed data" is what `fast_search` turns off, lancedb/query.py:1990-2000). New rows are searched exactly.
+- with the build parameter `optimize: true`, each delete and each insert is followed by `table.optimize()`
+  (lancedb/table.py:4539), which compacts, prunes and indexes. Compaction rewrites a fragment without its
+  deleted rows once more than 10% of them are deleted (`CompactionOptions::default`,
+  materialize_deletions_threshold 0.1, rust/lance/src/dataset/optimize.rs:168) and remaps the index; HNSW's
+  remap rebuilds that partition's graph from the remapped storage ("the graph needs to be rebuilt", `impl
+  IvfSubIndex for HNSW`, rust/lance-index/src/vector/hnsw/builder.rs:777-785): "compact" (a fragment with
+  fewer than 10% deleted keeps its deletion file, a tombstone, until more go). The index step adds the
+  unindexed rows as a delta index, a second HNSW graph over them searched beside the first (`num_indices` 2
+  and `deltas=2` in the plan, seen). Old versions are pruned at once (cleanup_older_than 0: nothing else reads
+  this scratch table).
+
+Exact scores need each id's vector: an insert copies the vectors into one array by id (the build's array is
+the caller's, by row, until then).
 """
 
 from __future__ import annotations
@@ -69,8 +97,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,6 +135,12 @@ class LancedbParams(BuildParams):
     M: int = Field(default=20, ge=4, le=512)  # HnswSq.m / HnswFlat.m (lancedb/index.py:445, 536; 0.40.0)
     ef_construction: int = Field(default=300, ge=4)  # HnswSq.ef_construction (index.py:446, 537; 0.40.0)
     index_type: Literal["IVF_HNSW_SQ", "IVF_HNSW_FLAT"] = "IVF_HNSW_SQ"
+    # left out of rows and keys while false, so every index built before it keeps its key
+    optimize: bool = Field(default=False, exclude_if=lambda v: not v,
+                           description="table.optimize() after each delete and insert")
+
+    def label(self) -> str:
+        return super().label().replace(" True", " optimize") if self.optimize else super().label()
 
     @model_validator(mode="after")
     def _ef_construction_covers_m(self) -> LancedbParams:
@@ -144,32 +180,41 @@ class LancedbIndex:
     name = "lancedb"
 
     def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, index_type: str, seed: int,
-                 search_threads: int = 1):
+                 search_threads: int = 1, optimize: bool = False):
         self.dim, self.metric = dim, metric
         self.M, self.ef_construction, self.index_type = M, ef_construction, index_type
+        self.optimize = optimize
         self.seed = seed  # lance takes no seed: its level RNG has the fixed seed 42
         self.search_threads = search_threads  # unused: LanceDB runs a batch's queries on its own runtime
         self._dir: str | None = None
         self._table: Any = None  # lancedb.table.LanceTable
-        self._vectors: np.ndarray | None = None  # the dataset's vectors, for the exact scores
-        self._rows: np.ndarray | None = None  # the row numbers the table holds, sorted: what a filter names
+        self._vectors: np.ndarray | None = None  # the vectors by id, for the exact scores
+        self._owned = False  # `_vectors` is this index's own copy (after an insert), not the caller's array
+        self._rows: np.ndarray | None = None  # the ids the table holds, sorted: what a filter names
 
-    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+    def _schema(self) -> Any:
         import pyarrow as pa
 
-        self.close()
-        schema = pa.schema([("id", pa.int64()), ("vector", pa.list_(pa.float32(), self.dim))])
+        return pa.schema([("id", pa.int64()), ("vector", pa.list_(pa.float32(), self.dim))])
+
+    def _reader(self, vectors: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> Any:
+        """`vectors[rows]` labelled `ids`, as one stream of record batches gathered a chunk at a time."""
+        import pyarrow as pa
+
+        schema = self._schema()
 
         def batches() -> Iterator[pa.RecordBatch]:
-            for ids in chunks(order):
-                ordered = np.ascontiguousarray(vectors[ids], dtype=np.float32)
+            for at in chunks(np.arange(len(rows))):
+                ordered = np.ascontiguousarray(vectors[rows[at]], dtype=np.float32)
                 yield pa.RecordBatch.from_arrays([
-                    pa.array(np.asarray(ids, dtype=np.int64)),
+                    pa.array(np.asarray(ids[at], dtype=np.int64)),
                     pa.FixedSizeListArray.from_arrays(pa.array(ordered.reshape(-1)), self.dim),
                 ], schema=schema)
 
-        # one streamed write: lance lays the rows out in files and row groups as it would one table's
-        rows = pa.RecordBatchReader.from_batches(schema, batches())
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+    def _create(self, rows: Any) -> None:
+        """The table of `rows` (a record batch reader) and its HNSW index, in a new scratch directory."""
         with _one_rayon_thread() as lancedb:
             from lancedb.index import HnswFlat, HnswSq
 
@@ -179,8 +224,70 @@ class LancedbIndex:
             table.create_index("vector", config=config(
                 distance_type=DISTANCE[self.metric], num_partitions=1, m=self.M, ef_construction=self.ef_construction,
             ))
-        self._table, self._vectors = table, vectors
-        self._rows = np.sort(np.asarray(order, dtype=np.int64))
+        self._table = table
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        self.close()
+        order = np.asarray(order, dtype=np.int64)
+        # one streamed write: lance lays the rows out in files and row groups as it would one table's
+        self._create(self._reader(vectors, order, order))
+        self._vectors = vectors
+        self._rows = np.sort(order)
+
+    @property
+    def reuses_ids(self) -> bool:
+        """`id` is a column nothing keeps unique: a deleted id is added again as a new row (module doc)."""
+        return True
+
+    @property
+    def delete_mode(self) -> str:
+        """Deletion files (tombstone); with `optimize`, compaction rebuilds the graph without them."""
+        return "compact" if self.optimize else "tombstone"
+
+    def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Add `vectors` under `ids` as one new fragment (the first insert creates the table and its index),
+        searched flat until `optimize` indexes it (module doc)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        self._keep(vectors, ids)
+        rows = self._reader(vectors, np.arange(len(ids)), ids)
+        if self._table is None:
+            self._create(rows)
+        else:
+            self._table.add(rows)
+            self._optimize()
+        held = self._rows if self._rows is not None else np.empty(0, dtype=np.int64)
+        self._rows = np.union1d(held, ids)
+
+    def delete(self, ids: np.ndarray) -> None:
+        """`table.delete("id IN (...)")`, a chunk of ids a call (module doc)."""
+        assert self._table is not None and self._rows is not None, "build or insert first"
+        ids = np.asarray(ids, dtype=np.int64)
+        for at in chunks(ids):
+            self._table.delete(f"id IN ({', '.join(map(str, at.tolist()))})")
+        self._optimize()
+        self._rows = np.setdiff1d(self._rows, ids, assume_unique=True)
+
+    def _optimize(self) -> None:
+        """`table.optimize()` when the index is built with `optimize`: compaction, pruning, a delta index."""
+        if self.optimize:
+            with warnings.catch_warnings():  # it warns of other readers; none reads this scratch table
+                warnings.filterwarnings("ignore", r"optimize\(cleanup_older_than=0\)", UserWarning)
+                self._table.optimize(cleanup_older_than=timedelta(0))
+
+    def _keep(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Hold `vectors` under `ids` for the exact scores, in this index's own array (grown by doubling)."""
+        held = self._vectors
+        need = int(ids.max()) + 1 if len(ids) else 0
+        if held is None or not self._owned or need > len(held):
+            size = max(need, len(held) if held is not None else 0)
+            if self._owned and held is not None:
+                size = max(size, 2 * len(held))
+            grown = np.zeros((size, self.dim), dtype=np.float32)
+            if held is not None:
+                grown[: len(held)] = held
+            self._vectors, self._owned = grown, True
+        assert self._vectors is not None
+        self._vectors[ids] = vectors
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Up to k results per query, padded with id -1 and score nan where the index holds fewer."""
@@ -247,7 +354,7 @@ class LancedbIndex:
 
     def close(self) -> None:
         """Drop the table and remove the scratch directory (safe twice, and after a failed build)."""
-        self._table, self._vectors, self._rows = None, None, None
+        self._table, self._vectors, self._rows, self._owned = None, None, None, False
         directory, self._dir = self._dir, None
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
@@ -303,4 +410,7 @@ BACKEND = Backend(name="lancedb", params=LancedbParams, ef_search=(DEFAULT_EF,),
                                             deterministic=True, graph=False, seeded=False, servable=False,
                                             # prefilter, the default (FILTER_MODES)
                                             filtering="in_graph",
-                                            filter_modes=FilterModes(strategies=FILTER_MODES)))
+                                            filter_modes=FilterModes(strategies=FILTER_MODES),
+                                            # deletion files, walked but never returned (prefilter.rs); the
+                                            # optimize variant compacts (lance optimize.rs; module doc)
+                                            deletes="tombstone"))

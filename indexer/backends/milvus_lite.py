@@ -38,6 +38,20 @@ but returns only passing ones (faiss/impl/HNSW.cpp v1.15.0 search_from_candidate
 in_graph, with the search's ef. It has one filtering mode. A query that reaches fewer than k passing points
 (a very selective mask at a small ef) comes back short, padded with id -1. Cost: the expression is parsed
 in Python, about 0.45 s for a 50,000-id list (once per distinct mask; a cached one is evaluated per search).
+
+Deletes and inserts (base.Mutable, for a runbook), each followed by `flush()` and a wait for the background
+worker, as the build does: `Collection.delete(pks)` (engine/collection.py:559-603) writes one tombstone for
+the batch, which the flush folds into the delta index. A search drops a tombstoned row from its segment's mask
+(search/executor_indexed.py:163-187, `delta_index.is_deleted`) and hands the mask to the segment's faiss HNSW
+as `valid_mask` (209-213), the IDSelectorBatch above: a deleted point is traversed, never returned, a
+tombstone. It leaves the segment only when compaction merges its data file (a size bucket of 4 files or more,
+engine/compaction.py:87-120, constants.py:25-26) and drops rows with a newer tombstone (`_filter_deleted`,
+compaction.py:365-385); the background worker then builds the merged segment's index
+(collection.py:2020-2055). `Collection.insert` of a pk that was deleted is a newer version (a larger seq than
+its tombstone): ids are reused. A flushed insert is a new segment, searched by brute force until the
+background worker has built its index (executor_indexed.py:203-204), which the wait covers. That worker builds
+with faiss's default OpenMP threads (the setting is per thread), so churned indexes are not reproducible as
+builds are.
 """
 
 from __future__ import annotations
@@ -98,7 +112,22 @@ class MilvusLiteIndex(KeptBySystem):
         self._rows: np.ndarray | None = None  # the row numbers (primary keys) it holds, sorted: what a filter names
         self._lock = threading.Lock()  # a search sets efSearch on the shared faiss index, then searches
 
+    def _insert(self, col: Any, vectors: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
+        """`vectors[rows]` under primary keys `ids`, BATCH rows a call, then flushed."""
+        for at in chunks(np.arange(len(rows)), BATCH):
+            # vectors must be lists; float32 -> Python float -> float32 is exact
+            records = zip(ids[at].tolist(), vectors[rows[at]].tolist(), strict=True)
+            col.insert([{PK: i, VECTOR: v} for i, v in records])
+            col._wait_for_bg()  # an insert past 128 MiB flushed: let compaction run before more rows arrive
+        col.flush()
+        col._wait_for_bg()
+
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        order = np.asarray(order, dtype=np.int64)
+        self._create(vectors, order, order)
+
+    def _create(self, vectors: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
+        """A new database holding `vectors[rows]` under `ids`, and its index built in this thread."""
         from milvus_lite import CollectionSchema, DataType, FieldSchema, MilvusLite
 
         self.close()
@@ -109,13 +138,7 @@ class MilvusLiteIndex(KeptBySystem):
             FieldSchema(name=VECTOR, dtype=DataType.FLOAT_VECTOR, dim=self.dim),
         ])
         col = self._db.create_collection(COLLECTION, schema)
-        for rows in chunks(np.asarray(order), BATCH):
-            # vectors must be lists; float32 -> Python float -> float32 is exact
-            records = zip(rows.tolist(), vectors[rows].tolist(), strict=True)
-            col.insert([{PK: i, VECTOR: v} for i, v in records])
-            col._wait_for_bg()  # an insert past 128 MiB flushed: let compaction run before more rows arrive
-        col.flush()
-        col._wait_for_bg()
+        self._insert(col, vectors, rows, ids)
         # the collection has no index yet, so it is loaded and create_index builds every segment's index
         # here, in this thread, with one OpenMP thread (deterministic)
         with _omp_threads(1):
@@ -124,7 +147,37 @@ class MilvusLiteIndex(KeptBySystem):
                 "params": {"M": self.M, "efConstruction": self.ef_construction},
             })
         assert col.load_state == "loaded"
-        self._col, self._rows = col, np.sort(np.asarray(order, dtype=np.int64))
+        self._col, self._rows = col, np.sort(ids)
+
+    @property
+    def reuses_ids(self) -> bool:
+        """A deleted pk inserted again is a newer version than its tombstone (module doc)."""
+        return True
+
+    @property
+    def delete_mode(self) -> str:
+        return "tombstone"
+
+    def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Insert under `ids` and flush: a new segment, indexed by the background worker before this returns
+        (the first insert creates the database, as a build)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._col is None:
+            self._create(vectors, np.arange(len(ids)), ids)
+            return
+        assert self._rows is not None
+        self._insert(self._col, vectors, np.arange(len(ids)), ids)
+        self._rows = np.union1d(self._rows, ids)
+
+    def delete(self, ids: np.ndarray) -> None:
+        """`Collection.delete` of the pks, BATCH a call, then flushed: tombstones (module doc)."""
+        assert self._col is not None and self._rows is not None, "build or insert first"
+        ids = np.asarray(ids, dtype=np.int64)
+        for at in chunks(ids, BATCH):
+            self._col.delete(at.tolist())
+        self._col.flush()
+        self._col._wait_for_bg()
+        self._rows = np.setdiff1d(self._rows, ids, assume_unique=True)
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Up to k results per query, padded with id -1 and nan; ef None leaves Milvus Lite's default (64)."""
@@ -184,4 +237,7 @@ BACKEND = Backend(name="milvus_lite", params=MilvusLiteParams, ef_search=(DEFAUL
                                             # expr -> valid_mask -> faiss IDSelectorBatch in SearchParametersHNSW
                                             # (milvus_lite/index/faiss_hnsw.py:183-189): faiss's layer-0 search
                                             # traverses points that fail, returns passing ones (module doc)
-                                            filtering="in_graph"))
+                                            filtering="in_graph",
+                                            # a tombstone in the segment's mask, traversed by faiss, never
+                                            # returned (search/executor_indexed.py:163-213; module doc)
+                                            deletes="tombstone"))

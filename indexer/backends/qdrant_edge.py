@@ -60,6 +60,25 @@ samples, dispatch.rs:146-172). The filter modes (Capabilities.filter_modes, `sea
   failing points are passed through, never returned: in_graph (above 0.4 it is the `graph` search). The
   graph is forced because under the default threshold the planner would search plain and ACORN never run.
 `SearchParams(exact=True)` is the brute-force mode on its own.
+
+Deletes and inserts (base.Mutable, for a runbook), read at the same commit. Edge runs no optimizer of its own:
+`EdgeShard::optimize` runs them "in-process and blocking" when called
+(lib/edge/src/edge_shard/optimize.rs:25-28), and `update` applies an operation to the segments and nothing
+more (edge_shard/update.rs:14-92). So each insert (`upsert_points`, as the build, under the next point ids)
+and each delete (`delete_points`) is followed by `optimize()`, as a Qdrant server's background optimizers
+would follow them. A delete marks the point deleted in its segment; a search then drops it in the scorer with
+the filter, before it is scored (`check_vector`: "exists, not deleted, and satisfies filter context",
+lib/segment/src/index/hnsw_index/point_scorer.rs:76-84), so a deleted point is neither returned nor expanded:
+not a tombstone that routes. The vacuum optimizer rebuilds a segment whose deleted share is over
+`deleted_threshold` and which holds at least `vacuum_min_vector_number` points
+(shard/src/optimizers/vacuum_optimizer.rs:56-112): a new segment of the live points, indexed anew. At Qdrant's
+defaults (0.2 and 1000) deleted points would stay as holes in the graph until then, which none of the declared
+modes is; this shard sets both to their least (VACUUM_DELETED, VACUUM_MIN_VECTORS), so every `optimize()`
+after a delete removes the deleted points from storage and graph: "compact" (after deleting a seventh of 1,500
+points, `indexed_vectors_count` fell from 1,500 to 1,285: checked). A build has nothing deleted, so these
+settings change no build. An id deleted and inserted again is a new point under the next point id: ids are
+reused. New points land in an appendable segment, which the indexing optimizer indexes (indexing_threshold 1
+KB) in the same `optimize()`.
 """
 
 from __future__ import annotations
@@ -90,6 +109,10 @@ FULL_SCAN_KB = 10_000  # Qdrant's default full_scan_threshold, KB: DEFAULT_FULL_
 # id set (the pyo3 class is taken by value), so a mask of 500,000 rows is searched 8 queries a call
 FILTER_IDS_PER_CALL = 1 << 22
 LIBRARY = Library(distribution="qdrant-edge-py", module="qdrant_edge", extra="qdrant-edge")
+# vacuum a segment with any deleted point (Qdrant's defaults: over 0.2 deleted, at least 1000 points,
+# shard/src/optimizers/config.rs:18-19; module doc)
+VACUUM_DELETED = 0.0
+VACUUM_MIN_VECTORS = 1
 
 
 class QdrantEdgeParams(BuildParams):
@@ -112,7 +135,8 @@ class QdrantEdgeIndex:
         self.search_threads = search_threads
         self._shard: Any = None  # qdrant_edge.EdgeShard
         self._dir: str | None = None
-        self._order: np.ndarray | None = None
+        self._order: np.ndarray | None = None  # point id -> the id it holds (-1: deleted)
+        self._point: np.ndarray | None = None  # id -> its point id (-1: not in the shard)
 
     def _config(self) -> Any:
         import qdrant_edge as qe
@@ -124,26 +148,76 @@ class QdrantEdgeIndex:
             # full_scan_threshold 0: never scan instead of walking the graph; one indexing thread: the order
             hnsw_config=qe.HnswIndexConfig(m=self.M, ef_construct=self.ef_construction, full_scan_threshold=0,
                                            max_indexing_threads=1),
-            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1),  # KB; 0 would disable indexing
+            # indexing_threshold in KB (0 would disable indexing); vacuum any segment with a deleted point
+            # (module doc: Deletes)
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1, deleted_threshold=VACUUM_DELETED,
+                                               vacuum_min_vector_number=VACUUM_MIN_VECTORS),
             max_search_threads=self.search_threads,
             wal_enabled=False,  # nothing to recover: the shard lives as long as this object
         )
 
-    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+    def _create(self) -> None:
+        """A new, empty shard in a new scratch directory."""
         import qdrant_edge as qe
 
         self.close()
         self._dir = str(scratch_dir("indexer-qdrant_edge-"))
-        shard = qe.EdgeShard.create(os.path.join(self._dir, "shard"), self._config())
-        self._shard = shard
-        start = 0  # point id = insertion position
-        for ids in chunks(order, BATCH):
-            rows = np.asarray(vectors[ids], dtype=np.float32).tolist()
-            points = [qe.Point(start + i, row) for i, row in enumerate(rows)]
-            shard.update(qe.UpdateOperation.upsert_points(points))
-            start += len(ids)
-        shard.optimize()  # builds the graph now, in this thread's call
-        self._order = np.asarray(order, dtype=np.int64)
+        self._shard = qe.EdgeShard.create(os.path.join(self._dir, "shard"), self._config())
+        self._order = np.empty(0, dtype=np.int64)
+        self._point = np.empty(0, dtype=np.int64)
+
+    def _upsert(self, vectors: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
+        """`vectors[rows]` under the next point ids (the insertion positions), labelled `ids`; then the
+        optimizer indexes them, in this thread's call."""
+        import qdrant_edge as qe
+
+        assert self._order is not None and self._point is not None
+        start = len(self._order)
+        for at in chunks(np.arange(len(rows)), BATCH):
+            points = [qe.Point(start + int(i), row) for i, row in
+                      zip(at.tolist(), np.asarray(vectors[rows[at]], dtype=np.float32).tolist(), strict=True)]
+            self._shard.update(qe.UpdateOperation.upsert_points(points))
+        if len(ids) and int(ids.max()) >= len(self._point):
+            grow = np.full(int(ids.max()) + 1 - len(self._point), -1, dtype=np.int64)
+            self._point = np.concatenate([self._point, grow])
+        self._point[ids] = np.arange(start, start + len(ids))
+        self._order = np.concatenate([self._order, ids])
+        self._shard.optimize()
+
+    def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        self._create()
+        order = np.asarray(order, dtype=np.int64)
+        self._upsert(vectors, order, order)  # the optimizer builds the graph now
+
+    @property
+    def reuses_ids(self) -> bool:
+        """An id deleted and inserted again is a new point, under the next point id."""
+        return True
+
+    @property
+    def delete_mode(self) -> str:
+        return "compact"
+
+    def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Upsert `vectors` as new points labelled `ids`, then optimize (the first insert makes the shard)."""
+        if self._shard is None:
+            self._create()
+        ids = np.asarray(ids, dtype=np.int64)
+        self._upsert(vectors, np.arange(len(ids)), ids)
+
+    def delete(self, ids: np.ndarray) -> None:
+        """Delete the points of `ids` (`delete_points`, BATCH a call), then optimize: the vacuum optimizer
+        rebuilds the segments that held them (module doc)."""
+        import qdrant_edge as qe
+
+        assert self._shard is not None and self._order is not None and self._point is not None, "build first"
+        ids = np.asarray(ids, dtype=np.int64)
+        points = self._point[ids]
+        for at in chunks(points, BATCH):
+            self._shard.update(qe.UpdateOperation.delete_points(at.tolist()))
+        self._order[points] = -1
+        self._point[ids] = -1
+        self._shard.optimize()
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Up to k results per query, padded with id -1 and score nan where the graph yields fewer."""
@@ -234,4 +308,7 @@ BACKEND = Backend(name="qdrant_edge", params=QdrantEdgeParams, ef_search=(DEFAUL
                   build_cost=2.0, library=LIBRARY, capabilities=Capabilities(
                       spaces=frozenset({"ip", "l2"}), order_controlled=True, deterministic=False, graph=False,
                       seeded=False, servable=False,
-                      filtering="pre", filter_modes=FilterModes(strategies=FILTER_MODES)))  # planner's
+                      filtering="pre", filter_modes=FilterModes(strategies=FILTER_MODES),  # planner's
+                      # delete_points, then optimize(): the vacuum optimizer copies a segment's live points
+                      # into a new one (vacuum_optimizer.rs:56-112 at 6d546f607f; module doc)
+                      deletes="compact"))

@@ -72,7 +72,7 @@ from indexer.science.graph import SELF_MISS_MIN_SAMPLE
 from indexer.science.judging import judge_answers
 
 CHURN_FORMAT = 3  # what a churn cell saves: a new format runs every churn cell again (2: self-miss, RSS; 3: ef at
-# the recall targets)
+# the recall targets, the fresh index's QPS)
 CHURN_DIR = "churn"  # churn/<cell key>/rows.json
 Truth = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # live positions (bool) -> exact ids, scores
 
@@ -396,6 +396,7 @@ def _checkpoint(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, 
             short_results=judged.short, qps=qps, unreachable=unreachable, zero_in_degree=zero_in_degree,
             baseline_recall=None if baseline is None else baseline.recall[ef],
             baseline_build_seconds=None if baseline is None else baseline.build_seconds,
+            baseline_qps=None if baseline is None else baseline.qps[ef],
             self_miss=misses[ef].fraction if ef in misses else None,
             self_miss_sampled=misses[ef].sampled if ef in misses else None, rss_bytes=rss, ef_at_target=at_target,
         ))

@@ -571,6 +571,7 @@ class ChurnRow(ResultModel):
     zero_in_degree: int | None = None  # live points no node links to on layer 0 (deleted ones' links count)
     baseline_recall: Measure = None  # a fresh index over the same points (rebuild step, runbook_baseline)
     baseline_build_seconds: float | None = None  # what that fresh build cost
+    baseline_qps: float | None = None  # and its QPS at this ef (a tombstoned index searches more: slower)
     # sampled live points a search for their own vector does not return at rank 1 (None: no live index)
     self_miss: Measure = None
     self_miss_sampled: int | None = None

@@ -83,7 +83,8 @@ def _reach(t: EfAtTarget | None) -> str:
 
 def _checkpoint_table(rows: list[ChurnRow]) -> Table:
     table = Table(["backend", "seed", "step", "operation", "ef", "live", "recall", "95% CI", "deleted returned",
-                   "short", "QPS", "unreachable", "zero in-degree", "self-miss", "RSS", "baseline"], [], left=4,
+                   "short", "QPS", "unreachable", "zero in-degree", "self-miss", "RSS", "fresh recall", "fresh QPS"], [],
+                  left=4,
                   caption="every checkpoint: recall against exact kNN over the live points")
     for r in rows:
         step = f"{r.step}" if r.batch is None else f"{r.step}.{r.batch}"
@@ -93,7 +94,8 @@ def _checkpoint_table(rows: list[ChurnRow]) -> Table:
             "-" if r.ef is None else str(r.ef), str(r.live), cells.f3(r.recall), ci, str(r.deleted_returned),
             str(r.short_results), cells.compact(r.qps), "-" if r.unreachable is None else str(r.unreachable),
             "-" if r.zero_in_degree is None else str(r.zero_in_degree), cells.f3(r.self_miss),
-            "-" if r.rss_bytes is None else f"{r.rss_bytes / 2**20:,.0f} MiB", cells.f3(r.baseline_recall)])
+            "-" if r.rss_bytes is None else f"{r.rss_bytes / 2**20:,.0f} MiB", cells.f3(r.baseline_recall),
+            "-" if r.baseline_qps is None else cells.compact(r.baseline_qps)])
     return table
 
 
