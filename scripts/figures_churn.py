@@ -30,17 +30,18 @@ def _variants(params: dict[str, Any]) -> list[str]:
 
 
 def entries(spec: dict[str, Any]) -> list[tuple[str, Entry]]:
-    """(label, entry) per backend entry of the spec, in spec order: the system, `defaults` or `M 16` when the
-    spec names it at its defaults and at settings, and `+variant` for each delete variant it turns on."""
-    out = []
+    """(label, entry) per backend entry of the spec, in spec order: a system named more than once with the same
+    delete variants is at its defaults first (a report's spec holds them resolved), then at `M <M>`; `+variant`
+    for each delete variant an entry turns on."""
+    out, seen = [], set()
     for e in spec["backends"]:
+        variants = tuple(_variants(_params(e)))
+        twins = [o for o in spec["backends"] if o["name"] == e["name"] and tuple(_variants(_params(o))) == variants]
         label = e["name"]
-        if "M" in e:
-            label += f" M {e['M']}"
-        elif any("M" in other for other in spec["backends"] if other["name"] == e["name"]):
-            label += " defaults"
-        label += "".join(f" +{v}" for v in _variants(_params(e)))
-        out.append((label, e))
+        if len(twins) > 1:
+            label += " defaults" if (e["name"], variants) not in seen else f" M {e.get('M')}"
+        seen.add((e["name"], variants))
+        out.append((label + "".join(f" +{v}" for v in variants), e))
     return out
 
 
@@ -58,9 +59,12 @@ def _owner(row: Row, spec: dict[str, Any]) -> int | None:
 
 
 def rows_of(run: dict[str, Any], entry: Entry) -> list[Row]:
-    """The churn rows the entry ran, at its largest ef (exact search: its one ef), in checkpoint order."""
+    """The churn rows the entry ran, at its largest ef (exact search: its one ef), in checkpoint order. Two entries
+    that resolve to the same build (a system whose defaults are the common settings) share their rows."""
     index = run["spec"]["backends"].index(entry)
-    mine = [r for r in run["churn"] if _owner(r, run["spec"]) == index]
+    same = [i for i, e in enumerate(run["spec"]["backends"]) if e == entry]
+    mine = [r for r in run["churn"] if _owner(r, run["spec"]) in same]
+    assert index in same
     top = max((r["ef"] or 0) for r in mine)
     return [r for r in mine if (r["ef"] or 0) == top]
 
@@ -88,6 +92,16 @@ def _ef_text(values: list[int | None]) -> str:
     return text if len(got) == len(values) else f"{text} ({len(got)}/{len(values)})"
 
 
+def _speed(last: list[Row], target: float) -> list[float]:
+    """Per seed, the live index's QPS at its ef for `target` as a share of the fresh index's at its own."""
+    out = []
+    for r in last:
+        for t in r.get("ef_at_target") or []:
+            if t["target"] == target and t.get("qps") and t.get("baseline_qps"):
+                out.append(t["qps"] / t["baseline_qps"])
+    return out
+
+
 def _describe(rows: list[Row], label: str, target: float) -> list[str]:
     by_seed = _seeds(rows)
     first = [rs[0]["recall"] for rs in by_seed.values()]
@@ -98,47 +112,52 @@ def _describe(rows: list[Row], label: str, target: float) -> list[str]:
     deletes = last[0]["deletes"]
     ef_live = _ef_text([_ef_at(r, target, False) for r in last]) if last[0].get("ef_at_target") else "–"
     ef_fresh = _ef_text([_ef_at(r, target, True) for r in last]) if last[0].get("ef_at_target") else "–"
-    speed = [r["qps"] / r["baseline_qps"] for r in last if r.get("baseline_qps")]
+    speed = _speed(last, target)
     stranded = [r["unreachable"] for r in last if r.get("unreachable") is not None]
     ef = last[0]["ef"]
     return [f"{label} (ef {ef if ef is not None else '-'})", "none: rebuilt" if deletes == "none" else deletes,
             spread(first), spread(worst), spread([r["recall"] for r in last]),
             spread(fresh) if None not in fresh else "–", gap, f"{ef_live} / {ef_fresh}",
-            f"{mean(speed):.2f}x" if speed and deletes != "none" else "–",
+            f"{mean(speed):.2f}x" if speed and len(speed) == len(last) and deletes != "none" else "–",
             f"{mean(stranded):,.0f}" if stranded else "–"]
 
 
 def table(run: dict[str, Any], target: float = 0.95) -> str:
     """Per spec entry at its largest ef: recall at the first checkpoint, the worst, the last, a fresh index over
-    the same points at the last, their gap in points, the ef for `target` in each, the live index's QPS as a
-    share of the fresh one's, and the live points the graph no longer reaches (hnswlib)."""
+    the same points at the last, their gap in points, the ef for `target` in each, the live index's QPS there as
+    a share of the fresh one's at its own ef (equal recall), and the live points the graph no longer reaches
+    (hnswlib)."""
     head = ["system (ef)", "deletes", "first checkpoint", "worst", "last", "fresh index, last", "last − fresh, points",
-            f"ef for {target:g}: live / fresh", "QPS live / fresh", "unreachable, last"]
+            f"ef for {target:g}: live / fresh", f"QPS at {target:g}: live / fresh", "unreachable, last"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for label, entry in entries(run["spec"]):
         lines.append("| " + " | ".join(_describe(rows_of(run, entry), label, target)) + " |")
     return "\n".join(lines) + "\n"
 
 
-def effect(run: dict[str, Any]) -> str:
+def effect(run: dict[str, Any], target: float = 0.95) -> str:
     """Which entries end below a fresh index over the same points in every seed, which do not, how much slower
     the live index searches, and the deleted ids returned (must be none)."""
-    below, level, slower = [], [], []
+    below, above, level, slower = [], [], [], []
     for label, entry in entries(run["spec"]):
         last = [rs[-1] for rs in _seeds(rows_of(run, entry)).values()]
         if last[0]["deletes"] == "none" or entry["name"] == "exact" or None in [r["baseline_recall"] for r in last]:
             continue
         diffs = [r["recall"] - r["baseline_recall"] for r in last]
-        (below if every_seed(diffs) and mean(diffs) < 0 else level).append(f"{label} {points(diffs)}")
-        speed = [r["qps"] / r["baseline_qps"] for r in last if r.get("baseline_qps")]
-        if speed:
+        group = level if not every_seed(diffs) else below if mean(diffs) < 0 else above
+        group.append(f"{label} {points(diffs)}")
+        speed = _speed(last, target)
+        if speed and len(speed) == len(last):
             slower.append((mean(speed), label))
     returned = sum(r["deleted_returned"] for r in run["churn"])
-    lines = [f"- Below a fresh index at the last checkpoint in every seed (points): {'; '.join(below) or 'none'}.",
-             f"- Not below it in every seed: {'; '.join(level) or 'none'}."]
+    lines = [f"- Below a fresh index over the same points at the last checkpoint, in every seed (points): "
+             f"{'; '.join(below) or 'none'}.",
+             f"- Above it in every seed: {'; '.join(above) or 'none'}.",
+             f"- Neither in every seed: {'; '.join(level) or 'none'}."]
     if slower:
         speed, who = min(slower)
-        lines.append(f"- Slowest against its fresh index: {who}, at {speed:.2f}x the fresh index's QPS.")
+        lines.append(f"- At equal recall ({target:g}), the slowest against its fresh index: {who}, at {speed:.2f}x "
+                     "the fresh index's QPS.")
     lines.append(f"- Deleted ids returned, over every row: {returned}.")
     return "\n".join(lines) + "\n"
 

@@ -41,6 +41,9 @@ CHURN_KEEP = ("backend", "build_params", "deletes", "reinserted_ids", "seed", "s
               "inserted", "deleted", "update_seconds", "ef", "recall", "deleted_returned", "short_results", "qps",
               "unreachable", "zero_in_degree", "baseline_recall", "baseline_build_seconds", "baseline_qps",
               "self_miss", "ef_at_target", "rss_bytes")
+# a churn row's own fields in a report (its build parameters are flattened beside them: M, replace_deleted, ...)
+CHURN_FIELDS = frozenset(CHURN_KEEP) | {"dataset", "model", "metric", "index_size", "reduction", "k", "cell",
+                                       "recall_ci95", "self_miss_sampled", "baseline_build_seconds"}
 SPACE_SCALARS = ("isoscore", "lid_global", "dims", "n")  # and the median/p10/p90 of the distributions
 Row = dict[str, Any]
 
@@ -56,7 +59,9 @@ def summarize(out_dir: Path, name: str) -> Path:
                      if part in ("lid_base", "lid_queries", "relative_contrast") or part in SPACE_SCALARS}
              for label, measures in (extras.get("space") or {}).items()}
     filtered = [{k: r[k] for k in FILTERED_KEEP if k in r} for r in extras.get("filtered") or []]
-    churn = [{k: r[k] for k in CHURN_KEEP if k in r} for r in extras.get("churn") or []]
+    churn = [{**{k: r[k] for k in CHURN_KEEP if k in r},
+              "build_params": {k: v for k, v in r.items() if k not in CHURN_FIELDS and v is not None}}
+             for r in extras.get("churn") or []]
     summary = {"spec": report["spec"], "provenance": extras.get("provenance"), "space": space, "rows": rows,
                **({"filtered": filtered} if filtered else {}), **({"churn": churn} if churn else {})}
     RUNS.mkdir(parents=True, exist_ok=True)

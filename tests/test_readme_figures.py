@@ -92,7 +92,8 @@ def _churn_row(backend: str, params: dict, seed: int, step: int, recall: float, 
     return {"backend": backend, "build_params": params, "deletes": "tombstone", "seed": seed, "step": step,
             "ef": ef, "recall": recall, "baseline_recall": fresh, "qps": qps, "baseline_qps": fresh_qps,
             "deleted_returned": 0, "unreachable": step * 10 + seed,
-            "ef_at_target": [{"target": 0.95, "ef": efs[0], "baseline_ef": efs[1]}]}
+            "ef_at_target": [{"target": 0.95, "ef": efs[0], "baseline_ef": efs[1], "qps": qps,
+                              "baseline_qps": None if efs[1] is None else fresh_qps}]}
 
 
 def test_the_churn_table_matches_each_entry_to_its_rows_and_recomputes_over_seeds() -> None:
@@ -114,7 +115,7 @@ def test_the_churn_table_matches_each_entry_to_its_rows_and_recomputes_over_seed
             rows.append(_churn_row("hnswlib", params, seed, 3, 0.5, 0.5, 1.0, 1.0, 5, (None, None)))  # smaller ef
     run = {"spec": spec_, "churn": rows}
     labels = [label for label, _ in figures.figures_churn.entries(spec_)]
-    assert labels == ["hnswlib defaults", "hnswlib M 16", "hnswlib defaults +replace_deleted"]
+    assert labels == ["hnswlib defaults", "hnswlib M 16", "hnswlib +replace_deleted"]
     lines = figures.figures_churn.table(run).splitlines()[2:]
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
     first = cells[0]

@@ -223,7 +223,7 @@ class _Baseline:
     build_seconds: float
     judged: dict[int | None, Judged]
     qps: dict[int | None, float]
-    ef_at_target: dict[float, int | None]
+    ef_at_target: dict[float, tuple[int | None, float | None]]
 
 
 def _fresh(spec: ExperimentSpec, cell: ChurnCell, s: Space, live: np.ndarray, truth: tuple[np.ndarray, np.ndarray],
@@ -252,9 +252,10 @@ def _fresh(spec: ExperimentSpec, cell: ChurnCell, s: Space, live: np.ndarray, tr
 
 
 def ef_at_targets(spec: ExperimentSpec, cell: ChurnCell, s: Space, index: VectorIndex, live: int,
-                  judge: Callable[[np.ndarray], Judged]) -> dict[float, int | None]:
+                  judge: Callable[[np.ndarray], Judged]) -> dict[float, tuple[int | None, float | None]]:
     """Per recall target of the spec, the smallest ef at which `index` reaches it over all the queries (None: not
-    by min(live points, the backend's largest ef)); nothing for a backend without ef or a spec without targets."""
+    by min(live points, the backend's largest ef)) and the QPS there (median of timed passes); nothing for a
+    backend without ef or a spec without targets."""
     targets = recall_targets(spec)
     if not targets or cell.backend.ef_values() == [None]:
         return {}
@@ -264,7 +265,9 @@ def ef_at_targets(spec: ExperimentSpec, cell: ChurnCell, s: Space, index: Vector
         found, _ = index.search(s.queries, spec.k, ef)
         return float(np.nanmean(judge(found).recall))
 
-    return {t: got.ef for t, got in ef_for_targets(recall_at, targets, lo=spec.k, hi=hi).items()}
+    found = ef_for_targets(recall_at, targets, lo=spec.k, hi=hi)
+    qps = {ef: _search(index, s.queries, spec.k, ef)[1] for ef in {got.ef for got in found.values()} if ef is not None}
+    return {t: (got.ef, None if got.ef is None else qps[got.ef]) for t, got in found.items()}
 
 
 def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Truth, threads: int = 1,
@@ -375,8 +378,9 @@ def _checkpoint(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, 
     else:
         assert baseline is not None
         reach = baseline.ef_at_target
-    at_target = [EfAtTarget(target=t, ef=ef, baseline_ef=None if baseline is None else baseline.ef_at_target.get(t))
-                 for t, ef in reach.items()]
+    fresh = {} if baseline is None else baseline.ef_at_target
+    at_target = [EfAtTarget(target=t, ef=ef, qps=qps, baseline_ef=fresh.get(t, (None, None))[0],
+                            baseline_qps=fresh.get(t, (None, None))[1]) for t, (ef, qps) in reach.items()]
     out = []
     for ef in efs:
         if index is not None:

@@ -530,12 +530,16 @@ class FilteredRow(ResultModel):
 
 
 class EfAtTarget(ResultModel):
-    """At one checkpoint, the smallest ef whose recall reaches a target: of the live index and of a fresh one over
-    the same points (None: not reached by the backend's largest ef, or no fresh index at this checkpoint)."""
+    """At one checkpoint, the smallest ef whose recall reaches a target, and the QPS there: of the live index and
+    of a fresh one over the same points (None: not reached by the backend's largest ef, or no fresh index at this
+    checkpoint). QPS at equal recall is churn's price: at equal ef a tombstoned index finds more by searching
+    longer."""
 
     target: float
     ef: int | None
+    qps: float | None = None
     baseline_ef: int | None = None
+    baseline_qps: float | None = None
 
 
 class ChurnRow(ResultModel):

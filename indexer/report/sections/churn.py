@@ -62,7 +62,7 @@ def _summary_table(summary: list[ChurnSummary]) -> Table:
     table = Table(["backend", "seed", "ef", "checkpoints", "mean recall", "worst (step)", "final", "baseline",
                    "gap"] + [f"ef for {t:g}: live / fresh" for t in targets], [], left=3,
                   caption="per cell and ef: recall over the checkpoints, and the last one against a fresh index over "
-                          "the same points; the ef each needs there for each recall target (- : not reached)")
+                          "the same points; the ef each needs there for each recall target and its QPS there (- : not reached)")
     for s in summary:
         reach = {t.target: t for t in s.final_ef_at_target}
         table.rows.append([
@@ -75,10 +75,14 @@ def _summary_table(summary: list[ChurnSummary]) -> Table:
 
 
 def _reach(t: EfAtTarget | None) -> str:
-    """`ef live / ef fresh` of one target (- where not reached or no fresh index)."""
+    """`ef (QPS) live / ef (QPS) fresh` of one target (- where not reached or no fresh index)."""
     if t is None:
         return ""
-    return f"{'-' if t.ef is None else t.ef} / {'-' if t.baseline_ef is None else t.baseline_ef}"
+
+    def one(ef: int | None, qps: float | None) -> str:
+        return "-" if ef is None else f"{ef} ({cells.compact(qps)} QPS)"
+
+    return f"{one(t.ef, t.qps)} / {one(t.baseline_ef, t.baseline_qps)}"
 
 
 def _checkpoint_table(rows: list[ChurnRow]) -> Table:

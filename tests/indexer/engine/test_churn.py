@@ -231,6 +231,8 @@ def test_a_runbook_runs_through_the_one_run_function(cache_dir: Path, monkeypatc
     assert all(t.baseline_ef is not None and t.ef is not None for r in graphs for t in r.ef_at_target
                if t.target < 0.99 or r.backend != "usearch")
     assert all(t.ef == t.baseline_ef for r in rows if r.backend == "faiss_hnsw" for t in r.ef_at_target)
+    assert all((t.qps is None) == (t.ef is None) and (t.baseline_qps is None) == (t.baseline_ef is None)
+               for r in graphs for t in r.ef_at_target)
     by_cell = {(s.cell, s.ef) for s in res.extras.churn_summary}
     assert by_cell == {(r.cell, r.ef) for r in rows}
     assert all(s.checkpoints == 4 for s in res.extras.churn_summary)  # 1 search + 2 batches + 1 search
@@ -273,10 +275,11 @@ def test_ef_at_target_is_where_numpy_recall_first_reaches_it() -> None:
         return float(np.mean([len(set(a) & set(t)) / K for a, t in zip(found, exact, strict=True)]))
 
     assert set(reach) == {0.9, 0.99}
-    for target, ef in reach.items():
+    for target, (ef, qps) in reach.items():
         assert ef is not None and numpy_recall(ef) >= target, (target, ef)
         assert ef == K or numpy_recall(ef - 1) < target, (target, ef)
-    assert reach[0.99] >= reach[0.9]  # type: ignore[operator]
+        assert qps is not None and qps > 0
+    assert reach[0.99][0] >= reach[0.9][0]  # type: ignore[operator]
 
 
 def test_a_step_outside_the_rows_is_refused_naming_it() -> None:
