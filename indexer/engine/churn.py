@@ -11,8 +11,9 @@ set as the mask: blocked, and cached by the live set):
 - ids returned that are not in the index (deleted, or never inserted): must be 0, counted and dropped before
   judging, never hidden; answers with fewer than k distinct live ids; QPS (median of timed passes);
 - for a backend whose graph is readable (hnswlib), its layer-0 diagnostics over the live points only: those
-  no path from the entry point reaches, and those nothing links to (links from deleted points count: a
-  tombstone keeps routing);
+  no path from the entry point reaches, those nothing links to (links from deleted points count: a tombstone
+  keeps routing), and their in-degree distribution;
+- the index's size as its library reports it (tombstones included where they stay);
 - at a `rebuild` step, or at every checkpoint with `runbook_baseline: true`, a fresh index of the same entry
   over the same points (random order, the cell's seed) beside it: the baseline, and its build time;
 - self-miss at every ef (indexer.science.graph.self_miss, as the diagnostics measure a built index): a seeded
@@ -63,7 +64,7 @@ from indexer.engine.space import Space, space_metric
 from indexer.engine.spec import BackendSpec, ExperimentSpec, recall_targets
 from indexer.model import seeds
 from indexer.model.options import ReductionSpec
-from indexer.model.results import ChurnRow, ChurnSummary, EfAtTarget, rows_to_json
+from indexer.model.results import ChurnRow, ChurnSummary, EfAtTarget, InDegree, rows_to_json
 from indexer.model.runbook import reads_lid
 from indexer.model.strict import Strict
 from indexer.science import filters, graph, groundtruth, metrics
@@ -72,7 +73,7 @@ from indexer.science.graph import SELF_MISS_MIN_SAMPLE
 from indexer.science.judging import judge_answers
 
 CHURN_FORMAT = 3  # what a churn cell saves: a new format runs every churn cell again (2: self-miss, RSS; 3: ef at
-# the recall targets, the fresh index's QPS)
+# the recall targets, the fresh index's QPS, in-degrees and index size)
 CHURN_DIR = "churn"  # churn/<cell key>/rows.json
 Truth = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # live positions (bool) -> exact ids, scores
 
@@ -328,13 +329,17 @@ def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Tr
     return rows
 
 
-def live_graph_health(index: ExposesGraph, live: np.ndarray) -> tuple[int, int]:
-    """Live points (`live[id]`) no layer-0 path from the entry point reaches, and live points no node links to
-    on layer 0 (indexer.science.graph). Deleted points stay in the graph and keep routing: their links count,
-    they are not counted."""
+def live_graph_health(index: ExposesGraph, live: np.ndarray) -> tuple[int, int, InDegree | None]:
+    """Live points (`live[id]`) no layer-0 path from the entry point reaches, live points no node links to on
+    layer 0, and the in-degree distribution over the live points (indexer.science.graph). Deleted points stay in
+    the graph and keep routing: their links count, they are not counted."""
     stats = graph.graph_stats(index.graph())
     alive = live[stats.rows]  # the graph's ids, ascending
-    return int((stats.unreachable_mask & alive).sum()), int((stats.zero_in_degree_mask & alive).sum())
+    degrees = None
+    if alive.any():
+        d = graph.InDegreeStats.of(stats.in_degrees[alive])
+        degrees = InDegree(min=d.min, p1=d.p1, median=d.median, p99=d.p99, max=d.max, mean=d.mean)
+    return int((stats.unreachable_mask & alive).sum()), int((stats.zero_in_degree_mask & alive).sum()), degrees
 
 
 def live_self_miss(index: VectorIndex, base: np.ndarray, ids: IdMap, efs: list[int | None], *, seed: int,
@@ -364,9 +369,10 @@ def _checkpoint(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, 
     """The rows of one checkpoint: one per ef."""
     exact = truth(ids.live_positions.copy())
     baseline = _fresh(spec, cell, s, ids.live_positions, exact, threads) if op.baseline or index is None else None
-    unreachable = zero_in_degree = None
+    unreachable = zero_in_degree = degrees = None
     if index is not None and isinstance(index, ExposesGraph):
-        unreachable, zero_in_degree = live_graph_health(index, ids.live)
+        unreachable, zero_in_degree, degrees = live_graph_health(index, ids.live)
+    size = index.nbytes() if index is not None else None
     efs = list(cell.backend.ef_values())
     metric: Literal["ip", "l2"] = "ip" if space_metric(spec) == "ip" else "l2"
     misses = (live_self_miss(index, s.base, ids, efs, seed=cell.seed, metric=metric)
@@ -397,7 +403,8 @@ def _checkpoint(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, 
             step=op.step, batch=op.batch, operation=op.operation, live=int(ids.live_positions.sum()),
             inserted=counts["inserted"], deleted=counts["deleted"], update_seconds=update_seconds, ef=ef,
             recall=summary["mean"], recall_ci95=list(summary["ci95"]), deleted_returned=judged.deleted_returned,
-            short_results=judged.short, qps=qps, unreachable=unreachable, zero_in_degree=zero_in_degree,
+            short_results=judged.short, qps=qps, unreachable=unreachable, zero_in_degree=zero_in_degree, in_degree=degrees,
+            index_bytes=size,
             baseline_recall=None if baseline is None else baseline.recall[ef],
             baseline_build_seconds=None if baseline is None else baseline.build_seconds,
             baseline_qps=None if baseline is None else baseline.qps[ef],

@@ -573,6 +573,8 @@ class ChurnRow(ResultModel):
     qps: float
     unreachable: int | None = None  # live points no layer-0 path from the entry point reaches (graph backends)
     zero_in_degree: int | None = None  # live points no node links to on layer 0 (deleted ones' links count)
+    in_degree: InDegree | None = None  # the layer-0 in-degree distribution over the live points (graph backends)
+    index_bytes: int | None = None  # the live index's size as its library reports it (VectorIndex.nbytes)
     baseline_recall: Measure = None  # a fresh index over the same points (rebuild step, runbook_baseline)
     baseline_build_seconds: float | None = None  # what that fresh build cost
     baseline_qps: float | None = None  # and its QPS at this ef (a tombstoned index searches more: slower)

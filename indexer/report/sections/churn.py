@@ -3,7 +3,8 @@
 A summary table (per cell and ef: mean recall over the checkpoints, the worst, the last and its gap to a fresh
 index over the same points), then the checkpoint table: per checkpoint the points in the index, recall and its
 interval, ids returned that are not in the index (must be 0), short answers, QPS, the graph's stranded live
-points where it is readable, the self-miss of sampled live points, the process's resident memory, and the fresh
+points and their in-degrees where it is readable, the self-miss of sampled live points, the index's size and the
+process's resident memory, and the fresh
 index's recall where a baseline ran, with the ef each needs for the recall targets.
 
 The figure puts the runbook itself on top, as a strip: the points in the index at each checkpoint, each span
@@ -87,7 +88,8 @@ def _reach(t: EfAtTarget | None) -> str:
 
 def _checkpoint_table(rows: list[ChurnRow]) -> Table:
     table = Table(["backend", "seed", "step", "operation", "ef", "live", "recall", "95% CI", "deleted returned",
-                   "short", "QPS", "unreachable", "zero in-degree", "self-miss", "RSS", "fresh recall", "fresh QPS"], [],
+                   "short", "QPS", "unreachable", "zero in-degree", "in-degree min / median / max", "self-miss", "index",
+                   "RSS", "fresh recall", "fresh QPS"], [],
                   left=4,
                   caption="every checkpoint: recall against exact kNN over the live points")
     for r in rows:
@@ -97,7 +99,9 @@ def _checkpoint_table(rows: list[ChurnRow]) -> Table:
             _entry(r.backend, dict(r.build_params)), str(r.seed), step, r.operation,
             "-" if r.ef is None else str(r.ef), str(r.live), cells.f3(r.recall), ci, str(r.deleted_returned),
             str(r.short_results), cells.compact(r.qps), "-" if r.unreachable is None else str(r.unreachable),
-            "-" if r.zero_in_degree is None else str(r.zero_in_degree), cells.f3(r.self_miss),
+            "-" if r.zero_in_degree is None else str(r.zero_in_degree),
+            "-" if r.in_degree is None else f"{r.in_degree.min:g} / {r.in_degree.median:g} / {r.in_degree.max:g}",
+            cells.f3(r.self_miss), "-" if r.index_bytes is None else f"{r.index_bytes / 2**20:,.1f} MiB",
             "-" if r.rss_bytes is None else f"{r.rss_bytes / 2**20:,.0f} MiB", cells.f3(r.baseline_recall),
             "-" if r.baseline_qps is None else cells.compact(r.baseline_qps)])
     return table

@@ -181,7 +181,7 @@ def test_graph_health_over_live_points_matches_networkx(tmp_path: Path) -> None:
     index.delete(dead)  # type: ignore[attr-defined]
     live = np.ones(len(base), dtype=bool)
     live[dead] = False
-    unreachable, zero = churn.live_graph_health(index, live)  # type: ignore[arg-type]
+    unreachable, zero, degrees = churn.live_graph_health(index, live)  # type: ignore[arg-type]
     index.save(tmp_path / "index.bin")
     g = read_graph_file(tmp_path / "index.bin", "l2")
     assert g.deleted is not None and set(g.labels[g.deleted].tolist()) == set(dead.tolist())
@@ -193,6 +193,9 @@ def test_graph_health_over_live_points_matches_networkx(tmp_path: Path) -> None:
     alive = [v for v in range(g.n) if live[g.labels[v]]]
     assert unreachable == sum(v not in reached for v in alive)
     assert zero == sum(graph.in_degree(v) == 0 for v in alive)
+    theirs = np.array([graph.in_degree(v) for v in alive])
+    assert degrees is not None and (degrees.min, degrees.max) == (theirs.min(), theirs.max())
+    assert degrees.median == float(np.median(theirs)) and degrees.mean == pytest.approx(theirs.mean())
     assert unreachable + zero > 0  # the sparse graph and 80% deleted leave something to count
 
 
@@ -223,6 +226,8 @@ def test_a_runbook_runs_through_the_one_run_function(cache_dir: Path, monkeypatc
     assert all(r.self_miss == 0.0 and r.self_miss_sampled == r.live for r in rows if r.backend == "exact")
     assert all((r.self_miss is None) == (r.backend == "faiss_hnsw") for r in rows)
     assert all(r.rss_bytes and r.rss_bytes > 0 for r in rows)
+    assert all((r.index_bytes is None) == (r.backend == "faiss_hnsw") for r in rows)  # no live index to size
+    assert all((r.in_degree is not None) == (r.backend == "hnswlib") for r in rows)
     # the ef reaching each recall target, of the live index and the fresh one beside it; none for exact
     assert all(not r.ef_at_target for r in rows if r.backend == "exact")
     graphs = [r for r in rows if r.backend != "exact"]
