@@ -33,7 +33,12 @@ Ids: a backend that takes a deleted id again (`reuses_ids`) gets each point unde
 does not (hnswlib with replace_deleted) gets a re-inserted point under a new id past the dataset's rows, mapped
 back to its row when judged. Rows say which (`reinserted_ids`).
 
-Churn cells run in the driver's process, one after another, and are cached whole (churn/<key>/rows.json).
+Where the spec has filters, each checkpoint also asks them of the live index (indexer.engine.churn_filters:
+the filters narrowed to the live points, exact answers over those); a backend without a live index (faiss
+HNSW) has no filtered rows.
+
+Churn cells run in the driver's process, one after another, and are cached whole (churn/<key>/rows.json and
+filtered.json).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from indexer.common.errors import UserError
 from indexer.common.fileio import staged_dir
 from indexer.common.hashing import content_key
 from indexer.engine.cell import timed_passes
+from indexer.engine.churn_filters import LiveFilters, checkpoint_filtered, live_filters
 from indexer.engine.diagnostics import ExposesGraph
 from indexer.engine.executors import Cancelled
 from indexer.engine.phases import Phases
@@ -64,7 +70,7 @@ from indexer.engine.space import Space, space_metric
 from indexer.engine.spec import BackendSpec, ExperimentSpec, recall_targets
 from indexer.model import seeds
 from indexer.model.options import ReductionSpec
-from indexer.model.results import ChurnRow, ChurnSummary, EfAtTarget, InDegree, rows_to_json
+from indexer.model.results import ChurnFilteredRow, ChurnRow, ChurnSummary, EfAtTarget, InDegree, rows_to_json
 from indexer.model.runbook import reads_lid
 from indexer.model.strict import Strict
 from indexer.science import filters, graph, groundtruth, metrics
@@ -98,6 +104,7 @@ class ChurnCell(Strict):
             "runbook": [step.model_dump(mode="json") for step in spec.runbook_steps()],
             "baseline": spec.runbook_baseline,
             "targets": recall_targets(spec),
+            "filters": [w.model_dump(mode="json") for w in spec.filters],
             "lid": spec.lid.model_dump(mode="json") if reads_lid(spec.runbook_steps()) else None,
             "library": BACKENDS[self.backend.name].library.version(),
             "seeding": seeds.DERIVATION,
@@ -271,10 +278,21 @@ def ef_at_targets(spec: ExperimentSpec, cell: ChurnCell, s: Space, index: Vector
     return {t: (got.ef, None if got.ef is None else qps[got.ef]) for t, got in found.items()}
 
 
+@dataclass(kw_only=True)
+class ChurnOut:
+    """What churn cells measured: a row per checkpoint and ef, and where the spec has filters, a row per
+    checkpoint, filter, mode and ef (indexer.engine.churn_filters)."""
+
+    rows: list[ChurnRow]
+    filtered: list[ChurnFilteredRow]
+
+
 def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Truth, threads: int = 1,
-                   key: str = "", checkpoint_done: Callable[[int, int, PlannedOp], None] | None = None) -> list[ChurnRow]:
-    """Apply the runbook to one index of the cell's entry and measure every checkpoint (the module's doc);
-    `checkpoint_done(i, of, op)` after each, so a long cell shows where it is."""
+                   key: str = "", checkpoint_done: Callable[[int, int, PlannedOp], None] | None = None,
+                   narrow: LiveFilters | None = None) -> ChurnOut:
+    """Apply the runbook to one index of the cell's entry and measure every checkpoint (the module's doc), with
+    the spec's filters narrowed to the live points by `narrow` where there are filters and a live index;
+    `checkpoint_done(i, of, op)` after each checkpoint, so a long cell shows where it is."""
     ds = s.dataset
     labels = ds.labels[s.rows] if ds.labels is not None else None
     plan = plan_runbook(spec.runbook_steps(), n=len(s.rows), k=spec.k, seed=cell.seed,
@@ -296,6 +314,7 @@ def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Tr
     new_ids = 0 if reuse else sum(len(op.inserted()) for op in plan)
     ids = IdMap.empty(len(s.base), len(s.rows), new_ids)
     rows: list[ChurnRow] = []
+    filtered: list[ChurnFilteredRow] = []
     counts = {"inserted": 0, "deleted": 0}
     since = 0.0
     checkpoints = sum(op.checkpoint for op in plan)
@@ -320,13 +339,26 @@ def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Tr
                 rows += _checkpoint(spec, cell, s, op, index, ids, truth, threads=threads, key=key,
                                     mode=mutable.delete_mode if mutable is not None else "none", reuse=reuse,
                                     counts=counts, update_seconds=since)
+                if narrow is not None and index is not None and s.filters:
+                    filtered += _checkpoint_filtered(spec, cell, s, op, index, ids, narrow, key=key)
                 since = 0.0
                 if checkpoint_done is not None:
                     checkpoint_done(len({(r.step, r.batch) for r in rows}), checkpoints, op)
     finally:
         if index is not None:
             index.close()
-    return rows
+    return ChurnOut(rows=rows, filtered=filtered)
+
+
+def _checkpoint_filtered(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, index: VectorIndex,
+                         ids: IdMap, narrow: LiveFilters, *, key: str) -> list[ChurnFilteredRow]:
+    """The spec's filters on the live index at one checkpoint (indexer.engine.churn_filters)."""
+    live_rows = np.zeros(len(s.base), dtype=bool)
+    live_rows[ids.row[ids.live]] = True
+    about = {"backend": cell.backend.name, "build_params": cell.backend.build_params(), "cell": key,
+             "seed": cell.seed, "step": op.step, "batch": op.batch, "operation": op.operation}
+    return checkpoint_filtered(spec, s, index, narrow(live_rows), live=ids.live, row=ids.row,
+                               efs=list(cell.backend.ef_values()), modes=cell.backend.filter_modes(), about=about)
 
 
 def live_graph_health(index: ExposesGraph, live: np.ndarray) -> tuple[int, int, InDegree | None]:
@@ -455,12 +487,13 @@ def _checkpoint_progress(phase: Phases, should_stop: Callable[[], bool], share: 
 
 def churn_space(spec: ExperimentSpec, s: Space, cache_dir: Path, *, model: str | None, size: int | str,
                 reduction: ReductionSpec, phase: Phases, should_stop: Callable[[], bool], fresh: bool,
-                threads: int, tick: Callable[[], None], share: float = 0.0) -> list[ChurnRow]:
+                threads: int, tick: Callable[[], None], share: float = 0.0) -> ChurnOut:
     """Every churn cell of one space, in order: read when cached (unless `fresh`), else run and cached whole.
     `share` is one cell's part of the run's progress, moved through checkpoint by checkpoint; a stop request
     is honoured between checkpoints."""
     truth = live_truth(spec, s, cache_dir)
-    out: list[ChurnRow] = []
+    narrow = live_filters(spec, s, cache_dir) if s.filters else None
+    out = ChurnOut(rows=[], filtered=[])
     for cell in churn_cells(spec):
         if (cell.model, cell.index_size, cell.reduction) != (model, size, reduction):
             continue
@@ -469,14 +502,18 @@ def churn_space(spec: ExperimentSpec, s: Space, cache_dir: Path, *, model: str |
         key = cell.key(spec)
         cell_dir = Path(cache_dir) / CHURN_DIR / key
         if (cell_dir / "rows.json").exists() and not fresh:
-            out += [ChurnRow.model_validate(r) for r in json.loads((cell_dir / "rows.json").read_text())]
+            out.rows += [ChurnRow.model_validate(r) for r in json.loads((cell_dir / "rows.json").read_text())]
+            out.filtered += [ChurnFilteredRow.model_validate(r)
+                             for r in json.loads((cell_dir / "filtered.json").read_text())]
             tick()
             continue
         with phase(f"runbook {cell.label()}"):
-            rows = run_churn_cell(spec, cell, s, truth=truth, threads=threads, key=key,
-                                  checkpoint_done=_checkpoint_progress(phase, should_stop, share, cell.label()))
+            got = run_churn_cell(spec, cell, s, truth=truth, threads=threads, key=key, narrow=narrow,
+                                 checkpoint_done=_checkpoint_progress(phase, should_stop, share, cell.label()))
         with staged_dir(cell_dir, replace=True) as tmp:
-            (tmp / "rows.json").write_text(json.dumps(rows_to_json(rows)))
-        out += rows
+            (tmp / "filtered.json").write_text(json.dumps(rows_to_json(got.filtered)))
+            (tmp / "rows.json").write_text(json.dumps(rows_to_json(got.rows)))
+        out.rows += got.rows
+        out.filtered += got.filtered
         tick()
     return out

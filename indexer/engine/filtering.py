@@ -105,7 +105,7 @@ def answer_filters(spec: ExperimentSpec, s: Space, index: VectorIndex, efs: list
     return answers
 
 
-def _in_mode(index: FilteredSearch, mode: Mode) -> FilteredSearchCall:
+def in_mode(index: FilteredSearch, mode: Mode) -> FilteredSearchCall:
     """The index's filtered search in `mode` (None: its only way)."""
     if mode is None:
         return index.search_filtered
@@ -119,7 +119,7 @@ def _search(spec: ExperimentSpec, s: Space, index: FilteredSearch, sf: SpaceFilt
     chosen = np.arange(len(s.queries)) if picked is None else picked
     ids = np.full((len(chosen), spec.k), -1, dtype=np.int64)
     masks = sf.of_query[chosen]
-    search = _in_mode(index, mode)
+    search = in_mode(index, mode)
     for m in np.unique(masks):
         members = np.flatnonzero(masks == m)
         ids[members] = search(s.queries[chosen[members]], spec.k, ef, sf.masks[m])[0][:, : spec.k]
@@ -192,7 +192,7 @@ def _answer(spec: ExperimentSpec, s: Space, index: FilteredSearch, efs: list[int
     return answers
 
 
-def _distinct(ids: np.ndarray) -> np.ndarray:
+def distinct_ids(ids: np.ndarray) -> np.ndarray:
     """Distinct non-negative ids per row."""
     d = np.sort(ids, axis=1)
     new = np.ones_like(d, dtype=bool)
@@ -219,7 +219,7 @@ def filtered_recall(spec: ExperimentSpec, s: Space, sf: SpaceFilter, ids: np.nda
                                      truth_ids=sf.truth_ids[q[full]], truth_scores=sf.truth_scores[q[full]],
                                      k=spec.k, metric=spec.metric).recall
     part = (valid > 0) & ~full
-    recall[part] = np.minimum(_distinct(clean[part]) / valid[part], 1.0)
+    recall[part] = np.minimum(distinct_ids(clean[part]) / valid[part], 1.0)
     return recall, bad
 
 
@@ -236,7 +236,7 @@ def filtered_rows(spec: ExperimentSpec, s: Space, dense: DenseRow, answers: list
         recall, bad = filtered_recall(spec, s, sf, ids)
         summary = metrics.summarize(recall)
         valid = (sf.truth_ids >= 0).sum(axis=1)
-        returned = _distinct(np.where(ids >= 0, ids, -1))
+        returned = distinct_ids(np.where(ids >= 0, ids, -1))
         out.append(FilteredRow(
             dataset=dense.dataset, model=dense.model, metric=dense.metric, index_size=dense.index_size,
             reduction=dense.reduction, ordering=dense.ordering, backend=dense.backend,

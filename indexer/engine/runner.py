@@ -554,9 +554,11 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
                 if "dense" in spec.representations:
                     rows.extend(space_rows)
                 if spec.runbook_steps():  # churn (indexer.engine.churn): the runbook's cells, run here one by one
-                    extras.churn = [*extras.churn, *churn_space(
-                        spec, s, cache_dir, model=model, size=size, reduction=reduction, phase=phase,
-                        should_stop=should_stop, fresh=fresh, threads=cores(), tick=tick, share=1 / total)]
+                    churned = churn_space(spec, s, cache_dir, model=model, size=size, reduction=reduction,
+                                          phase=phase, should_stop=should_stop, fresh=fresh, threads=cores(),
+                                          tick=tick, share=1 / total)
+                    extras.churn = [*extras.churn, *churned.rows]
+                    extras.churn_filtered = [*extras.churn_filtered, *churned.filtered]
     if "sparse" in spec.representations:
         rows.extend(r for r, _ in sparse_done.values())
     if spec.runbook_steps():

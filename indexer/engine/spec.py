@@ -264,9 +264,6 @@ class ExperimentSpec(_Strict):
             if self.runbook_baseline:
                 raise ValueError("runbook_baseline: there is no runbook")
             return self
-        if self.filters:
-            raise ValueError("runbook: filters are not measured at a runbook's checkpoints in this version; run the "
-                             "filters in a spec without a runbook")
         if not has_checkpoint(steps):
             raise ValueError("runbook: no checkpoint (a search or rebuild step, or an insert by batches with "
                              "checkpoints: true): nothing would be measured")

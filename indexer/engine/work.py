@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from indexer.backends import BACKENDS
-from indexer.engine.spec import Cell, ExperimentSpec, cells
+from indexer.engine.spec import Cell, ExperimentSpec, cells, recall_targets
 from indexer.model.filters import FilterWorkload
 from indexer.model.runbook import runbook_counts
 from indexer.science import orderings
@@ -39,6 +39,7 @@ EMBED_TEXTS_PER_SECOND = 330.0  # all-MiniLM-L6-v2 on 2 cores
 # Each ef of a cell searches its queries about this often: three timed passes, the latency sample's single
 # queries and concurrent clients, the probes of cost at equal recall, and the warm-up.
 SEARCHES_PER_EF = 6
+EF_SEARCHES = 12  # searches of the doubling and bisection for one recall target's ef at a churn checkpoint
 LID_ORDERINGS = orderings.reading("lid")  # orderings that need every point's LID
 LINK_BYTES = 4  # an HNSW link is a 32-bit id; the bottom layer holds up to 2M per point
 
@@ -168,8 +169,10 @@ def work(spec: ExperimentSpec, base: int | None, dims: Mapping[str | None, int] 
                     spaces.add((n, d))
                     natives.add((n, native))
                     # exact kNN over the live set at every checkpoint, in the native space
+                    # and, with filters, exact filtered kNN over the live points each filter keeps
                     checkpoints = runbook_counts(spec.runbook_steps(), n, baseline=spec.runbook_baseline).checkpoints
-                    live_truth += queries * n * native * checkpoints / BRUTE_MADDS_PER_SECOND
+                    passes = 1 + sum(_filter_fractions(spec))
+                    live_truth += queries * n * native * checkpoints * passes / BRUTE_MADDS_PER_SECOND
     kept = _filter_fractions(spec)
     filtered = sum(SEARCHES_PER_EF * queries * _filtered_query_seconds(cell, base, dims[cell.model], kept)
                    for cell in cells(spec)) if kept else 0.0
@@ -228,8 +231,13 @@ def _lid_seconds(spec: ExperimentSpec, n: int, dims: int) -> float:
 def churn_work(spec: ExperimentSpec, n: int, dims: int, queries: int) -> CellWork:
     """Every runbook cell of one space (backend entries x seeds) on n rows: its inserts (re-inserts counted) at
     the cost of building that many points, each checkpoint's searches at every ef, and each baseline's fresh
-    build. The exact kNN over the live set at each checkpoint is counted by the caller, once per space."""
+    build; with recall targets, the doubling and bisection for each target's ef at every checkpoint (live and
+    baseline: about EF_SEARCHES searches at up to twice the largest ef); with filters, one filtered pass per
+    filter, mode and ef at every checkpoint. The exact kNN over the live set at each checkpoint is counted by the
+    caller, once per space."""
     counts = runbook_counts(spec.runbook_steps(), n, baseline=spec.runbook_baseline)
+    filter_passes = len(_filter_fractions(spec))
+    bisections = EF_SEARCHES if recall_targets(spec) else 0
     largest = max(counts.largest, 2)
     built = search = 0.0
     index_bytes = 0
@@ -243,10 +251,13 @@ def churn_work(spec: ExperimentSpec, n: int, dims: int, queries: int) -> CellWor
             M, efc = int(params["M"]), int(params["ef_construction"])
             per_point = build_seconds(largest, dims, M, efc) * backend.build_cost / largest
             per_query = sum(query_seconds(largest, dims, M, ef or 1) for ef in entry.ef_values())
+            widest = query_seconds(largest, dims, M, 2 * max(ef or 1 for ef in entry.ef_values()))
+            search += (len(spec.seeds) * bisections * queries * widest * (counts.checkpoints + counts.baselines))
             links = 2 * M * LINK_BYTES
         inserts = counts.baseline_points if backend.capabilities.deletes == "none" else counts.inserted
         built += len(spec.seeds) * per_point * (inserts + counts.baseline_points)
         search += len(spec.seeds) * SEARCHES_PER_EF * queries * per_query * (counts.checkpoints + counts.baselines)
+        search += len(spec.seeds) * queries * per_query * counts.checkpoints * filter_passes * len(entry.filter_modes())
         # self-miss at every checkpoint: a sample of the live points, each searched once per ef
         # imported here: science.graph imports faiss, whose loader logs on import, and the CLI and the worker
         # import this module before they quiet that logger

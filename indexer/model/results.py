@@ -586,6 +586,34 @@ class ChurnRow(ResultModel):
     ef_at_target: list[EfAtTarget] = []
 
 
+class ChurnFilteredRow(ResultModel):
+    """One runbook cell at one checkpoint, one filter (workload, selectivity), one filter mode and one ef: the live
+    index's filtered answers against exact filtered kNN over the live points the filter keeps."""
+
+    backend: str
+    build_params: dict[str, BuildParam] = {}
+    cell: str
+    seed: int
+    step: int
+    batch: int | None = None
+    operation: str
+    live: int
+    strategy: str  # the backend's way of filtering in this mode (FilteredRow.strategy)
+    filter_mode: str | None = None
+    filter: str
+    filter_kind: str
+    selectivity: float | None
+    kept: float  # the mean fraction of the live points a query's filter keeps
+    ef: int | None
+    recall: Measure  # of min(k, kept live points) per query, queries whose filter keeps a live point
+    recall_ci95: list[Measure]
+    queries_without_match: int
+    short_results: int
+    violations: int  # returned live ids the filter does not keep (must be 0)
+    deleted_returned: int  # returned ids not in the index (must be 0)
+    qps: float
+
+
 class ChurnSummary(ResultModel):
     """One runbook cell at one ef over all its checkpoints (big-ann-benchmarks' streaming ranking: the mean)."""
 
@@ -609,7 +637,7 @@ class RunExtras(ResultModel):
     """What a run adds to its rows: space measures by label, notes, the text-only analyses, the advice."""
 
     OMIT_UNSET = frozenset({"model_ranking", "crossings", "advice", "preflight", "provenance", "filtered",
-                            "churn", "churn_summary"})
+                            "churn", "churn_summary", "churn_filtered"})
 
     provenance: Provenance | None = None
 
@@ -622,6 +650,7 @@ class RunExtras(ResultModel):
     filtered: list[FilteredRow] = []  # specs with `filters`: every cell's filtered searches
     churn: list[ChurnRow] = []  # specs with a `runbook`: every cell's checkpoints
     churn_summary: list[ChurnSummary] = []  # and per cell and ef, over its checkpoints
+    churn_filtered: list[ChurnFilteredRow] = []  # specs with a runbook and filters: each checkpoint's filtered searches
 
 
 def extras_to_json(extras: RunExtras | Mapping[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer.model.results import ChurnRow, ChurnSummary, EfAtTarget, RunExtras
+from indexer.model.results import ChurnFilteredRow, ChurnRow, ChurnSummary, EfAtTarget, RunExtras
 from indexer.report import cells
 from indexer.report.blocks import Block, Bullets, Figure, Para, Section, Table, drawn, fold
 from indexer.report.figures import MAX_PANELS, PALETTE, cap, grid, legend
@@ -51,8 +51,14 @@ def churn_section(extras: RunExtras) -> Section | None:
     if extras.churn_summary:
         blocks.append(_summary_table(extras.churn_summary))
     blocks += drawn(_churn_figure(rows))
+    if extras.churn_filtered:
+        blocks.append(_filtered_table(extras.churn_filtered))
     blocks.append(fold([_checkpoint_table(rows)], "the checkpoints"))
-    wrong = sorted({f"{r.backend} (step {r.step})" for r in rows if r.deleted_returned})
+    wrong = sorted({f"{r.backend} (step {r.step})" for r in rows if r.deleted_returned}
+                   | {f"{r.backend} (step {r.step})" for r in extras.churn_filtered if r.deleted_returned})
+    kept_out = sorted({f"{r.backend} {r.filter} (step {r.step})" for r in extras.churn_filtered if r.violations})
+    if kept_out:
+        blocks.append(Bullets([f"Returned ids their filter does not keep: {', '.join(kept_out)}."]))
     if wrong:
         blocks.append(Bullets([f"Returned ids that are not in the index: {', '.join(wrong)}."]))
     return Section("churn", "Churn: recall while the index lives", blocks)
@@ -198,3 +204,32 @@ def _churn_figure(rows: list[ChurnRow]) -> Figure | None:
                   "before), then recall against the checkpoint per ef, live points the graph no longer reaches, and "
                   "the ef each index needs for recall 0.95: solid the churned index, dashed a fresh "
                   "one over the same points (mean over seeds)." + note, draw)
+
+
+def _filtered_table(rows: list[ChurnFilteredRow]) -> Table:
+    """Per backend entry (and filter mode), filter and selectivity, at its largest ef: filtered recall at each
+    checkpoint (mean over seeds), answers short of min(k, kept live points) marked."""
+    names = list(dict.fromkeys(_name(r) for r in rows))
+    lines: dict[tuple[str, str, str], list[ChurnFilteredRow]] = defaultdict(list)
+    for r in rows:
+        entry = _entry(r.backend, dict(r.build_params)) + ("" if r.filter_mode is None else f" {r.filter_mode}")
+        sel = r.filter if r.selectivity is None else f"{r.filter} {r.selectivity:g}"
+        lines[(entry, r.strategy, sel)].append(r)
+    table = Table(["backend", "strategy", "filter", "ef"] + [f"after {n}" for n in names], [], left=4,
+                  caption="filtered recall against exact filtered kNN over the live points, per checkpoint, at each "
+                          "entry's largest ef (mean over seeds; † some answers short)")
+    for (entry, strategy, sel), mine in lines.items():
+        top = max((r.ef for r in mine if r.ef is not None), default=None)
+        at = [r for r in mine if r.ef == top]
+        cells_ = []
+        for n in names:
+            here = [r for r in at if _name(r) == n]
+            got = [float(r.recall) for r in here if r.recall is not None]
+            mark = " †" if any(r.short_results for r in here) else ""
+            cells_.append((cells.f3(float(np.mean(got))) if got else "-") + mark)
+        table.rows.append([entry, strategy, sel, "-" if top is None else str(top), *cells_])
+    return table
+
+
+def _name(r: ChurnRow | ChurnFilteredRow) -> str:
+    return f"{r.step}" if r.batch is None else f"{r.step}.{r.batch}"

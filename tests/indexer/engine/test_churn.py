@@ -18,10 +18,10 @@ from indexer.backends import BACKENDS, new_index
 from indexer.backends.hnswlib_graph import read_graph_file
 from indexer.common.errors import UserError
 from indexer.datasets import Dataset
-from indexer.engine import churn, runner
+from indexer.engine import churn, churn_filters, runner
 from indexer.engine.admission import AdmissionError, admit
 from indexer.engine.runbook import plan_runbook
-from indexer.engine.space import Space
+from indexer.engine.space import Space, SpaceFilter
 from indexer.engine.spec import ExperimentSpec, SpecError, parse_spec
 from indexer.model.options import ReductionSpec
 from indexer.report.write import write_report
@@ -306,8 +306,6 @@ def test_a_step_outside_the_rows_is_refused_naming_it() -> None:
     ([{"name": "exact"}], [{"search": {}}] * 257, {}, "at most 256"),
     ([{"name": "exact"}], [{"serch": {}}], {}, "exactly one key"),
     ([{"name": "exact"}], [], {"runbook_baseline": True}, "there is no runbook"),
-    ([{"name": "exact"}], RUNBOOK, {"filters": [{"name": "r", "kind": "random", "selectivities": [0.5]}]},
-     "filters are not measured at a runbook's checkpoints"),
 ])
 def test_the_spec_refuses_what_cannot_run(backends: list[dict], runbook: list[dict], extra: dict,
                                           message: str) -> None:
@@ -329,3 +327,44 @@ def test_a_spec_without_a_runbook_keeps_its_key(tiny_spec_dict: dict) -> None:
     """runbook and runbook_baseline are left out of the canonical JSON while unset: no cached result moves."""
     spec = parse_spec(tiny_spec_dict)
     assert "runbook" not in spec.canonical_json() and "replace_deleted" not in spec.canonical_json()
+
+
+def test_filters_at_checkpoints_are_judged_over_the_live_points(cache_dir: Path, tmp_path: Path) -> None:
+    """A runbook with a label and a random filter: the narrowed exact answers equal numpy brute force over the
+    points both the filter and the live set keep; exact search's filtered recall is 1 at every checkpoint; no
+    backend returns a deleted id or one its filter does not keep (hnswlib with replace_deleted re-inserts under
+    new ids, which pass as their rows do)."""
+    spec = _spec([{"name": "hnswlib", "M": 8, "ef_construction": 40, "ef_search": [10, 200]},
+                  {"name": "hnswlib", "M": 8, "ef_construction": 40, "ef_search": [200], "replace_deleted": True},
+                  {"name": "exact"}],
+                 runbook=[{"insert": {"start": 0, "end": 500}}, {"search": {}}, {"delete": {"fraction": 0.4, "seed": 1}},
+                          {"insert": {"by": "random", "batch": 100}}, {"replace": {"fraction": 0.3, "seed": 2}},
+                          {"search": {}}],
+                 filters=[{"name": "own", "kind": "label"},
+                          {"name": "rand", "kind": "random", "selectivities": [0.3]}])
+    res = runner.run(spec, cache_dir=cache_dir)
+    got = res.extras.churn_filtered
+    assert {(r.filter, r.backend) for r in got} == {(f, b) for f in ("own", "rand") for b in ("hnswlib", "exact")}
+    assert len({(r.step, r.batch) for r in got}) == 2  # the two checkpoints
+    assert all(r.violations == 0 and r.deleted_returned == 0 for r in got)
+    assert all(r.recall == 1.0 for r in got if r.backend == "exact")
+    assert all(r.recall is not None and r.recall >= 0.9 for r in got if r.ef == 200)
+    assert {r.live for r in got if r.step == 5} == {int(0.6 * 500) + 100}
+    html = (write_report(spec, res.rows, tmp_path / "report", extras=res.extras) / "report.html").read_text()
+    assert "filtered recall against exact filtered kNN over the live points" in html
+
+    # the narrowed answers against numpy: a space like the run's, the random filter's masks, a live set
+    base, queries, labels = clusters(7)
+    s = _space(base, queries, labels)
+    rand = spec.filters[1]
+    masks = np.random.default_rng(3).random((len(queries), len(base))) < 0.3
+    sf = SpaceFilter(workload=rand, selectivity=0.3, masks=masks, of_query=np.arange(len(queries)),
+                     truth_ids=np.zeros((len(queries), K), np.int64), truth_scores=np.zeros((len(queries), K)))
+    s = dataclasses.replace(s, filters=[sf])
+    live = np.random.default_rng(4).random(len(base)) < 0.5
+    narrowed = churn_filters.live_filters(spec, s, tmp_path)(live)[0]
+    for q in range(len(queries)):
+        keep = np.flatnonzero(masks[q] & live)
+        d = ((base[keep].astype(np.float64) - queries[q].astype(np.float64)) ** 2).sum(-1)
+        expect = keep[np.argsort(d)[:K]]
+        assert set(narrowed.truth_ids[q][narrowed.truth_ids[q] >= 0].tolist()) == set(expect.tolist()), q
