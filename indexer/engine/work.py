@@ -259,10 +259,10 @@ def churn_work(spec: ExperimentSpec, n: int, dims: int, queries: int) -> CellWor
         search += len(spec.seeds) * SEARCHES_PER_EF * queries * per_query * (counts.checkpoints + counts.baselines)
         search += len(spec.seeds) * queries * per_query * counts.checkpoints * filter_passes * len(entry.filter_modes())
         # self-miss at every checkpoint: a sample of the live points, each searched once per ef
-        # imported here: science.graph imports faiss, whose loader logs on import, and the CLI and the worker
-        # import this module before they quiet that logger
-        from indexer.science.graph import SELF_MISS_MIN_SAMPLE
+        # imported here: the churn module imports science.graph, which imports faiss, whose loader logs on
+        # import, and the CLI and the worker import this module before they quiet that logger
+        from indexer.engine.churn import CHURN_SELF_MISS_SAMPLE
 
-        search += len(spec.seeds) * min(largest, SELF_MISS_MIN_SAMPLE) * per_query * counts.checkpoints
+        search += len(spec.seeds) * min(largest, CHURN_SELF_MISS_SAMPLE) * per_query * counts.checkpoints
         index_bytes = max(index_bytes, largest * (dims * 4 + links))
     return CellWork(built, search, index_bytes)
