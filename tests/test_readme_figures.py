@@ -128,3 +128,23 @@ def test_the_churn_table_matches_each_entry_to_its_rows_and_recomputes_over_seed
     assert first[7] == "45 / 20"  # median of 40 and 50
     assert first[8] == "0.50x" and first[9] == f"{mean([30, 31]):,.0f}"
     assert cells[1][2].startswith(f"{mean([0.80, 0.81]):.3f}") and cells[2][2].startswith(f"{mean([0.70, 0.71]):.3f}")
+
+
+def test_the_filtered_table_is_the_mean_over_seeds_of_each_entrys_rows() -> None:
+    """Study 7, part two: each system's defaults line, every (filter, selectivity) column recomputed here from the
+    summary's filtered rows at the entry's ef (mean over orderings within a seed, then over seeds)."""
+    summary = json.loads((ROOT / "docs" / "runs" / "filtered-wordnet.json").read_text())
+    lines = figures.figures_filtered.table(summary).splitlines()
+    columns = [(f["name"], s) for f in summary["spec"]["filters"] for s in (f.get("selectivities") or [None])]
+    checked = 0
+    for entry in summary["spec"]["backends"][:4]:  # hnswlib, faiss_hnsw, usearch, voyager at their defaults
+        line = next(x for x in lines if x.startswith(f"| {entry['name']} defaults ("))
+        cells = [c.strip() for c in line.strip("|").split("|")][1:]
+        for (name, sel), cell in zip(columns, cells, strict=True):
+            rows = [r for r in summary["filtered"] if r["backend"] == entry["name"] and r["filter"] == name
+                    and r["selectivity"] == sel and r["ef"] == max(entry["ef_search"])
+                    and r.get("M", entry["M"]) == entry["M"]]
+            per_seed = [mean(r["recall"] for r in rows if r["seed"] == seed) for seed in summary["spec"]["seeds"]]
+            assert cell.startswith(f"{mean(per_seed):.3f}"), (entry["name"], name, sel, cell)
+            checked += 1
+    assert checked == 4 * len(columns)
