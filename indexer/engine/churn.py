@@ -383,7 +383,8 @@ def live_self_miss(index: VectorIndex, base: np.ndarray, ids: IdMap, efs: list[i
     each searched for by its own vector and judged by its id in the index (indexer.science.graph.self_miss)."""
     held = np.flatnonzero(ids.live)
     sample = None if len(held) <= CHURN_SELF_MISS_SAMPLE else CHURN_SELF_MISS_SAMPLE
-    got = graph.self_miss(index.search, base[ids.row[held]], held, efs, sample=sample, seed=seed, metric=metric)
+    got = graph.self_miss(index.search, base[ids.row[held]], held, efs, sample=sample, seed=seed, metric=metric,
+                          min_sample=CHURN_SELF_MISS_SAMPLE)
     return dict(zip(efs, got, strict=True))
 
 

@@ -223,12 +223,13 @@ def self_miss(
     seed: int = 0,
     *,
     metric: Literal["ip", "l2"],
+    min_sample: int = SELF_MISS_MIN_SAMPLE,
 ) -> tuple[SelfMiss, ...]:
     """Per ef, the fraction of indexed points whose own vector does not find them at rank 1.
 
     `base` holds the indexed vectors as prepared for the index, `ids_of_rows[i]` the dataset id of
     base[i] (None: i itself). `sample` None searches every point; otherwise a seeded sample of that
-    many, which must be at least min(10_000, n). Scores follow the engine: inner product (ip, higher is
+    many, which must be at least min(min_sample, n) (10,000 unless a caller states its own floor). Scores follow the engine: inner product (ip, higher is
     better) or squared L2 distance (l2, lower is better).
 
     A point counts as found when rank 1 is the point itself, or any point scoring no worse than the
@@ -245,8 +246,8 @@ def self_miss(
         raise ValueError(f"{len(ids)} ids for {n} base rows")
     if sample is None or sample >= n:
         chosen = np.arange(n)
-    elif sample < min(SELF_MISS_MIN_SAMPLE, n):
-        raise ValueError(f"a self-miss sample needs at least min({SELF_MISS_MIN_SAMPLE}, n={n}) points, "
+    elif sample < min(min_sample, n):
+        raise ValueError(f"a self-miss sample needs at least min({min_sample}, n={n}) points, "
                          f"got {sample}")
     else:
         chosen = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
