@@ -230,6 +230,21 @@ def check_report(spec: ExperimentSpec, rows: list[ResultRow]) -> None:
         assert isinstance(row.recall, float) and 0.0 <= row.recall <= 1.0, f"{where}: recall {row.recall}"
 
 
+def check_churn(spec: ExperimentSpec, rows: list[dict[str, Any]]) -> None:
+    """A runbook's example: every backend entry has checkpoint rows for every seed and ef it asks for, every
+    recall is a number in [0, 1], and no row returned a deleted id."""
+    assert rows, "a runbook spec with no churn rows"
+    for entry in spec.backends:
+        mine = [r for r in rows if r["backend"] == entry.name
+                and all(r.get(k) == v for k, v in entry.build_params().items())]
+        found = {(r["seed"], r["ef"]) for r in mine}
+        expected = set(itertools.product(spec.seeds, entry.ef_values()))
+        assert expected <= found, f"{entry.label()}: no checkpoint rows for {sorted(expected - found, key=str)[:5]}"
+    for row in rows:
+        assert isinstance(row["recall"], float) and 0.0 <= row["recall"] <= 1.0, row
+        assert row["deleted_returned"] == 0, row
+
+
 def _example_param(path: Path) -> Any:
     reason = KNOWN_ENGINE_FAILURES.get(path.stem)
     marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
@@ -274,4 +289,7 @@ def test_example_runs_at_smoke_size_with_the_default_executor(example: Path, tmp
 
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["spec"]["name"] == small.name
-    check_report(small, parse_rows(report["rows"]))
+    if small.runbook_steps():
+        check_churn(small, report["extras"]["churn"])
+    else:
+        check_report(small, parse_rows(report["rows"]))

@@ -6,8 +6,11 @@ below. Importing the registry imports no index library: each index class imports
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from pydantic import AliasChoices
+from pydantic.fields import FieldInfo
 
 from indexer.backends import (
     chroma_index,
@@ -87,7 +90,48 @@ def build_param_names() -> list[str]:
     return list(dict.fromkeys(name for backend in BACKENDS.values() for name in backend.params.model_fields))
 
 
-register_build_params(build_param_names)  # rows read back from JSON find their build parameters by these names
+def earlier_param_names() -> list[str]:
+    """Names a build parameter had before it was renamed (a field's other validation aliases: usearch's and
+    voyager's dtype), which rows written before still carry."""
+    return list(dict.fromkeys(alias for backend in BACKENDS.values() for info in backend.params.model_fields.values()
+                              for alias in _aliases(info)))
+
+
+def params_of(name: str, given: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Backend `name`'s build parameters among `given` (a row's flattened values) as its model dumps them: its
+    fields, one given under an earlier name read as the model reads it (voyager's dtype float32 is precision
+    f32), less those left out at their value (`exclude_if`, faiss's precision at f32); None for a name not
+    registered."""
+    backend = BACKENDS.get(name)
+    if backend is None:
+        return None
+    out: dict[str, Any] = {}
+    for field, info in backend.params.model_fields.items():
+        key = next((k for k in (field, *_aliases(info)) if k in given), None)
+        if key is None:
+            continue
+        value = given[key]
+        if key != field:
+            try:
+                value = getattr(backend.params.model_validate({key: value}), field)
+            except ValueError:
+                pass  # shown as it was written
+        if not _left_out(info.exclude_if, value):
+            out[field] = value
+    return out
+
+
+def _aliases(info: FieldInfo) -> list[str]:
+    choices = info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else []
+    return [c for c in choices if isinstance(c, str)][1:]
+
+
+def _left_out(exclude_if: Callable[[Any], bool] | None, value: Any) -> bool:
+    return exclude_if is not None and exclude_if(value)
+
+
+# rows read back from JSON find their build parameters by these names
+register_build_params(build_param_names, params_of, earlier_param_names)
 
 __all__ = ["BACKENDS", "Backend", "BackendEntry", "VectorIndex", "build_param_names", "make_index", "new_index",
            "require_all"]

@@ -69,6 +69,22 @@ class ModedFilteredSearch(Protocol):
 
 
 @runtime_checkable
+class StoresVectors(Protocol):
+    """An index that stores its vectors in a reduced precision (indexer.backends.precision) and can give them
+    back decoded, so exact search over what it stores can be told apart from its graph's loss."""
+
+    def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The dataset rows the index holds (int64) and their vectors as it stores them, decoded to float32
+        (rows x dims), in the form its distance compares them (normalised where it searches by cosine)."""
+        ...
+
+    def stored_queries(self, queries: np.ndarray) -> np.ndarray:
+        """`queries` in the form its distance compares them with the stored vectors (float32): unchanged where
+        the library compares float queries with the stored codes, coded where it codes them."""
+        ...
+
+
+@runtime_checkable
 class Mutable(Protocol):
     """An index that takes inserts and deletes after it is built (its backend's `Capabilities.deletes` says what
     a delete does; a backend declares "tombstone", "repair" or "compact" exactly when its index has this).

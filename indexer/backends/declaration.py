@@ -16,13 +16,14 @@ import importlib.util
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 
 from annotated_types import Le
 from pydantic import Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from indexer.backends.precision import FULL, PRECISION_FIELD
 from indexer.backends.presets import PRESET_FIELDS, PRESETS, preset_names
 from indexer.common.errors import UserError
 from indexer.model.strict import MAX_VALUE_CHARS, Strict, clip
@@ -183,6 +184,15 @@ class Backend:
     # seconds to build, relative to hnswlib's at the same n, dims, M and ef_construction (admission's cost model,
     # indexer.engine.work; measured by bench/bench_work.py): a database's inserts, server and files cost more
     build_cost: float = 1.0
+    # the build parameters as a cell's key spells them, where a parameter was renamed after cells were built
+    # under its earlier name (voyager's dtype, now precision); None: as the model dumps them
+    key_params: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions its index stores vectors in (indexer.backends.precision): its `precision` field's
+        values, or f32 alone for a backend without the parameter."""
+        field = self.params.model_fields.get(PRECISION_FIELD)
+        return tuple(get_args(field.annotation)) if field is not None else (FULL,)
 
 
 class BackendEntry(Strict):
@@ -252,6 +262,27 @@ class BackendEntry(Strict):
             if len(set(map(str, given))) != len(given):
                 raise PydanticCustomError("repeated_filter_mode", "filter_mode must not repeat a mode", {})
         return {**data, FILTER_MODE_FIELD: given}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _precision_shipped(cls, data: Any) -> Any:
+        """A precision the backend does not ship is refused naming those it does; a backend without the
+        parameter stores f32 and takes none. (A parameter's earlier name, usearch's dtype, is left to its model.)"""
+        if not isinstance(data, dict) or PRECISION_FIELD not in data:
+            return data
+        backend: Backend | None = getattr(cls, "backend", None)
+        if backend is None:
+            return data
+        if PRECISION_FIELD not in backend.params.model_fields:
+            raise PydanticCustomError("no_precision", "{name} stores {full} only and takes no precision",
+                                      {"name": backend.name, "full": FULL})
+        given = data[PRECISION_FIELD]
+        if not isinstance(given, str) or given not in backend.precisions():
+            raise PydanticCustomError(
+                "unknown_precision", "{name} has no precision {value}; its precisions: {precisions}",
+                {"name": backend.name, "value": clip(repr(given), MAX_VALUE_CHARS),
+                 "precisions": ", ".join(backend.precisions())})
+        return data
 
     def build(self) -> BuildParams:
         """The build parameters as the backend's own model."""

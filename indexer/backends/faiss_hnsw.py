@@ -10,6 +10,20 @@ search (`search_from_candidates`, faiss/impl/HNSW.cpp at v1.15.0, lines 913-981)
 results only `if (!sel || sel->is_member(idx))` but pushes every neighbour onto its candidates: points that
 do not pass are traversed, never returned (in_graph). The upper-layer descent ignores the selector.
 
+Precision (indexer.backends.precision): `f32` is IndexHNSWFlat, float32 vectors (the default, left out of
+keys and rows' parameters while it is, so every index built before keeps its key). `f16`, `bf16` and `i8` are
+IndexHNSWSQ, whose storage is an IndexScalarQuantizer (faiss/IndexHNSW.cpp at v1.15.0, IndexHNSWSQ's
+constructor) of type QT_fp16 (IEEE half, numpy's float16 rounding), QT_bf16 (`encode_bf16`: the float32's
+bits + 0x8000, shifted right 16: round to nearest, ties away from zero, faiss/utils/bf16.h:28-33) or QT_8bit.
+QT_8bit is non-uniform: each dimension j has its own vmin[j] and vdiff[j] (faiss/impl/scalar_quantizer/
+quantizers.h:108-146), code = int(255 * clamp((x - vmin) / vdiff, 0, 1)) (truncation, codecs.h:28-40) and the
+decoded value vmin + (code + 0.5) / 255 * vdiff. It is trained with the default range statistic RS_minmax and
+rangestat_arg 0 (ScalarQuantizer.h:63-74), so vmin and vmax are each dimension's minimum and maximum over the
+training set (training.cpp:334-365, `train_NonUniform`). The training set here is every vector the build
+inserts, summarised to two rows (each dimension's minimum, then maximum), which give the same vmin and vmax
+without a copy of the vectors. Queries stay float32: the SQ distance computer compares them with the decoded
+codes. An index stores the vectors it holds as `reconstruct_n` decodes them (base.StoresVectors).
+
 It has no delete: IndexHNSW does not override `Index::remove_ids`, which throws "remove_ids not implemented
 for this type of index" (faiss/Index.cpp at v1.15.0, lines 56-59). In a runbook it runs only as the rebuild
 baseline (Capabilities.deletes "none"): a fresh index over the points in the index at every checkpoint.
@@ -17,7 +31,7 @@ baseline (Capabilities.deletes "none"): a fresh index over the points in the ind
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -31,37 +45,63 @@ if TYPE_CHECKING:
     from indexer.model.graph import HnswGraph
 
 
+# precision -> the ScalarQuantizer type of IndexHNSWSQ's storage (module doc); f32 is IndexHNSWFlat
+SQ_TYPES = {"f16": "QT_fp16", "bf16": "QT_bf16", "i8": "QT_8bit"}
+FaissPrecision = Literal["f32", "f16", "bf16", "i8"]
+
+
 class FaissHnswParams(HnswlibParams):
-    """The same graph parameters as hnswlib's, with faiss's own default efConstruction."""
+    """The same graph parameters as hnswlib's, with faiss's own default efConstruction, and the precision its
+    vectors are stored in (left out of keys and rows' parameters at f32, so earlier indexes keep their keys)."""
 
     ef_construction: int = Field(default=40, ge=1)
+    precision: FaissPrecision = Field(default="f32", exclude_if=lambda v: v == "f32",
+                                      description="f32: IndexHNSWFlat; f16, bf16, i8: IndexHNSWSQ (QT_fp16, "
+                                                  "QT_bf16, QT_8bit trained on the indexed vectors)")
 
 
 class FaissHnswIndex(FaissOrderedIndex):
     name = "faiss_hnsw"
 
-    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int, search_threads: int = 1):
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int, search_threads: int = 1,
+                 precision: str = "f32"):
         super().__init__()
         self.dim, self.metric = dim, metric
-        self.M, self.ef_construction, self.seed = M, ef_construction, seed
+        self.M, self.ef_construction, self.seed, self.precision = M, ef_construction, seed, precision
 
     def _new(self) -> Any:
         import faiss
 
         faiss_metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
-        index = faiss.IndexHNSWFlat(self.dim, self.M, faiss_metric)
+        index: Any
+        if self.precision == "f32":
+            index = faiss.IndexHNSWFlat(self.dim, self.M, faiss_metric)
+        else:
+            qtype = getattr(faiss.ScalarQuantizer, SQ_TYPES[self.precision])
+            index = faiss.IndexHNSWSQ(self.dim, qtype, self.M, faiss_metric)
         index.hnsw.efConstruction = self.ef_construction
         index.hnsw.rng = faiss.RandomGenerator(self.seed)  # type: ignore[attr-defined]
         return index
 
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
         index = self._new()
+        if not index.is_trained:  # QT_8bit: each dimension's min and max over the inserted vectors (module doc)
+            index.train(_min_max_rows(vectors, order))
         # rows are gathered a chunk at a time, but still added one per call: a batch `add` would be reordered
         for rows in chunks(order):
             ordered = np.ascontiguousarray(vectors[rows])
             for i in range(len(ordered)):
                 index.add(ordered[i : i + 1])
         self._index, self._order = index, np.asarray(order, dtype=np.int64)
+
+    def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows in the index and their vectors as stored, decoded by faiss (`reconstruct_n`)."""
+        assert self._index is not None and self._order is not None, "build or load first"
+        return self._order, np.asarray(self._index.reconstruct_n(0, self._index.ntotal), dtype=np.float32)
+
+    def stored_queries(self, queries: np.ndarray) -> np.ndarray:
+        """Unchanged: faiss compares float queries with the decoded codes (module doc)."""
+        return np.ascontiguousarray(queries, dtype=np.float32)
 
     def graph(self) -> HnswGraph:
         """The built graph in the engine's form (indexer.science.graph), for the diagnostics."""
@@ -112,6 +152,18 @@ class FaissHnswIndex(FaissOrderedIndex):
 
         assert self._index is not None
         return int(faiss.serialize_index(self._index).nbytes)
+
+
+def _min_max_rows(vectors: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Two rows, each dimension's minimum then maximum over `vectors[order]`, gathered a chunk at a time: faiss's
+    RS_minmax training on them gives what training on every inserted vector would (module doc)."""
+    low = np.full(vectors.shape[1], np.inf, dtype=np.float32)
+    high = np.full(vectors.shape[1], -np.inf, dtype=np.float32)
+    for rows in chunks(order):
+        part = vectors[rows]
+        np.minimum(low, part.min(axis=0), out=low)
+        np.maximum(high, part.max(axis=0), out=high)
+    return np.ascontiguousarray(np.stack([low, high]), dtype=np.float32)
 
 
 BACKEND = Backend(name="faiss_hnsw", params=FaissHnswParams, ef_search=(16,), index=FaissHnswIndex, library=FAISS,

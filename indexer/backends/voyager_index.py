@@ -15,6 +15,19 @@ passed per call (`query_ef`), so concurrent searches share no state. voyager rai
 query finds fewer than k points; such queries are answered with the most they can reach, padded with -1.
 Float8 storage needs every coordinate in [-1, 1], E4M3 in [-448, 448]. Kept in memory; saved to one file.
 
+Precision (indexer.backends.precision), voyager's `storage_data_type`:
+- `f32`: Float32;
+- `float8`: Float8, an int8 in units of 1/127 (`TypedIndex<float, int8_t, std::ratio<1, 127>>`,
+  cpp/src/TypedIndex.h:759-760): a coordinate times 127, truncated toward zero by the conversion to int8, any
+  coordinate outside [-128/127, 1] refused (`floatToDataType`, cpp/src/array_utils.h:82-133);
+- `e4m3`: E4M3, an 8-bit float of 4 exponent and 3 mantissa bits, rounded to nearest even, range [-448, 448]
+  (cpp/src/E4M3.h:289-395).
+In Space.Cosine a vector is normalised before it is converted; queries are converted the same way before the
+search (TypedIndex.h:660-670). Line numbers are of voyager's repository at commit 2a2f1f1 (python/pyproject.toml
+2.0.10, the nearest to the installed 2.2.3, whose wheel ships no sources). The stored vectors come back decoded
+by `Index.get_vectors`. The parameter was `dtype` with float32 for f32: a spec may still say so, and a cell's
+key still spells it so (`_key_params`), so every index built before keeps its key.
+
 Filtering: voyager has none. `Index.query(vectors, k=1, num_threads=-1, query_ef=-1)` is its whole search
 (the signature compiled into voyager_ext, `Index.query.__doc__` of 2.2.3), and `mark_deleted` changes the
 index for every concurrent search. So a filtered search is post-filtering, with oversampling
@@ -33,10 +46,10 @@ most the live count.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AliasChoices, BeforeValidator, Field
 
 from indexer.backends.base import chunks, post_filtered
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, Library
@@ -44,7 +57,12 @@ from indexer.backends.scratch import no_answers
 
 DEFAULT_EF = 10  # voyager 2.2.3: Index.ef of a new or loaded index (TypedIndex.h defaultEF)
 LIBRARY = Library(distribution="voyager", module="voyager", extra="voyager")
-Storage = Literal["float32", "float8", "e4m3"]
+Storage = Literal["f32", "float8", "e4m3"]
+LEGACY_F32 = "float32"  # f32's spelling under the parameter's earlier name, dtype
+
+
+def _earlier_spelling(value: Any) -> Any:
+    return "f32" if value == LEGACY_F32 else value
 
 
 class VoyagerParams(BuildParams):
@@ -52,18 +70,20 @@ class VoyagerParams(BuildParams):
 
     M: int = Field(default=12, ge=2, le=512)  # voyager 2.2.3 Index.__new__: M=12
     ef_construction: int = Field(default=200, ge=1)  # voyager 2.2.3 Index.__new__: ef_construction=200
-    # storage_data_type, named like other backends' storage type so rows share one column
-    dtype: Storage = "float32"  # voyager 2.2.3 Index.__new__: storage_data_type=StorageDataType.Float32
+    # storage_data_type (module doc); voyager 2.2.3 Index.__new__: storage_data_type=StorageDataType.Float32
+    # `dtype: float32`, the parameter's earlier spelling (module doc), is read as `precision: f32`
+    precision: Annotated[Storage, BeforeValidator(_earlier_spelling)] = Field(
+        default="f32", validation_alias=AliasChoices("precision", "dtype"))
 
 
 
 class VoyagerIndex:
     name = "voyager"
 
-    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, dtype: Storage, seed: int,
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, precision: Storage, seed: int,
                  search_threads: int = 1):
         self.dim, self.metric = dim, metric
-        self.M, self.ef_construction, self.dtype, self.seed = M, ef_construction, dtype, seed
+        self.M, self.ef_construction, self.precision, self.seed = M, ef_construction, precision, seed
         self.search_threads = max(1, search_threads)  # voyager reads <= 0 as one thread per core
         self._index: Any = None  # voyager.Index
         self._deleted: set[int] = set()  # ids marked deleted and not added again
@@ -72,8 +92,8 @@ class VoyagerIndex:
         import voyager
 
         space = voyager.Space.Cosine if self.metric == "ip" else voyager.Space.Euclidean
-        storage = {"float32": voyager.StorageDataType.Float32, "float8": voyager.StorageDataType.Float8,
-                   "e4m3": voyager.StorageDataType.E4M3}[self.dtype]
+        storage = {"f32": voyager.StorageDataType.Float32, "float8": voyager.StorageDataType.Float8,
+                   "e4m3": voyager.StorageDataType.E4M3}[self.precision]
         return voyager.Index(space, self.dim, M=self.M, ef_construction=self.ef_construction,
                              random_seed=self.seed, max_elements=max(1, max_elements), storage_data_type=storage)
 
@@ -164,6 +184,24 @@ class VoyagerIndex:
             return np.empty((1, 0), dtype=np.int64), np.empty((1, 0), dtype=np.float32)
         return self._query(q, lo, ef, 1)
 
+    def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The live ids and their vectors as stored, decoded by voyager (`get_vectors`; normalised in Cosine)."""
+        assert self._index is not None, "build or load first"
+        ids = np.asarray(sorted(set(int(i) for i in self._index.ids) - self._deleted),
+                         dtype=np.int64)
+        vectors = np.asarray(self._index.get_vectors(ids.tolist()), dtype=np.float32).reshape(len(ids), self.dim)
+        return ids, vectors
+
+    def stored_queries(self, queries: np.ndarray) -> np.ndarray:
+        """The queries converted as voyager converts them before a search (module doc): through an index of the
+        same space and storage, added and read back, so the library's own conversion."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if len(q) == 0:
+            return q
+        scratch = self._new(len(q))
+        scratch.add_items(q, ids=np.arange(len(q), dtype=np.int64), num_threads=1)
+        return np.asarray(scratch.get_vectors(list(range(len(q)))), dtype=np.float32).reshape(q.shape)
+
     def nbytes(self) -> int:
         assert self._index is not None
         return len(self._index.as_bytes())  # what `save` writes
@@ -183,8 +221,17 @@ class VoyagerIndex:
         """Nothing outside this process's memory."""
 
 
+def _key_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as a cell's key spells them: `precision` under its earlier name and values (dtype, with
+    float32 for f32), so every index built before the rename keeps its key (module doc)."""
+    out = {k: v for k, v in params.items() if k != "precision"}
+    if "precision" in params:
+        out["dtype"] = LEGACY_F32 if params["precision"] == "f32" else params["precision"]
+    return out
+
+
 BACKEND = Backend(name="voyager", params=VoyagerParams, ef_search=(DEFAULT_EF,), index=VoyagerIndex,
-                  build_cost=1.2, library=LIBRARY,
+                  build_cost=1.2, library=LIBRARY, key_params=_key_params,
                   capabilities=Capabilities(spaces=frozenset({"ip", "l2"}), order_controlled=True,
                                             deterministic=True, graph=False, seeded=True,
                                             # voyager 2.2.3's Index.query takes no filter: post-filtered

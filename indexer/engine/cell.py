@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from indexer.backends import BACKENDS, VectorIndex, make_index
+from indexer.backends import BACKENDS, VectorIndex, make_index, precision
+from indexer.backends.base import StoresVectors
 from indexer.common import timing
 from indexer.common.fileio import atomic_write_bytes, sha256_file
 from indexer.engine.diagnostics import cost_at_recall, diagnose
@@ -32,9 +33,16 @@ from indexer.engine.measure import ANSWERS_FILE, PROBES_DIR, judge, measure_cell
 from indexer.engine.phases import Phases
 from indexer.engine.space import Space, space_metric
 from indexer.engine.spec import Cell, ExperimentSpec, recall_targets
-from indexer.model.answers import CellAnswers, CellProbes, EfDiagnostics, FilteredCost, SweepAnswer
+from indexer.model.answers import (
+    CellAnswers,
+    CellProbes,
+    EfDiagnostics,
+    FilteredCost,
+    StoredAnswer,
+    SweepAnswer,
+)
 from indexer.model.results import DenseRow, IndexRecord
-from indexer.science import orderings
+from indexer.science import groundtruth, orderings
 
 IR_DEPTH = 100  # recall@100 needs a ranking this deep
 TIMED_PASSES = 3  # each ef's query set is searched this many times; the median pass gives qps
@@ -116,6 +124,7 @@ def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, 
         _, seconds = timed_passes(functools.partial(index.search, s.queries, spec.k, ef))
         return [len(s.queries) / max(t, 1e-9) for t in seconds]
 
+    stored = stored_answer(spec, cell, s, index, out, prefix)
     costs = [] if sweep == [None] else cost_at_recall(
         index, s.queries, spec.k, len(s.rows), recall_targets(spec), recall_of_queries, qps_at, max_ef=backend.max_ef)
     if s.filters:
@@ -127,7 +136,7 @@ def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, 
         for (mode, name, selectivity), c in filtered_costs(spec, s, index, recall_targets(spec), backend.max_ef,
                                                            modes).items()]
     if spec.diagnostics is None:
-        return CellProbes(cost_at_recall=costs, filtered=filtered, filtered_cost=filtered_cost)
+        return CellProbes(cost_at_recall=costs, filtered=filtered, filtered_cost=filtered_cost, stored=stored)
     ds = s.dataset
     diag = diagnose(
         index, s.base, s.rows, sweep, space="ip" if space_metric(spec) == "ip" else "l2",
@@ -135,9 +144,32 @@ def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, 
         labels=ds.labels[s.rows] if ds.labels is not None else None, label_names=ds.label_names,
         lid=s.lid_base, lid_bins=spec.lid_bins)
     return CellProbes(cost_at_recall=costs, graph=diag.graph, filtered=filtered, filtered_cost=filtered_cost,
-                      diagnostics=[
+                      stored=stored, diagnostics=[
         EfDiagnostics(ef=ef, self_miss=diag.self_miss[ef].fraction, self_miss_sampled=diag.self_miss[ef].sampled,
                       by_category=diag.by_category(ef), by_lid_bin=diag.by_lid_bin(ef)) for ef in sweep])
+
+
+def stored_answer(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, out: Path,
+                  prefix: str) -> StoredAnswer | None:
+    """Exact search over what a quantized index stores (its vectors decoded, and the queries as it compares
+    them), the ids saved in `out` named with `prefix`; None for an index storing float32 of its space, whose
+    exact search is the space's own exact kNN (Space.within_ids), already computed."""
+    if not precision.quantized(cell.backend.build_params()):
+        return None
+    if not isinstance(index, StoresVectors):
+        raise TypeError(f"backend {cell.backend.name} stores {precision.precision_of(cell.backend.build_params())} "
+                        "vectors but cannot give them back (base.StoresVectors)")
+    t0 = time.perf_counter()
+    rows, vectors = index.stored_vectors()
+    found, _ = groundtruth.exact_knn(vectors, index.stored_queries(s.queries), min(spec.k, len(rows)),
+                                     space_metric(spec))
+    ids = np.full((len(s.queries), spec.k), -1, dtype=np.int64)
+    ids[:, : found.shape[1]] = np.where(found >= 0, rows[np.maximum(found, 0)], -1)
+    seconds = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{prefix}stored.npy"
+    np.save(out / name, ids)
+    return StoredAnswer(neighbors=name, seconds=seconds)
 
 
 def answer_sweep(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, out: Path) -> list[SweepAnswer]:

@@ -1,7 +1,8 @@
 """A built cell's rows, measured from its saved answers and probes: nothing here builds or searches.
 
 Recall in its three definitions (indexer.science.judging) from the returned ids alone, their scores
-recomputed from the original vectors; recall within the index's own (reduced) space; the breakdowns by
+recomputed from the original vectors; recall within the index's own (reduced) space; the loss split into
+representation and graph (`LossSplit`); the breakdowns by
 category and by query-LID bin; IR measures where relevance judgements exist. A new measure lands here and
 raises MEASURE_FORMAT (indexer.engine.spec): the next run computes it from every cell's saved answers,
 building nothing (tests/indexer/engine/test_measures.py).
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.backends import BACKENDS
+from indexer.backends.precision import bytes_per_vector, precision_of
 from indexer.common.fileio import staged_dir
 from indexer.datasets import Dataset
 from indexer.engine.filtering import filtered_rows
@@ -52,6 +54,33 @@ class EfMeasures:
     ir: IRMeasures | None  # None: the dataset has no relevance judgements
 
 
+@dataclass(frozen=True, kw_only=True)
+class LossSplit:
+    """Where a cell's lost recall goes, in points of recall@k against exact kNN on the original vectors.
+
+    `recall_stored` is the recall of exact search over what the index stores (its vectors reduced and/or
+    quantized, as it compares them), judged like every recall; the representation loses 1 - recall_stored,
+    the graph recall_stored - recall, and the two add up to 1 - recall.
+    """
+
+    recall_stored: float
+
+    def representation(self) -> float:
+        return 1.0 - self.recall_stored
+
+    def graph(self, recall: float) -> float:
+        return self.recall_stored - recall
+
+
+def stored_recall(spec: ExperimentSpec, s: Space, probes: CellProbes, where: Path) -> LossSplit:
+    """The recall of exact search over what the cell's index stores: a quantized index's own (its probe's ids,
+    indexer.engine.cell.stored_answer), else its space's exact kNN (the reduction's alone; 1 ties aside when
+    nothing is reduced). Averaged over queries as `recall` is (metrics.summarize)."""
+    ids = s.within_ids if probes.stored is None else np.load(where / PROBES_DIR / probes.stored.neighbors,
+                                                              allow_pickle=False)
+    return LossSplit(recall_stored=float(metrics.summarize(judge(spec, s, ids).recall)["mean"]))
+
+
 def judge(spec: ExperimentSpec, s: Space, ids: np.ndarray, picked: np.ndarray | None = None) -> Judged:
     """The answers of the queries `picked` (all by default) against exact kNN in the original space, by
     their ids: scores recomputed from the original vectors, never taken from the backend."""
@@ -81,12 +110,13 @@ def ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> IRMeasures:
 
 
 def dense_row(*, spec: ExperimentSpec, cell: Cell, s: Space, record: IndexRecord, answers: CellAnswers,
-              swept: SweepAnswer, measured: EfMeasures, probes: CellProbes, neighbors: Path, recall_file: Path,
-              ranking: Path | None) -> DenseRow:
+              swept: SweepAnswer, measured: EfMeasures, probes: CellProbes, loss: LossSplit, neighbors: Path,
+              recall_file: Path, ranking: Path | None) -> DenseRow:
     """One row of the cell: its ef's answers as measured, the build's figures, the probes at that ef."""
     backend = BACKENDS[cell.backend.name]
     per_query = measured.judged.recall
     summary = metrics.summarize(per_query)
+    stores = precision_of(cell.backend.build_params())
     pass_qps = [len(s.queries) / max(t, 1e-9) for t in swept.pass_seconds]
     # pydantic's mypy plugin names an aliased field's parameter by its alias ("ndcg@10"), which no keyword
     # can spell: the IR fields are set below by name
@@ -97,7 +127,9 @@ def dense_row(*, spec: ExperimentSpec, cell: Cell, s: Space, record: IndexRecord
         library_seed=library_seed(cell.seed, cell.backend.name) if backend.capabilities.seeded else None,
         permutation_seed=cell.seed, search_threads=answers.search_threads, library_version=answers.library_version,
         order_controlled=backend.capabilities.order_controlled, build_seconds=answers.build_seconds,
-        index_bytes=answers.index_bytes, bytes_per_vector=record.dims * 4, cell=record.id,
+        index_bytes=answers.index_bytes, bytes_per_vector=bytes_per_vector(stores, record.dims), cell=record.id,
+        precision=stores, recall_stored=loss.recall_stored, loss_representation=loss.representation(),
+        loss_graph=loss.graph(summary["mean"]),
         ef=swept.ef,
         recall=summary["mean"], recall_std=summary["std"], recall_ci95=list(summary["ci95"]),
         recall_within=measured.recall_within,
@@ -134,6 +166,7 @@ def measure_cell(*, spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, 
     probes = CellProbes.model_validate_json((where / PROBES_DIR / f"{probe_key}.json").read_bytes())
     final = cell_dir / MEASURES_DIR / measure_key
     rows = []
+    loss = stored_recall(spec, s, probes, where)
     with staged_dir(final if source is None else where / MEASURES_DIR / measure_key) as out:
         for swept in answers.sweep:
             ids = np.load(where / swept.neighbors, allow_pickle=False)
@@ -143,7 +176,7 @@ def measure_cell(*, spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, 
             np.save(out / recall_name, measured.judged.recall.astype(np.float32))
             rows.append(dense_row(
                 spec=spec, cell=cell, s=s, record=record, answers=answers, swept=swept, measured=measured,
-                probes=probes, neighbors=cell_dir / swept.neighbors, recall_file=final / recall_name,
+                probes=probes, loss=loss, neighbors=cell_dir / swept.neighbors, recall_file=final / recall_name,
                 ranking=None if swept.ranking is None else cell_dir / swept.ranking))
         if probes.filtered and rows:
             filtered = filtered_rows(spec, s, rows[0], probes.filtered, probes.filtered_cost,

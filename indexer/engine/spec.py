@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from indexer.backends import BACKENDS
+from indexer.backends import BACKENDS, precision
 from indexer.backends.declaration import MAX_EF_CONSTRUCTION, MAX_M, BackendEntry, entry_model
 from indexer.backends.declaration import MAX_EF_SEARCH as MAX_EF_SEARCH
 from indexer.backends.presets import DEFAULT_K, PRESETS
@@ -52,11 +52,17 @@ MAX_BACKENDS = 32
 ANSWER_FORMAT = 1  # what a built cell saves (its answers and timings): a new format builds every cell again
 PROBE_FORMAT = 1  # what is measured on the live index (cost at recall, diagnostics): re-run on the saved index
 # the rows' measures, computed from the saved answers and probes: a new one is computed on the next run
-MEASURE_FORMAT = 1  # (before the split, ROW_FORMAT 2-6 rebuilt every cell at each new measure)
+# (1: before the loss split into representation and graph, and precision and bytes per vector as stored;
+# before the split, ROW_FORMAT 2-6 rebuilt every cell at each new measure)
+MEASURE_FORMAT = 2
 # what the filtered probes save (FilteredAnswer, FilteredCost): in the probe key of a spec with filters only, so
 # a new one re-probes those cells and leaves every unfiltered cache as it was (1: before filter modes and the
 # distance counts under a filter)
 FILTERED_FORMAT = 2
+# what the exact search over an index's stored (quantized) vectors saves (CellProbes.stored): in the probe key of a
+# cell whose precision is not f32 only, so the first run with it probes those cells on their saved indexes and
+# leaves every float32 cell's probes as they were
+STORED_FORMAT = 1
 MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
 MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
 
@@ -358,9 +364,19 @@ class Cell(_Strict):
             "answers": ANSWER_FORMAT,
             "seeding": seeds.DERIVATION,  # how the spec seed becomes each library's seed
             # a filter mode and its settings decide only the filtered searches, probes of the built index
-            "cell": self.model_dump(mode="json", exclude={"backend": self.backend.search_time_fields()}),
+            "cell": self._keyed(),
         }
         return content_key(parts)
+
+    def _keyed(self) -> dict[str, Any]:
+        """The cell as its build key spells it: its backend's parameters as the backend keys them
+        (Backend.key_params: a renamed parameter keeps the keys of indexes built before)."""
+        cell = self.model_dump(mode="json", exclude={"backend": self.backend.search_time_fields()})
+        spell = BACKENDS[self.backend.name].key_params
+        if spell is not None:
+            entry = cell["backend"]
+            cell["backend"] = {"name": entry["name"], **spell({k: v for k, v in entry.items() if k != "name"})}
+        return cell
 
     def probe_key(self, spec: ExperimentSpec, lid_method: str) -> str:
         """What decides the probes of the built index: its build, the recall targets, the diagnostics asked
@@ -377,6 +393,8 @@ class Cell(_Strict):
             **({"filters": [f.model_dump(mode="json") for f in spec.filters], "filtered": FILTERED_FORMAT,
                 "filter_modes": self.backend.filter_modes(), "filter_settings": self.backend.filter_settings()}
                if spec.filters else {}),
+            # the exact search over what a quantized index stores is a probe of it (indexer.engine.cell)
+            **({"stored": STORED_FORMAT} if precision.quantized(self.backend.build_params()) else {}),
         })
 
     def measure_key(self, spec: ExperimentSpec, lid_method: str) -> str:

@@ -74,6 +74,14 @@ class FilteredCost(ResultModel):
     filter_mode: str | None = None  # as FilteredAnswer's
 
 
+class StoredAnswer(ResultModel):
+    """Exact search over what a quantized index stores (its vectors decoded, base.StoresVectors), the k best per
+    query: the representation's own exact kNN, against which the graph's loss is told from the representation's."""
+
+    neighbors: str  # ids, queries x k, in the dataset's numbering: file name beside the probes
+    seconds: float  # decoding the stored vectors and searching them exactly
+
+
 class CellProbes(ResultModel):
     """What was measured on the live index: cost at each recall target and, when asked, the diagnostics."""
 
@@ -82,6 +90,9 @@ class CellProbes(ResultModel):
     diagnostics: list[EfDiagnostics] | None = None  # None: the spec asked for no diagnostics
     filtered: list[FilteredAnswer] = []  # the spec's filter workloads (indexer.engine.filtering)
     filtered_cost: list[FilteredCost] = []  # the ef each filter needs to reach each recall target
+    # a quantized index's exact search over its stored vectors; None: it stores float32 of its space, whose
+    # exact kNN is the space's own (Space.within_ids)
+    stored: StoredAnswer | None = None
 
     def at(self, ef: int | None) -> EfDiagnostics | None:
         return next((d for d in self.diagnostics or [] if d.ef == ef), None)

@@ -43,11 +43,31 @@ QUERY_MEASURE_FIELDS = ("lid", "relative_contrast")
 # a floor above, hands its lister over when it is built (indexer.backends), so a flattened row read back knows
 # its parameters, also those of a backend registered later.
 _build_param_names: list[Callable[[], Iterable[str]]] = []
+ParamsOf = Callable[[str, Mapping[str, Any]], dict[str, Any] | None]
+_backend_params: list[ParamsOf] = []
+_earlier_names: list[Callable[[], Iterable[str]]] = []
 
 
-def register_build_params(names: Callable[[], Iterable[str]]) -> None:
-    """Declare where the build parameter names come from: keys of a flattened row that go in `build_params`."""
+def register_build_params(names: Callable[[], Iterable[str]], of_backend: ParamsOf | None = None,
+                          earlier: Callable[[], Iterable[str]] | None = None) -> None:
+    """Declare where the build parameter names come from: keys of a flattened row that go in `build_params`;
+    with `of_backend`, a backend's build parameters among a row's values as the backend dumps them (None for a
+    backend it does not know); with `earlier`, the names parameters had before a rename, which old rows carry."""
     _build_param_names.append(names)
+    if earlier is not None:
+        _build_param_names.append(earlier)
+        _earlier_names.append(earlier)
+    if of_backend is not None:
+        _backend_params.append(of_backend)
+
+
+def _params_of(backend: Any, given: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`backend`'s build parameters among `given`, as a registered lookup reads them (None when none knows it)."""
+    for lookup in _backend_params:
+        found = lookup(backend, given) if isinstance(backend, str) else None
+        if found is not None:
+            return found
+    return None
 
 
 class ResultModel(BaseModel):
@@ -100,8 +120,20 @@ class ResultModel(BaseModel):
         if "build_params" not in cls.model_fields or not isinstance(data, Mapping) or "build_params" in data:
             return data
         names = {name for lister in _build_param_names for name in lister()}
-        return {**{k: v for k, v in data.items() if k not in names},
-                "build_params": {k: v for k, v in data.items() if k in names}}
+        # a key that is also the row's own field (a dense row's precision) stays the field's, and is a build
+        # parameter too where the row's backend dumps it; a parameter under an earlier name is read as its
+        # backend reads it now (usearch's dtype is its precision)
+        own = names & set(cls.model_fields)
+        given = {k: v for k, v in data.items() if k in names}
+        read = _params_of(data.get("backend"), given)
+        kept = {k: v for k, v in data.items() if k not in names or k in own}
+        if read is None:
+            return {**kept, "build_params": {k: v for k, v in given.items() if k not in own}}
+        # another backend's parameter kept as it was written, as before the backend could say what is its own
+        earlier = {name for lister in _earlier_names for name in lister()}
+        other = {k: v for k, v in given.items() if k not in own and k not in earlier and k not in read}
+        return {**{k: read[k] for k in own if k in read and k not in kept}, **kept,
+                "build_params": {**read, **other}}
 
     def to_json(self) -> dict[str, Any]:
         """The plain dict this result is written as (floats kept as they are, NaN included)."""
@@ -217,7 +249,8 @@ class DenseRow(_DenseSpace):
                             "self_miss_sampled", "diagnostics_by_category", "diagnostics_by_lid_bin", "index_file",
                             # measures newer than some cached and published rows: absent there, not null
                             "permutation_seed", "recall_ids", "recall_annb", "short_results", "duplicate_results",
-                            "qps_all", "search_threads", "latency", "recall_file", "query_measures"})
+                            "qps_all", "search_threads", "latency", "recall_file", "query_measures",
+                            "precision", "recall_stored", "loss_representation", "loss_graph"})
 
     # what depends on the machine and the executor, not on the spec: timings, thread counts, file places
     VOLATILE: ClassVar[frozenset[str]] = frozenset({
@@ -236,13 +269,22 @@ class DenseRow(_DenseSpace):
     order_controlled: bool  # the library inserted in `ordering`; False: left out of ordering comparisons
     build_seconds: float
     index_bytes: int
-    bytes_per_vector: int
+    bytes_per_vector: int  # as the index stores a vector (indexer.backends.precision; 4 x dims before precision)
+    # how the index stores vectors (indexer.backends.precision): its backend's `precision`, or f32 for a backend
+    # without one; where the backend has the parameter it is in `build_params` too, one key in the JSON
+    precision: str = "f32"
     cell: str
     ef: int | None  # None: exact search, no ef
     recall: Measure
     recall_std: Measure
     recall_ci95: list[Measure]
     recall_within: Measure  # against exact search in the index's own (reduced) space
+    # the loss split (indexer.engine.measure.LossSplit), in points of recall@k against the original exact kNN:
+    # exact search over what the index stores (reduced and/or quantized), and what the representation and the
+    # graph each lose; loss_representation + loss_graph = 1 - recall
+    recall_stored: Measure = None
+    loss_representation: Measure = None
+    loss_graph: Measure = None
     # the peers' definitions beside ours (indexer.science.judging), from the same exactly rescored ids:
     recall_ids: Measure = None  # plain id-set intersection, no ties (VectorDBBench)
     recall_annb: Measure = None  # ann-benchmarks': distance <= k-th true distance + 1e-3, repeats counted
