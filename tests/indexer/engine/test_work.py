@@ -218,3 +218,19 @@ def test_the_index_size_estimate_matches_what_hnswlib_and_faiss_hold(M: int, tmp
     other.add(x)
     for held in ((tmp_path / "h.bin").stat().st_size, faiss.serialize_index(other).nbytes):
         assert 0.75 <= held / estimated <= 1.25, (held, estimated)
+
+
+def test_a_quantized_cell_also_pays_for_its_exact_search_over_the_stored_vectors() -> None:
+    """The loss split searches a quantized index's decoded vectors exactly: queries x n x d more work, and a
+    float32 copy of them, on top of the same cell at f32."""
+    from indexer.engine.spec import Cell
+    from indexer.engine.work import BRUTE_MADDS_PER_SECOND, cell_work
+
+    def one(precision: str) -> Any:
+        return cell_work(Cell.model_validate({"model": None, "reduction": {"name": "none"}, "ordering": "random",
+                                              "seed": 0, "backend": {"name": "usearch", "M": 16, "ef_construction": 64,
+                                                                     "precision": precision}}), 20_000, 64, 500)
+
+    full, coded = one("f32"), one("i8")
+    assert coded.search_seconds - full.search_seconds == pytest.approx(500 * 20_000 * 64 / BRUTE_MADDS_PER_SECOND)
+    assert coded.index_bytes - full.index_bytes == 20_000 * 64 * 4
