@@ -119,16 +119,18 @@ def _describe(rows: list[Row], label: str, target: float) -> list[str]:
             spread(first), spread(worst), spread([r["recall"] for r in last]),
             spread(fresh) if None not in fresh else "–", gap, f"{ef_live} / {ef_fresh}",
             f"{mean(speed):.2f}x" if speed and len(speed) == len(last) and deletes != "none" else "–",
-            f"{mean(stranded):,.0f}" if stranded else "–"]
+            f"{mean(stranded):,.0f}" if stranded else "–",
+            f"{mean(r.get('short_results', 0) for r in last):,.0f}"]
 
 
 def table(run: dict[str, Any], target: float = 0.95) -> str:
     """Per spec entry at its largest ef: recall at the first checkpoint, the worst, the last, a fresh index over
     the same points at the last, their gap in points, the ef for `target` in each, the live index's QPS there as
     a share of the fresh one's at its own ef (equal recall), and the live points the graph no longer reaches
-    (hnswlib)."""
+    (hnswlib), and the answers with fewer than k live ids at the last checkpoint."""
     head = ["system (ef)", "deletes", "first checkpoint", "worst", "last", "fresh index, last", "last − fresh, points",
-            f"ef for {target:g}: live / fresh", f"QPS at {target:g}: live / fresh", "unreachable, last"]
+            f"ef for {target:g}: live / fresh", f"QPS at {target:g}: live / fresh", "unreachable, last",
+            "short answers, last"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for label, entry in entries(run["spec"]):
         lines.append("| " + " | ".join(_describe(rows_of(run, entry), label, target)) + " |")
