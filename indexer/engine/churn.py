@@ -71,7 +71,7 @@ from indexer.engine.spec import BackendSpec, ExperimentSpec, recall_targets
 from indexer.model import seeds
 from indexer.model.options import ReductionSpec
 from indexer.model.results import ChurnFilteredRow, ChurnRow, ChurnSummary, EfAtTarget, InDegree, rows_to_json
-from indexer.model.runbook import reads_lid
+from indexer.model.runbook import CHURN_SELF_MISS_SAMPLE, reads_lid
 from indexer.model.strict import Strict
 from indexer.science import filters, graph, groundtruth, metrics
 from indexer.science.equal_recall import ef_for_targets
@@ -79,10 +79,6 @@ from indexer.science.judging import judge_answers
 
 CHURN_FORMAT = 3  # what a churn cell saves: a new format runs every churn cell again (2: self-miss, RSS; 3: ef at
 # the recall targets, the fresh index's QPS, in-degrees and index size, a 1,000-point self-miss sample)
-# live points whose own search a checkpoint samples: fewer than a built cell's diagnostics (10,000), as every
-# checkpoint repeats it and a database backend answers one SQL query per point; a share measured on 1,000 points
-# is within about 3 points (95%), enough for a trend across checkpoints
-CHURN_SELF_MISS_SAMPLE = 1_000
 CHURN_DIR = "churn"  # churn/<cell key>/rows.json
 Truth = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # live positions (bool) -> exact ids, scores
 

@@ -27,7 +27,7 @@ from indexer.backends import BACKENDS
 from indexer.backends.precision import quantized
 from indexer.engine.spec import Cell, ExperimentSpec, cells, recall_targets
 from indexer.model.filters import FilterWorkload
-from indexer.model.runbook import runbook_counts
+from indexer.model.runbook import CHURN_SELF_MISS_SAMPLE, runbook_counts
 from indexer.science import orderings
 
 BUILD_SECONDS = 1.8e-9
@@ -263,10 +263,6 @@ def churn_work(spec: ExperimentSpec, n: int, dims: int, queries: int) -> CellWor
         search += len(spec.seeds) * SEARCHES_PER_EF * queries * per_query * (counts.checkpoints + counts.baselines)
         search += len(spec.seeds) * queries * per_query * counts.checkpoints * filter_passes * len(entry.filter_modes())
         # self-miss at every checkpoint: a sample of the live points, each searched once per ef
-        # imported here: the churn module imports science.graph, which imports faiss, whose loader logs on
-        # import, and the CLI and the worker import this module before they quiet that logger
-        from indexer.engine.churn import CHURN_SELF_MISS_SAMPLE
-
         search += len(spec.seeds) * min(largest, CHURN_SELF_MISS_SAMPLE) * per_query * counts.checkpoints
         index_bytes = max(index_bytes, largest * (dims * 4 + links))
     return CellWork(built, search, index_bytes)

@@ -84,6 +84,7 @@ class PublishedRow(ResultModel, _CellFields):
     model_config = ConfigDict(extra="ignore")
 
     representation: Literal["dense"]
+    precision: str = "f32"  # a row field (DenseRow.precision), not a build parameter of a backend without one
     recall: Measure = None
     qps: float
     recall_file: str | None = None  # per-query recall@k, float32 in query order, relative to the report
