@@ -129,14 +129,8 @@ class ChromaIndex(KeptBySystem):
         order = np.asarray(order, dtype=np.int64)
         self._add(vectors, order, order)
 
-    @property
-    def reuses_ids(self) -> bool:
-        """A deleted id is free again: added back, it gets a new label (module doc)."""
-        return True
-
-    @property
-    def delete_mode(self) -> str:
-        return "tombstone"
+    reuses_ids = True  # A deleted id is free again: added back, it gets a new label (module doc).
+    delete_mode = "tombstone"
 
     def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """`collection.add` under `ids` (the first insert creates the collection)."""

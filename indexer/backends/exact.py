@@ -38,13 +38,8 @@ class ExactIndex(FaissOrderedIndex):
             index.add(np.ascontiguousarray(vectors[rows]))
         self._index, self._order = index, np.asarray(order, dtype=np.int64)
 
-    @property
-    def reuses_ids(self) -> bool:
-        return True
-
-    @property
-    def delete_mode(self) -> str:
-        return "compact"
+    reuses_ids = True
+    delete_mode = "compact"
 
     def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """Append `vectors` under `ids` (an empty index is made first)."""

@@ -149,14 +149,8 @@ class MilvusLiteIndex(KeptBySystem):
         assert col.load_state == "loaded"
         self._col, self._rows = col, np.sort(ids)
 
-    @property
-    def reuses_ids(self) -> bool:
-        """A deleted pk inserted again is a newer version than its tombstone (module doc)."""
-        return True
-
-    @property
-    def delete_mode(self) -> str:
-        return "tombstone"
+    reuses_ids = True  # A deleted pk inserted again is a newer version than its tombstone (module doc).
+    delete_mode = "tombstone"
 
     def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """Insert under `ids` and flush: a new segment, indexed by the background worker before this returns

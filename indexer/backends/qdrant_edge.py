@@ -189,14 +189,8 @@ class QdrantEdgeIndex:
         order = np.asarray(order, dtype=np.int64)
         self._upsert(vectors, order, order)  # the optimizer builds the graph now
 
-    @property
-    def reuses_ids(self) -> bool:
-        """An id deleted and inserted again is a new point, under the next point id."""
-        return True
-
-    @property
-    def delete_mode(self) -> str:
-        return "compact"
+    reuses_ids = True  # An id deleted and inserted again is a new point, under the next point id.
+    delete_mode = "compact"
 
     def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """Upsert `vectors` as new points labelled `ids`, then optimize (the first insert makes the shard)."""

@@ -136,14 +136,8 @@ class UsearchIndex:
         cast: Any = scratch.get(keys, dtype="f32")  # one row per key (usearch/index.py:807-848)
         return _as_compared(np.asarray(np.vstack(cast), dtype=np.float32), self.metric)
 
-    @property
-    def reuses_ids(self) -> bool:
-        """A removed key leaves the key lookup, so it can be added again (module doc)."""
-        return True
-
-    @property
-    def delete_mode(self) -> str:
-        return "repair"
+    reuses_ids = True  # A removed key leaves the key lookup, so it can be added again (module doc).
+    delete_mode = "repair"
 
     def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """Add `vectors` under `ids` in order (one thread); each takes a removed point's slot while one is free."""

@@ -97,14 +97,8 @@ class VoyagerIndex:
         return voyager.Index(space, self.dim, M=self.M, ef_construction=self.ef_construction,
                              random_seed=self.seed, max_elements=max(1, max_elements), storage_data_type=storage)
 
-    @property
-    def reuses_ids(self) -> bool:
-        """An id marked deleted can be added again, unmarked with its new vector (module doc)."""
-        return True
-
-    @property
-    def delete_mode(self) -> str:
-        return "tombstone"
+    reuses_ids = True  # An id marked deleted can be added again, unmarked with its new vector (module doc).
+    delete_mode = "tombstone"
 
     def insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """Add `vectors` under `ids` in order (one thread; voyager grows the index as it fills)."""

@@ -57,13 +57,14 @@ import numpy as np
 
 from indexer.backends import BACKENDS, VectorIndex, make_index
 from indexer.backends.base import Mutable
+from indexer.common import timing
 from indexer.common.errors import UserError
 from indexer.common.fileio import staged_dir
 from indexer.common.hashing import content_key
 from indexer.engine.cell import timed_passes
 from indexer.engine.churn_filters import LiveFilters, checkpoint_filtered, live_filters
 from indexer.engine.diagnostics import ExposesGraph
-from indexer.engine.executors import Cancelled
+from indexer.engine.executors.config import Cancelled
 from indexer.engine.phases import Phases
 from indexer.engine.runbook import PlannedOp, plan_runbook
 from indexer.engine.space import Space, space_metric
@@ -242,9 +243,10 @@ def _fresh(spec: ExperimentSpec, cell: ChurnCell, s: Space, live: np.ndarray, tr
     alive = np.zeros(len(s.base), dtype=bool)
     alive[s.rows[positions]] = True
     try:
-        t0 = time.perf_counter()
-        index.build(s.base, order)
-        seconds = time.perf_counter() - t0
+        with timing.shared() as building:
+            t0 = time.perf_counter()
+            index.build(s.base, order)
+            seconds = time.perf_counter() - t0 - building.paused
         judged, qps = {}, {}
         for ef in cell.backend.ef_values():
             ids, qps[ef] = _search(index, s.queries, spec.k, ef)
@@ -319,21 +321,22 @@ def run_churn_cell(spec: ExperimentSpec, cell: ChurnCell, s: Space, *, truth: Tr
     checkpoints = sum(op.checkpoint for op in plan)
     try:
         for op in plan:
-            t0 = time.perf_counter()
-            gone = None
-            if op.operation in ("delete", "replace"):
-                gone = ids.remove(op.positions)
-                if mutable is not None:
-                    mutable.delete(gone)
-                counts["deleted"] += len(op.positions)
-            incoming = op.inserted()
-            if len(incoming):
-                rows_in = s.rows[incoming]
-                given = ids.assign(incoming, rows_in, reuse=reuse, under=gone)
-                if mutable is not None:
-                    mutable.insert(s.base[rows_in], given)
-                counts["inserted"] += len(incoming)
-            since += time.perf_counter() - t0
+            with timing.shared() as updating:  # an update is a build: timed searches elsewhere go first
+                t0 = time.perf_counter()
+                gone = None
+                if op.operation in ("delete", "replace"):
+                    gone = ids.remove(op.positions)
+                    if mutable is not None:
+                        mutable.delete(gone)
+                    counts["deleted"] += len(op.positions)
+                incoming = op.inserted()
+                if len(incoming):
+                    rows_in = s.rows[incoming]
+                    given = ids.assign(incoming, rows_in, reuse=reuse, under=gone)
+                    if mutable is not None:
+                        mutable.insert(s.base[rows_in], given)
+                    counts["inserted"] += len(incoming)
+                since += time.perf_counter() - t0 - updating.paused
             if op.checkpoint:
                 rows += _checkpoint(spec, cell, s, op, index, ids, truth, threads=threads, key=key,
                                     mode=mutable.delete_mode if mutable is not None else "none", reuse=reuse,
@@ -485,35 +488,80 @@ def _checkpoint_progress(phase: Phases, should_stop: Callable[[], bool], share: 
     return moved
 
 
+@dataclass(frozen=True)
+class ChurnTask:
+    """One churn cell for an executor: `run_churn_task` applies the runbook and measures it where the executor
+    puts it; the driver writes what it returns into `cell_dir` (so a Ray task needs no shared filesystem).
+    `cache_dir` is the run's cache, where the live sets' exact answers are kept."""
+
+    spec: ExperimentSpec
+    cell: ChurnCell
+    cell_dir: Path
+    cache_dir: Path
+
+
+# runs the tasks on an executor, calling back (i, rows) as task i ends
+RunElsewhere = Callable[[list[ChurnTask], Callable[[int, ChurnOut], None]], None]
+
+
+def run_churn_task(task: ChurnTask, s: Space, threads: int, *, truth_cache: Path | None = None,
+                   checkpoint_done: Callable[[int, int, PlannedOp], None] | None = None) -> ChurnOut:
+    """Run one churn cell: its live sets' exact answers kept in `truth_cache` (the run's cache by default; a
+    scratch directory on a node that cannot read it)."""
+    cache = task.cache_dir if truth_cache is None else truth_cache
+    narrow = live_filters(task.spec, s, cache) if s.filters else None
+    return run_churn_cell(task.spec, task.cell, s, truth=live_truth(task.spec, s, cache), threads=threads,
+                          key=task.cell_dir.name, narrow=narrow, checkpoint_done=checkpoint_done)
+
+
+def save_churn(cell_dir: Path, got: ChurnOut) -> None:
+    """A churn cell's rows, written whole (staged: an interrupted write is never read as a cached cell)."""
+    with staged_dir(cell_dir, replace=True) as tmp:
+        (tmp / "filtered.json").write_text(json.dumps(rows_to_json(got.filtered)))
+        (tmp / "rows.json").write_text(json.dumps(rows_to_json(got.rows)))
+
+
 def churn_space(spec: ExperimentSpec, s: Space, cache_dir: Path, *, model: str | None, size: int | str,
                 reduction: ReductionSpec, phase: Phases, should_stop: Callable[[], bool], fresh: bool,
-                threads: int, tick: Callable[[], None], share: float = 0.0) -> ChurnOut:
+                threads: int, tick: Callable[[], None], share: float = 0.0,
+                elsewhere: RunElsewhere | None = None) -> ChurnOut:
     """Every churn cell of one space, in order: read when cached (unless `fresh`), else run and cached whole.
-    `share` is one cell's part of the run's progress, moved through checkpoint by checkpoint; a stop request
-    is honoured between checkpoints."""
-    truth = live_truth(spec, s, cache_dir)
-    narrow = live_filters(spec, s, cache_dir) if s.filters else None
-    out = ChurnOut(rows=[], filtered=[])
-    for cell in churn_cells(spec):
-        if (cell.model, cell.index_size, cell.reduction) != (model, size, reduction):
-            continue
+
+    With several cells to run, they go to `elsewhere` (the run's executor, several cells at once), each
+    reporting when it ends. Otherwise they run here one by one, and `share` (one cell's part of the run's
+    progress) moves through each cell checkpoint by checkpoint, a stop request honoured between checkpoints."""
+    got: dict[int, ChurnOut] = {}
+    tasks: list[ChurnTask] = []
+    positions: list[int] = []
+    mine = [c for c in churn_cells(spec) if (c.model, c.index_size, c.reduction) == (model, size, reduction)]
+    for i, cell in enumerate(mine):
         if should_stop():
             raise Cancelled()
-        key = cell.key(spec)
-        cell_dir = Path(cache_dir) / CHURN_DIR / key
+        cell_dir = Path(cache_dir) / CHURN_DIR / cell.key(spec)
         if (cell_dir / "rows.json").exists() and not fresh:
-            out.rows += [ChurnRow.model_validate(r) for r in json.loads((cell_dir / "rows.json").read_text())]
-            out.filtered += [ChurnFilteredRow.model_validate(r)
-                             for r in json.loads((cell_dir / "filtered.json").read_text())]
+            got[i] = ChurnOut(
+                rows=[ChurnRow.model_validate(r) for r in json.loads((cell_dir / "rows.json").read_text())],
+                filtered=[ChurnFilteredRow.model_validate(r)
+                          for r in json.loads((cell_dir / "filtered.json").read_text())])
             tick()
             continue
-        with phase(f"runbook {cell.label()}"):
-            got = run_churn_cell(spec, cell, s, truth=truth, threads=threads, key=key, narrow=narrow,
-                                 checkpoint_done=_checkpoint_progress(phase, should_stop, share, cell.label()))
-        with staged_dir(cell_dir, replace=True) as tmp:
-            (tmp / "filtered.json").write_text(json.dumps(rows_to_json(got.filtered)))
-            (tmp / "rows.json").write_text(json.dumps(rows_to_json(got.rows)))
-        out.rows += got.rows
-        out.filtered += got.filtered
+        tasks.append(ChurnTask(spec=spec, cell=cell, cell_dir=cell_dir, cache_dir=Path(cache_dir)))
+        positions.append(i)
+
+    def finished(j: int, out: ChurnOut) -> None:
+        save_churn(tasks[j].cell_dir, out)
+        got[positions[j]] = out
         tick()
-    return out
+
+    if elsewhere is not None and len(tasks) > 1:
+        elsewhere(tasks, finished)
+    else:
+        for j, task in enumerate(tasks):
+            if should_stop():
+                raise Cancelled()
+            with phase(f"runbook {task.cell.label()}"):
+                out = run_churn_task(task, s, threads, checkpoint_done=_checkpoint_progress(
+                    phase, should_stop, share, task.cell.label()))
+            finished(j, out)
+    return ChurnOut(rows=[r for i in sorted(got) for r in got[i].rows],
+                    filtered=[r for i in sorted(got) for r in got[i].filtered])

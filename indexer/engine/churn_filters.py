@@ -23,7 +23,7 @@ import numpy as np
 from indexer.backends import BACKENDS, VectorIndex
 from indexer.backends.base import FilteredSearch
 from indexer.common.hashing import content_key
-from indexer.engine.filtering import Mode, distinct_ids, filtered_recall, in_mode
+from indexer.engine.filtering import Mode, distinct_ids, filtered_answers, filtered_recall
 from indexer.engine.space import Space, SpaceFilter
 from indexer.engine.spec import ExperimentSpec
 from indexer.model.results import ChurnFilteredRow
@@ -72,14 +72,11 @@ def checkpoint_filtered(spec: ExperimentSpec, s: Space, index: VectorIndex, narr
         allowed = np.zeros((len(sf.masks), len(live)), dtype=bool)  # over the ids the index holds
         allowed[:, held] = sf.masks[:, row[held]]
         valid = (sf.truth_ids >= 0).sum(axis=1)
+        over_ids = dataclasses.replace(sf, masks=allowed)
         for mode in modes:
-            search = in_mode(index, mode)
             for ef in efs:
-                found = np.full((len(s.queries), spec.k), -1, dtype=np.int64)
                 t0 = time.perf_counter()
-                for m in np.unique(sf.of_query):
-                    members = np.flatnonzero(sf.of_query == m)
-                    found[members] = search(s.queries[members], spec.k, ef, allowed[m])[0][:, : spec.k]
+                found = filtered_answers(spec, s, index, over_ids, ef, mode=mode)
                 seconds = time.perf_counter() - t0
                 known = (found >= 0) & (found < len(live))
                 alive = known & live[np.where(known, found, 0)]

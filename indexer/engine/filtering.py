@@ -113,9 +113,10 @@ def in_mode(index: FilteredSearch, mode: Mode) -> FilteredSearchCall:
     return functools.partial(cast(ModedFilteredSearch, index).search_filtered, mode=mode)
 
 
-def _search(spec: ExperimentSpec, s: Space, index: FilteredSearch, sf: SpaceFilter, ef: int | None,
+def filtered_answers(spec: ExperimentSpec, s: Space, index: FilteredSearch, sf: SpaceFilter, ef: int | None,
             picked: np.ndarray | None = None, mode: Mode = None) -> np.ndarray:
-    """The ids the queries `picked` (all by default) get under their filters, queries sharing a mask at once."""
+    """The ids the queries `picked` (all by default) get under their filters (`sf.masks` over the index's ids),
+    queries sharing a mask at once."""
     chosen = np.arange(len(s.queries)) if picked is None else picked
     ids = np.full((len(chosen), spec.k), -1, dtype=np.int64)
     masks = sf.of_query[chosen]
@@ -158,13 +159,13 @@ def filtered_costs(spec: ExperimentSpec, s: Space, index: VectorIndex, targets: 
             def recall_of(ef: int, picked: np.ndarray, sf: SpaceFilter = sf, matched: np.ndarray = matched,
                           mode: Mode = mode) -> np.ndarray:
                 chosen = matched[picked]
-                ids = _search(spec, s, index, sf, ef, chosen, mode)
+                ids = filtered_answers(spec, s, index, sf, ef, chosen, mode)
                 return filtered_recall(spec, s, sf, ids, chosen)[0]
 
             def qps_at(ef: int, sf: SpaceFilter = sf, matched: np.ndarray = matched, mode: Mode = mode) -> list[float]:
                 with timing.exclusive():
                     t0 = time.perf_counter()
-                    _search(spec, s, index, sf, ef, matched, mode)
+                    filtered_answers(spec, s, index, sf, ef, matched, mode)
                     return [len(matched) / max(time.perf_counter() - t0, 1e-9)]
 
             out[(mode, sf.workload.name, sf.selectivity)] = cost_at_recall(
@@ -179,7 +180,7 @@ def _answer(spec: ExperimentSpec, s: Space, index: FilteredSearch, efs: list[int
     for sf in s.filters:
         for ef in efs:
             t0 = time.perf_counter()
-            ids = _search(spec, s, index, sf, ef, mode=mode)
+            ids = filtered_answers(spec, s, index, sf, ef, mode=mode)
             seconds = time.perf_counter() - t0
             # counted in a pass of its own: the count runs on one thread (faiss's hnsw_stats is process-wide)
             distances = filtered_distances(spec, s, index, sf, ef) if mode is None else None

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,10 +39,10 @@ from indexer.common.hashing import SPACED, content_key
 from indexer.datasets import Dataset, load_dataset
 from indexer.engine.advisor import advise
 from indexer.engine.cell import IR_DEPTH
-from indexer.engine.churn import churn_cells, churn_space, summarize_churn
+from indexer.engine.churn import ChurnOut, ChurnTask, RunElsewhere, churn_cells, churn_space, summarize_churn
 from indexer.engine.columns import check_columns
 from indexer.engine.executors import Cancelled, ExecutorConfig, cores, open_executor
-from indexer.engine.executors.base import CellResult, CellTask, Executor
+from indexer.engine.executors.base import CellResult, CellTask, Executor, Task, TaskResult
 from indexer.engine.filtering import space_filters
 from indexer.engine.measure import (
     MEASURES_DIR,
@@ -188,7 +188,7 @@ class _Budget:
     def spent(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
-    def admit(self, _task: CellTask) -> bool:
+    def admit(self, _task: Task) -> bool:
         """Whether a cell not yet built may start: not once the budget is spent (it is counted as skipped)."""
         if self.spent():
             self.skipped += 1
@@ -226,12 +226,24 @@ def _space_cells(spec: ExperimentSpec, mine: list[Cell], s: Space, cache_dir: Pa
         order = sorted(range(len(tasks)), key=lambda j: -cell_work(tasks[j].cell, n, dims, queries).seconds)
         tasks, positions = [tasks[j] for j in order], [positions[j] for j in order]
 
-    def done(j: int, result: CellResult) -> None:
-        results[positions[j]] = result
+    def done(j: int, result: TaskResult) -> None:
+        results[positions[j]] = cast(CellResult, result)  # a grid cell's
         tick()
 
-    executor.run_cells(s, tasks, admit=budget.admit, should_stop=should_stop, done=done, phase=phase)
+    executor.run_cells(s, list[Task](tasks), admit=budget.admit, should_stop=should_stop, done=done, phase=phase)
     return [results[i] for i in sorted(results)]
+
+
+def _churn_on(executor: Executor, s: Space, phase: Phases, should_stop: Callable[[], bool]) -> RunElsewhere | None:
+    """Runbook cells on `executor` when it runs several cells at once (None: one by one in the driver)."""
+    if executor.workers < 2:
+        return None
+
+    def run(tasks: list[ChurnTask], done: Callable[[int, ChurnOut], None]) -> None:
+        executor.run_cells(s, list[Task](tasks), admit=lambda _: True, should_stop=should_stop,
+                           done=lambda j, out: done(j, cast(ChurnOut, out)), phase=phase)
+
+    return run
 
 
 def _saved(spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, phase: Phases) -> CellResult | None:
@@ -553,10 +565,11 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
                         rows.extend(_hybrid_row(spec, ds, r, sparse_deep, cache_dir) for r in space_rows)
                 if "dense" in spec.representations:
                     rows.extend(space_rows)
-                if spec.runbook_steps():  # churn (indexer.engine.churn): the runbook's cells, run here one by one
+                if spec.runbook_steps():  # churn (indexer.engine.churn): the runbook's cells, on the executor
                     churned = churn_space(spec, s, cache_dir, model=model, size=size, reduction=reduction,
                                           phase=phase, should_stop=should_stop, fresh=fresh, threads=cores(),
-                                          tick=tick, share=1 / total)
+                                          tick=tick, share=1 / total, elsewhere=_churn_on(executor, s, phase,
+                                                                                          should_stop))
                     extras.churn = [*extras.churn, *churned.rows]
                     extras.churn_filtered = [*extras.churn_filtered, *churned.filtered]
     if "sparse" in spec.representations:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from indexer.common.fileio import staged_dir
 from indexer.engine.cell import CellResult, evaluate_cell, reprobe_cell
+from indexer.engine.churn import ChurnOut, ChurnTask, run_churn_task
 from indexer.engine.executors.config import Cancelled
 from indexer.engine.phases import Phases
 from indexer.engine.space import Space
@@ -34,6 +35,10 @@ class CellTask:
     reprobe: bool = False
 
 
+Task = CellTask | ChurnTask  # a grid cell, or a runbook's cell (indexer.engine.churn)
+TaskResult = CellResult | ChurnOut
+
+
 @contextlib.contextmanager
 def cell_threads(threads: int) -> Iterator[None]:
     """Every thread pool a cell may touch held to `threads`: BLAS and OpenMP (threadpoolctl) and faiss's
@@ -50,9 +55,13 @@ def cell_threads(threads: int) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def run_cell(task: CellTask, space: Space, threads: int, phase: Phases) -> CellResult:
+def run_cell(task: Task, space: Space, threads: int, phase: Phases) -> TaskResult:
     """Evaluate one cell into its directory, staged so that only a finished cell is ever visible (or probe
-    its saved index again, writing each new file whole)."""
+    its saved index again, writing each new file whole); a runbook's cell is run and its rows returned, for
+    the driver to write."""
+    if isinstance(task, ChurnTask):
+        with cell_threads(threads):
+            return run_churn_task(task, space, threads)
     if task.reprobe:
         with cell_threads(threads):
             return reprobe_cell(task.spec, task.cell, space, task.cell_dir, threads=threads, phase=phase)
@@ -71,8 +80,8 @@ class Executor(ABC):
     reads_cache: bool = True
 
     @abstractmethod
-    def run_cells(self, space: Space, tasks: list[CellTask], *, admit: Callable[[CellTask], bool],
-                  should_stop: Callable[[], bool], done: Callable[[int, CellResult], None],
+    def run_cells(self, space: Space, tasks: list[Task], *, admit: Callable[[Task], bool],
+                  should_stop: Callable[[], bool], done: Callable[[int, TaskResult], None],
                   phase: Phases) -> None:
         """Run `tasks` (each if `admit` says so when its turn comes), calling `done(i, result)` as each
         finishes; raise Cancelled once `should_stop` is true, a cell's error as soon as it fails."""
@@ -96,22 +105,22 @@ class ConcurrentExecutor(Executor):
         """Share the space's arrays once, before its first cell."""
 
     @abstractmethod
-    def _submit(self, task: CellTask) -> Hashable: ...
+    def _submit(self, task: Task) -> Hashable: ...
 
     @abstractmethod
     def _wait(self, running: list[Hashable], timeout: float) -> list[Hashable]:
         """The handles among `running` that have finished, waiting at most `timeout` for one."""
 
     @abstractmethod
-    def _result(self, handle: Hashable, task: CellTask) -> CellResult:
+    def _result(self, handle: Hashable, task: Task) -> TaskResult:
         """A finished cell's rows and record (raising the cell's own error if it failed)."""
 
     @abstractmethod
     def _stop(self, running: list[Hashable]) -> None:
         """Stop running cells now (their half-written directories never get their final names)."""
 
-    def run_cells(self, space: Space, tasks: list[CellTask], *, admit: Callable[[CellTask], bool],
-                  should_stop: Callable[[], bool], done: Callable[[int, CellResult], None],
+    def run_cells(self, space: Space, tasks: list[Task], *, admit: Callable[[Task], bool],
+                  should_stop: Callable[[], bool], done: Callable[[int, TaskResult], None],
                   phase: Phases) -> None:
         if not tasks:
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from indexer.engine.executors.base import Cancelled, CellResult, CellTask, Executor, run_cell
+from indexer.engine.executors.base import Cancelled, Executor, Task, TaskResult, run_cell
 from indexer.engine.phases import Phases
 from indexer.engine.space import Space
 
@@ -16,8 +16,8 @@ class InProcessExecutor(Executor):
     def __init__(self, threads: int) -> None:
         self.threads = threads
 
-    def run_cells(self, space: Space, tasks: list[CellTask], *, admit: Callable[[CellTask], bool],
-                  should_stop: Callable[[], bool], done: Callable[[int, CellResult], None],
+    def run_cells(self, space: Space, tasks: list[Task], *, admit: Callable[[Task], bool],
+                  should_stop: Callable[[], bool], done: Callable[[int, TaskResult], None],
                   phase: Phases) -> None:
         for i, task in enumerate(tasks):
             if should_stop():

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.common.fileio import npy_file_of, staging_path, sweep_orphans
-from indexer.engine.executors.base import CellResult, CellTask, ConcurrentExecutor, run_cell
+from indexer.engine.executors.base import ConcurrentExecutor, Task, TaskResult, run_cell
 from indexer.engine.phases import Phases
 from indexer.engine.space import Space, space_arrays, space_facts, space_from
 
@@ -49,7 +49,7 @@ def _init_process(threads: int, log_level: int) -> None:
 _opened: dict[str, Space] = {}  # the space this process last opened, by its directory
 
 
-def _pool_cell(task: CellTask, facts: Space, space_dir: str, threads: int) -> CellResult:
+def _pool_cell(task: Task, facts: Space, space_dir: str, threads: int) -> TaskResult:
     """In a pool process: open the space's arrays (memory-mapped, once per space) and run one cell."""
     space = _opened.get(space_dir)
     if space is None:
@@ -91,7 +91,7 @@ class PoolExecutor(ConcurrentExecutor):
                 self.workers, mp_context=mp.get_context("spawn"), initializer=_init_process,
                 initargs=(self.threads, logging.getLogger("indexer").getEffectiveLevel()))
 
-    def _submit(self, task: CellTask) -> Hashable:
+    def _submit(self, task: Task) -> Hashable:
         assert self.pool is not None and self.facts is not None
         return self.pool.submit(_pool_cell, task, self.facts, str(self.space_dir), self.threads)
 
@@ -99,10 +99,10 @@ class PoolExecutor(ConcurrentExecutor):
         finished, _ = cf.wait(running, timeout=timeout, return_when=cf.FIRST_COMPLETED)  # type: ignore[arg-type]
         return list(finished)
 
-    def _result(self, handle: Hashable, task: CellTask) -> CellResult:
+    def _result(self, handle: Hashable, task: Task) -> TaskResult:
         assert isinstance(handle, cf.Future)
         try:
-            result: CellResult = handle.result()
+            result: TaskResult = handle.result()
         except cf.process.BrokenProcessPool:
             raise RuntimeError(f"a cell process died while running {task.cell_dir.name} (killed, out of "
                                "memory, or crashed); the run stops, the finished cells stay cached") from None

@@ -26,7 +26,8 @@ from typing import Any
 
 from indexer.common.errors import UserError
 from indexer.common.fileio import remove_scratch, scratch_dir, staged_dir, sweep_scratch, watch_scratch
-from indexer.engine.executors.base import CellResult, CellTask, ConcurrentExecutor, cell_threads
+from indexer.engine.churn import ChurnOut, ChurnTask, run_churn_task
+from indexer.engine.executors.base import CellTask, ConcurrentExecutor, Task, TaskResult, cell_threads
 from indexer.engine.measure import ANSWERS_FILE
 from indexer.engine.phases import Phases
 from indexer.engine.space import Space, space_arrays, space_facts, space_from
@@ -54,6 +55,19 @@ def ray_cell(task: CellTask, facts: Space, arrays: dict[str, Any], threads: int)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows, record, files
+
+
+def ray_churn(task: ChurnTask, facts: Space, arrays: dict[str, Any], threads: int) -> ChurnOut:
+    """In a Ray worker: run one runbook cell, the live sets' exact answers kept in a scratch directory (the
+    node may not read the driver's cache); the driver writes the rows it returns."""
+    sweep_scratch()
+    space = space_from(facts, arrays)
+    tmp = scratch_dir("indexer-churn-")
+    try:
+        with cell_threads(threads):
+            return run_churn_task(task, space, threads, truth_cache=tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _ray() -> Any:
@@ -91,6 +105,7 @@ class RayExecutor(ConcurrentExecutor):
         self.workers = workers or cpus
         self.threads = max(1, cpus // self.workers)  # each task's num_cpus: the cluster holds `workers` cells
         self.remote = ray.remote(max_retries=0)(ray_cell)
+        self.remote_churn = ray.remote(max_retries=0)(ray_churn)
         self.arrays: Any = None
         self.facts: Space | None = None
 
@@ -99,23 +114,29 @@ class RayExecutor(ConcurrentExecutor):
         self.arrays = ray.put(space_arrays(space))
         self.facts = space_facts(space)
 
-    def _submit(self, task: CellTask) -> Hashable:
-        ref: Hashable = self.remote.options(num_cpus=self.threads).remote(task, self.facts, self.arrays, self.threads)
+    def _submit(self, task: Task) -> Hashable:
+        remote = self.remote_churn if isinstance(task, ChurnTask) else self.remote
+        ref: Hashable = remote.options(num_cpus=self.threads).remote(task, self.facts, self.arrays, self.threads)
         return ref
 
     def _wait(self, running: list[Hashable], timeout: float) -> list[Hashable]:
         finished, _ = _ray().wait(running, num_returns=1, timeout=timeout)
         return list(finished)
 
-    def _result(self, handle: Hashable, task: CellTask) -> CellResult:
+    def _result(self, handle: Hashable, task: Task) -> TaskResult:
         ray = _ray()
         try:
-            rows, record, files = ray.get(handle)
+            got = ray.get(handle)
         except ray.exceptions.RayTaskError as err:
             cause = err.cause if isinstance(getattr(err, "cause", None), BaseException) else None
             if cause is not None:
                 raise cause from None
             raise
+        if isinstance(task, ChurnTask):
+            out: ChurnOut = got
+            return out
+        assert isinstance(task, CellTask)
+        rows, record, files = got
         with staged_dir(task.cell_dir, replace=task.replace) as tmp:
             for name, data in files.items():
                 if name != ANSWERS_FILE:

@@ -8,6 +8,7 @@ import numpy as np
 from indexer.backends import new_index
 from indexer.backends.base import Mutable
 from indexer.engine.churn import IdMap
+from indexer.engine.spec import ExperimentSpec, parse_spec
 
 K = 10
 
@@ -82,3 +83,16 @@ def _live_recall(params: dict, wide_ef: int) -> float:
     got = np.where(found >= 0, ids.row[found], -1)
     index.close()
     return float(np.mean([len(set(a) & set(t)) / K for a, t in zip(got, truth, strict=True)]))
+
+
+def runbook_spec(name: str, backends: list[dict], k: int) -> ExperimentSpec:
+    """Two subspaces; a checkpoint after the first inserts, one subspace deleted, batched re-inserts, half replaced:
+    every kind of step a store's delete and re-insert paths must take, at a size an embedded database runs in seconds."""
+    return parse_spec({"name": name, "dataset": {"kind": "synthetic", "intrinsic_dims": [2, 8],
+                                                 "points_per_subspace": 150, "queries_per_subspace": 10,
+                                                 "ambient_dim": 16, "seed": 3},
+                       "metric": "l2", "k": k, "backends": backends,
+                       "runbook": [{"insert": {"start": 0, "end": 200}}, {"search": {}},
+                                   {"delete": {"label": "subspace-0-dim2"}},
+                                   {"insert": {"by": "random", "batch": 50, "checkpoints": True}},
+                                   {"replace": {"fraction": 0.5, "seed": 1}}, {"search": {}}]})

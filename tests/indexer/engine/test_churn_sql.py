@@ -13,8 +13,14 @@ import pytest
 
 from indexer.backends import BACKENDS, new_index
 from indexer.engine import runner
-from indexer.engine.spec import parse_spec
-from tests.indexer.engine.churn_kit import K, check_live_recall, check_no_deleted_id, clusters
+from indexer.engine.spec import ExperimentSpec
+from tests.indexer.engine.churn_kit import (
+    K,
+    check_live_recall,
+    check_no_deleted_id,
+    clusters,
+    runbook_spec,
+)
 
 
 def _needs(*modules: str) -> pytest.MarkDecorator:
@@ -108,15 +114,8 @@ def test_the_flag_is_left_out_of_keys_while_false(name: str, flag: str, word: st
     assert "True" not in params.model_validate({flag: True}).label()
 
 
-def _spec(backends: list[dict]) -> object:
-    return parse_spec({"name": "churn-sql", "dataset": {"kind": "synthetic", "intrinsic_dims": [2, 8],
-                                                        "points_per_subspace": 150, "queries_per_subspace": 10,
-                                                        "ambient_dim": 16, "seed": 3},
-                       "metric": "l2", "k": K, "backends": backends,
-                       "runbook": [{"insert": {"start": 0, "end": 200}}, {"search": {}},
-                                   {"delete": {"label": "subspace-0-dim2"}},
-                                   {"insert": {"by": "random", "batch": 50, "checkpoints": True}},
-                                   {"replace": {"fraction": 0.5, "seed": 1}}, {"search": {}}]})
+def _spec(backends: list[dict]) -> ExperimentSpec:
+    return runbook_spec("churn-sql", backends, K)
 
 
 @pytest.mark.parametrize(("name", "flag", "modes"), [

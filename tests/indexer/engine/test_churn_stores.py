@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from indexer.engine import runner
-from indexer.engine.spec import ExperimentSpec, parse_spec
-from tests.indexer.engine.churn_kit import K, check_live_recall, check_no_deleted_id
+from indexer.engine.spec import ExperimentSpec
+from tests.indexer.engine.churn_kit import K, check_live_recall, check_no_deleted_id, runbook_spec
 
 # not importorskip: importing lancedb here, before the backend pins RAYON_NUM_THREADS, is what it refuses
 NO_LANCEDB = pytest.mark.skipif(importlib.util.find_spec("lancedb") is None, reason="lancedb is not installed")
@@ -38,14 +38,7 @@ def test_live_set_recall_against_brute_force(params: dict, floor: float) -> None
 
 
 def _spec(backends: list[dict]) -> ExperimentSpec:
-    return parse_spec({"name": "churn-stores", "dataset": {"kind": "synthetic", "intrinsic_dims": [2, 8],
-                                                           "points_per_subspace": 150, "queries_per_subspace": 10,
-                                                           "ambient_dim": 16, "seed": 3},
-                       "metric": "l2", "k": K, "backends": backends,
-                       "runbook": [{"insert": {"start": 0, "end": 200}}, {"search": {}},
-                                   {"delete": {"label": "subspace-0-dim2"}},
-                                   {"insert": {"by": "random", "batch": 50, "checkpoints": True}},
-                                   {"replace": {"fraction": 0.5, "seed": 1}}, {"search": {}}]})
+    return runbook_spec("churn-stores", backends, K)
 
 
 @NO_LANCEDB

@@ -197,3 +197,33 @@ def test_threads_per_cell_divide_the_cores(tmp_path):
         assert (pool.workers, pool.threads) == (2, max(1, cores() // 2))
     with open_executor(ExecutorConfig("local", workers=1), tmp_path) as alone:
         assert (alone.workers, alone.threads) == (1, cores())
+
+
+def test_runbook_cells_do_not_depend_on_the_executor(tiny_spec_dict, tmp_path, local_ray):
+    """Runbook cells go to the executor too (several at once): the pool's and Ray's rows, filtered ones
+    included, equal the driver's one-by-one rows, timings and memory aside; the driver writes each cell, so a
+    rerun on any executor reads them."""
+    spec = parse_spec({**tiny_spec_dict, "orderings": ["random"], "seeds": [0, 1],
+                       "backends": [{"name": "hnswlib", "M": 8, "ef_construction": 40, "ef_search": [10, 40]},
+                                    {"name": "hnswlib", "M": 8, "ef_construction": 40, "ef_search": [10, 40],
+                                     "replace_deleted": True}],
+                       "filters": [{"name": "rnd", "kind": "random", "selectivities": [0.3]}],
+                       "runbook": [{"insert": {"by": "random", "batch": 400, "checkpoints": True}},
+                                   {"delete": {"fraction": 0.4, "seed": 1}}, {"search": {}},
+                                   {"replace": {"fraction": 0.5, "seed": 2}}, {"rebuild": {}}]})
+
+    def measured(res):
+        rows = [r.model_dump(exclude={"update_seconds", "qps", "baseline_qps", "baseline_build_seconds",
+                                      "rss_bytes", "ef_at_target"}) for r in res.extras.churn]
+        reach = [[(t.target, t.ef, t.baseline_ef) for t in r.ef_at_target] for r in res.extras.churn]
+        filtered = [r.model_dump(exclude={"qps"}) for r in res.extras.churn_filtered]
+        return rows, reach, filtered
+
+    one = runner.run(spec, cache_dir=tmp_path / "one")
+    assert len({r.cell for r in one.extras.churn}) == 4 and one.extras.churn_filtered
+    two = runner.run(spec, cache_dir=tmp_path / "two", executor=ExecutorConfig("local", workers=2))
+    on_ray = runner.run(spec, cache_dir=tmp_path / "ray", executor=ExecutorConfig("ray", workers=2))
+    assert measured(two) == measured(one)
+    assert measured(on_ray) == measured(one)
+    again = runner.run(spec, cache_dir=tmp_path / "ray", executor=ExecutorConfig("local", workers=2))
+    assert [r.update_seconds for r in again.extras.churn] == [r.update_seconds for r in on_ray.extras.churn]
