@@ -75,3 +75,26 @@ def test_file_datasets_are_sized_when_loaded() -> None:
     spec = _spec(dataset={"kind": "file", "path": "/nowhere/x.npy"})
     assert estimate(spec).base_bytes is None
     admit(spec, Limits())
+
+
+def test_a_runbook_of_many_checkpoints_under_filters_is_refused_by_its_work() -> None:
+    """An attacker's runbook: 100k points inserted 10 at a time, a checkpoint after each batch (10,000) in each
+    of three seeds, every one re-searched under two filters at four selectivities. Each checkpoint's searches, ef bisections, self-miss
+    sample, exact filtered answers and filtered passes count: over max_work, while the same inserts with one
+    checkpoint at the end are admitted, and the filters add work of their own."""
+    dataset = {"kind": "synthetic", "intrinsic_dims": [8, 16], "points_per_subspace": 50_000,
+               "queries_per_subspace": 500, "ambient_dim": 64}
+    filters = [{"name": "rnd", "kind": "random", "selectivities": [0.5, 0.1, 0.01]},
+               {"name": "own", "kind": "label"}]
+    every_batch = [{"insert": {"by": "random", "batch": 10, "checkpoints": True}}]
+    hostile = _spec(dataset=dataset, filters=filters, runbook=every_batch, seeds=[0, 1, 2])
+    with pytest.raises(AdmissionError, match=r"max_work"):
+        admit(hostile, Limits())
+    once = _spec(dataset=dataset, filters=filters, runbook=[{"insert": {"by": "random", "batch": 10}}, {"search": {}}],
+                 seeds=[0, 1, 2])
+    admit(once, Limits())
+    unfiltered = _spec(dataset=dataset, runbook=every_batch, seeds=[0, 1, 2])
+    work = {name: estimate(s).work for name, s in (("hostile", hostile), ("unfiltered", unfiltered), ("once", once))}
+    assert all(w is not None for w in work.values())
+    hostile_s, unfiltered_s, once_s = (work[n].core_seconds for n in ("hostile", "unfiltered", "once"))  # type: ignore[union-attr]
+    assert hostile_s > unfiltered_s > 100 * once_s
