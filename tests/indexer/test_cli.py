@@ -192,6 +192,25 @@ def test_missing_spec_file(tmp_path):
     assert proc.returncode == 2 and "not found" in proc.stderr
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """In the child before exec: SIGINT handled and unblocked, as under a shell at a terminal. An ignored or
+    blocked signal is inherited through exec, and the test's own process may have either from an earlier test
+    or library; a run launched so never sees the interrupt (it is what `nohup` and `cmd &` are for)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _signal_state(pid: int) -> str:
+    """The child's ignored, blocked and pending signal masks (for the failure message)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as err:
+        return f"no status: {err}"
+    return " ".join(line.replace("\t", "") for line in lines if line.startswith(("SigIgn", "SigBlk", "SigPnd", "ShdPnd")))
+
+
 # Quarantined (not strict): in the whole suite this session (two runs) the interrupted run exited 0 with nothing on
 # stderr, as if it finished before the interrupt; alone, and under a CPU hog or a held timing lock, it passes every
 # time. The cause is not found yet (closing note of 2026-12-08); the assertions still run and report.
@@ -209,14 +228,16 @@ def test_ctrl_c_leaves_no_report_and_only_finished_cells(tmp_path):
     out = tmp_path / "out"
     env = {"INDEXER_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "indexer.cli", "run", str(_write(tmp_path, spec)), "--out",
-                             str(out), "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             str(out), "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_as_at_a_terminal)
     cells = tmp_path / "data" / "cache" / "cells"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (cells.exists() and any(cells.iterdir())):
         time.sleep(0.2)  # interrupt in the middle of the grid, once a first cell is being built or done
+    signals = _signal_state(proc.pid)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 130, (stderr, signals, time.monotonic() - deadline + 120)
     assert stderr.strip().splitlines()[-1].startswith("error: interrupted")
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     for cell in cells.iterdir():
