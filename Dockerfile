@@ -44,6 +44,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 COPY --from=build /opt/venv /opt/venv
+# the workbench's gallery of example specs (GET /specs/examples)
+COPY examples /opt/indexer/examples
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -51,7 +53,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     HNSWLIB_NO_NATIVE=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
-    INDEXER_DATA_DIR=/data
+    INDEXER_DATA_DIR=/data \
+    INDEXER_EXAMPLES_DIR=/opt/indexer/examples
 
 # never run as root; /data (indexes, reports, caches, the default SQLite file) belongs to this user
 RUN useradd --create-home --uid 10001 --user-group indexer \

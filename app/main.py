@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from app.api.deps import ApiKey, Services
 from app.api.errors import install_error_handlers
-from app.api.routes import datasets, experiments, health, indexes, pages
+from app.api.routes import datasets, experiments, health, indexes, pages, specs
 from app.docs import install_docs
 from app.index_cache import IndexCache
 from app.limits import BodyDeadline, BodySizeLimit, ServerLimits
@@ -92,8 +92,10 @@ def create_app(
     # without a key the check is left out entirely (and the schema shows no security scheme); an empty
     # INDEXER_API_KEY (as compose passes when unset) means no key, not "the empty key"
     guard = [ApiKey] if settings.api_key else []
-    for module in (datasets, experiments, indexes, pages):
+    for module in (datasets, experiments, indexes, specs):
         app.include_router(module.router, dependencies=guard)
+    # the workbench's pages and files hold no data (their scripts fetch it with the key): no key needed
+    app.include_router(pages.router)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     # added last, so it runs first: BodySizeLimit reads the body through its deadline
     app.add_middleware(BodyDeadline, seconds=limits.body_timeout_seconds)

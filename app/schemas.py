@@ -19,6 +19,10 @@ from indexer.service.views import IndexSummary
 # Bounds keep paging arguments inside what every database's integers hold.
 MAX_PAGE = 500
 MAX_OFFSET = 1_000_000_000
+# a spec the editor validates (the largest example is 2.3 KB); reading YAML costs about 5 s a MiB, so a spec
+# with a larger runbook file's text is posted to /experiments as JSON instead
+MAX_SPEC_TEXT_CHARS = 256 * 1024
+MAX_NAME_FILTER_CHARS = 200
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ReportFormat = Literal["json", "csv", "md", "html"]
@@ -130,6 +134,57 @@ class ExperimentPage(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+class SpecTextIn(_Request):
+    """A spec as an editor holds it: YAML or JSON text (JSON is YAML)."""
+
+    text: str = Field(max_length=MAX_SPEC_TEXT_CHARS, description="the spec, YAML or JSON")
+
+
+class SpecProblem(BaseModel):
+    """One reason the spec would be refused, and where in the text it is."""
+
+    loc: list[str | int] = Field(description="the field, as in a 422's errors; empty for the whole spec")
+    line: int | None = Field(description="1-based line of the field in the text (of the nearest field that is there)")
+    column: int | None = None
+    msg: str
+
+
+class EstimateOut(BaseModel):
+    """The admission estimate (indexer.engine.admission), as `indexer run --dry-run` prints it."""
+
+    cells: int = Field(description="indexes to build")
+    base_vectors: int | None
+    dim: int | None
+    queries: int | None
+    embedded_texts: int
+    base_bytes: int | None = Field(description="one float32 copy of the base vectors")
+    core_seconds: float | None = Field(description="estimated total work; null where a size depends on a file")
+    expected_seconds: float | None = Field(description="core_seconds spread over the worker's cores")
+    cores: int
+    largest_index_bytes: int | None
+    peak_bytes: int | None = Field(description="memory at the busiest moment with one worker per core")
+    summary: str = Field(description="the dry run's lines")
+
+
+class SpecCheckOut(BaseModel):
+    """What POST /experiments would say of this spec, without queueing it."""
+
+    valid: bool
+    problems: list[SpecProblem]
+    estimate: EstimateOut | None = Field(description="null when the text is not a spec")
+    id: str | None = Field(description="the experiment id the spec would have (its content key)")
+    spec: dict[str, Any] | None = Field(description="the spec as JSON, with its defaults: the body to POST")
+
+
+class ExampleOut(BaseModel):
+    """A spec to start from: a file of the repository's examples/, or a small study of one preset."""
+
+    name: str = Field(description="the file name without .yaml; `preset-<name>` for a preset")
+    kind: Literal["example", "preset"]
+    description: str = Field(description="the file's leading comment; the preset's system and settings")
+    text: str = Field(description="the spec, YAML")
 
 
 class ComparisonOut(Comparison):

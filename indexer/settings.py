@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     workers: int | None = None
     ray_address: str | None = None  # a Ray cluster's head, host:port or ray://...; None: a local Ray per run
     index_cache_size: int = 4  # loaded indexes the server keeps; each holds its vectors and graph
+    # the workbench's gallery of example specs (GET /examples); None: examples/ of the source checkout
+    examples_dir: Path | None = None
     # per job: what one spec may ask for (indexer.engine.admission; the CLI may lift these, the API may not)
     max_cells: int = Limits.max_cells
     max_base_bytes: int = Limits.max_base_bytes

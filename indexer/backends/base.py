@@ -85,6 +85,17 @@ class StoresVectors(Protocol):
 
 
 @runtime_checkable
+class Rescores(Protocol):
+    """An index built with rescoring (indexer.backends.precision.Rescore) that can also answer without it, on
+    the same index: what rescoring recovers is told from the rest of the loss by the two answers' recalls."""
+
+    def search_unrescored(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """As `search` at the same ef, over the same candidates the index would re-rank, but the first k in the
+        quantized index's own order: nothing re-ranked, so the two answers differ by the re-ranking alone."""
+        ...
+
+
+@runtime_checkable
 class Mutable(Protocol):
     """An index that takes inserts and deletes after it is built (its backend's `Capabilities.deletes` says what
     a delete does; a backend declares "tombstone", "repair" or "compact" exactly when its index has this).

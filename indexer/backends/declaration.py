@@ -23,7 +23,7 @@ from pydantic import Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-from indexer.backends.precision import FULL, PRECISION_FIELD
+from indexer.backends.precision import FULL, PRECISION_FIELD, RESCORE_FIELD
 from indexer.backends.presets import PRESET_FIELDS, PRESETS, preset_names
 from indexer.common.errors import UserError
 from indexer.model.strict import MAX_VALUE_CHARS, Strict, clip
@@ -74,7 +74,8 @@ class BuildParams(Strict):
         if not graph:
             return " ".join(f"{k}={v}" for k, v in values.items())
         fields = type(self).model_fields
-        return " ".join(graph + [str(v) for k, v in values.items() if v != fields[k].default])
+        return " ".join(graph + [f"{k}={v}" if k == RESCORE_FIELD else str(v)
+                                 for k, v in values.items() if v != fields[k].default])
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,18 @@ class BackendEntry(Strict):
                 "unknown_precision", "{name} has no precision {value}; its precisions: {precisions}",
                 {"name": backend.name, "value": clip(repr(given), MAX_VALUE_CHARS),
                  "precisions": ", ".join(backend.precisions())})
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rescore_offered(cls, data: Any) -> Any:
+        """`rescore` for a backend whose system has no re-ranking of its own is refused saying so."""
+        if not isinstance(data, dict) or RESCORE_FIELD not in data:
+            return data
+        backend: Backend | None = getattr(cls, "backend", None)
+        if backend is not None and RESCORE_FIELD not in backend.params.model_fields:
+            raise PydanticCustomError("no_rescore", "{name} has no rescoring of its own, so it takes no rescore",
+                                      {"name": backend.name})
         return data
 
     def build(self) -> BuildParams:

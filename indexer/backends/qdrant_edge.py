@@ -61,6 +61,35 @@ samples, dispatch.rs:146-172). The filter modes (Capabilities.filter_modes, `sea
   graph is forced because under the default threshold the planner would search plain and ACORN never run.
 `SearchParams(exact=True)` is the brute-force mode on its own.
 
+Precision (indexer.backends.precision; the parameter was `datatype`, float32 or float16, still accepted in a
+spec, and a cell's key still spells it so, `_key_params`):
+- `f32`: Float32 vectors; `f16`: `EdgeVectorParams.datatype` Float16, the vectors themselves stored in half
+  precision (read back by `retrieve(with_vector=True)`);
+- `i8`: Float32 vectors and Qdrant's scalar quantization, `ScalarQuantizationConfig(type=Int8)` at its default
+  quantile (None: the whole range), lib/quantization/src/encoded_vectors_u8.rs (Metadata actual_dim, alpha,
+  offset, multiplier; ALIGNMENT 16). Measured on the installed 0.9.0 (the wheel ships no sources): offset = the
+  smallest coordinate of all vectors, alpha = (largest - smallest) / 127, code = round((x - offset) / alpha)
+  clamped to 0..127, each vector stored as a 4-byte float (its correction term) and its codes padded to a
+  multiple of 16 dimensions (segment file vector_storage/quantized.data, meta in quantized.meta.json); decoded
+  offset + alpha * code. Queries are coded the same way (EncodedQueryU8);
+- `binary`: Float32 vectors and `BinaryQuantizationConfig()` (one bit, the default encoding and query encoding):
+  bit i is x_i > 0, little-endian within each byte, a vector padded to 16 bytes (measured: 24 dimensions take
+  16); compared with the query's own bits (Hamming), so both decoded as +-1.
+The stored codes are read from the indexed segment's quantized.data (`stored_vectors`): Qdrant has no call that
+returns them. Point ids follow insertion (module doc: Order), and the optimizer copies points into the indexed
+segment sorted by id, so code row i is point id i (checked in tests against numpy's codes of the inserted rows).
+bytes_per_vector is the precision's table (1 a dimension, ceil(d / 8)), not Qdrant's padding and correction.
+
+Rescoring (`rescore: {oversample: x}` -> `QuantizationSearchParams(rescore=True, oversampling=x)`, Qdrant's own
+names): the graph search over the codes takes ceil(k * x) candidates, which are scored again with the original
+vectors and cut to k (Qdrant's quantization guide, "Searching with Quantization"). Qdrant rescores by default
+(measured on 0.9.0: `rescore` unset with oversampling 4 answers as rescore=True, recall 0.995 against 0.49 with
+rescore=False, binary, 600 points); without oversampling it re-ranks only the k it found, which changes their
+order, not the set. A quantized cell without `rescore` here searches with `rescore=False` and no oversampling:
+the codes' own answer, the same set Qdrant's default returns.
+`search_unrescored` sends the same oversampling with rescore=False: the same candidates, cut to k in the codes'
+order (base.Rescores).
+
 Deletes and inserts (base.Mutable, for a runbook), read at the same commit. Edge runs no optimizer of its own:
 `EdgeShard::optimize` runs them "in-process and blocking" when called
 (lib/edge/src/edge_shard/optimize.rs:25-28), and `update` applies an operation to the segments and nothing
@@ -83,13 +112,15 @@ KB) in the same `optimize()`.
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AliasChoices, BeforeValidator, Field, model_validator
 
 from indexer.backends.base import chunks, passing
 from indexer.backends.declaration import (
@@ -100,6 +131,7 @@ from indexer.backends.declaration import (
     FilterStrategy,
     Library,
 )
+from indexer.backends.precision import Rescore, RescoreParam, rescore_field
 from indexer.common.fileio import scratch_dir
 
 DEFAULT_EF = 100  # = ef_construct's default: HnswGraphConfig.ef starts at ef_construct (config.rs:49)
@@ -113,6 +145,14 @@ LIBRARY = Library(distribution="qdrant-edge-py", module="qdrant_edge", extra="qd
 # shard/src/optimizers/config.rs:18-19; module doc)
 VACUUM_DELETED = 0.0
 VACUUM_MIN_VECTORS = 1
+QdrantPrecision = Literal["f32", "f16", "i8", "binary"]
+# each precision under the parameter's earlier name, `datatype` (module doc): what a cell's key spells
+EARLIER_SPELLING: dict[str, str] = {"f32": "float32", "f16": "float16", "i8": "int8", "binary": "binary"}
+QUANTIZED = ("i8", "binary")  # Qdrant's quantization over float32 vectors, which rescoring re-ranks by
+
+
+def _earlier_spelling(value: Any) -> Any:
+    return next((p for p, earlier in EARLIER_SPELLING.items() if earlier == value), value)
 
 
 class QdrantEdgeParams(BuildParams):
@@ -121,17 +161,30 @@ class QdrantEdgeParams(BuildParams):
     M: int = Field(default=16, ge=2, le=512)  # m: HnswConfig::default (segment/src/types.rs:1648, 0.9.0)
     # ef_construct: DEFAULT_HNSW_EF_CONSTRUCT (types.rs:1643); Qdrant validates it >= 4 (types.rs:818)
     ef_construction: int = Field(default=100, ge=4)
-    datatype: Literal["float32", "float16"] = "float32"  # EdgeVectorParams.datatype; None stores Float32
+    # EdgeVectorParams.datatype (None stores Float32) and quantization_config (module doc)
+    precision: Annotated[QdrantPrecision, BeforeValidator(_earlier_spelling)] = Field(
+        default="f32", validation_alias=AliasChoices("precision", "datatype"))
+    rescore: RescoreParam = rescore_field("QuantizationSearchParams(rescore=True, oversampling): re-rank the "
+                                          "quantized index's candidates by the float32 vectors (module doc)")
+
+    @model_validator(mode="after")
+    def _rescore_needs_quantized(self) -> QdrantEdgeParams:
+        if self.rescore is not None and self.precision not in QUANTIZED:
+            raise ValueError("Qdrant's rescore re-ranks a quantized index's candidates: precision i8 or binary, "
+                             f"not {self.precision}")
+        return self
 
 
 
 class QdrantEdgeIndex:
     name = "qdrant_edge"
 
-    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, datatype: str = "float32",
-                 seed: int, search_threads: int = 1):
+    def __init__(self, dim: int, metric: str, *, M: int, ef_construction: int, precision: str = "f32",
+                 rescore: float | Rescore | None = None, seed: int, search_threads: int = 1):
         self.dim, self.metric = dim, metric
-        self.M, self.ef_construction, self.datatype = M, ef_construction, datatype
+        self.M, self.ef_construction, self.precision = M, ef_construction, precision
+        self.datatype = "float16" if precision == "f16" else "float32"
+        self.oversample = rescore.oversample if isinstance(rescore, Rescore) else rescore
         self.search_threads = search_threads
         self._shard: Any = None  # qdrant_edge.EdgeShard
         self._dir: str | None = None
@@ -143,8 +196,14 @@ class QdrantEdgeIndex:
 
         distance = qe.Distance.Dot if self.metric == "ip" else qe.Distance.Euclid
         dtype = getattr(qe.VectorStorageDatatype, self.datatype.capitalize())  # Float32 or Float16
+        quantization: Any = None
+        if self.precision == "i8":
+            quantization = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8)
+        elif self.precision == "binary":
+            quantization = qe.BinaryQuantizationConfig()
         return qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=self.dim, distance=distance, datatype=dtype),
+            vectors=qe.EdgeVectorParams(size=self.dim, distance=distance, datatype=dtype,
+                                        quantization_config=quantization),
             # full_scan_threshold 0: never scan instead of walking the graph; one indexing thread: the order
             hnsw_config=qe.HnswIndexConfig(m=self.M, ef_construct=self.ef_construction, full_scan_threshold=0,
                                            max_indexing_threads=1),
@@ -213,12 +272,29 @@ class QdrantEdgeIndex:
         self._point[ids] = -1
         self._shard.optimize()
 
+    def _quantization(self, rescored: bool) -> Any:
+        """A quantized index's search parameters: rescored or not, at the cell's oversampling (module doc)."""
+        import qdrant_edge as qe
+
+        if self.precision not in QUANTIZED:
+            return None
+        return qe.QuantizationSearchParams(rescore=rescored, oversampling=self.oversample)
+
+    def search_unrescored(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """The same oversampled candidates as `search`, cut to k in the codes' order (base.Rescores); scores
+        are Qdrant's over the codes."""
+        return self._search(queries, k, ef, rescored=False)
+
     def search(self, queries: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Up to k results per query, padded with id -1 and score nan where the graph yields fewer."""
+        return self._search(queries, k, ef, rescored=self.oversample is not None)
+
+    def _search(self, queries: np.ndarray, k: int, ef: int | None, *, rescored: bool) -> tuple[np.ndarray, np.ndarray]:
         import qdrant_edge as qe
 
         assert self._shard is not None and self._order is not None, "build first"
-        params = qe.SearchParams(hnsw_ef=ef)  # None: the segment's own ef (= ef_construct)
+        # ef None: the segment's own ef (= ef_construct)
+        params = qe.SearchParams(hnsw_ef=ef, quantization=self._quantization(rescored))
         requests = [qe.QueryRequest(limit=k, query=qe.Query.Nearest(q), params=params)
                     for q in np.asarray(queries, dtype=np.float32).tolist()]
         ids = np.full((len(requests), k), -1, dtype=np.int64)
@@ -250,7 +326,8 @@ class QdrantEdgeIndex:
         itemsize = 4 if self.datatype == "float32" else 2
         threshold = full_scan_kb * 1024 // (self.dim * itemsize)  # in vectors, as hnsw/build.rs:96-105
         params = qe.SearchParams(hnsw_ef=ef, exact=len(positions) < threshold,
-                                 acorn=qe.AcornSearchParams(enable=True) if acorn else None)
+                                 acorn=qe.AcornSearchParams(enable=True) if acorn else None,
+                                 quantization=self._quantization(self.oversample is not None))
         where = qe.Filter(must=[qe.HasIdCondition(set(positions.tolist()))])
         vectors = np.asarray(queries, dtype=np.float32).tolist()
         per_call = max(1, FILTER_IDS_PER_CALL // max(1, len(positions)))
@@ -263,6 +340,52 @@ class QdrantEdgeIndex:
         if self.metric == "l2":
             scores = scores * scores  # Euclid scores are the L2 distance itself; NaN stays NaN
         return ids, scores
+
+    def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows in the shard and their vectors as it stores them (module doc): f16 as `retrieve` gives them
+        back, i8 and binary decoded from the indexed segment's codes."""
+        assert self._shard is not None and self._order is not None and self._dir is not None, "build first"
+        live = np.flatnonzero(self._order >= 0)
+        if self.precision == "f16":
+            records = self._shard.retrieve(live.tolist(), with_payload=False, with_vector=True)
+            by_point = {int(r.id): r.vector for r in records}
+            return self._order[live], np.array([by_point[int(p)] for p in live], dtype=np.float32)
+        codes, meta = self._codes()
+        if len(codes) != len(self._order) or len(live) != len(self._order):
+            raise ValueError("qdrant_edge's codes are read from a shard with nothing deleted only")
+        return self._order, self._decode(codes, meta, self.dim)
+
+    def _codes(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """The indexed segment's quantized.data as rows of bytes, and its quantized.meta.json."""
+        assert self._dir is not None and self._order is not None
+        found = [p for p in glob.glob(os.path.join(self._dir, "shard", "segments", "*", "vector_storage",
+                                                   "quantized.data")) if os.path.getsize(p) > 0]
+        if len(found) != 1:
+            raise ValueError(f"qdrant_edge: expected one segment with quantized codes, found {len(found)}")
+        self._shard.flush()
+        raw = np.fromfile(found[0], dtype=np.uint8)
+        with open(os.path.join(os.path.dirname(found[0]), "quantized.meta.json")) as f:
+            meta = json.load(f)
+        return raw.reshape(len(self._order), -1), meta
+
+    def _decode(self, codes: np.ndarray, meta: dict[str, Any], dim: int) -> np.ndarray:
+        if self.precision == "i8":  # a 4-byte correction, then the codes (module doc)
+            return (np.float32(meta["offset"]) + np.float32(meta["alpha"]) * codes[:, 4 : 4 + dim]).astype(np.float32)
+        bits = np.unpackbits(codes, axis=1, bitorder="little")[:, :dim]
+        return np.where(bits == 1, 1.0, -1.0).astype(np.float32)
+
+    def stored_queries(self, queries: np.ndarray) -> np.ndarray:
+        """The queries as Qdrant compares them with the codes: rounded to half for f16 (the query is converted to
+        the storage's type), coded as the vectors are for i8 (EncodedQueryU8), their sign bits for binary."""
+        q = np.asarray(queries, dtype=np.float32)
+        if self.precision == "f16":
+            return q.astype(np.float16).astype(np.float32)
+        if self.precision == "binary":
+            return np.where(q > 0, 1.0, -1.0).astype(np.float32)
+        _, meta = self._codes()
+        alpha, offset = np.float32(meta["alpha"]), np.float32(meta["offset"])
+        code = np.clip(np.round((q - offset) / alpha), 0, 127)
+        return (offset + alpha * code).astype(np.float32)
 
     def nbytes(self) -> int:
         """The bytes the shard occupies on disk (its mmap files are sparse: allocated blocks, not lengths)."""
@@ -298,8 +421,17 @@ FILTER_MODES: dict[str, FilterStrategy] = {
     # failing points passed through, never returned, at an estimated selectivity <= 0.4 (types.rs:622)
     "acorn": "in_graph",
 }
+def _key_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as a cell's key spells them: `precision` under its earlier name, datatype (module doc),
+    so every index built before the rename keeps its key."""
+    out = {k: v for k, v in params.items() if k != "precision"}
+    if "precision" in params:
+        out["datatype"] = EARLIER_SPELLING[params["precision"]]
+    return out
+
+
 BACKEND = Backend(name="qdrant_edge", params=QdrantEdgeParams, ef_search=(DEFAULT_EF,), index=QdrantEdgeIndex,
-                  build_cost=2.0, library=LIBRARY, capabilities=Capabilities(
+                  build_cost=2.0, library=LIBRARY, key_params=_key_params, capabilities=Capabilities(
                       spaces=frozenset({"ip", "l2"}), order_controlled=True, deterministic=False, graph=False,
                       seeded=False, servable=False,
                       filtering="pre", filter_modes=FilterModes(strategies=FILTER_MODES),  # planner's

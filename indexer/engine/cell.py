@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from indexer.backends import BACKENDS, VectorIndex, make_index, precision
-from indexer.backends.base import StoresVectors
+from indexer.backends.base import Rescores, StoresVectors
 from indexer.common import timing
 from indexer.common.fileio import atomic_write_bytes, sha256_file
 from indexer.engine.diagnostics import cost_at_recall, diagnose
@@ -40,6 +40,7 @@ from indexer.model.answers import (
     FilteredCost,
     StoredAnswer,
     SweepAnswer,
+    UnrescoredAnswer,
 )
 from indexer.model.results import DenseRow, IndexRecord
 from indexer.science import groundtruth, orderings
@@ -125,6 +126,7 @@ def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, 
         return [len(s.queries) / max(t, 1e-9) for t in seconds]
 
     stored = stored_answer(spec, cell, s, index, out, prefix)
+    unrescored = unrescored_answers(spec, cell, s, index, out, prefix)
     costs = [] if sweep == [None] else cost_at_recall(
         index, s.queries, spec.k, len(s.rows), recall_targets(spec), recall_of_queries, qps_at, max_ef=backend.max_ef)
     if s.filters:
@@ -136,7 +138,8 @@ def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, 
         for (mode, name, selectivity), c in filtered_costs(spec, s, index, recall_targets(spec), backend.max_ef,
                                                            modes).items()]
     if spec.diagnostics is None:
-        return CellProbes(cost_at_recall=costs, filtered=filtered, filtered_cost=filtered_cost, stored=stored)
+        return CellProbes(cost_at_recall=costs, filtered=filtered, filtered_cost=filtered_cost, stored=stored,
+                          unrescored=unrescored)
     ds = s.dataset
     diag = diagnose(
         index, s.base, s.rows, sweep, space="ip" if space_metric(spec) == "ip" else "l2",
@@ -144,7 +147,7 @@ def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, 
         labels=ds.labels[s.rows] if ds.labels is not None else None, label_names=ds.label_names,
         lid=s.lid_base, lid_bins=spec.lid_bins)
     return CellProbes(cost_at_recall=costs, graph=diag.graph, filtered=filtered, filtered_cost=filtered_cost,
-                      stored=stored, diagnostics=[
+                      stored=stored, unrescored=unrescored, diagnostics=[
         EfDiagnostics(ef=ef, self_miss=diag.self_miss[ef].fraction, self_miss_sampled=diag.self_miss[ef].sampled,
                       by_category=diag.by_category(ef), by_lid_bin=diag.by_lid_bin(ef)) for ef in sweep])
 
@@ -153,12 +156,10 @@ def stored_answer(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex
                   prefix: str) -> StoredAnswer | None:
     """Exact search over what a quantized index stores (its vectors decoded, and the queries as it compares
     them), the ids saved in `out` named with `prefix`; None for an index storing float32 of its space, whose
-    exact search is the space's own exact kNN (Space.within_ids), already computed."""
-    if not precision.quantized(cell.backend.build_params()):
+    exact search is the space's own exact kNN (Space.within_ids), already computed, and for a quantized index
+    that cannot give its codes back (lancedb's SQ): its loss is then not split (measure.stored_recall)."""
+    if not precision.quantized(cell.backend.build_params()) or not isinstance(index, StoresVectors):
         return None
-    if not isinstance(index, StoresVectors):
-        raise TypeError(f"backend {cell.backend.name} stores {precision.precision_of(cell.backend.build_params())} "
-                        "vectors but cannot give them back (base.StoresVectors)")
     t0 = time.perf_counter()
     rows, vectors = index.stored_vectors()
     found, _ = groundtruth.exact_knn(vectors, index.stored_queries(s.queries), min(spec.k, len(rows)),
@@ -170,6 +171,25 @@ def stored_answer(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex
     name = f"{prefix}stored.npy"
     np.save(out / name, ids)
     return StoredAnswer(neighbors=name, seconds=seconds)
+
+
+def unrescored_answers(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, out: Path,
+                       prefix: str) -> list[UnrescoredAnswer]:
+    """A rescored index's answers at each ef of its sweep with rescoring off (base.Rescores), the ids saved in
+    `out` named with `prefix`: the same index's recall without re-ranking, against which the loss split measures
+    what rescoring recovers. Empty for a cell that re-ranks nothing."""
+    if precision.oversample_of(cell.backend.build_params()) is None:
+        return []
+    if not isinstance(index, Rescores):
+        raise TypeError(f"backend {cell.backend.name} rescores but cannot search without it (base.Rescores)")
+    out.mkdir(parents=True, exist_ok=True)
+    answers = []
+    for ef in cell.backend.ef_values():
+        ids, _ = index.search_unrescored(s.queries, spec.k, ef)
+        name = f"{prefix}unrescored-{'exact' if ef is None else f'ef{ef}'}.npy"
+        np.save(out / name, ids)
+        answers.append(UnrescoredAnswer(ef=ef, neighbors=name))
+    return answers
 
 
 def answer_sweep(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, out: Path) -> list[SweepAnswer]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.backends import BACKENDS
-from indexer.backends.precision import bytes_per_vector, precision_of
+from indexer.backends.precision import precision_of, quantized, stored_bytes
 from indexer.common.fileio import staged_dir
 from indexer.datasets import Dataset
 from indexer.engine.filtering import filtered_rows
@@ -61,24 +61,53 @@ class LossSplit:
     `recall_stored` is the recall of exact search over what the index stores (its vectors reduced and/or
     quantized, as it compares them), judged like every recall; the representation loses 1 - recall_stored,
     the graph recall_stored - recall, and the two add up to 1 - recall.
+
+    A rescored cell (indexer.backends.precision.Rescore) is also searched with rescoring off on the same index
+    at the same ef (`unrescored`, its recall): the graph then loses recall_stored - unrescored (the index against
+    exact search over what it stores, as without rescoring), and rescoring recovers recall - unrescored, so
+    representation + graph - recovered_by_rescore = 1 - recall. Re-ranking by the original vectors can recover
+    more than the graph lost (a binary index's Hamming order is coarser than its original order): the graph
+    and the representation stay what they are without rescoring, and the recovery is counted once, apart.
     """
 
-    recall_stored: float
+    recall_stored: float | None  # None: the index's stored form cannot be read back, so nothing is split
 
-    def representation(self) -> float:
-        return 1.0 - self.recall_stored
+    def representation(self) -> float | None:
+        return None if self.recall_stored is None else 1.0 - self.recall_stored
 
-    def graph(self, recall: float) -> float:
-        return self.recall_stored - recall
+    def graph(self, recall: float, unrescored: float | None = None) -> float | None:
+        """What the graph loses: against the index's answers without re-ranking where it re-ranks."""
+        if self.recall_stored is None:
+            return None
+        return self.recall_stored - (recall if unrescored is None else unrescored)
+
+    def recovered_by_rescore(self, recall: float, unrescored: float | None) -> float | None:
+        """What re-ranking gains over the same index's answers without it; None where nothing is re-ranked."""
+        return None if unrescored is None else recall - unrescored
 
 
-def stored_recall(spec: ExperimentSpec, s: Space, probes: CellProbes, where: Path) -> LossSplit:
+def stored_recall(spec: ExperimentSpec, cell: Cell, s: Space, probes: CellProbes, where: Path) -> LossSplit:
     """The recall of exact search over what the cell's index stores: a quantized index's own (its probe's ids,
     indexer.engine.cell.stored_answer), else its space's exact kNN (the reduction's alone; 1 ties aside when
-    nothing is reduced). Averaged over queries as `recall` is (metrics.summarize)."""
+    nothing is reduced). Averaged over queries as `recall` is (metrics.summarize). Unknown (None) for a
+    quantized index without that probe: its codes cannot be read back, and the space's exact kNN would book
+    the quantization's loss to the graph."""
+    if probes.stored is None and quantized(cell.backend.build_params()):
+        return LossSplit(recall_stored=None)
     ids = s.within_ids if probes.stored is None else np.load(where / PROBES_DIR / probes.stored.neighbors,
                                                               allow_pickle=False)
     return LossSplit(recall_stored=float(metrics.summarize(judge(spec, s, ids).recall)["mean"]))
+
+
+def unrescored_recall(spec: ExperimentSpec, s: Space, probes: CellProbes, ef: int | None,
+                      where: Path) -> float | None:
+    """The recall of a rescored index's answers at `ef` with rescoring off (its probe's ids, judged like every
+    recall, from the ids alone); None for a cell that re-ranks nothing."""
+    answer = probes.unrescored_at(ef)
+    if answer is None:
+        return None
+    ids = np.load(where / PROBES_DIR / answer.neighbors, allow_pickle=False)
+    return float(metrics.summarize(judge(spec, s, ids).recall)["mean"])
 
 
 def judge(spec: ExperimentSpec, s: Space, ids: np.ndarray, picked: np.ndarray | None = None) -> Judged:
@@ -111,8 +140,9 @@ def ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> IRMeasures:
 
 def dense_row(*, spec: ExperimentSpec, cell: Cell, s: Space, record: IndexRecord, answers: CellAnswers,
               swept: SweepAnswer, measured: EfMeasures, probes: CellProbes, loss: LossSplit, neighbors: Path,
-              recall_file: Path, ranking: Path | None) -> DenseRow:
-    """One row of the cell: its ef's answers as measured, the build's figures, the probes at that ef."""
+              recall_file: Path, ranking: Path | None, unrescored: float | None = None) -> DenseRow:
+    """One row of the cell: its ef's answers as measured, the build's figures, the probes at that ef
+    (`unrescored`: the recall of a rescored index's answers at that ef with rescoring off, else None)."""
     backend = BACKENDS[cell.backend.name]
     per_query = measured.judged.recall
     summary = metrics.summarize(per_query)
@@ -127,9 +157,10 @@ def dense_row(*, spec: ExperimentSpec, cell: Cell, s: Space, record: IndexRecord
         library_seed=library_seed(cell.seed, cell.backend.name) if backend.capabilities.seeded else None,
         permutation_seed=cell.seed, search_threads=answers.search_threads, library_version=answers.library_version,
         order_controlled=backend.capabilities.order_controlled, build_seconds=answers.build_seconds,
-        index_bytes=answers.index_bytes, bytes_per_vector=bytes_per_vector(stores, record.dims), cell=record.id,
+        index_bytes=answers.index_bytes, cell=record.id,
+        bytes_per_vector=stored_bytes(cell.backend.build_params(), record.dims),
         precision=stores, recall_stored=loss.recall_stored, loss_representation=loss.representation(),
-        loss_graph=loss.graph(summary["mean"]),
+        loss_graph=loss.graph(summary["mean"], unrescored),
         ef=swept.ef,
         recall=summary["mean"], recall_std=summary["std"], recall_ci95=list(summary["ci95"]),
         recall_within=measured.recall_within,
@@ -147,6 +178,9 @@ def dense_row(*, spec: ExperimentSpec, cell: Cell, s: Space, record: IndexRecord
     if measured.ir is not None:
         row = row.model_copy(update={"ndcg_at_10": measured.ir.ndcg_at_10, "mrr_at_10": measured.ir.mrr_at_10,
                                      "recall_at_100": measured.ir.recall_at_100, "ranking": str(ranking)})
+    if unrescored is not None:
+        recovered = loss.recovered_by_rescore(summary["mean"], unrescored)
+        row = row.model_copy(update={"recall_unrescored": unrescored, "recovered_by_rescore": recovered})
     diagnosed = probes.at(swept.ef)
     if diagnosed is not None:
         row = row.model_copy(update={"graph": probes.graph, "self_miss": diagnosed.self_miss,
@@ -166,18 +200,19 @@ def measure_cell(*, spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, 
     probes = CellProbes.model_validate_json((where / PROBES_DIR / f"{probe_key}.json").read_bytes())
     final = cell_dir / MEASURES_DIR / measure_key
     rows = []
-    loss = stored_recall(spec, s, probes, where)
+    loss = stored_recall(spec, cell, s, probes, where)
     with staged_dir(final if source is None else where / MEASURES_DIR / measure_key) as out:
         for swept in answers.sweep:
             ids = np.load(where / swept.neighbors, allow_pickle=False)
             ranking = None if swept.ranking is None else np.load(where / swept.ranking, allow_pickle=False)
             measured = measure_answers(spec, s, ids, ranking)
+            unrescored = unrescored_recall(spec, s, probes, swept.ef, where)
             recall_name = f"recall-{Path(swept.neighbors).stem.removeprefix('neighbors-')}.npy"
             np.save(out / recall_name, measured.judged.recall.astype(np.float32))
             rows.append(dense_row(
                 spec=spec, cell=cell, s=s, record=record, answers=answers, swept=swept, measured=measured,
                 probes=probes, loss=loss, neighbors=cell_dir / swept.neighbors, recall_file=final / recall_name,
-                ranking=None if swept.ranking is None else cell_dir / swept.ranking))
+                ranking=None if swept.ranking is None else cell_dir / swept.ranking, unrescored=unrescored))
         if probes.filtered and rows:
             filtered = filtered_rows(spec, s, rows[0], probes.filtered, probes.filtered_cost,
                                      where=where / PROBES_DIR, named=cell_dir / PROBES_DIR)

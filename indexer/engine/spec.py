@@ -54,7 +54,7 @@ PROBE_FORMAT = 1  # what is measured on the live index (cost at recall, diagnost
 # the rows' measures, computed from the saved answers and probes: a new one is computed on the next run
 # (1: before the loss split into representation and graph, and precision and bytes per vector as stored;
 # before the split, ROW_FORMAT 2-6 rebuilt every cell at each new measure)
-MEASURE_FORMAT = 2
+MEASURE_FORMAT = 3
 # what the filtered probes save (FilteredAnswer, FilteredCost): in the probe key of a spec with filters only, so
 # a new one re-probes those cells and leaves every unfiltered cache as it was (1: before filter modes and the
 # distance counts under a filter)

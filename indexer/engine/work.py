@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from indexer.backends import BACKENDS
-from indexer.backends.precision import quantized
+from indexer.backends.precision import oversample_of, quantized
 from indexer.engine.spec import Cell, ExperimentSpec, cells, recall_targets
 from indexer.model.filters import FilterWorkload
 from indexer.model.runbook import CHURN_SELF_MISS_SAMPLE, runbook_counts
@@ -133,6 +133,8 @@ def cell_work(cell: Cell, n: int, dims: int, queries: int) -> CellWork:
     M, efc = int(params["M"]), int(params["ef_construction"])
     build = build_seconds(n, dims, M, efc) * backend.build_cost
     search = sum(SEARCHES_PER_EF * queries * query_seconds(n, dims, M, ef or 1) for ef in cell.backend.ef_values())
+    if oversample_of(params) is not None:  # the sweep searched once more with rescoring off (the loss split)
+        search += sum(queries * query_seconds(n, dims, M, ef or 1) for ef in cell.backend.ef_values())
     if quantized(params):  # the loss split's exact search over the stored vectors, decoded (a float32 copy)
         search += queries * n * dims / BRUTE_MADDS_PER_SECOND
         vectors += n * dims * 4

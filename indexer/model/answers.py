@@ -82,6 +82,13 @@ class StoredAnswer(ResultModel):
     seconds: float  # decoding the stored vectors and searching them exactly
 
 
+class UnrescoredAnswer(ResultModel):
+    """A rescored index searched at one ef of its sweep with rescoring off (base.Rescores): its own k best."""
+
+    ef: int | None
+    neighbors: str  # ids, queries x k, in the dataset's numbering: file name beside the probes
+
+
 class CellProbes(ResultModel):
     """What was measured on the live index: cost at each recall target and, when asked, the diagnostics."""
 
@@ -93,6 +100,11 @@ class CellProbes(ResultModel):
     # a quantized index's exact search over its stored vectors; None: it stores float32 of its space, whose
     # exact kNN is the space's own (Space.within_ids)
     stored: StoredAnswer | None = None
+    # a rescored index's answers at each ef of its sweep with rescoring off; empty: nothing is re-ranked
+    unrescored: list[UnrescoredAnswer] = []
 
     def at(self, ef: int | None) -> EfDiagnostics | None:
         return next((d for d in self.diagnostics or [] if d.ef == ef), None)
+
+    def unrescored_at(self, ef: int | None) -> UnrescoredAnswer | None:
+        return next((u for u in self.unrescored if u.ef == ef), None)

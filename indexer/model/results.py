@@ -250,7 +250,8 @@ class DenseRow(_DenseSpace):
                             # measures newer than some cached and published rows: absent there, not null
                             "permutation_seed", "recall_ids", "recall_annb", "short_results", "duplicate_results",
                             "qps_all", "search_threads", "latency", "recall_file", "query_measures",
-                            "precision", "recall_stored", "loss_representation", "loss_graph"})
+                            "precision", "recall_stored", "loss_representation", "loss_graph",
+                            "recall_unrescored", "recovered_by_rescore"})
 
     # what depends on the machine and the executor, not on the spec: timings, thread counts, file places
     VOLATILE: ClassVar[frozenset[str]] = frozenset({
@@ -285,6 +286,12 @@ class DenseRow(_DenseSpace):
     recall_stored: Measure = None
     loss_representation: Measure = None
     loss_graph: Measure = None
+    # a rescored cell (build parameter `rescore`, its oversample): the same index's recall at this ef with
+    # rescoring off, and what rescoring recovers over it; the graph's loss is then recall_stored -
+    # recall_unrescored, and loss_representation + loss_graph - recovered_by_rescore = 1 - recall. None: nothing
+    # is re-ranked
+    recall_unrescored: Measure = None
+    recovered_by_rescore: Measure = None
     # the peers' definitions beside ours (indexer.science.judging), from the same exactly rescored ids:
     recall_ids: Measure = None  # plain id-set intersection, no ties (VectorDBBench)
     recall_annb: Measure = None  # ann-benchmarks': distance <= k-th true distance + 1e-3, repeats counted

@@ -171,12 +171,16 @@ class Store:
         return job_view(row) if row is not None else None
 
     def list(
-        self, status: JobStatus | None = None, offset: int = 0, limit: int = 50
+        self, status: JobStatus | None = None, offset: int = 0, limit: int = 50, name: str | None = None
     ) -> tuple[builtins.list[JobView], int]:
-        """A page of jobs, newest first, and the total matching. Pages leave `rows` out (None)."""
+        """A page of jobs, newest first, and the total matching. Pages leave `rows` out (None).
+
+        `name` keeps the jobs whose name contains it, ignoring case (its `%` and `_` match themselves)."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
         where = [experiments.c.status == status] if status else []
+        if name:
+            where.append(sa.func.lower(experiments.c.name).contains(name.lower(), autoescape=True))
         columns = [c for c in experiments.c if c.name != "rows"]
         with self._read() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(experiments).where(*where)).scalar_one()

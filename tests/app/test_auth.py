@@ -13,9 +13,11 @@ KEY = "s3cret-key"
 PROTECTED = [
     ("GET", "/datasets"), ("GET", "/experiments"), ("GET", "/experiments/abc"),
     ("POST", "/experiments/abc/cancel"), ("GET", "/experiments/abc/report"), ("GET", "/indexes"),
-    ("POST", "/indexes/abc/search"), ("POST", "/indexes/abc/evaluate"), ("GET", "/"),
-    ("GET", "/experiments/abc/compare/def"),
+    ("POST", "/indexes/abc/search"), ("POST", "/indexes/abc/evaluate"),
+    ("GET", "/experiments/abc/compare/def"), ("GET", "/specs/examples"), ("POST", "/specs/validate"),
 ]
+# the workbench's pages and files: no data in them (their scripts fetch it with the key), so no key
+OPEN_PAGES = ["/", "/pages/new", "/pages/experiments/abc", "/static/workbench/workbench.js"]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,14 @@ def test_missing_key_is_401(keyed: Server, method: str, path: str) -> None:
 def test_wrong_key_is_401(keyed: Server, method: str, path: str) -> None:
     r = httpx.request(method, f"{keyed.url}{path}", headers={"X-API-Key": "nope"})
     assert r.status_code == 401
+
+
+@pytest.mark.parametrize("path", OPEN_PAGES)
+def test_pages_need_no_key_and_hold_no_data(keyed: Server, path: str) -> None:
+    with keyed.client(headers={"X-API-Key": KEY}) as c:
+        c.post("/experiments", json=make_spec("keyed page secret", seeds=[5]))
+    r = httpx.get(f"{keyed.url}{path}")
+    assert r.status_code == 200 and "keyed page secret" not in r.text
 
 
 def test_right_key_passes(keyed: Server) -> None:

@@ -82,6 +82,25 @@ def test_list_pages_and_filters(client: httpx.Client) -> None:
     assert set(ids) <= {i["id"] for i in queued["items"]}
 
 
+def test_list_filters_by_name(client: httpx.Client) -> None:
+    """A part of the name, any case; LIKE's `%` and `_` match only themselves; with status and paging."""
+    names = ["Name-Filter 50%_a", "name-filter 50xya", "name-filter other"]
+    ids = [client.post("/experiments", json=spec(n, seeds=[260 + i])).json()["id"] for i, n in enumerate(names)]
+
+    def listed(**params: Any) -> list[str]:
+        page = client.get("/experiments", params={"limit": 500, **params}).json()
+        assert page["total"] == len(page["items"])
+        return [i["id"] for i in page["items"]]
+
+    assert listed(name="NAME-FILTER") == ids[::-1]
+    assert listed(name="50%_") == [ids[0]]
+    assert listed(name="filter 50") == [ids[1], ids[0]]
+    assert listed(name="name-filter", status="cancelled") == []
+    first = client.get("/experiments", params={"name": "name-filter", "limit": 1, "offset": 1}).json()
+    assert first["total"] == 3 and [i["id"] for i in first["items"]] == [ids[1]]
+    assert client.get("/experiments", params={"name": "x" * 201}).status_code == 422
+
+
 @pytest.mark.parametrize(
     ("params", "needle"),
     [({"status": "done"}, "status"), ({"limit": 0}, "limit"), ({"limit": 100000}, "limit"),

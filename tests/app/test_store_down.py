@@ -29,7 +29,6 @@ NEEDS_THE_STORE: list[tuple[str, str, Any]] = [
     ("GET", "/indexes/abc", None),
     ("POST", "/indexes/abc/search", {"vectors": [[1.0]]}),
     ("POST", "/indexes/abc/evaluate", {}),
-    ("GET", "/", None),
 ]
 
 

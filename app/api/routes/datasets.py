@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from app.api.errors import error_responses
 from app.schemas import BuiltinDatasetOut, DatasetKindOut, DatasetsOut
+from app.spec_check import PATH_KINDS
 from indexer.model.datasets import (
     DEFAULT_MODEL,
     BeirDataset,
@@ -17,9 +18,6 @@ from indexer.model.datasets import (
 )
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses=error_responses(401))
-
-# Kinds whose spec holds a file path: never accepted over the API (see routes/experiments.py).
-PATH_KINDS = frozenset({"file", "beir"})
 
 _KINDS: dict[str, type[BaseModel]] = {
     "synthetic": SyntheticDataset,

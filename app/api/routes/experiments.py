@@ -16,8 +16,8 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from app.api.deps import SettingsDep, StoreDep
 from app.api.errors import error_responses
-from app.api.routes.datasets import PATH_KINDS
 from app.schemas import (
+    MAX_NAME_FILTER_CHARS,
     MAX_OFFSET,
     MAX_PAGE,
     ComparisonOut,
@@ -28,19 +28,15 @@ from app.schemas import (
     ReportFormat,
     plausible_id,
 )
-from indexer.datasets.models import DERIVED_MODELS
+from app.spec_check import api_refusals
 from indexer.engine.admission import admit
 from indexer.engine.spec import ExperimentSpec, clip
-from indexer.model.datasets import DEFAULT_MODEL
 from indexer.model.results import rows_to_json
 from indexer.report.compare import PublishedRun, compare_runs, published_run
 from indexer.service.tables import FINISHED
 from indexer.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# embedding models a request may name: the packaged one and those derived from packaged weights
-API_MODELS = frozenset({DEFAULT_MODEL, *DERIVED_MODELS})
 
 router = APIRouter(prefix="/experiments", tags=["experiments"], responses=error_responses(401, 503))
 
@@ -86,23 +82,6 @@ def to_out(settings: Settings, job: Any) -> ExperimentOut:
     )
 
 
-def _nul_field(value: Any, where: str = "") -> str | None:
-    """The first field holding a NUL character: PostgreSQL cannot store one in text or JSON."""
-    if isinstance(value, str):
-        return where or "spec" if "\x00" in value else None
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        found = _nul_field(item, f"{where}.{key}" if where else str(key))
-        if found:
-            return found
-    return None
-
-
 def _get_or_404(store: Any, experiment_id: str) -> Any:
     job = store.get(experiment_id) if plausible_id(experiment_id) else None
     if job is None:
@@ -133,30 +112,9 @@ def submit_experiment(
     core-hours and the largest index's bytes; the 422 gives the estimate), or whose
     parameters cannot fit its data (a reduction to more dimensions than the input has, k over n).
     """
-    if spec.dataset.kind in PATH_KINDS:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"dataset.kind: {spec.dataset.kind!r} datasets are not accepted over the API: place the data "
-            "under the data directory and run it with the CLI (`indexer run`)",
-        )
-    if spec.runbook_file is not None and spec.runbook_file.path is not None:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "runbook_file.path: a file path is not accepted over the API: give the runbook file's contents as "
-            "runbook_file.text, or run the spec with the CLI (`indexer run`)",
-        )
-    bad = _nul_field(spec.model_dump(mode="json"))
-    if bad:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"{bad}: contains a NUL character (\\u0000), which cannot be stored")
-    unknown = [m for m in getattr(spec.dataset, "models", []) if m not in API_MODELS]
-    if unknown:
-        # any other name is a local directory on the server: a path from the request
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"dataset.models: {unknown} are not available over the API; choose from {sorted(API_MODELS)} "
-            "or run a local model directory with the CLI",
-        )
+    refusals = api_refusals(spec)
+    if refusals:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, refusals[0].message)
     admit(spec, settings.limits())  # AdmissionError: 422 naming the limit and the estimate
     job, created = store.submit(spec)
     log.info("experiment %s %s (%s)", job.id, "queued" if created else "already known", job.status)
@@ -170,11 +128,13 @@ def list_experiments(
     store: StoreDep,
     settings: SettingsDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
+    name: Annotated[str | None, Query(max_length=MAX_NAME_FILTER_CHARS,
+                                      description="only names that contain this, ignoring case")] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> ExperimentPage:
-    """Newest first, optionally only one status."""
-    jobs, total = store.list(status=status_filter, offset=offset, limit=limit)
+    """Newest first, optionally only one status and names containing a text."""
+    jobs, total = store.list(status=status_filter, name=name, offset=offset, limit=limit)
     return ExperimentPage(items=[to_out(settings, j) for j in jobs], total=total, offset=offset, limit=limit)
 
 

@@ -102,14 +102,14 @@ def test_chunked_build_is_the_one_chunk_build(name: str, monkeypatch: pytest.Mon
         assert _saved_bytes(tmp_path / "parts") == _saved_bytes(tmp_path / "whole")
 
 
-@pytest.mark.parametrize("storage", ["vector", "halfvec"])
-def test_pgvector_copy_stream_is_the_same_in_chunks(storage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("precision", ["f32", "f16"])  # a vector column, a halfvec column
+def test_pgvector_copy_stream_is_the_same_in_chunks(precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """pgvector is not deterministic, so its chunked COPY is checked on what it sends: the same bytes."""
     from indexer.backends.pgvector_index import COPY_SIGNATURE, COPY_TRAILER, PgvectorIndex
 
     x, _ = kit.clustered_data(n=1000)
     order = np.random.default_rng(2).permutation(len(x))
-    index = PgvectorIndex(x.shape[1], "ip", M=4, ef_construction=16, storage=storage, seed=0)  # no server yet
+    index = PgvectorIndex(x.shape[1], "ip", M=4, ef_construction=16, precision=precision, seed=0)  # no server yet
     monkeypatch.setattr(base, "BUILD_CHUNK", HUGE)
     whole = list(index._copy_data(x, order))
     monkeypatch.setattr(base, "BUILD_CHUNK", SMALL)

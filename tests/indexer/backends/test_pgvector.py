@@ -153,3 +153,26 @@ def test_the_server_dies_with_our_process() -> None:
         child.kill()
         child.wait()
         shutil.rmtree(scratch, ignore_errors=True)  # only a live process could have removed it
+
+
+@pytest.mark.parametrize("params", [{"precision": "binary"}, {"precision": "binary", "rescore": {"oversample": 2.0}},
+                                    {"precision": "f16", "rescore": {"oversample": 2.0}}])
+def test_a_quantized_index_is_the_one_scanned_with_or_without_rescore(params: dict) -> None:
+    """The expression index (bit or halfvec over the vector column) is what the search statement scans, the
+    re-ranking query's inner one too; the search without re-ranking returns the first k of the very candidates
+    the rescored search re-ranks (the same scan), so each of its answers is among them."""
+    x, q = kit.clustered_data(n=600, seed=5)
+    index = kit.build(NAME, {**LEAN, **params}, x, np.arange(len(x)), "ip")
+    try:
+        plan = index.explain(q[0], 10)  # type: ignore[attr-defined]
+        assert "Index Scan using items_hnsw" in plan, plan
+        if "rescore" in params:
+            fetch = index._statement(10, None, True)[1]  # type: ignore[attr-defined]
+            assert fetch == 20
+            wide, _ = index.search_unrescored(q, fetch, 40)  # type: ignore[attr-defined]
+            first, _ = index.search_unrescored(q, 10, 40)  # type: ignore[attr-defined]
+            rescored, _ = index.search(q, 10, 40)
+            np.testing.assert_array_equal(first, wide[:, :10])
+            assert all(set(r) <= set(w) for r, w in zip(rescored, wide, strict=True))
+    finally:
+        index.close()

@@ -120,3 +120,26 @@ def test_a_row_written_before_precision_reads_as_its_precision(rows: list[DenseR
     voyager = {k: v for k, v in _of(rows, "voyager", "e4m3")[0].to_json().items() if k != "precision"}
     old = DenseRow.model_validate({**voyager, "dtype": "float32"})
     assert old.precision == "f32" and old.build_params["precision"] == "f32"
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("lancedb") is None, reason="lancedb is not installed")
+def test_an_index_whose_codes_cannot_be_read_is_not_split(tmp_path: Path) -> None:
+    """lancedb's default IVF_HNSW_SQ ranks by 8-bit codes it does not give back: its rows say i8 at one byte a
+    dimension and leave the split unknown (the space's exact kNN would book the codes' loss to the graph);
+    IVF_HNSW_FLAT stores float32 and is split."""
+    spec = parse_spec({
+        "name": "loss-unsplit",
+        "dataset": {"kind": "synthetic", "intrinsic_dims": [2, 16], "points_per_subspace": 300,
+                    "queries_per_subspace": 10, "ambient_dim": 32, "seed": 3},
+        "metric": "cosine", "k": 10, "orderings": ["random"], "seeds": [0],
+        "backends": [{"name": "lancedb", "M": 8, "ef_construction": 40, "ef_search": [40]},
+                     {"name": "lancedb", "M": 8, "ef_construction": 40, "ef_search": [40],
+                      "index_type": "IVF_HNSW_FLAT"}],
+    })
+    got = {r.build_params["index_type"]: r for r in runner.run(spec, cache_dir=tmp_path).rows}
+    sq, flat = got["IVF_HNSW_SQ"], got["IVF_HNSW_FLAT"]
+    assert (sq.precision, sq.bytes_per_vector) == ("i8", 32)
+    assert sq.recall is not None and sq.recall_stored is None and sq.loss_representation is None and sq.loss_graph is None
+    assert (flat.precision, flat.bytes_per_vector) == ("f32", 128)
+    assert flat.recall is not None and flat.loss_representation is not None and flat.loss_graph is not None
+    assert flat.loss_representation + flat.loss_graph == pytest.approx(1 - flat.recall, abs=1e-9)
