@@ -28,6 +28,7 @@ from indexer.common import timing
 from indexer.common.fileio import atomic_write_bytes, sha256_file
 from indexer.engine.diagnostics import cost_at_recall, diagnose
 from indexer.engine.filtering import answer_filters, filtered_costs
+from indexer.engine.ladder import probe_ef_ladder
 from indexer.engine.latency import single_query_latency
 from indexer.engine.measure import ANSWERS_FILE, PROBES_DIR, judge, measure_cell
 from indexer.engine.phases import Phases
@@ -113,8 +114,9 @@ def reprobe_cell(spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, *, 
 
 
 def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, out: Path, prefix: str) -> CellProbes:
-    """What needs the live index: the ef (and QPS) at each recall target, the diagnostics if asked, and the
-    answers under each filter workload (their ids saved in `out`, named with `prefix`)."""
+    """What needs the live index: the ef (and QPS) at each recall target, each query's answers up its ef ladder,
+    the diagnostics if asked, and the answers under each filter workload (their ids saved in `out`, named with
+    `prefix`)."""
     sweep = cell.backend.ef_values()
     backend = BACKENDS[cell.backend.name]
 
@@ -127,6 +129,7 @@ def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, 
 
     stored = stored_answer(spec, cell, s, index, out, prefix)
     unrescored = unrescored_answers(spec, cell, s, index, out, prefix)
+    ladder = probe_ef_ladder(spec, cell, s, index, out, prefix)
     costs = [] if sweep == [None] else cost_at_recall(
         index, s.queries, spec.k, len(s.rows), recall_targets(spec), recall_of_queries, qps_at, max_ef=backend.max_ef)
     if s.filters:
@@ -139,7 +142,7 @@ def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, 
                                                            modes).items()]
     if spec.diagnostics is None:
         return CellProbes(cost_at_recall=costs, filtered=filtered, filtered_cost=filtered_cost, stored=stored,
-                          unrescored=unrescored)
+                          unrescored=unrescored, ef_ladder=ladder)
     ds = s.dataset
     diag = diagnose(
         index, s.base, s.rows, sweep, space="ip" if space_metric(spec) == "ip" else "l2",
@@ -147,7 +150,7 @@ def probe_index(spec: ExperimentSpec, cell: Cell, s: Space, index: VectorIndex, 
         labels=ds.labels[s.rows] if ds.labels is not None else None, label_names=ds.label_names,
         lid=s.lid_base, lid_bins=spec.lid_bins)
     return CellProbes(cost_at_recall=costs, graph=diag.graph, filtered=filtered, filtered_cost=filtered_cost,
-                      stored=stored, unrescored=unrescored, diagnostics=[
+                      stored=stored, unrescored=unrescored, ef_ladder=ladder, diagnostics=[
         EfDiagnostics(ef=ef, self_miss=diag.self_miss[ef].fraction, self_miss_sampled=diag.self_miss[ef].sampled,
                       by_category=diag.by_category(ef), by_lid_bin=diag.by_lid_bin(ef)) for ef in sweep])
 

@@ -3,7 +3,8 @@
 Recall in its three definitions (indexer.science.judging) from the returned ids alone, their scores
 recomputed from the original vectors; recall within the index's own (reduced) space; the loss split into
 representation and graph (`LossSplit`); the breakdowns by
-category and by query-LID bin; IR measures where relevance judgements exist. A new measure lands here and
+category, by query-LID bin and of the hardest tenth of the queries; each query's ef for recall 1.0 on the
+cell's ef ladder (`ef_to_full`); IR measures where relevance judgements exist. A new measure lands here and
 raises MEASURE_FORMAT (indexer.engine.spec): the next run computes it from every cell's saved answers,
 building nothing (tests/indexer/engine/test_measures.py).
 
@@ -36,7 +37,7 @@ from indexer.model.results import (
     rows_to_json,
 )
 from indexer.model.seeds import library_seed
-from indexer.science import metrics
+from indexer.science import ef_ladder, metrics
 from indexer.science.judging import Judged, judge_answers
 
 ANSWERS_FILE = "answers.json"  # a built cell's marker: written last into its directory
@@ -110,6 +111,31 @@ def unrescored_recall(spec: ExperimentSpec, s: Space, probes: CellProbes, ef: in
     return float(metrics.summarize(judge(spec, s, ids).recall)["mean"])
 
 
+@dataclass(frozen=True, kw_only=True)
+class EfToFull:
+    """Each query's smallest ef on the cell's ladder for recall 1.0 (ef_ladder.NOT_REACHED: none up to the cap)."""
+
+    efs: list[int]
+    first: np.ndarray  # int64 (queries,)
+
+    def row_fields(self) -> dict[str, float | int | None]:
+        """The row's summary of it: median, p90, p99, the share capped, and the cap."""
+        return {"ef_full_p50": ef_ladder.ef_percentile(self.first, 50),
+                "ef_full_p90": ef_ladder.ef_percentile(self.first, 90),
+                "ef_full_p99": ef_ladder.ef_percentile(self.first, 99),
+                "ef_full_capped": ef_ladder.capped_share(self.first), "ef_full_cap": self.efs[-1]}
+
+
+def ef_to_full(spec: ExperimentSpec, s: Space, probes: CellProbes, where: Path) -> EfToFull | None:
+    """Each query's ef for recall 1.0, from the ef ladder probe's saved ids (indexer.engine.ladder), judged like
+    every recall; None for a backend without ef (or probes from before the ladder)."""
+    if probes.ef_ladder is None:
+        return None
+    ids = np.load(where / PROBES_DIR / probes.ef_ladder.neighbors, allow_pickle=False)
+    recall = np.stack([judge(spec, s, rung).recall for rung in ids])
+    return EfToFull(efs=probes.ef_ladder.efs, first=ef_ladder.first_full(recall, probes.ef_ladder.efs))
+
+
 def judge(spec: ExperimentSpec, s: Space, ids: np.ndarray, picked: np.ndarray | None = None) -> Judged:
     """The answers of the queries `picked` (all by default) against exact kNN in the original space, by
     their ids: scores recomputed from the original vectors, never taken from the backend."""
@@ -139,8 +165,8 @@ def ir_metrics(ds: Dataset, top: np.ndarray, deep: np.ndarray) -> IRMeasures:
 
 
 def dense_row(*, spec: ExperimentSpec, cell: Cell, s: Space, record: IndexRecord, answers: CellAnswers,
-              swept: SweepAnswer, measured: EfMeasures, probes: CellProbes, loss: LossSplit, neighbors: Path,
-              recall_file: Path, ranking: Path | None, unrescored: float | None = None) -> DenseRow:
+              swept: SweepAnswer, measured: EfMeasures, probes: CellProbes, loss: LossSplit, full: EfToFull | None,
+              neighbors: Path, recall_file: Path, ranking: Path | None, unrescored: float | None = None) -> DenseRow:
     """One row of the cell: its ef's answers as measured, the build's figures, the probes at that ef
     (`unrescored`: the recall of a rescored index's answers at that ef with rescoring off, else None)."""
     backend = BACKENDS[cell.backend.name]
@@ -181,6 +207,11 @@ def dense_row(*, spec: ExperimentSpec, cell: Cell, s: Space, record: IndexRecord
     if unrescored is not None:
         recovered = loss.recovered_by_rescore(summary["mean"], unrescored)
         row = row.model_copy(update={"recall_unrescored": unrescored, "recovered_by_rescore": recovered})
+    if s.relative_contrast is not None:
+        hard, rest = metrics.recall_hardest(per_query, s.relative_contrast)
+        row = row.model_copy(update={"recall_hardest10": hard, "recall_rest": rest})
+    if full is not None:
+        row = row.model_copy(update=full.row_fields())
     diagnosed = probes.at(swept.ef)
     if diagnosed is not None:
         row = row.model_copy(update={"graph": probes.graph, "self_miss": diagnosed.self_miss,
@@ -201,6 +232,7 @@ def measure_cell(*, spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, 
     final = cell_dir / MEASURES_DIR / measure_key
     rows = []
     loss = stored_recall(spec, cell, s, probes, where)
+    full = ef_to_full(spec, s, probes, where)
     with staged_dir(final if source is None else where / MEASURES_DIR / measure_key) as out:
         for swept in answers.sweep:
             ids = np.load(where / swept.neighbors, allow_pickle=False)
@@ -211,8 +243,9 @@ def measure_cell(*, spec: ExperimentSpec, cell: Cell, s: Space, cell_dir: Path, 
             np.save(out / recall_name, measured.judged.recall.astype(np.float32))
             rows.append(dense_row(
                 spec=spec, cell=cell, s=s, record=record, answers=answers, swept=swept, measured=measured,
-                probes=probes, loss=loss, neighbors=cell_dir / swept.neighbors, recall_file=final / recall_name,
-                ranking=None if swept.ranking is None else cell_dir / swept.ranking, unrescored=unrescored))
+                probes=probes, loss=loss, full=full, neighbors=cell_dir / swept.neighbors,
+                recall_file=final / recall_name, ranking=None if swept.ranking is None else cell_dir / swept.ranking,
+                unrescored=unrescored))
         if probes.filtered and rows:
             filtered = filtered_rows(spec, s, rows[0], probes.filtered, probes.filtered_cost,
                                      where=where / PROBES_DIR, named=cell_dir / PROBES_DIR)

@@ -72,7 +72,7 @@ from indexer.model.results import (
     SparseRow,
 )
 from indexer.model.runbook import reads_lid
-from indexer.science import groundtruth, lid, orderings, preflight
+from indexer.science import groundtruth, lid, orderings, preflight, query_hardness
 from indexer.science.analysis import model_ranking, size_crossings, space_measures, space_summary
 from indexer.science.graph import k_occurrence_skewness
 
@@ -223,7 +223,8 @@ def _space_cells(spec: ExperimentSpec, mine: list[Cell], s: Space, cache_dir: Pa
         # longest first (the work model's estimate), so the last cells to finish are short ones and no worker
         # idles beside one long build at the end; a budget keeps its own order (cheapest first)
         n, dims, queries = len(s.rows), int(s.base.shape[1]), len(s.queries)
-        order = sorted(range(len(tasks)), key=lambda j: -cell_work(tasks[j].cell, n, dims, queries).seconds)
+        order = sorted(range(len(tasks)), key=lambda j: -cell_work(tasks[j].cell, n, dims, queries,
+                                                                  k=spec.k).seconds)
         tasks, positions = [tasks[j] for j in order], [positions[j] for j in order]
 
     def done(j: int, result: TaskResult) -> None:
@@ -411,14 +412,22 @@ def _space_measures(spec: ExperimentSpec, s: Space, cache_dir: Path) -> dict[str
                               lambda: space_measures(sub, s.queries, spec.k, spec.metric))
 
 
+# what the query measures file holds (QUERY_MEASURE_FIELDS), in its name: a file of fewer fields is not read
+# (1, unnamed: LID and relative contrast only)
+QUERY_MEASURES_FORMAT = 2
+
+
 def _query_measures(spec: ExperimentSpec, s: Space, cache_dir: Path) -> Path:
     """Each query's difficulty in `s` (QUERY_MEASURE_FIELDS, query order): one file per space, which the
     space's rows name (`query_measures`) and the report publishes beside their neighbours."""
-    path = cache_dir / "space" / f"queries-{s.key}-{spec.k}.npy"
+    path = cache_dir / "space" / f"queries-{s.key}-{spec.k}-v{QUERY_MEASURES_FORMAT}.npy"
     if not path.exists():
+        sub = s.base if len(s.rows) == len(s.base) else s.base[s.rows]
         out = np.empty(len(s.queries), dtype=[(name, "<f8") for name in QUERY_MEASURE_FIELDS])
         out["lid"] = s.lid_queries
         out["relative_contrast"] = _space_measures(spec, s, cache_dir)["relative_contrast"]
+        for name, values in query_hardness.query_hardness(sub, s.queries, spec.k, spec.metric).items():
+            out[name] = values
         atomic_save_npy(path, out)
     return path
 
@@ -545,6 +554,8 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
                 with phase("space measures"):
                     extras.space[label] = _space_summary(spec, s, cache_dir)
                     measures_file = str(_query_measures(spec, s, cache_dir))
+                    # the cells split their recall by it (the hardest tenth of the queries)
+                    s = dataclasses.replace(s, relative_contrast=_space_measures(spec, s, cache_dir)["relative_contrast"])
                 done += 1
                 mine = [c for c in grid if (c.model, c.index_size, c.reduction) == (model, size, reduction)]
                 space_rows: list[DenseRow] = []

@@ -70,19 +70,22 @@ class Space:
     lid_method: LidMethod = "exact"  # exact, approximate (HNSW kNN graph) or sampled
     lid_error: tuple[float, float] | None = None  # approximate: (median relative error, Spearman) on a sample
     filters: list[SpaceFilter] = field(default_factory=list)  # the spec's filter workloads over this space
+    # each query's relative contrast at k in this space (the hardest tenth's recall is read by it); None: not
+    # measured (a runbook's space)
+    relative_contrast: np.ndarray | None = None
 
 
 # The arrays of a Space, by field name: what an executor shares once per space (files to memory-map, or
 # Ray's object store); everything else in a Space is small and travels with each task.
 ARRAY_FIELDS = ("rows", "base", "queries", "gt_ids", "gt_scores", "within_ids", "within_scores", "lid_base",
-                "lid_queries", "orig_base", "orig_queries")
+                "lid_queries", "orig_base", "orig_queries", "relative_contrast")
 DATASET_ARRAYS = ("labels", "query_labels")
 
 
 def space_arrays(s: Space) -> dict[str, np.ndarray]:
     """The large part of `s`: its arrays and the dataset's label arrays. When nothing is reduced the
     originals are the same arrays as the indexed ones, and are shared once."""
-    out = {name: getattr(s, name) for name in ARRAY_FIELDS}
+    out = {name: getattr(s, name) for name in ARRAY_FIELDS if getattr(s, name) is not None}
     if s.orig_base is s.base:
         del out["orig_base"], out["orig_queries"]
     out.update({f"dataset_{name}": getattr(s.dataset, name) for name in DATASET_ARRAYS
@@ -95,7 +98,7 @@ def space_facts(s: Space) -> Space:
     empty: Any = np.zeros((0, 0), dtype=np.float32)
     ds = replace(s.dataset, base=empty, queries=empty, labels=None, query_labels=None, texts=None,
                  query_texts=None, titles=None, groundtruth=None, attributes={}, query_attributes={}, extra={})
-    return replace(s, dataset=ds, **{name: empty for name in ARRAY_FIELDS})
+    return replace(s, dataset=ds, **{name: empty for name in ARRAY_FIELDS if getattr(s, name) is not None})
 
 
 def space_from(facts: Space, arrays: dict[str, np.ndarray]) -> Space:

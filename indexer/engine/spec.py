@@ -53,7 +53,8 @@ ANSWER_FORMAT = 1  # what a built cell saves (its answers and timings): a new fo
 PROBE_FORMAT = 1  # what is measured on the live index (cost at recall, diagnostics): re-run on the saved index
 # the rows' measures, computed from the saved answers and probes: a new one is computed on the next run
 # (1: before the loss split into representation and graph, and precision and bytes per vector as stored;
-# before the split, ROW_FORMAT 2-6 rebuilt every cell at each new measure)
+# before the split, ROW_FORMAT 2-6 rebuilt every cell at each new measure; 2: before the hard queries' recall,
+# each query's ef for recall 1.0, and lancedb's SQ rows as i8)
 MEASURE_FORMAT = 3
 # what the filtered probes save (FilteredAnswer, FilteredCost): in the probe key of a spec with filters only, so
 # a new one re-probes those cells and leaves every unfiltered cache as it was (1: before filter modes and the
@@ -63,6 +64,9 @@ FILTERED_FORMAT = 2
 # cell whose precision is not f32 only, so the first run with it probes those cells on their saved indexes and
 # leaves every float32 cell's probes as they were
 STORED_FORMAT = 1
+# what the ef ladder saves (CellProbes.ef_ladder: each query's answers up to the ef where its recall is 1.0): in the
+# probe key of a cell whose backend takes an ef, so the first run with it probes those cells on their saved indexes
+EF_LADDER_FORMAT = 1
 MAX_REDUCTIONS = 64  # after `dims` sweeps are expanded
 MAX_CELLS = 10_000  # the whole grid: each cell is one index to build
 
@@ -395,6 +399,8 @@ class Cell(_Strict):
                if spec.filters else {}),
             # the exact search over what a quantized index stores is a probe of it (indexer.engine.cell)
             **({"stored": STORED_FORMAT} if precision.quantized(self.backend.build_params()) else {}),
+            # each query's ef for recall 1.0 is a probe of the live index (indexer.engine.ladder)
+            **({"ef_ladder": EF_LADDER_FORMAT} if self.backend.ef_values() != [None] else {}),
         })
 
     def measure_key(self, spec: ExperimentSpec, lid_method: str) -> str:

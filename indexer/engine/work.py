@@ -28,7 +28,7 @@ from indexer.backends.precision import oversample_of, quantized
 from indexer.engine.spec import Cell, ExperimentSpec, cells, recall_targets
 from indexer.model.filters import FilterWorkload
 from indexer.model.runbook import CHURN_SELF_MISS_SAMPLE, runbook_counts
-from indexer.science import orderings
+from indexer.science import ef_ladder, orderings, query_hardness
 
 BUILD_SECONDS = 1.8e-9
 SEARCH_SECONDS = 1.0e-9
@@ -122,8 +122,9 @@ def query_seconds(n: int, dims: int, M: int, ef: int) -> float:
     return min(graph, scan)
 
 
-def cell_work(cell: Cell, n: int, dims: int, queries: int) -> CellWork:
-    """The cost of one cell on n base points of `dims` dimensions, searched by `queries` queries per ef."""
+def cell_work(cell: Cell, n: int, dims: int, queries: int, *, k: int) -> CellWork:
+    """The cost of one cell on n base points of `dims` dimensions, searched by `queries` queries per ef and, once,
+    up its ef ladder (k, 2k, ... to the cap: every query at every rung, the most it can cost)."""
     backend = BACKENDS[cell.backend.name]
     params = cell.backend.build_params()
     vectors = n * dims * 4
@@ -135,6 +136,9 @@ def cell_work(cell: Cell, n: int, dims: int, queries: int) -> CellWork:
     search = sum(SEARCHES_PER_EF * queries * query_seconds(n, dims, M, ef or 1) for ef in cell.backend.ef_values())
     if oversample_of(params) is not None:  # the sweep searched once more with rescoring off (the loss split)
         search += sum(queries * query_seconds(n, dims, M, ef or 1) for ef in cell.backend.ef_values())
+    if cell.backend.ef_values() != [None]:  # the ef ladder probe (indexer.engine.ladder)
+        rungs = ef_ladder.ladder(k, ef_ladder.ladder_cap(k, n, backend.max_ef))
+        search += sum(queries * query_seconds(n, dims, M, ef) for ef in rungs)
     if quantized(params):  # the loss split's exact search over the stored vectors, decoded (a float32 copy)
         search += queries * n * dims / BRUTE_MADDS_PER_SECOND
         vectors += n * dims * 4
@@ -155,7 +159,7 @@ def work(spec: ExperimentSpec, base: int | None, dims: Mapping[str | None, int] 
         n = base if cell.index_size == "all" else min(base, cell.index_size)
         native = dims[cell.model]
         d = cell.reduction.dims or native
-        one = cell_work(cell, n, d, queries)
+        one = cell_work(cell, n, d, queries, k=spec.k)
         built += one.build_seconds
         search += one.search_seconds
         largest = max(largest, one.index_bytes)
@@ -183,6 +187,8 @@ def work(spec: ExperimentSpec, base: int | None, dims: Mapping[str | None, int] 
     filtered = sum(SEARCHES_PER_EF * queries * _filtered_query_seconds(cell, base, dims[cell.model], kept)
                    for cell in cells(spec)) if kept else 0.0
     shared = sum(queries * n * d / BRUTE_MADDS_PER_SECOND for n, d in spaces | natives)
+    # each space's query measures from the data alone: expansion's exact kNN at 2k, and k-means for centre distance
+    shared += sum(query_hardness.work_madds(n, d, queries) / BRUTE_MADDS_PER_SECOND for n, d in spaces)
     shared += sum(queries * n * d * sum(kept) / BRUTE_MADDS_PER_SECOND for n, d in natives)  # filtered truth
     shared += sum(_lid_seconds(spec, n, d) for n, d in natives)
     shared += embedded_texts / EMBED_TEXTS_PER_SECOND + live_truth

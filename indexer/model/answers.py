@@ -89,6 +89,18 @@ class UnrescoredAnswer(ResultModel):
     neighbors: str  # ids, queries x k, in the dataset's numbering: file name beside the probes
 
 
+class EfLadderAnswer(ResultModel):
+    """Each query searched at each rung of an ef ladder (indexer.science.ef_ladder) until it reaches recall 1.0:
+    from these ids the smallest ef each query needs is measured again at any time."""
+
+    efs: list[int]  # the ladder: k, 2k, 4k, ... then its cap
+    cap: int  # the last rung: min(EF_LADDER_CAP, index size, the backend's largest ef), at least k
+    # ids, rungs x queries x k, in the dataset's numbering (-1: not searched at that rung, as the query had
+    # reached 1.0 below it): file name beside the probes
+    neighbors: str
+    seconds: float  # every rung's search
+
+
 class CellProbes(ResultModel):
     """What was measured on the live index: cost at each recall target and, when asked, the diagnostics."""
 
@@ -102,6 +114,7 @@ class CellProbes(ResultModel):
     stored: StoredAnswer | None = None
     # a rescored index's answers at each ef of its sweep with rescoring off; empty: nothing is re-ranked
     unrescored: list[UnrescoredAnswer] = []
+    ef_ladder: EfLadderAnswer | None = None  # None: a backend without ef
 
     def at(self, ef: int | None) -> EfDiagnostics | None:
         return next((d for d in self.diagnostics or [] if d.ef == ef), None)

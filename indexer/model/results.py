@@ -36,8 +36,10 @@ from indexer.model.preflight import Preflight
 BuildParam = int | float | str | bool  # a backend's build parameter value (M=16, ef_construction=200)
 Measure = float | None  # NaN while in memory; null once published (plain JSON has no NaN)
 IR_MEASURES = ("ndcg@10", "mrr@10", "recall@100")
-# The fields of a dense row's `query_measures` file: each query's LID and relative contrast at k in its space
-QUERY_MEASURE_FIELDS = ("lid", "relative_contrast")
+# The fields of a dense row's `query_measures` file, each query's difficulty in its space from the data alone:
+# LID, relative contrast and expansion (d_2k / d_k) at k, and the distance to the base's nearest k-means centre
+# (indexer.science.query_hardness)
+QUERY_MEASURE_FIELDS = ("lid", "relative_contrast", "expansion", "centre_distance")
 
 # Where every registered backend's build parameter names (M, ef_construction, storage...) come from: the registry,
 # a floor above, hands its lister over when it is built (indexer.backends), so a flattened row read back knows
@@ -251,7 +253,9 @@ class DenseRow(_DenseSpace):
                             "permutation_seed", "recall_ids", "recall_annb", "short_results", "duplicate_results",
                             "qps_all", "search_threads", "latency", "recall_file", "query_measures",
                             "precision", "recall_stored", "loss_representation", "loss_graph",
-                            "recall_unrescored", "recovered_by_rescore"})
+                            "recall_unrescored", "recovered_by_rescore",
+                            "recall_hardest10", "recall_rest", "ef_full_p50", "ef_full_p90", "ef_full_p99",
+                            "ef_full_capped", "ef_full_cap"})
 
     # what depends on the machine and the executor, not on the spec: timings, thread counts, file places
     VOLATILE: ClassVar[frozenset[str]] = frozenset({
@@ -292,6 +296,18 @@ class DenseRow(_DenseSpace):
     # is re-ranked
     recall_unrescored: Measure = None
     recovered_by_rescore: Measure = None
+    # hard queries (indexer.science.metrics.recall_hardest): recall at this ef over the tenth of the queries with
+    # the lowest relative contrast at k, and over the other nine tenths
+    recall_hardest10: Measure = None
+    recall_rest: Measure = None
+    # the cell's smallest ef per query for recall 1.0 on its ef ladder (indexer.science.ef_ladder): percentiles
+    # over the queries (None: the percentile falls among the capped queries), the share never reaching 1.0 up to
+    # the cap, and the cap; all None for a backend without ef
+    ef_full_p50: int | None = None
+    ef_full_p90: int | None = None
+    ef_full_p99: int | None = None
+    ef_full_capped: Measure = None
+    ef_full_cap: int | None = None
     # the peers' definitions beside ours (indexer.science.judging), from the same exactly rescored ids:
     recall_ids: Measure = None  # plain id-set intersection, no ties (VectorDBBench)
     recall_annb: Measure = None  # ann-benchmarks': distance <= k-th true distance + 1e-3, repeats counted

@@ -15,6 +15,7 @@ from indexer.report.sections.churn import churn_section
 from indexer.report.sections.cost import cost_section
 from indexer.report.sections.diagnostics import diagnostics_section
 from indexer.report.sections.filtered import filtered_section
+from indexer.report.sections.hard_queries import hard_queries_section
 from indexer.report.sections.index_size import index_size_section
 from indexer.report.sections.ir import ir_section
 from indexer.report.sections.lid_bins import lid_bin_section
@@ -44,6 +45,7 @@ def document(spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any
         lid_bin_section(res),
         diagnostics_section(res),
         cost_section(res),
+        hard_queries_section(res),
         filtered_section(typed),
         churn_section(typed),
         lid_section(res, typed, highlights),

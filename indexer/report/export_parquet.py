@@ -1,5 +1,6 @@
 """A run's per-query results as one Parquet table: a line per (dense row, query) with the row's setting, the
-query's recall@k and how hard the query is in the row's space (LID, relative contrast at k).
+query's recall@k and how hard the query is in the row's space (QUERY_MEASURE_FIELDS: LID, relative contrast
+and expansion at k, distance to the nearest k-means centre of the base).
 
 Written one row group per report row, so memory holds one row's queries at a time whatever the run's size.
 """
@@ -61,8 +62,9 @@ def _frame(row: DenseRow, recall: np.ndarray, measures: np.ndarray | None,
         columns[name] = _repeat(getattr(row, name), n, "object" if name in TEXT else "Int64")
     columns["query"] = np.arange(n, dtype=np.int64)
     columns["recall"] = recall
-    for name in QUERY_MEASURE_FIELDS:
-        columns[name] = measures[name].astype(np.float64) if measures is not None else np.full(n, np.nan)
+    held = () if measures is None or measures.dtype.names is None else measures.dtype.names
+    for name in QUERY_MEASURE_FIELDS:  # a file from before a measure existed leaves its column empty
+        columns[name] = measures[name].astype(np.float64) if measures is not None and name in held else np.full(n, np.nan)
     return pd.DataFrame(columns)
 
 

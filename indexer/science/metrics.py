@@ -242,3 +242,33 @@ def recall_by_bins(per_query: np.ndarray, values: np.ndarray, bins: int) -> list
             }
         )
     return rows
+
+
+HARDEST_SHARE = 0.1  # the hardest tenth of the queries (VIBE's split)
+
+
+def hardest_queries(contrast: np.ndarray, share: float = HARDEST_SHARE) -> np.ndarray:
+    """A mask of the ceil(share x q) queries of lowest relative contrast (ties: the earlier query first; NaN
+    contrast ranks last, among the easy)."""
+    c = np.asarray(contrast, dtype=np.float64).ravel()
+    count = min(len(c), math.ceil(share * len(c) - 1e-9))
+    order = np.argsort(np.where(np.isnan(c), np.inf, c), kind="stable")
+    mask = np.zeros(len(c), dtype=bool)
+    mask[order[:count]] = True
+    return mask
+
+
+def recall_hardest(per_query: np.ndarray, contrast: np.ndarray,
+                   share: float = HARDEST_SHARE) -> tuple[float, float]:
+    """Mean recall over the hardest `share` of the queries by relative contrast, and over the rest (NaN
+    recalls left out; NaN for an empty part)."""
+    pq = np.asarray(per_query, dtype=np.float64).ravel()
+    hard = hardest_queries(contrast, share)
+    if hard.shape != pq.shape:
+        raise ValueError(f"per_query {pq.shape} and contrast {hard.shape} must have the same length")
+
+    def mean_of(sel: np.ndarray) -> float:
+        v = pq[sel & ~np.isnan(pq)]
+        return float(v.mean()) if v.size else math.nan
+
+    return mean_of(hard), mean_of(~hard)

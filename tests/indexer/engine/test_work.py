@@ -209,7 +209,7 @@ def test_the_index_size_estimate_matches_what_hnswlib_and_faiss_hold(M: int, tmp
     x = _unit(np.random.default_rng(1), n, d)
     cell = Cell.model_validate({"model": None, "reduction": {"name": "none"}, "ordering": "random", "seed": 0,
                                 "backend": {"name": "hnswlib", "M": M, "ef_construction": 64}})
-    estimated = cell_work(cell, n, d, queries=10).index_bytes
+    estimated = cell_work(cell, n, d, queries=10, k=10).index_bytes
     index = hnswlib.Index("ip", d)
     index.init_index(n, M=M, ef_construction=64, random_seed=1)
     index.add_items(x)
@@ -229,8 +229,27 @@ def test_a_quantized_cell_also_pays_for_its_exact_search_over_the_stored_vectors
     def one(precision: str) -> Any:
         return cell_work(Cell.model_validate({"model": None, "reduction": {"name": "none"}, "ordering": "random",
                                               "seed": 0, "backend": {"name": "usearch", "M": 16, "ef_construction": 64,
-                                                                     "precision": precision}}), 20_000, 64, 500)
+                                                                     "precision": precision}}), 20_000, 64, 500, k=10)
 
     full, coded = one("f32"), one("i8")
     assert coded.search_seconds - full.search_seconds == pytest.approx(500 * 20_000 * 64 / BRUTE_MADDS_PER_SECOND)
     assert coded.index_bytes - full.index_bytes == 20_000 * 64 * 4
+
+
+def test_a_cell_with_ef_also_pays_for_its_ef_ladder() -> None:
+    """The ef ladder probe searches every query at k, 2k, ... up to the cap at most once more: a backend with ef
+    pays for those searches, one without (exact) does not."""
+    from indexer.engine.spec import Cell
+    from indexer.engine.work import cell_work, query_seconds
+    from indexer.science.ef_ladder import EF_LADDER_CAP
+
+    def one(backend: dict[str, Any], k: int) -> Any:
+        return cell_work(Cell.model_validate({"model": None, "reduction": {"name": "none"}, "ordering": "random",
+                                              "seed": 0, "backend": backend}), 20_000, 64, 500, k=k)
+
+    graph = {"name": "hnswlib", "M": 16, "ef_construction": 64, "ef_search": [10]}
+    sweep = 6 * 500 * query_seconds(20_000, 64, 16, 10)
+    for k, rungs in ((10, [10, 20, 40, 80, 160, 320, 640, EF_LADDER_CAP]), (100, [100, 200, 400, 800, EF_LADDER_CAP])):
+        ladder = sum(500 * query_seconds(20_000, 64, 16, ef) for ef in rungs)
+        assert one(graph, k).search_seconds == pytest.approx(sweep + ladder)
+    assert one({"name": "exact"}, 10).search_seconds == one({"name": "exact"}, 100).search_seconds

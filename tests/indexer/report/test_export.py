@@ -208,7 +208,7 @@ def test_parquet_has_a_line_per_row_and_query_with_brute_force_recall(cosine_run
     assert len(table) == len(run.rows) * len(run.queries)
     assert list(table.columns) == ["dataset", "model", "index_size", "reduction", "dims", "ordering", "backend",
                                    "M", "ef_construction", "ef", "k", "seed", "cell", "query", "recall", "lid",
-                                   "relative_contrast"]
+                                   "relative_contrast", "expansion", "centre_distance"]
     for row in run.rows:
         mine = table[(table["cell"] == row.cell) & (table["ef"].isna() if row.ef is None else table["ef"] == row.ef)]
         assert list(mine["query"]) == list(range(len(run.queries)))
@@ -232,8 +232,12 @@ def test_parquet_has_a_line_per_row_and_query_with_brute_force_recall(cosine_run
             near = np.sort(np.linalg.norm(q[:, None, :] - unit[None, :, :], axis=2), axis=1)[:, :LID_K]
             lid = -1 / np.log(near / near[:, -1:]).mean(axis=1)
             assert np.allclose(mine["lid"], lid, rtol=1e-5)
+            # expansion at k: the 2k-th over the k-th distance, in numpy
+            every = np.sort(np.linalg.norm(q[:, None, :] - unit[None, :, :], axis=2), axis=1)
+            assert np.allclose(mine["expansion"], every[:, 2 * K - 1] / every[:, K - 1], rtol=1e-5)
         else:
             assert mine["lid"].notna().all()
+        assert (mine["expansion"] >= 1).all() and (mine["centre_distance"] >= 0).all()
 
 
 @pytest.mark.parametrize("case", ["no report", "missing run", "unknown format", "out not empty", "out is a file",
