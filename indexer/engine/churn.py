@@ -57,6 +57,7 @@ import numpy as np
 
 from indexer.backends import BACKENDS, VectorIndex, make_index
 from indexer.backends.base import Mutable
+from indexer.backends.precision import quantized
 from indexer.common import timing
 from indexer.common.errors import UserError
 from indexer.common.fileio import staged_dir
@@ -78,8 +79,9 @@ from indexer.science import filters, graph, groundtruth, metrics
 from indexer.science.equal_recall import ef_for_targets
 from indexer.science.judging import judge_answers
 
-CHURN_FORMAT = 3  # what a churn cell saves: a new format runs every churn cell again (2: self-miss, RSS; 3: ef at
-# the recall targets, the fresh index's QPS, in-degrees and index size, a 1,000-point self-miss sample)
+CHURN_FORMAT = 4  # what a churn cell saves: a new format runs every churn cell again (2: self-miss, RSS; 3: ef at
+# the recall targets, the fresh index's QPS, in-degrees and index size, a 1,000-point self-miss sample; 4: the
+# loss split by cause)
 CHURN_DIR = "churn"  # churn/<cell key>/rows.json
 Truth = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # live positions (bool) -> exact ids, scores
 
@@ -431,6 +433,8 @@ def _checkpoint(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, 
             assert baseline is not None
             judged, qps = baseline.judged[ef], baseline.qps[ef]
         summary = metrics.summarize(judged.recall)
+        fresh_recall = None if baseline is None else baseline.recall[ef]
+        split = _churn_split(cell, summary["mean"], fresh_recall)
         out.append(ChurnRow(
             dataset=s.dataset.name, model=cell.model, metric=spec.metric, index_size=len(s.rows),
             reduction=cell.reduction.label, backend=cell.backend.name, build_params=cell.backend.build_params(),
@@ -445,8 +449,18 @@ def _checkpoint(spec: ExperimentSpec, cell: ChurnCell, s: Space, op: PlannedOp, 
             baseline_qps=None if baseline is None else baseline.qps[ef],
             self_miss=misses[ef].fraction if ef in misses else None,
             self_miss_sampled=misses[ef].sampled if ef in misses else None, rss_bytes=rss, ef_at_target=at_target,
+            **split,
         ))
     return out
+
+
+def _churn_split(cell: ChurnCell, recall: float | None, fresh: float | None) -> dict[str, float | None]:
+    """The checkpoint's lost recall by cause (ChurnRow's loss fields) where a fresh index ran beside and the
+    index stores the live points' own float32 vectors (no reduction, no quantization): nothing else is split."""
+    if (recall is None or fresh is None or np.isnan(recall) or np.isnan(fresh) or cell.reduction.name != "none"
+            or quantized(cell.backend.build_params())):
+        return {}
+    return {"loss_representation": 0.0, "loss_graph": 1.0 - fresh, "loss_churn": fresh - recall}
 
 
 def summarize_churn(rows: list[ChurnRow]) -> list[ChurnSummary]:

@@ -611,6 +611,8 @@ class ChurnRow(ResultModel):
     """One runbook cell at one checkpoint and one ef: the live index's answers against exact kNN over the points
     in the index at that moment, and (where a baseline ran) a fresh index's over the same points."""
 
+    OMIT_UNSET = frozenset({"loss_representation", "loss_graph", "loss_churn"})
+
     dataset: str
     model: str | None
     metric: str
@@ -643,6 +645,13 @@ class ChurnRow(ResultModel):
     baseline_recall: Measure = None  # a fresh index over the same points (rebuild step, runbook_baseline)
     baseline_build_seconds: float | None = None  # what that fresh build cost
     baseline_qps: float | None = None  # and its QPS at this ef (a tombstoned index searches more: slower)
+    # the lost recall split where a fresh index ran beside (float32, unreduced cells; else None): the stored form
+    # loses nothing (exact search over the live float32 vectors is the truth), a fresh graph over the live points
+    # loses 1 - baseline_recall, churn the rest (baseline_recall - recall; negative where tombstones that keep
+    # routing search longer); loss_representation + loss_graph + loss_churn = 1 - recall
+    loss_representation: Measure = None
+    loss_graph: Measure = None
+    loss_churn: Measure = None
     # sampled live points a search for their own vector does not return at rank 1 (None: no live index)
     self_miss: Measure = None
     self_miss_sampled: int | None = None

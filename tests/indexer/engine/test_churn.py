@@ -228,6 +228,17 @@ def test_a_runbook_runs_through_the_one_run_function(cache_dir: Path, monkeypatc
     assert all(r.rss_bytes and r.rss_bytes > 0 for r in rows)
     assert all((r.index_bytes is None) == (r.backend == "faiss_hnsw") for r in rows)  # no live index to size
     assert all((r.in_degree is not None) == (r.backend == "hnswlib") for r in rows)
+    # the loss split where the index keeps float32 vectors: parts add up; a rebuilt index loses nothing to churn;
+    # usearch keeps bf16 (its default) and is not split
+    for r in rows:
+        if r.backend == "usearch":
+            assert r.loss_churn is None and r.loss_graph is None
+            continue
+        assert r.recall is not None and r.baseline_recall is not None and r.loss_representation == 0.0
+        assert r.loss_graph == pytest.approx(1 - r.baseline_recall, abs=1e-12)
+        assert r.loss_representation + r.loss_graph + r.loss_churn == pytest.approx(1 - r.recall, abs=1e-9)  # type: ignore[operator]
+        if r.backend == "faiss_hnsw":
+            assert r.loss_churn == 0.0
     # the ef reaching each recall target, of the live index and the fresh one beside it; none for exact
     assert all(not r.ef_at_target for r in rows if r.backend == "exact")
     graphs = [r for r in rows if r.backend != "exact"]
