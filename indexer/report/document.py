@@ -20,6 +20,7 @@ from indexer.report.sections.index_size import index_size_section
 from indexer.report.sections.ir import ir_section
 from indexer.report.sections.lid_bins import lid_bin_section
 from indexer.report.sections.lid_space import lid_section
+from indexer.report.sections.loss import loss_section
 from indexer.report.sections.model_ranking import model_ranking_section
 from indexer.report.sections.notes import notes_section
 from indexer.report.sections.overview import overview_section
@@ -46,6 +47,7 @@ def document(spec: ExperimentSpec, rows: Sequence[ResultModel | Mapping[str, Any
         diagnostics_section(res),
         cost_section(res),
         hard_queries_section(res),
+        loss_section(res),
         filtered_section(typed),
         churn_section(typed),
         lid_section(res, typed, highlights),
