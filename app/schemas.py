@@ -262,3 +262,44 @@ class EvaluateOut(BaseModel):
     n_queries: int
     queries: Literal["given", "held_out"]
     results: list[EvaluateResult]
+
+
+class FoundNeighbour(BaseModel):
+    id: int = Field(description="row number in the dataset the index was built from")
+    score: float | None = Field(description="exact score in the original space (null if not finite)")
+    title: str | None = None
+    hit: bool = Field(description="counts as a true neighbour: in the exact top k, or tied with its k-th")
+    true_rank: int | None = Field(description="its rank (0 = nearest) in the exact top k, null if not in it")
+
+
+class TrueNeighbour(BaseModel):
+    id: int
+    score: float | None = Field(description="exact score in the original space (null if not finite)")
+    title: str | None = None
+    found_rank: int | None = Field(description="its rank in the index's answer, null when the index missed it")
+
+
+class QueryAnswerOut(BaseModel):
+    """One of the dataset's held-out queries: the index's answer at `ef` beside the exact answer."""
+
+    index_id: str
+    query: int = Field(description="the query's number among the dataset's held-out queries")
+    n_queries: int
+    k: int
+    ef: int = Field(description="the search breadth used (at least k)")
+    recall: float = Field(description="recall@k of this answer, counted as the report counts it")
+    higher_is_better: bool = Field(description="scores are similarities (true) or squared L2 distances")
+    found: list[FoundNeighbour] = Field(description="the index's answer, best first")
+    exact: list[TrueNeighbour] = Field(description="the exact top k over the rows the index holds, best first")
+
+
+class QueryMeasuresOut(BaseModel):
+    """One held-out query's difficulty in the index's space, from the data alone (the rows' `query_measures`
+    file, indexer.science.query_hardness); null where not finite."""
+
+    index_id: str
+    query: int
+    lid: float | None = Field(description="local intrinsic dimensionality (MLE) at k")
+    relative_contrast: float | None = Field(description="mean distance over the k-th neighbour's: low is hard")
+    expansion: float | None = Field(description="distance of the 2k-th neighbour over the k-th's")
+    centre_distance: float | None = Field(description="distance to the base's nearest k-means centre")

@@ -11,6 +11,10 @@
   let drawn = false;
 
   $("experiment-id").textContent = id;
+  const compareLink = $("compare-link");
+  compareLink.href = `${W.root}/pages/compare?a=${encodeURIComponent(id)}`;
+  const exploreLink = $("explore-link");
+  exploreLink.href = `${W.root}/pages/experiments/${encodeURIComponent(id)}/explore`;
 
   function showStatus(exp) {
     document.title = `${exp.name} - indexer workbench`;
@@ -40,40 +44,8 @@
     $("downloads-section").hidden = items.length === 0 && files.length === 0;
   }
 
-  // One line per setting that varies (backend and its build parameters, ordering, reduction, size, model),
-  // mean recall over the rest (seeds), at each ef.
-  function curves(rows) {
-    const dense = rows.filter((r) => r.representation === "dense" && r.ef !== null && r.recall !== null);
-    const label = {
-      backend: (r) => [r.backend, ...Object.entries(r.build_params || {}).map(([k, v]) => `${k}=${v}`)].join(" "),
-      ordering: (r) => r.ordering,
-      reduction: (r) => r.reduction,
-      size: (r) => `n=${r.index_size}`,
-      model: (r) => r.model || "",
-      dataset: (r) => r.dataset,
-    };
-    const varying = Object.keys(label).filter((key) => key === "ordering" ||
-      new Set(dense.map(label[key])).size > 1);
-    const lines = new Map();
-    for (const r of dense) {
-      const name = varying.map((key) => label[key](r)).join(", ");
-      const points = lines.get(name) || new Map();
-      const at = points.get(r.ef) || [];
-      at.push(r.recall);
-      points.set(r.ef, at);
-      lines.set(name, points);
-    }
-    return [...lines.entries()].map(([name, points]) => {
-      const efs = [...points.keys()].sort((a, b) => a - b);
-      return {
-        type: "scatter", mode: "lines+markers", name, x: efs,
-        y: efs.map((ef) => points.get(ef).reduce((s, v) => s + v, 0) / points.get(ef).length),
-      };
-    });
-  }
-
   function drawChart(exp) {
-    const traces = curves(exp.rows || []);
+    const traces = W.curves(exp.rows || []);
     if (!traces.length || !window.Plotly) return;
     $("chart-section").hidden = false;
     window.Plotly.newPlot($("chart"), traces, {
@@ -102,6 +74,7 @@
       return;
     }
     showDownloads(exp);
+    compareLink.hidden = exploreLink.hidden = exp.status !== "succeeded";
     if (!drawn && exp.status === "succeeded") {
       drawn = true;
       drawChart(exp);

@@ -120,7 +120,39 @@
     return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
   }
 
+  // One line per setting that varies (backend and its build parameters, ordering, reduction, size, model),
+  // mean recall over the rest (seeds), at each ef.
+  function curves(rows, prefix) {
+    const dense = rows.filter((r) => r.representation === "dense" && r.ef !== null && r.recall !== null);
+    const label = {
+      backend: (r) => [r.backend, ...Object.entries(r.build_params || {}).map(([k, v]) => `${k}=${v}`)].join(" "),
+      ordering: (r) => r.ordering,
+      reduction: (r) => r.reduction,
+      size: (r) => `n=${r.index_size}`,
+      model: (r) => r.model || "",
+      dataset: (r) => r.dataset,
+    };
+    const varying = Object.keys(label).filter((key) => key === "ordering" ||
+      new Set(dense.map(label[key])).size > 1);
+    const lines = new Map();
+    for (const r of dense) {
+      const name = (prefix || "") + varying.map((key) => label[key](r)).join(", ");
+      const points = lines.get(name) || new Map();
+      const at = points.get(r.ef) || [];
+      at.push(r.recall);
+      points.set(r.ef, at);
+      lines.set(name, points);
+    }
+    return [...lines.entries()].map(([name, points]) => {
+      const efs = [...points.keys()].sort((a, b) => a - b);
+      return {
+        type: "scatter", mode: "lines+markers", name, x: efs,
+        y: efs.map((ef) => points.get(ef).reduce((s, v) => s + v, 0) / points.get(ef).length),
+      };
+    });
+  }
+
   const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
-  window.Workbench = {api, json, postJson, el, fileLink, percent, when, root, KeyNeeded, FINISHED};
+  window.Workbench = {api, json, postJson, el, fileLink, percent, when, root, KeyNeeded, FINISHED, curves};
 })();

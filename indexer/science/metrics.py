@@ -47,7 +47,7 @@ def _first_occurrence(ids: np.ndarray) -> np.ndarray:
     return first
 
 
-def recall_at_k(
+def hits_at_k(
     found: np.ndarray,
     truth: np.ndarray,
     k: int,
@@ -55,16 +55,9 @@ def recall_at_k(
     truth_scores: np.ndarray | None = None,
     higher_is_better: bool = True,
     rtol: float = 1e-5,
-) -> np.ndarray:
-    """Per-query recall@k: |found[:, :k] ∩ truth[:, :k]| / k, ignoring -1 padding.
-
-    With both score arrays, a found id outside the true top-k still counts when its exact score
-    is at least as good as the true k-th score (within `rtol` relative): it is a tie, and which
-    of several tied points the exact ranking listed is arbitrary. Matches are capped at k.
-    `found_scores` must be exact scores of the found ids (same metric as `truth_scores`).
-    The denominator is the number of valid truth ids among the first k (k unless the truth
-    itself is padded); a query with none gets NaN. Repeated found ids count once.
-    """
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the first k found ids count as true neighbours, as `recall_at_k` counts them: a boolean
+    (q, k) mask (repeats and -1 padding never count), and the number of valid truth ids per query."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     found = np.asarray(found)
@@ -90,7 +83,28 @@ def recall_at_k(
         with np.errstate(invalid="ignore"):  # NaN scores never count
             tied = fs >= kth - tol if higher_is_better else fs <= kth + tol
         hit |= valid_f & tied
-    denom = valid_t.sum(axis=1)
+    return hit, valid_t.sum(axis=1)
+
+
+def recall_at_k(
+    found: np.ndarray,
+    truth: np.ndarray,
+    k: int,
+    found_scores: np.ndarray | None = None,
+    truth_scores: np.ndarray | None = None,
+    higher_is_better: bool = True,
+    rtol: float = 1e-5,
+) -> np.ndarray:
+    """Per-query recall@k: |found[:, :k] ∩ truth[:, :k]| / k, ignoring -1 padding.
+
+    With both score arrays, a found id outside the true top-k still counts when its exact score
+    is at least as good as the true k-th score (within `rtol` relative): it is a tie, and which
+    of several tied points the exact ranking listed is arbitrary. Matches are capped at k.
+    `found_scores` must be exact scores of the found ids (same metric as `truth_scores`).
+    The denominator is the number of valid truth ids among the first k (k unless the truth
+    itself is padded); a query with none gets NaN. Repeated found ids count once.
+    """
+    hit, denom = hits_at_k(found, truth, k, found_scores, truth_scores, higher_is_better, rtol)
     matches = np.minimum(hit.sum(axis=1), denom)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denom > 0, matches / np.maximum(denom, 1), np.nan).astype(np.float64)

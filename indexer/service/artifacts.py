@@ -20,8 +20,30 @@ from indexer.backends import BACKENDS, new_index
 from indexer.common.errors import UserError
 from indexer.common.fileio import sha256_file
 from indexer.model.results import IndexRecord
-from indexer.science import groundtruth
+from indexer.science import groundtruth, metrics
 from indexer.science.judging import judge_answers
+
+
+@dataclass(frozen=True, kw_only=True)
+class _JudgeSpace:
+    base: np.ndarray  # every dataset row, prepared for the metric
+    queries: np.ndarray  # prepared likewise
+    metric: str  # the space's metric (cosine, ip, l2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueryAnswer:
+    """One held-out query: the index's answer beside the exact one; scores exact in the original space."""
+
+    query: int
+    k: int
+    found_ids: np.ndarray  # (<= k,) dataset numbering, -1 where the index returned fewer
+    found_scores: np.ndarray  # exact score of each found id (NaN for -1)
+    hits: np.ndarray  # whether each found id counts as a true neighbour (tie-tolerant)
+    truth_ids: np.ndarray  # (k,) exact top k, best first
+    truth_scores: np.ndarray
+    recall: float
+    higher_is_better: bool  # inner product (cosine, ip) or squared L2 distance
 
 
 class ArtifactError(RuntimeError):
@@ -105,22 +127,45 @@ class LoadedIndex:
         original space, and tie-tolerant matching, so a returned id as near as the k-th true neighbour
         counts (indexer.science.judging: every returned id re-scored exactly in the original space)."""
         in_space = self._to_space(queries)  # validates the queries
-        space = self._space()
-        if self.reducer is None:
-            base, original = self.base, in_space
-        else:
-            assert self.original_base is not None, "a reduced index is opened with its original vectors"
-            base = self.original_base
-            original = groundtruth.prepare_vectors(np.asarray(queries, dtype=np.float32), self.metric)
-        held = base if len(self.rows) == len(base) else np.ascontiguousarray(base[self.rows])
-        positions, truth_scores = groundtruth.exact_knn(held, original, k, space)
-        truth = self.rows[positions]
+        judge = self._judge_space(queries)
+        truth, truth_scores = self._truth(judge, k)
         out = np.empty((len(efs), len(in_space)), dtype=np.float64)
         for i, ef in enumerate(efs):
             found, _ = self.index.search(in_space, k, ef)  # the backend's scores are never trusted
-            out[i] = judge_answers(found, base=base, queries=original, truth_ids=truth, truth_scores=truth_scores,
-                                   k=k, metric=space).recall
+            out[i] = judge_answers(found, base=judge.base, queries=judge.queries, truth_ids=truth,
+                                   truth_scores=truth_scores, k=k, metric=judge.metric).recall
         return out
+
+    def answer_query(self, number: int, k: int, ef: int | None) -> QueryAnswer:
+        """Held-out query `number`: the index's top k at `ef` beside the exact top k over the rows it holds,
+        every score exact in the original space, and which returned ids count as true neighbours (as `recall`
+        counts them: tied with the k-th true neighbour counts)."""
+        query = np.ascontiguousarray(self.queries[number : number + 1], dtype=np.float32)
+        judge = self._judge_space(query)
+        truth, truth_scores = self._truth(judge, k)
+        found, _ = self.index.search(self._to_space(query), k, ef)
+        found = np.asarray(found, dtype=np.int64)[:, :k]
+        found_scores = groundtruth.pair_scores(judge.base, judge.queries, found, judge.metric)
+        hits, denom = metrics.hits_at_k(found, truth, k, found_scores, truth_scores,
+                                        higher_is_better=groundtruth.higher_is_better(judge.metric))
+        recall = float(min(int(hits[0].sum()), int(denom[0])) / max(int(denom[0]), 1))
+        return QueryAnswer(query=number, k=k, found_ids=found[0], found_scores=found_scores[0],
+                           hits=hits[0], truth_ids=truth[0], truth_scores=np.asarray(truth_scores[0], np.float64),
+                           recall=recall, higher_is_better=groundtruth.higher_is_better(judge.metric))
+
+    def _judge_space(self, queries: np.ndarray) -> _JudgeSpace:
+        """The vectors exact answers are judged in: the original space, also for a reduced index."""
+        if self.reducer is None:
+            return _JudgeSpace(base=self.base, queries=self._to_space(queries), metric=self._space())
+        assert self.original_base is not None, "a reduced index is opened with its original vectors"
+        return _JudgeSpace(base=self.original_base, metric=self._space(),
+                           queries=groundtruth.prepare_vectors(np.asarray(queries, dtype=np.float32), self.metric))
+
+    def _truth(self, judge: _JudgeSpace, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top k (dataset numbering, scores) over the rows this index holds."""
+        held = judge.base if len(self.rows) == len(judge.base) else np.ascontiguousarray(judge.base[self.rows])
+        positions, truth_scores = groundtruth.exact_knn(held, judge.queries, k, judge.metric)
+        return self.rows[positions], truth_scores
 
     def _space(self) -> str:
         assert self.meta.space is not None, "open_index opens only cells the runner recorded in full"

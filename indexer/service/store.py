@@ -387,12 +387,14 @@ class Store:
             rows = conn.execute(sa.select(indexes).order_by(indexes.c.created_at.desc(), indexes.c.id)).all()
         return [index_view(r) for r in rows]
 
-    def page_indexes(self, offset: int = 0, limit: int = 50) -> tuple[builtins.list[IndexView], int]:
-        """A page of indexes, newest first, and how many there are in all."""
+    def page_indexes(self, offset: int = 0, limit: int = 50,
+                     experiment_id: str | None = None) -> tuple[builtins.list[IndexView], int]:
+        """A page of indexes (only one experiment's, if given), newest first, and how many there are in all."""
+        where = [indexes.c.experiment_id == experiment_id] if experiment_id is not None else []
         with self._read() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(indexes)).scalar_one()
+            total = conn.execute(sa.select(sa.func.count()).select_from(indexes).where(*where)).scalar_one()
             rows = conn.execute(
-                sa.select(indexes).order_by(indexes.c.created_at.desc(), indexes.c.id)
+                sa.select(indexes).where(*where).order_by(indexes.c.created_at.desc(), indexes.c.id)
                 .offset(max(offset, 0)).limit(max(limit, 0))
             ).all()
         return [index_view(r) for r in rows], int(total)

@@ -13,11 +13,13 @@ KEY = "s3cret-key"
 PROTECTED = [
     ("GET", "/datasets"), ("GET", "/experiments"), ("GET", "/experiments/abc"),
     ("POST", "/experiments/abc/cancel"), ("GET", "/experiments/abc/report"), ("GET", "/indexes"),
-    ("POST", "/indexes/abc/search"), ("POST", "/indexes/abc/evaluate"),
+    ("POST", "/indexes/abc/search"), ("POST", "/indexes/abc/evaluate"), ("GET", "/indexes/abc/queries/0"),
+    ("GET", "/indexes/abc/queries/0/measures"),
     ("GET", "/experiments/abc/compare/def"), ("GET", "/specs/examples"), ("POST", "/specs/validate"),
 ]
 # the workbench's pages and files: no data in them (their scripts fetch it with the key), so no key
-OPEN_PAGES = ["/", "/pages/new", "/pages/experiments/abc", "/static/workbench/workbench.js"]
+OPEN_PAGES = ["/", "/pages/new", "/pages/experiments/abc", "/pages/experiments/abc/explore",
+              "/pages/compare?a=abc&b=def", "/static/workbench/workbench.js"]
 
 
 @pytest.fixture(scope="module")

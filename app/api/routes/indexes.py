@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import math
+import pathlib
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.responses import JSONResponse
 
-from app.api.deps import Services, ServicesDep, StoreDep
+from app.api.deps import Services, ServicesDep, SettingsDep, StoreDep
 from app.api.errors import error_responses
+from app.api.routes.experiments import report_dir
 from app.schemas import (
     MAX_OFFSET,
     MAX_PAGE,
@@ -23,10 +25,13 @@ from app.schemas import (
     EvaluateRequest,
     IndexOut,
     IndexPage,
+    QueryAnswerOut,
+    QueryMeasuresOut,
     SearchOut,
     SearchRequest,
     plausible_id,
 )
+from indexer.model.results import QUERY_MEASURE_FIELDS, DenseRow
 from indexer.service.artifacts import ArtifactError
 from indexer.service.views import IndexSummary, IndexView
 from indexer.settings import Settings
@@ -137,9 +142,12 @@ def list_indexes(
     store: StoreDep,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    experiment_id: Annotated[str | None, Query(max_length=64, description="only this experiment's indexes")] = None,
 ) -> IndexPage:
     """The indexes the worker has built and kept, newest first, a page at a time."""
-    views, total = store.page_indexes(offset=offset, limit=limit)
+    if experiment_id is not None and not plausible_id(experiment_id):
+        return IndexPage(items=[], total=0, offset=offset, limit=limit)  # no experiment has such an id
+    views, total = store.page_indexes(offset=offset, limit=limit, experiment_id=experiment_id)
     return IndexPage(items=[to_out(v) for v in views], total=total, offset=offset, limit=limit)
 
 
@@ -214,3 +222,89 @@ def evaluate(index_id: str, body: EvaluateRequest, services: ServicesDep) -> Eva
         {"index_id": index.id, "k": body.k, "n_queries": len(queries), "queries": source,
          "results": results}
     )
+
+
+@router.get("/{index_id}/queries/{query}", response_model=QueryAnswerOut,
+            responses=error_responses(404, 409, 422))
+def answer_query(
+    index_id: str,
+    query: Annotated[int, Path(ge=0, le=MAX_OFFSET, description="a query's number among the dataset's queries")],
+    services: ServicesDep,
+    k: Annotated[int, Query(ge=1, description="neighbours to show; at most the server's max_k")] = 10,
+    ef: Annotated[int | None, Query(ge=1, description="search breadth, at most the server's max_ef; "
+                                                       "below k (and by default) k")] = None,
+) -> QueryAnswerOut:
+    """One of the dataset's held-out queries (the numbering of the rows' neighbour files): the index's top k
+    at `ef` beside the exact top k over the vectors the index holds, each score exact in the original space,
+    each returned id marked as a hit or a miss as the report counts recall (a tie with the k-th true
+    neighbour is a hit). What the workbench's index explorer shows."""
+    settings = services.settings
+    index = _load(index_id, services)
+    _check_k(k, index, settings)
+    if ef is not None:
+        _check_ef(ef, settings)
+    n_queries = len(index.held_out_queries())
+    if query >= n_queries:
+        raise _unprocessable(f"query: {query} is not one of index {index.id}'s {n_queries} held-out queries "
+                             f"(0 to {n_queries - 1})")
+    used_ef = max(ef, k) if ef is not None else k
+    answer = index.answer_query(query, k, used_ef)
+    true_rank = {int(i): r for r, i in enumerate(answer.truth_ids.tolist()) if i >= 0}
+    found_rank = {int(i): r for r, i in reversed(list(enumerate(answer.found_ids.tolist()))) if i >= 0}
+    found = [
+        {"id": int(i), "score": _score(s), "title": _clip(index.title(int(i)), settings.max_title_chars),
+         "hit": bool(h), "true_rank": true_rank.get(int(i))}
+        for i, s, h in zip(answer.found_ids.tolist(), answer.found_scores.tolist(), answer.hits.tolist(), strict=True)
+        if i >= 0  # -1 pads an answer with fewer than k results
+    ]
+    exact = [
+        {"id": int(i), "score": _score(s), "title": _clip(index.title(int(i)), settings.max_title_chars),
+         "found_rank": found_rank.get(int(i))}
+        for i, s in zip(answer.truth_ids.tolist(), answer.truth_scores.tolist(), strict=True) if i >= 0
+    ]
+    return QueryAnswerOut.model_validate(
+        {"index_id": index.id, "query": query, "n_queries": n_queries, "k": k, "ef": used_ef,
+         "recall": round(answer.recall, 4), "higher_is_better": answer.higher_is_better,
+         "found": found, "exact": exact})
+
+
+@router.get("/{index_id}/queries/{query}/measures", response_model=QueryMeasuresOut,
+            responses=error_responses(404, 422))
+def query_measures(
+    index_id: str,
+    query: Annotated[int, Path(ge=0, le=MAX_OFFSET, description="a query's number among the dataset's queries")],
+    store: StoreDep,
+    settings: SettingsDep,
+) -> QueryMeasuresOut:
+    """The query's LID, relative contrast, expansion and distance to the nearest k-means centre in the index's
+    space, as the experiment's report published them (404 when it published none)."""
+    view = _view_or_404(store, index_id)
+    path = _measures_file(settings, store.get(view.experiment_id), view.id)
+    if path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"the report of index {view.id} has no query measures")
+    measures = np.load(path, mmap_mode="r", allow_pickle=False)
+    if measures.dtype.names is None or not set(QUERY_MEASURE_FIELDS) <= set(measures.dtype.names):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"the query measures of index {view.id} are of an older format")
+    if query >= len(measures):
+        raise _unprocessable(f"query: {query} is not one of index {view.id}'s {len(measures)} held-out queries "
+                             f"(0 to {len(measures) - 1})")
+    record = measures[query]
+    return QueryMeasuresOut.model_validate(
+        {"index_id": view.id, "query": query, **{name: _score(float(record[name])) for name in QUERY_MEASURE_FIELDS}})
+
+
+def _measures_file(settings: Settings, job: Any, index_id: str) -> pathlib.Path | None:
+    """The query measures file a succeeded job's rows of this index name, if it is a regular file inside the
+    job's report folder."""
+    if job is None or job.status != "succeeded":
+        return None
+    row = next((r for r in job.rows or [] if isinstance(r, DenseRow) and r.cell == index_id
+                and r.query_measures is not None), None)
+    folder = report_dir(settings, job)
+    if row is None or row.query_measures is None or folder is None:
+        return None
+    try:
+        path = (folder / row.query_measures).resolve(strict=True)
+    except (OSError, ValueError):
+        return None
+    return path if path.is_relative_to(folder) and path.is_file() else None

@@ -29,6 +29,8 @@ STATIC_FILES: dict[str, str] = {
     "experiments.js": "text/javascript; charset=utf-8",
     "new.js": "text/javascript; charset=utf-8",
     "experiment.js": "text/javascript; charset=utf-8",
+    "compare.js": "text/javascript; charset=utf-8",
+    "explore.js": "text/javascript; charset=utf-8",
 }
 PLOTLY = "plotly.min.js"
 # styles: plotly sets style attributes and adds its own rules at run time; scripts stay 'self' only
@@ -144,6 +146,7 @@ _EXPERIMENT = """<h1 id="title">Experiment</h1>
 </dl>
 <p id="error" class="error" hidden></p>
 <button type="button" id="cancel" hidden>Cancel</button>
+<p class="actions"><a id="compare-link" href="#" hidden>Compare</a> <a id="explore-link" href="#" hidden>Explore</a></p>
 <section id="downloads-section" aria-labelledby="downloads-title" hidden>
 <h2 id="downloads-title">Downloads</h2>
 <ul id="downloads"></ul>
@@ -153,6 +156,73 @@ _EXPERIMENT = """<h1 id="title">Experiment</h1>
 <h2 id="chart-title">Recall against ef, per ordering</h2>
 <div id="chart" class="chart" role="img" aria-label="Recall against ef, one line per ordering"></div>
 </section>"""
+
+
+_COMPARE = """<h1>Compare</h1>
+<form id="pick" class="filters" aria-label="Experiments to compare">
+<label for="experiment-a">Experiment A</label>
+<select id="experiment-a" name="a" required><option value="">(loading)</option></select>
+<label for="experiment-b">Experiment B</label>
+<select id="experiment-b" name="b" required><option value="">(loading)</option></select>
+<button type="submit" id="show">Show comparison</button>
+</form>
+<p class="hint">Succeeded experiments on the same dataset; cells are matched on every setting (backend, build
+parameters, ordering, ef, seed, ...). Differences are B − A with 95% intervals over the queries.</p>
+<p id="compare-status" role="status" aria-live="polite"></p>
+<section id="curves-section" aria-labelledby="curves-title" hidden>
+<h2 id="curves-title">Recall against ef</h2>
+<div id="curves" class="chart" role="img" aria-label="Recall against ef of both experiments, A solid, B dashed"></div>
+</section>
+<section id="cells-section" aria-labelledby="cells-title" hidden>
+<h2 id="cells-title">Matching cells</h2>
+<p id="cells-summary"></p>
+<div class="scroll"><table id="cells">
+<caption class="visually-hidden">Matching cells with the paired differences, B minus A</caption>
+<thead><tr><th scope="col">Cell</th><th scope="col">Recall A</th><th scope="col">Recall B</th>
+<th scope="col">B − A (95% interval)</th><th scope="col">QPS A</th><th scope="col">QPS B</th>
+<th scope="col">QPS B / A (95% interval)</th></tr></thead>
+<tbody></tbody></table></div>
+</section>"""
+
+_EXPLORE = """<h1>Index explorer</h1>
+<p class="muted">Experiment <a id="experiment-link" href="#"></a></p>
+<form id="explore" class="filters" aria-label="Search settings">
+<span class="field"><label for="index">Index</label>
+<select id="index" name="index"><option value="">(loading)</option></select></span>
+<span class="field"><label for="query">Query</label>
+<input id="query" name="query" type="text" inputmode="numeric" autocomplete="off" size="6"
+ aria-describedby="query-hint"></span>
+<span class="field"><label for="k">k</label>
+<input id="k" name="k" type="number" min="1" max="1000" value="10" size="4"></span>
+<span class="field"><label for="ef">ef</label>
+<input id="ef" name="ef" type="range" min="1" max="512" value="10" aria-describedby="ef-value">
+<output id="ef-value" for="ef">10</output></span>
+</form>
+<p id="query-hint" class="hint">A query's number among the dataset's held-out queries.</p>
+<p id="answer-status" role="status" aria-live="polite"></p>
+<section id="measures-section" aria-labelledby="measures-title" hidden>
+<h2 id="measures-title">Difficulty (LID and contrast)</h2>
+<dl id="measures" class="facts">
+<dt>LID</dt><dd id="lid">–</dd>
+<dt>Relative contrast</dt><dd id="relative-contrast">–</dd>
+<dt>Expansion (2k / k)</dt><dd id="expansion">–</dd>
+<dt>Distance to the nearest centre</dt><dd id="centre-distance">–</dd>
+</dl>
+</section>
+<div id="answers" class="answers" hidden>
+<section aria-labelledby="found-title">
+<h2 id="found-title">Approximate answer</h2>
+<div class="scroll"><table id="found">
+<thead><tr><th scope="col">Rank</th><th scope="col">Id</th><th scope="col">Score</th><th scope="col">Judged</th></tr></thead>
+<tbody></tbody></table></div>
+</section>
+<section aria-labelledby="exact-title">
+<h2 id="exact-title">Exact answer</h2>
+<div class="scroll"><table id="exact">
+<thead><tr><th scope="col">Rank</th><th scope="col">Id</th><th scope="col">Score</th><th scope="col">In the approximate answer</th></tr></thead>
+<tbody></tbody></table></div>
+</section>
+</div>"""
 
 
 # response_class=Response, not HTMLResponse: FastAPI documents every response of a route in its media type
@@ -174,6 +244,21 @@ def experiment_page(request: Request, experiment_id: str) -> HTMLResponse:
     if not plausible_id(experiment_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not an experiment id")
     return _page(request, "Experiment", _EXPERIMENT, [PLOTLY, "experiment.js"], experiment=experiment_id)
+
+
+@router.get("/pages/compare", response_class=Response, responses=_HTML)
+def compare_page(request: Request) -> HTMLResponse:
+    """Two succeeded experiments (`?a=ID&b=ID`, picked on the page): overlaid curves and the matching cells'
+    paired differences."""
+    return _page(request, "Compare", _COMPARE, [PLOTLY, "compare.js"])
+
+
+@router.get("/pages/experiments/{experiment_id}/explore", response_class=Response, responses=_HTML)
+def explore_page(request: Request, experiment_id: str) -> HTMLResponse:
+    """The index explorer: one of the experiment's indexes, one query, its answer beside the exact one."""
+    if not plausible_id(experiment_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not an experiment id")
+    return _page(request, "Index explorer", _EXPLORE, ["explore.js"], experiment=experiment_id)
 
 
 @router.get(f"{STATIC_URL}/{{name}}", include_in_schema=False)

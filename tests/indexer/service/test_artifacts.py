@@ -69,3 +69,22 @@ def test_wrong_dimension_and_nan_are_user_errors(built):
     bad[0, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         loaded.search(bad, 5, 10)
+
+
+def test_one_query_answer_agrees_with_recall_and_exact_search(built):
+    """The explorer's answer for one query: its recall is `recall`'s for that query (reduced or not), and the
+    exact side is exact search over the indexed vectors (unreduced)."""
+    res, data_dir = built
+    for rec in res.indexes:
+        loaded = open_index(Path(rec["path"]), data_dir=data_dir)
+        queries = loaded.held_out_queries()
+        per_query = loaded.recall(queries, 10, [10])[0]
+        for number in (0, len(queries) - 1):
+            answer = loaded.answer_query(number, 10, 10)
+            assert answer.recall == pytest.approx(per_query[number])
+            assert answer.hits.sum() >= round(answer.recall * 10)
+            ids, _ = loaded.search(queries[number : number + 1], 10, 10)
+            np.testing.assert_array_equal(answer.found_ids, ids[0])
+            if rec["reduction_label"] == "none":
+                truth, _ = loaded.exact_search(queries[number : number + 1], 10)
+                assert set(answer.truth_ids.tolist()) == set(truth[0].tolist())
