@@ -26,9 +26,6 @@ from indexer.service.store import Store
 from indexer.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-# faiss logs its loader's attempts and alembic its plugins at INFO: noise in a service log
-for _noisy in ("faiss.loader", "alembic"):
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 
 def _open_store(settings: Settings) -> Store:

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from indexer.backends import require_all
 from indexer.common.errors import UserError
+from indexer.common.logs import quiet_library_loggers
 from indexer.engine.admission import admit, describe_estimate
 from indexer.engine.executors import cores, executor_config
 from indexer.engine.spec import ExperimentSpec, load_spec, parse_spec
@@ -49,8 +50,36 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+_REQUIRED_ARGUMENT = re.compile(r"^\{(?P<name>[^{}]+)\}(?P<more>(?:\.\.\.)?)$")
+
+
+def _readable(params: list[Any], pieces: list[str]) -> list[str]:
+    """Help that reads as a command's usually does: a flag has no `<bool>` beside it (typer shows every
+    option's type; a flag takes no value), and a required argument is `SPEC` in the usage line, not `{SPEC}`
+    (click's convention; an optional one stays `[RUN]`). Returns the usage pieces."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""  # typer shows the metavar, when set, in place of the type
+    return [_REQUIRED_ARGUMENT.sub(r"\g<name>\g<more>", piece) for piece in pieces]
+
+
+class _ReadableHelp(TyperCommand):
+    """Every command's help without `<bool>` on flags and with `SPEC` for a required argument (_readable)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return _readable(self.get_params(ctx), super().collect_usage_pieces(ctx))
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _readable(self.get_params(ctx), [])
+        super().format_help(ctx, formatter)
+
+
 class _OneLineErrors(TyperGroup):
     """Usage mistakes (a missing option, an unknown command) also end on one `error:` line, exit 2."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _readable(self.get_params(ctx), [])  # `--version` and `--help` without `<bool>`
+        super().format_help(ctx, formatter)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False  # errors come back to us instead of being printed as a box
@@ -141,7 +170,7 @@ DryRun = Annotated[bool, typer.Option(
     "--dry-run", help="validate and admit the spec, print its estimated size and work, and run nothing")]
 
 
-@app.command()
+@app.command(cls=_ReadableHelp)
 def run(spec_path: SpecPath, out: Out, cache_dir: CacheDir = None, quiet: Quiet = False, debug: Debug = False,
         no_limits: NoLimits = False,
         save_indexes: Annotated[bool, typer.Option(
@@ -155,7 +184,7 @@ def run(spec_path: SpecPath, out: Out, cache_dir: CacheDir = None, quiet: Quiet 
         typer.echo(f"report: {out / 'report.html'} ({len(result.rows)} rows, key {result.spec.key()})")
 
 
-@app.command()
+@app.command(cls=_ReadableHelp)
 def advise(
     spec_path: SpecPath, out: Out,
     target_recall: Annotated[float, typer.Option(
@@ -168,7 +197,9 @@ def advise(
     cache_dir: CacheDir = None, quiet: Quiet = False, debug: Debug = False, no_limits: NoLimits = False,
     executor: ExecutorOption = None, workers: Workers = None, fresh: Fresh = False, dry_run: DryRun = False,
 ) -> None:
-    """Build every HNSW backend of SPEC over a grid of M x ef_construction (and its orderings), and print the
+    """Find the cheapest HNSW configuration of SPEC reaching a target recall.
+
+    Builds every HNSW backend of SPEC over a grid of M x ef_construction (and its orderings), and prints the
     cheapest configuration reaching TARGET_RECALL by query time, build time and memory (the ef is chosen on
     half the queries and confirmed on the other half). The report in OUT holds the whole grid."""
 
@@ -264,7 +295,7 @@ def _run_spec(read_spec: Callable[[], ExperimentSpec], out: Path, cache_dir: Pat
             )
 
 
-@app.command()
+@app.command(cls=_ReadableHelp)
 def compare(
     run_a: Annotated[Path, typer.Argument(metavar="RUN_A", help="report directory of the baseline run")],
     run_b: Annotated[Path, typer.Argument(metavar="RUN_B", help="report directory of the run compared with it")],
@@ -294,7 +325,7 @@ def compare(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_ReadableHelp)
 def worker(
     once: Annotated[bool, typer.Option(help="run at most one job, then exit")] = False,
     poll_seconds: Annotated[float, typer.Option(callback=_finite, help="how often to look for a job")] = 1.0,
@@ -313,7 +344,7 @@ def worker(
     ))
 
 
-@app.command()
+@app.command(cls=_ReadableHelp)
 def export(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="report directory written by `indexer run --out`")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="directory to create (or an empty one)")],
@@ -335,7 +366,7 @@ def export(
         typer.echo(line)
 
 
-@app.command()
+@app.command(cls=_ReadableHelp)
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
@@ -346,6 +377,7 @@ def serve(
     from indexer.settings import ServerLimits
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_library_loggers()  # faiss's loader logs "Could not load library with AVX512 support" at start
     # one process: scale with replicas; searches run concurrently in the server's thread pool.
     # Keep-alive timeout and connection limit (INDEXER_KEEP_ALIVE_SECONDS, INDEXER_MAX_CONNECTIONS); the
     # protocol bounds each request head in time and size (INDEXER_HEADER_TIMEOUT_SECONDS) and answers 503 in

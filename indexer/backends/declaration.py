@@ -140,9 +140,17 @@ class Library:
     distribution: str  # the name importlib.metadata knows (faiss-cpu, hnswlib, chromadb)
     module: str  # the name it is imported by
     extra: str | None = None  # the project's pip extra that installs it; None: a core dependency
+    # the other packages its extra installs and the backend needs too, (distribution, module) each:
+    # duckdb's vss extension, milvus-lite's client
+    companions: tuple[tuple[str, str], ...] = ()
 
     def installed(self) -> bool:
-        return importlib.util.find_spec(self.module) is not None
+        return not self.missing()
+
+    def missing(self) -> list[str]:
+        """The distributions among it and its companions that are not installed (empty when all are)."""
+        return [distribution for distribution, module in ((self.distribution, self.module), *self.companions)
+                if importlib.util.find_spec(module) is None]
 
     def version(self) -> str:
         try:
@@ -161,11 +169,15 @@ def missing_packages_error(missing: Mapping[str, Library]) -> UserError:
     and the one command that installs them all: the project with their extras (a core package comes back
     with the project itself)."""
     backends = list(missing)
-    packages = list(dict.fromkeys(library.distribution for library in missing.values()))
+    packages = list(dict.fromkeys(package for library in missing.values()
+                                  for package in library.missing() or [library.distribution]))
     extras = sorted({library.extra for library in missing.values() if library.extra})
     how = f"pip install -e '.[{','.join(extras)}]'" if extras else "pip install -e ."
-    if len(backends) == 1:
+    if len(backends) == 1 and len(packages) == 1:
         return UserError(f"backend {backends[0]} needs the package {packages[0]}, which is not installed: {how}")
+    if len(backends) == 1:
+        return UserError(f"backend {backends[0]} needs the packages {', '.join(packages)}, which are not "
+                         f"installed: {how}")
     return UserError(f"backends {', '.join(backends)} need the packages {', '.join(packages)}, which are not "
                      f"installed: {how}")
 
@@ -333,9 +345,14 @@ class BackendEntry(Strict):
             return set()
         return {FILTER_MODE_FIELD, *(modes.settings.model_fields if modes.settings is not None else ())}
 
+    def preset_name(self) -> str | None:
+        """The preset that filled its parameters (None: none; a backend without presets has none)."""
+        preset = getattr(self, PRESET_FIELD, None)
+        return str(preset) if preset else None
+
     def label(self) -> str:
         """The backend, its preset and what it is built with: `hnswlib preset=pgvector M=16 efC=64`."""
-        preset = getattr(self, PRESET_FIELD, None)
+        preset = self.preset_name()
         parts = [self.name, f"preset={preset}" if preset else "", self.build().label()]
         return " ".join(part for part in parts if part)
 

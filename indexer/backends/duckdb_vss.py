@@ -94,7 +94,8 @@ from indexer.common.errors import UserError
 
 DEFAULT_EF = 64  # usearch default_expansion_search (vss src/include/usearch/index.hpp:1296-1298, b833341)
 EXTENSION_PACKAGE = "duckdb_extension_vss"  # ships vss.duckdb_extension under extensions/v<duckdb version>/
-LIBRARY = Library(distribution="duckdb", module="duckdb", extra="duckdb-vss")
+LIBRARY = Library(distribution="duckdb", module="duckdb", extra="duckdb-vss",
+                  companions=(("duckdb-extension-vss", EXTENSION_PACKAGE),))
 # (index metric, distance function the optimizer matches to it: hnsw_index.cpp:667-676)
 METRICS = {"ip": ("cosine", "array_cosine_distance"), "l2": ("l2sq", "array_distance")}
 MASK_VARIABLE = "allowed_rows"  # the BIT variable a filtered search sets, and resets after

@@ -13,6 +13,7 @@ Text datasets with relevance judgements add IR metrics, BM25 (sparse) and RRF (h
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -37,10 +38,12 @@ from indexer.common.fileio import (
 )
 from indexer.common.hashing import SPACED, content_key
 from indexer.datasets import Dataset, load_dataset
+from indexer.engine.admission import estimate
 from indexer.engine.advisor import advise
 from indexer.engine.cell import IR_DEPTH
 from indexer.engine.churn import ChurnOut, ChurnTask, RunElsewhere, churn_cells, churn_space, summarize_churn
 from indexer.engine.columns import check_columns
+from indexer.engine.eta import Eta, space_words
 from indexer.engine.executors import Cancelled, ExecutorConfig, cores, open_executor
 from indexer.engine.executors.base import CellResult, CellTask, Executor, Task, TaskResult
 from indexer.engine.filtering import space_filters
@@ -58,7 +61,7 @@ from indexer.engine.phases import Phases, Progress
 from indexer.engine.provenance import provenance
 from indexer.engine.space import LidMethod, Space, space_metric
 from indexer.engine.spec import Cell, ExperimentSpec, cells
-from indexer.engine.work import cell_work
+from indexer.engine.work import RunPlan, cell_work, churn_cell_seconds, run_plan
 from indexer.model.filters import column_attributes, query_column_attributes
 from indexer.model.options import ReductionSpec
 from indexer.model.results import (
@@ -177,6 +180,9 @@ def _write_vectors(cache_dir: Path, s: Space) -> None:
         (tmp / "meta.json").write_text(json.dumps(meta))
 
 
+Tick = Callable[..., None]  # tick(estimated seconds, cached=False): one more cell done
+
+
 class _Budget:
     """The advisor's time budget: spent once the run has taken budget_minutes (never, without one)."""
 
@@ -198,20 +204,25 @@ class _Budget:
 
 def _space_cells(spec: ExperimentSpec, mine: list[Cell], s: Space, cache_dir: Path, executor: Executor,
                  phase: Phases, should_stop: Callable[[], bool], budget: _Budget, fresh: bool,
-                 tick: Callable[[], None]) -> list[CellResult]:
+                 tick: Tick) -> list[CellResult]:
     """The rows and record of each cell of `mine` (one space), in grid order: measured ones read; built
     ones measured from their saved answers (their saved index probed again when the probes asked for
     differ, on `executor`); the rest built on `executor` (those the budget admits), finishing in whatever
-    order they do."""
+    order they do. Each cell ticks with its estimated work when it is done."""
     results: dict[int, CellResult] = {}
     tasks: list[CellTask] = []
     positions: list[int] = []
+    n, dims, queries = len(s.rows), int(s.base.shape[1]), len(s.queries)
+
+    def estimated(cell: Cell) -> float:
+        return cell_work(cell, n, dims, queries, k=spec.k).seconds
+
     for i, cell in enumerate(mine):
         cell_dir = cache_dir / "cells" / cell.build_key(spec)
         found = None if fresh else _saved(spec, cell, s, cell_dir, phase)
         if found is not None:
             results[i] = found
-            tick()
+            tick(estimated(cell), cached=True)
             continue
         reprobe = (not fresh and built(cell_dir) and executor.reads_cache
                    and BACKENDS[cell.backend.name].capabilities.servable)
@@ -222,14 +233,12 @@ def _space_cells(spec: ExperimentSpec, mine: list[Cell], s: Space, cache_dir: Pa
     if budget.deadline is None and len(tasks) > 1:
         # longest first (the work model's estimate), so the last cells to finish are short ones and no worker
         # idles beside one long build at the end; a budget keeps its own order (cheapest first)
-        n, dims, queries = len(s.rows), int(s.base.shape[1]), len(s.queries)
-        order = sorted(range(len(tasks)), key=lambda j: -cell_work(tasks[j].cell, n, dims, queries,
-                                                                  k=spec.k).seconds)
+        order = sorted(range(len(tasks)), key=lambda j: -estimated(tasks[j].cell))
         tasks, positions = [tasks[j] for j in order], [positions[j] for j in order]
 
     def done(j: int, result: TaskResult) -> None:
         results[positions[j]] = cast(CellResult, result)  # a grid cell's
-        tick()
+        tick(estimated(tasks[j].cell))
 
     executor.run_cells(s, list[Task](tasks), admit=budget.admit, should_stop=should_stop, done=done, phase=phase)
     return [results[i] for i in sorted(results)]
@@ -311,13 +320,15 @@ def _hybrid_row(spec: ExperimentSpec, ds: Dataset, dense_row: DenseRow, sparse_d
     path = ranking.with_name(f"hybrid-{ranking.name}")
     if not path.exists():
         atomic_save_npy(path, fused[:, : spec.k])
-    return HybridRow(
+    row = HybridRow(
         dataset=dense_row.dataset, model=dense_row.model, metric=dense_row.metric, index_size=dense_row.index_size,
         reduction=dense_row.reduction, dims=dense_row.dims, ordering=dense_row.ordering, backend=dense_row.backend,
         build_params=dict(dense_row.build_params), ef=dense_row.ef,
         k=dense_row.k, seed=dense_row.seed, cell=dense_row.cell, neighbors=str(path),
         **dict(ir_metrics(ds, fused[:, : spec.k], fused)),
     )
+    # set only when there is one: a row without a preset has no `preset` key (HybridRow.OMIT_UNSET)
+    return row.model_copy(update={"preset": dense_row.preset}) if dense_row.preset else row
 
 
 def _space(spec: ExperimentSpec, ds: Dataset, dataset_key: str, base: np.ndarray, queries: np.ndarray,
@@ -491,7 +502,11 @@ def run(
     prepared = staging_path(cache_dir / "prepared")  # this run's prepared vectors; swept if we are killed
     try:
         with open_executor(executor, cache_dir) as cells_on:
-            return _run(spec, cache_dir, Phases(progress), stop, cells_on, fresh, prepared)
+            eta = Eta(parallel=cores())
+            planned = estimate(spec).work  # admission's; a user's file is planned once it is read
+            if planned is not None:
+                eta.plan(planned.core_seconds)
+            return _run(spec, cache_dir, Phases(progress, eta), stop, cells_on, fresh, prepared)
     finally:
         shutil.rmtree(prepared, ignore_errors=True)
 
@@ -503,7 +518,7 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
     spaces = len(models) * len(spec.index_sizes) * len(spec.reductions)
     runs = len(grid) + len(churn_cells(spec))  # indexes built: the grid's, or the runbook's cells
     total = runs + spaces + 1
-    done = 0
+    done = cells_done = 0
     rows: list[ResultRow] = []
     index_records: list[IndexRecord] = []
     extras = RunExtras(provenance=provenance(executor))
@@ -513,12 +528,17 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
         if should_stop():
             raise Cancelled()
 
-    def tick() -> None:
-        """One more cell finished (or found cached)."""
-        nonlocal done
+    plan = RunPlan()  # nothing to credit until the dataset is read
+
+    def tick(estimated: float, cached: bool = False) -> None:
+        """One more cell finished, or found cached, of this estimated work (work.cell_work's seconds)."""
+        nonlocal done, cells_done
         done += 1
+        cells_done += 1
+        if phase.eta is not None:
+            (phase.eta.skipped if cached else phase.eta.done)(estimated * plan.cell_scale)
         phase.fraction = done / total
-        phase.progress(phase.fraction, f"{phase.context}: {done - spaces} of {runs} cells")
+        phase.report(f"{cells_done} of {runs} cells done")
 
     budget = _Budget(spec)
     if spec.advise is not None:  # cheapest configurations first, so a budget cuts the expensive ones
@@ -530,6 +550,12 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
             ds = load_dataset(spec.dataset, model=model, cache_dir=cache_dir,
                               attributes=column_attributes(spec.filters),
                               query_attributes=query_column_attributes(spec.filters))
+        if not plan.total_seconds:  # the dataset's real sizes: the plan the time left is counted against
+            plan = run_plan(spec, len(ds.base), int(ds.base.shape[1]), len(ds.queries))
+            if phase.eta is not None:
+                phase.eta.plan(plan.total_seconds)
+        if phase.eta is not None:
+            phase.eta.done(plan.embed_seconds)
         _check_sizes(spec, ds)
         check_columns(spec, ds)
         _check_judged(spec, ds)
@@ -542,7 +568,7 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
             for reduction in spec.reductions:
                 check_stop()
                 label = "/".join(str(p) for p in (model, f"n={size}", reduction.label) if p is not None)
-                phase.fraction, phase.context = done / total, label
+                phase.fraction, phase.context = done / total, space_words(model, size, reduction)
                 s = _space(spec, ds, dataset_key, base, queries, size, reduction, cache_dir, phase)
                 if spec.filters:
                     with phase("filters and their exact answers"):
@@ -557,12 +583,19 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
                     # the cells split their recall by it (the hardest tenth of the queries)
                     s = dataclasses.replace(s, relative_contrast=_space_measures(spec, s, cache_dir)["relative_contrast"])
                 done += 1
+                if phase.eta is not None:
+                    phase.eta.done(plan.space_seconds)
                 mine = [c for c in grid if (c.model, c.index_size, c.reduction) == (model, size, reduction)]
                 space_rows: list[DenseRow] = []
                 by_build = {c.build_key(spec): c for c in mine}
                 for cell_rows, record in _space_cells(spec, mine, s, cache_dir, executor, phase, should_stop,
                                                       budget, fresh, tick):
-                    space_rows.extend(r.model_copy(update={"query_measures": measures_file}) for r in cell_rows)
+                    # the entry's preset, set here rather than kept in the cell: the same build serves an
+                    # entry with it and one giving the same values, and cached rows follow the current spec
+                    preset = by_build[record.id].backend.preset_name()
+                    space_rows.extend(r.model_copy(update={"query_measures": measures_file,
+                                                           **({"preset": preset} if preset else {})})
+                                      for r in cell_rows)
                     if spec.filters:
                         measure_key = by_build[record.id].measure_key(spec, s.lid_method)
                         extras.filtered = [*extras.filtered, *read_filtered(cache_dir / "cells" / record.id, measure_key)]
@@ -579,8 +612,8 @@ def _run(spec: ExperimentSpec, cache_dir: Path, phase: Phases, should_stop: Call
                 if spec.runbook_steps():  # churn (indexer.engine.churn): the runbook's cells, on the executor
                     churned = churn_space(spec, s, cache_dir, model=model, size=size, reduction=reduction,
                                           phase=phase, should_stop=should_stop, fresh=fresh, threads=cores(),
-                                          tick=tick, share=1 / total, elsewhere=_churn_on(executor, s, phase,
-                                                                                          should_stop))
+                                          tick=functools.partial(tick, churn_cell_seconds(spec, s)), share=1 / total,
+                                          elsewhere=_churn_on(executor, s, phase, should_stop))
                     extras.churn = [*extras.churn, *churned.rows]
                     extras.churn_filtered = [*extras.churn_filtered, *churned.filtered]
     if "sparse" in spec.representations:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from indexer.backends import BACKENDS
 from indexer.backends.precision import oversample_of, quantized
@@ -29,6 +30,9 @@ from indexer.engine.spec import Cell, ExperimentSpec, cells, recall_targets
 from indexer.model.filters import FilterWorkload
 from indexer.model.runbook import CHURN_SELF_MISS_SAMPLE, runbook_counts
 from indexer.science import ef_ladder, orderings, query_hardness
+
+if TYPE_CHECKING:
+    from indexer.engine.space import Space
 
 BUILD_SECONDS = 1.8e-9
 SEARCH_SECONDS = 1.0e-9
@@ -274,3 +278,42 @@ def churn_work(spec: ExperimentSpec, n: int, dims: int, queries: int) -> CellWor
         search += len(spec.seeds) * min(largest, CHURN_SELF_MISS_SAMPLE) * per_query * counts.checkpoints
         index_bytes = max(index_bytes, largest * (dims * 4 + links))
     return CellWork(built, search, index_bytes)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run's estimated work split into what each of its steps credits when it ends (the time left,
+    indexer.engine.eta): the parts sum to `total_seconds`, the spec's `work` over the dataset's real sizes."""
+
+    total_seconds: float = 0.0  # core-seconds; 0: not planned yet
+    cell_scale: float = 0.0  # a cell's cell_work seconds (a runbook cell's churn_cell_seconds) -> its part
+    space_seconds: float = 0.0  # each space's ground truth, LID and measures
+    embed_seconds: float = 0.0  # each model's embedding
+
+
+def run_plan(spec: ExperimentSpec, base: int, native: int, queries: int) -> RunPlan:
+    """The plan over `base` points of `native` dims (every model taken at the first one's) and `queries`."""
+    models = spec.models()
+    texts = (base + queries) * len(models) if spec.dataset.kind == "text" else 0
+    planned = work(spec, base, dict.fromkeys(models, native), queries, texts)
+    assert planned is not None  # every size is given
+    units = 0.0  # the parts' own estimates, which the plan's build and search seconds are split by
+    for cell in cells(spec):
+        n = base if cell.index_size == "all" else min(base, cell.index_size)
+        units += cell_work(cell, n, cell.reduction.dims or native, queries, k=spec.k).seconds
+    spaces = [(size, reduction) for size in spec.index_sizes for reduction in spec.reductions]
+    if spec.runbook_steps():
+        units += len(models) * sum(
+            churn_work(spec, base if size == "all" else min(base, size), r.dims or native, queries).seconds
+            for size, r in spaces)
+    embed = texts / EMBED_TEXTS_PER_SECOND
+    return RunPlan(total_seconds=planned.core_seconds,
+                   cell_scale=(planned.build_seconds + planned.search_seconds) / units if units > 0 else 0.0,
+                   space_seconds=max(planned.shared_seconds - embed, 0.0) / max(1, len(models) * len(spaces)),
+                   embed_seconds=embed / max(1, len(models)))
+
+
+def churn_cell_seconds(spec: ExperimentSpec, s: Space) -> float:
+    """One runbook cell's estimate: its space's churn work over the space's runbook cells (entries x seeds)."""
+    per_space = max(1, len(spec.backends) * len(spec.seeds))
+    return churn_work(spec, len(s.rows), int(s.base.shape[1]), len(s.queries)).seconds / per_space

@@ -255,7 +255,7 @@ class DenseRow(_DenseSpace):
                             "precision", "recall_stored", "loss_representation", "loss_graph",
                             "recall_unrescored", "recovered_by_rescore",
                             "recall_hardest10", "recall_rest", "ef_full_p50", "ef_full_p90", "ef_full_p99",
-                            "ef_full_capped", "ef_full_cap"})
+                            "ef_full_capped", "ef_full_cap", "preset"})
 
     # what depends on the machine and the executor, not on the spec: timings, thread counts, file places
     VOLATILE: ClassVar[frozenset[str]] = frozenset({
@@ -266,6 +266,9 @@ class DenseRow(_DenseSpace):
     ordering: str
     backend: str
     build_params: dict[str, BuildParam] = {}  # the backend's own, flattened into the JSON
+    # the preset (indexer.backends.presets) whose defaults filled the spec entry's build parameters and ef
+    # sweep (None: none; absent from the JSON then); not part of the cell's key: the same build either way
+    preset: str | None = None
     k: int
     seed: int
     library_seed: int | None  # None: the library takes no seed
@@ -389,8 +392,11 @@ class HybridRow(_DenseSpace, _AlwaysJudged):
     """Reciprocal rank fusion of one dense setting (a DenseRow) with BM25 over the same documents."""
 
     ordering: str
+    OMIT_UNSET = frozenset({"preset"})
+
     backend: str
     build_params: dict[str, BuildParam]  # the dense row's backend's own, flattened into the JSON
+    preset: str | None = None  # the dense row's
     ef: int | None
     k: int
     seed: int

@@ -86,6 +86,9 @@ class Results:
         # backends whose library chose its own insertion order: shown, but out of ordering comparisons
         self.uncontrolled = {r.backend for r in self.dense if not r.order_controlled}
         self.section_keys = [k for k in SECTION_KEYS if len(self.distinct(k)) > 1]
+        # the preset each configuration's values came from, as its rows say (a configuration is one build)
+        self._presets: dict[ConfigKey, str] = {
+            self.config_of(r): r.preset for r in self.rows if isinstance(r, DenseRow | HybridRow) and r.preset}
         self.multi_seed = len([s for s in self.distinct("seed") if s is not None]) > 1
         configs: dict[str, set[tuple[Any, ...]]] = {}
         for r in self.rows:
@@ -125,10 +128,13 @@ class Results:
         return (*Results.config_of(row), row.ef)
 
     def config_label(self, config: ConfigKey) -> str:
-        """The backend's name; with its build parameters when the rows hold several builds of it."""
+        """The backend's name and its preset (`hnswlib preset=pgvector`); with its build parameters when the
+        rows hold several builds of it."""
         name, *values = config
         label = str(name) if name is not None else "backend?"
-        if label in self._ambiguous:
+        if config in self._presets:
+            label += f" preset={self._presets[config]}"
+        if name in self._ambiguous:
             params = params_label(name, values)
             label += f" {params}" if params else ""
         if name in self.uncontrolled and len(self.orderings) > 1:

@@ -17,7 +17,7 @@ IR_METRICS = ("ndcg@10", "mrr@10", "recall@100")
 # CSV column order: what a reader scans first, then anything else sorted, then the bulky nested cells.
 MAIN_COLUMNS = (
     "dataset", "model", "metric", "reduction", "dims", "representation", "index_size", "ordering",
-    "backend", "M", "ef_construction", "ef", "k", "seed", "recall", "recall_std", "recall_ci95",
+    "backend", "preset", "M", "ef_construction", "ef", "k", "seed", "recall", "recall_std", "recall_ci95",
     "recall_within", *IR_METRICS, "build_seconds", "qps", "index_bytes", "bytes_per_vector",
 )  # fmt: skip
 TAIL_COLUMNS = ("recall_by_category", "recall_by_lid_bin", "cost_at_recall", "graph", "diagnostics_by_category",

@@ -27,6 +27,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from indexer.common.errors import UserError
+from indexer.common.logs import quiet_library_loggers
 
 if TYPE_CHECKING:
     from indexer.engine.executors import ExecutorConfig
@@ -43,7 +44,6 @@ LEASE_LAPSED_EXIT = 71  # the child's lease was not renewed in time
 # Bad input: a retry would fail the same way. MemoryError covers numpy's _ArrayMemoryError.
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ValueError, TypeError, MemoryError)
 CHILD_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # no progress bars in the log
-QUIET_LOGGERS = ("faiss.loader", "alembic")  # INFO lines on every start-up, of no use in a worker log
 
 
 class JobTarget(Protocol):
@@ -136,11 +136,6 @@ def user_error_message(exc: BaseException) -> str:
         return str(exc)
     kind = "MemoryError" if isinstance(exc, MemoryError) else type(exc).__name__  # not _ArrayMemoryError
     return f"{kind}: {exc}" if str(exc) else kind
-
-
-def quiet_library_loggers() -> None:
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 # -- the child ---------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from indexer.common.logs import quiet_library_loggers
 from indexer.service.job_child import (
     JobTarget,
     attempt_report_dir,
@@ -62,7 +63,6 @@ from indexer.service.job_child import (
     default_worker_id,
     describe_exit,
     execute_job,
-    quiet_library_loggers,
 )
 
 if TYPE_CHECKING:

@@ -178,6 +178,30 @@ def test_help_says_what_commands_do_not_how_they_are_built():
     assert "Serve the HTTP API" in " ".join(runner.invoke(app, ["--help"]).output.split())
 
 
+def test_help_reads_as_a_commands_help_does():
+    """No `<bool>` beside a flag (it takes no value), `SPEC` in the usage line rather than typer's `{SPEC}`, and
+    each command's summary on one line of the command list."""
+    from typer.testing import CliRunner
+
+    from indexer.cli import app
+
+    runner = CliRunner()
+    for args in (["--help"], ["run", "--help"], ["advise", "--help"], ["compare", "--help"], ["export", "--help"],
+                 ["worker", "--help"], ["serve", "--help"]):
+        result = runner.invoke(app, args, env={"COLUMNS": "120"})
+        assert result.exit_code == 0, result.output
+        assert "<bool>" not in result.output and "{" not in result.output.split("Usage:")[1].splitlines()[0], (
+            args, result.output)
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "120"}).output
+    assert re.search(r"--version\s+Show the version and exit\.", top), top
+    assert "run [OPTIONS] SPEC " in " ".join(runner.invoke(app, ["run", "--help"]).output.split())
+    assert "compare [OPTIONS] RUN_A RUN_B " in " ".join(
+        runner.invoke(app, ["compare", "--help"]).output.split())
+    commands = top.split("Commands")[1]
+    advise = [line for line in commands.splitlines() if "advise" in line]
+    assert len(advise) == 1 and advise[0].split("advise", 1)[1].strip(" │").endswith("."), commands
+
+
 def test_bare_command_prints_help_and_exits_2():
     from typer.testing import CliRunner
 

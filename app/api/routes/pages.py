@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import FileResponse, HTMLResponse
 
+from app.api.errors import error_responses
 from app.schemas import plausible_id
 
 router = APIRouter(tags=["pages"])
@@ -40,6 +41,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline';
 _HTML: dict[int | str, dict[str, Any]] = {
     200: {"description": "The page (its data comes from the JSON API)",
           "content": {"text/html": {"schema": {"type": "string"}}}}}
+# a page for one experiment refuses an id that cannot be one before it serves anything
+_HTML_FOR_ID: dict[int | str, dict[str, Any]] = {**_HTML, **error_responses(404)}
 
 
 def plotly_path() -> Path:
@@ -238,7 +241,7 @@ def new_experiment_page(request: Request) -> HTMLResponse:
     return _page(request, "New experiment", _NEW, ["new.js"])
 
 
-@router.get("/pages/experiments/{experiment_id}", response_class=Response, responses=_HTML)
+@router.get("/pages/experiments/{experiment_id}", response_class=Response, responses=_HTML_FOR_ID)
 def experiment_page(request: Request, experiment_id: str) -> HTMLResponse:
     """One experiment: status and progress until it ends, then its downloads and a chart."""
     if not plausible_id(experiment_id):
@@ -253,7 +256,7 @@ def compare_page(request: Request) -> HTMLResponse:
     return _page(request, "Compare", _COMPARE, [PLOTLY, "compare.js"])
 
 
-@router.get("/pages/experiments/{experiment_id}/explore", response_class=Response, responses=_HTML)
+@router.get("/pages/experiments/{experiment_id}/explore", response_class=Response, responses=_HTML_FOR_ID)
 def explore_page(request: Request, experiment_id: str) -> HTMLResponse:
     """The index explorer: one of the experiment's indexes, one query, its answer beside the exact one."""
     if not plausible_id(experiment_id):

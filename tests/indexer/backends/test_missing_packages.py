@@ -58,3 +58,22 @@ def test_the_runner_names_them_all_before_any_work(monkeypatch: pytest.MonkeyPat
     with pytest.raises(UserError, match=r"backends voyager, lancedb need .*pip install -e '\.\[lancedb,voyager\]'"):
         run(spec, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_companion_package_of_an_extra_is_named_with_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    """duckdb installed without its vss extension: the runner's check names the extension before any work,
+    beside the other missing packages, instead of the cell failing on it later."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in {
+        "duckdb_extension_vss", "usearch"} else find_spec(name, *a))
+    with pytest.raises(UserError) as err:
+        require_all(["duckdb_vss", "usearch"])
+    assert str(err.value) == ("backends duckdb_vss, usearch need the packages duckdb-extension-vss, usearch, which "
+                              "are not installed: pip install -e '.[duckdb-vss,usearch]'")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in {
+        "duckdb", "duckdb_extension_vss"} else find_spec(name, *a))
+    with pytest.raises(UserError, match=r"^backend duckdb_vss needs the packages duckdb, duckdb-extension-vss, "
+                                        r"which are not installed: pip install -e '\.\[duckdb-vss\]'$"):
+        require_all(["duckdb_vss"])

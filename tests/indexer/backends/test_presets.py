@@ -17,6 +17,9 @@ from indexer.backends.presets import DEFAULT_K, PRESETS, markdown_table
 from indexer.engine import runner
 from indexer.engine.spec import BACKEND_MODELS, ExperimentSpec, SpecError, parse_spec
 from indexer.model.results import DenseRow
+from indexer.report.markdown import render_markdown
+from indexer.report.results import Results
+from indexer.report.rows import rows_to_csv
 
 REPO = Path(__file__).resolve().parents[3]
 HNSW_BACKENDS = ("hnswlib", "faiss_hnsw")
@@ -203,17 +206,30 @@ def preset_spec(tiny_spec_dict: dict[str, Any]) -> ExperimentSpec:
     return parse_spec({**tiny_spec_dict, "orderings": ["random"], "backends": [
         {"name": "hnswlib", "preset": "pgvector"},
         {"name": "faiss_hnsw", "preset": "weaviate", "ef_search": [20]},
+        {"name": "exact"},
     ]})
 
 
 def test_a_spec_with_presets_runs_and_its_rows_carry_the_preset_values(preset_spec: ExperimentSpec,
                                                                         cache_dir: Path) -> None:
     result = runner.run(preset_spec, cache_dir=cache_dir)
-    rows = [row for row in result.rows if isinstance(row, DenseRow)]
+    rows = [row for row in result.rows if isinstance(row, DenseRow) and row.backend != "exact"]
     assert {(r.backend, r.build_params["M"], r.build_params["ef_construction"], r.ef) for r in rows} == {
         ("hnswlib", 16, 64, 40), ("faiss_hnsw", 32, 128, 20),
     }
     assert all(set(r.build_params) == {"M", "ef_construction"} for r in rows)  # the preset is no build param
+    # rows name their preset; a row without one has no `preset` key at all, as before presets
+    assert {(r.backend, r.preset) for r in result.rows} == {
+        ("hnswlib", "pgvector"), ("faiss_hnsw", "weaviate"), ("exact", None)}
+    assert all(("preset" in r.to_json()) == (r.backend != "exact") for r in result.rows)
+    csv_header = rows_to_csv(result.rows).splitlines()[0].split(",")
+    assert csv_header[csv_header.index("backend") + 1] == "preset"
+    # the report's labels say where the values came from, even where the backend has one build
+    results = Results(preset_spec, result.rows)
+    labels = {results.col_label(results.col_of(r)) for r in result.rows}
+    assert labels == {"hnswlib preset=pgvector ef=40", "faiss_hnsw preset=weaviate ef=20", "exact"}
+    markdown = render_markdown(preset_spec, result.rows, result.extras)
+    assert "hnswlib preset=pgvector" in markdown and "faiss_hnsw preset=weaviate" in markdown
 
 
 @pytest.mark.parametrize(("name", "k", "ef"), [("weaviate", 50, 400), ("elasticsearch", 50, 75), ("lancedb", 7, 10),

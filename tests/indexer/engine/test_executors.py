@@ -136,7 +136,7 @@ def cancel_while_running(spec: dict, cache: Path, executor: ExecutorConfig) -> t
 
     def progress(_fraction: float, message: str) -> None:
         messages.append(message)
-        if message.endswith("space measures"):
+        if ": space measures" in message:  # the phase, then the time left
             started.setdefault("cells", time.monotonic())
 
     def should_stop() -> bool:

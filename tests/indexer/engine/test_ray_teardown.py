@@ -36,7 +36,7 @@ spec = {"name": "r", "dataset": {"kind": "synthetic", "intrinsic_dims": [2, 4], 
         "orderings": ["random", "category"], "seeds": [0], "lid": {"k": 5},
         "backends": [{"name": "hnswlib", "M": 8, "ef_construction": 32, "ef_search": [10]}]}
 def progress(fraction, message):
-    if sys.argv[2] == "hold" and message.endswith("1 of 2 cells"):
+    if sys.argv[2] == "hold" and ": 1 of 2 cells done" in message:
         print("HOLDING", flush=True)
         time.sleep(600)
 runner.run(parse_spec(spec), cache_dir=Path(sys.argv[1]), progress=progress, executor=ExecutorConfig("ray", workers=2))
