@@ -15,6 +15,10 @@ bash scripts/install-system.sh "${needs[@]}"
 docker-compose -f docker-compose.yml config -q
 docker-compose -f docker-compose.yml --profile ray config -q
 if [ -z "${INDEXER_TEST_DATABASE_URL:-}" ]; then
+  # a cluster this script starts is stopped when it exits; one that was running already is left running
+  if ! { command -v pg_lsclusters >/dev/null && pg_lsclusters --no-header | grep -qw online; }; then
+    trap 'bash .ci/stop-postgres.sh || true' EXIT
+  fi
   INDEXER_TEST_DATABASE_URL=$(bash .ci/start-postgres.sh | tail -n 1)
   export INDEXER_TEST_DATABASE_URL
 fi

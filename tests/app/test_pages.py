@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.app.apiharness import Server, make_spec, own_server, run_worker_once, start_thread_server
+from tests.app.screens import screenshot
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
@@ -117,7 +118,7 @@ def test_experiments_page_lists_and_filters(page_server: Server, built: dict[str
     down to the experiments made here."""
     page.goto(f"{page_server.url}/")
     expect(_rows(page).first).to_be_visible()
-    page.screenshot(path=tmp_path / "experiments-1280.png", full_page=True)
+    screenshot(page, tmp_path, "experiments-1280.png")
     exp = built["experiment"]
     done = page.locator(f'tr[data-id="{exp["id"]}"]')
     _filter(page, name=exp["name"].upper())  # any part, any case
@@ -172,7 +173,7 @@ def test_phone_width_is_readable(page_server: Server, built: dict[str, Any], bro
                 tab.wait_for_load_state("networkidle")
             # the page itself never scrolls sideways (a wide table scrolls inside its own box)
             assert tab.evaluate("document.documentElement.scrollWidth") <= 390, path
-            tab.screenshot(path=tmp_path / f"{path.strip('/').replace('/', '-') or 'home'}-390.png", full_page=True)
+            screenshot(tab, tmp_path, f"{path.strip('/').replace('/', '-') or 'home'}-390.png")
     finally:
         context.close()
 
@@ -209,7 +210,7 @@ def test_new_experiment_shows_errors_at_their_line_and_the_estimate(page_server:
     expect(page.locator("#example option[value=quickstart]")).to_have_count(1)
     expect(page.locator("#check-status")).to_have_text("The spec is valid.")  # quickstart, prefilled
     expect(page.locator("#estimate")).to_contain_text("12 indexes to build")
-    page.screenshot(path=tmp_path / "new-1280.png", full_page=True)
+    screenshot(page, tmp_path, "new-1280.png")
 
     spec.fill(BAD_SPEC)
     expect(page.locator("#check-status")).to_have_text("1 problem(s) found.")
@@ -278,7 +279,7 @@ def test_run_opens_the_experiment_page_which_follows_it_to_succeeded(run_server:
     expect(page.get_by_role("link", name="Report (HTML)")).to_be_visible()
     expect(page.locator("#chart .main-svg").first).to_be_attached()  # plotly drew the chart
     expect(page.locator("#chart .legendtext")).to_have_count(1)  # one ordering (random)
-    page.screenshot(path=tmp_path / "experiment-1280.png", full_page=True)
+    screenshot(page, tmp_path, "experiment-1280.png")
 
 
 @pytest.fixture(scope="module")
@@ -386,3 +387,16 @@ def test_html_report_renders_sandboxed(page_server: Server, built: dict[str, Any
     assert r.headers["x-content-type-options"] == "nosniff"
     dom = _chromium("--dump-dom", "--virtual-time-budget=3000", url).stdout
     assert built["experiment"]["name"] in dom and "Recall" in dom
+
+
+def test_the_readme_screenshots_are_the_tests_pngs() -> None:
+    """Every screenshot the README shows is a file these tests write (by their names), and a real PNG."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    shown = re.findall(r"\]\((docs/screenshots/[^)]+\.png)\)", readme)
+    assert len(shown) == 5, shown
+    ours = set(re.findall(r'"([\w-]+-1280\.png)"', Path(__file__).read_text()
+                          + (Path(__file__).parent / "test_pages_compare_explore.py").read_text()))
+    for name in shown:
+        path = Path(__file__).resolve().parents[2] / name
+        assert path.name in ours, name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

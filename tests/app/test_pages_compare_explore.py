@@ -12,6 +12,7 @@ import pytest
 
 from tests.app import test_pages
 from tests.app.apiharness import Server, make_spec, own_server, run_worker_once
+from tests.app.screens import screenshot
 from tests.app.test_pages import KEY, expect, needs_chromium
 
 # test_pages's fixtures, shared by name: its browser, its tab that fails on console problems, its servers
@@ -63,7 +64,7 @@ def test_compare_two_runs(two_runs: tuple[Server, dict[str, Any], dict[str, Any]
     expect(rows.filter(has_text="ef=20")).to_have_count(0)  # only in B: no pair
     expect(page.locator("#cells-summary")).to_contain_text(f"{len(comparison['cells'])} matching cell(s)")
     assert f"a={a['id']}&b={b['id']}" in page.url  # the pick survives a reload
-    page.screenshot(path=tmp_path / "compare-1280.png", full_page=True)
+    screenshot(page, tmp_path, "compare-1280.png")
 
     page.goto(f"{srv.url}/pages/compare?a={a['id']}&b=ffffffffffffffff")  # an unknown experiment: said in words
     expect(page.locator("#compare-status")).to_contain_text("Cannot compare: no experiment with id")
@@ -104,7 +105,7 @@ def test_explore_an_index(page_server: Server, built: dict[str, Any], page: Any,
     expect(page.locator("#exact tbody tr")).to_have_count(10)
     expect(page.locator("#exact tbody tr.missed")).to_have_count(misses)
     expect(page.locator("#found-title")).to_have_text("Approximate answer at ef=10")
-    page.screenshot(path=tmp_path / "explore-1280.png", full_page=True)
+    screenshot(page, tmp_path, "explore-1280.png")
 
     slider.focus()  # the keyboard moves the slider; each step re-runs the search once typing pauses
     for _ in range(3):
@@ -158,10 +159,10 @@ def test_phone_width_is_readable(two_runs: tuple[Server, dict[str, Any], dict[st
         tab.goto(f"{srv.url}/pages/compare?a={a['id']}&b={b['id']}")
         expect(tab.locator("#cells tbody tr").first).to_be_visible()
         assert tab.evaluate("document.documentElement.scrollWidth") <= 390  # the table scrolls in its own box
-        tab.screenshot(path=tmp_path / "compare-390.png", full_page=True)
+        screenshot(tab, tmp_path, "compare-390.png")
         tab.goto(f"{srv.url}/pages/experiments/{a['id']}/explore?query=0&ef=10")
         expect(tab.locator("#found tbody tr")).to_have_count(10)
         assert tab.evaluate("document.documentElement.scrollWidth") <= 390
-        tab.screenshot(path=tmp_path / "explore-390.png", full_page=True)
+        screenshot(tab, tmp_path, "explore-390.png")
     finally:
         context.close()
